@@ -1,0 +1,1 @@
+"""nas.data (filled by later issues)."""

@@ -1,0 +1,1 @@
+"""nas.predictors (filled by later issues)."""

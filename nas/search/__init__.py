@@ -1,0 +1,1 @@
+"""nas.search (filled by later issues)."""

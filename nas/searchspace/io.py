@@ -1,0 +1,155 @@
+"""Loading and saving spaces and configs as YAML or JSON.
+
+YAML is read with ``yaml.SafeLoader`` only. Errors in a file name the file, the line and the
+field: ``space.yaml:12: dims[1].children[0].values: values must be unique``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nas.errors import ConfigError, SpaceDefinitionError, UsageError, _format_field
+from nas.searchspace.space import Config, Space
+from nas.utils.files import atomic_write_text
+
+
+class _LineDict(dict):
+    """A dict that remembers the line of each key (1-based)."""
+
+    lines: dict[Any, int]
+    line: int
+
+
+class _LineList(list):
+    lines: list[int]
+    line: int
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    out = _LineDict()
+    out.lines = {}
+    out.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unhashable key {key!r}", key_node.start_mark
+            ) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _LineList:
+    out = _LineList(loader.construct_object(c, deep=True) for c in node.value)
+    out.lines = [c.start_mark.line + 1 for c in node.value]
+    out.line = node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _line_of(doc: Any, field: tuple[str | int, ...]) -> int | None:
+    line = getattr(doc, "line", None)
+    node = doc
+    for part in field:
+        if isinstance(node, _LineDict) and part in node:
+            line = node.lines.get(part, line)
+            node = node[part]
+        elif isinstance(node, _LineList) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lines[part]
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def read_document(path: str | Path) -> tuple[Any, str]:
+    """Parse a YAML or JSON file; returns ``(document, kind)``. Errors name file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot be read ({e})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text), "json"
+        except json.JSONDecodeError as e:
+            raise SpaceDefinitionError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader), "yaml"  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = e.problem or e.context or "malformed YAML"
+        raise SpaceDefinitionError(f"{path}{line}: malformed YAML: {problem}") from None
+    except yaml.YAMLError as e:
+        raise SpaceDefinitionError(f"{path}: malformed YAML: {e}") from None
+
+
+def load_space_file(path: str | Path) -> Space:
+    """Load a space definition from a YAML or JSON file."""
+    doc, _ = read_document(path)
+    try:
+        return Space.from_dict(doc)
+    except SpaceDefinitionError as e:
+        line = _line_of(doc, e.field)
+        where = f"{path}:{line}" if line else str(path)
+        field = _format_field(e.field)
+        raise SpaceDefinitionError(
+            f"{where}: {field + ': ' if field else ''}{e.bare_message}"
+        ) from None
+
+
+def save_space(space: Space, path: str | Path) -> None:
+    """Write a space definition as YAML or JSON (by suffix), atomically."""
+    path = Path(path)
+    d = space.to_dict()
+    if path.suffix.lower() == ".json":
+        text = json.dumps(d, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(d, sort_keys=False, default_flow_style=None)
+    atomic_write_text(path, text)
+
+
+def load_config(space: Space, path: str | Path) -> Config:
+    """Load a config file (JSON or YAML; ``{"space": ..., "config": {...}}`` or the bare
+    nested config) and validate it against ``space``."""
+    doc, _ = read_document(path)
+    try:
+        return space.config(_plain(doc))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write ``{"space": name, "id": ..., "config": {...}}`` as JSON, atomically."""
+    payload = {"space": config.space.name, "id": config.id, "config": config.to_dict()}
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""nas.supernet (filled by later issues)."""
