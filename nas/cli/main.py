@@ -1,0 +1,94 @@
+"""The ``nas`` command line. It only parses arguments and calls library functions.
+
+Exit status: 0 success, 1 failure, 2 usage error. Errors print one line (``nas: error: ...``);
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from nas import __version__
+from nas.errors import NasError, UsageError
+
+# command name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "spaces": ("nas.cli.spaces", "list, show, sample and validate search spaces"),
+    "train": ("nas.cli.train", "train a weight-sharing supernet"),
+    "search": ("nas.cli.search", "search a space for the accuracy/latency Pareto front"),
+    "extract": ("nas.cli.extract", "extract a subnet from a supernet checkpoint"),
+    "profile": ("nas.cli.profile", "build a latency lookup table on this device"),
+    "predictor": ("nas.cli.predictor", "fit and evaluate accuracy/latency predictors"),
+    "benchmark": ("nas.cli.benchmark", "replay a searcher against a table of measurements"),
+    "eval": ("nas.cli.evaluate", "evaluate subnets of a supernet checkpoint"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = _Parser(prog="nas", description="Neural architecture search and supernets.")
+    parser.add_argument("--version", action="version", version=f"nas {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    from nas.cli._common import err_console
+
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("nas: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as e:
+        if args.debug:
+            raise
+        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except NasError as e:
+        if args.debug:
+            raise
+        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # an unexpected failure is still one line unless --debug
+        if args.debug:
+            raise
+        print(f"nas {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for "
+              "the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
