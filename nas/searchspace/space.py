@@ -396,8 +396,9 @@ class Space:
             for i, cfg in enumerate(out):
                 if self._check_predicates(cfg) is not None:
                     for _ in range(20):
-                        cfg = Config._make(self, tuple(self._draw(1, rng)[0].tolist()))
-                        if self.contains(cfg):
+                        row = tuple(self._draw(1, rng)[0].tolist())
+                        cfg = Config._make(self, row)
+                        if not self._violations(row) and self._check_predicates(cfg) is None:
                             break
                     else:
                         cfg = self._solve(None, rng)

@@ -1,0 +1,80 @@
+"""The CLI skeleton: exit codes, one-line errors, and the spaces commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli.main import main
+from nas.searchspace import get_space
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_spaces_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "spaces")
+    assert code == 0
+    for name in ("resnet_like", "mobilenet_like", "vit_like", "nb201"):
+        assert name in out
+    assert "15,625" in out
+    code, out, _ = run(capsys, "spaces", "show", "resnet_like")
+    assert code == 0 and "stages.2.blocks.5.cardinality" in out and "stages.2.depth > 5" in out
+
+
+def test_spaces_sample_is_reproducible_and_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out1, _ = run(capsys, "spaces", "sample", "resnet_like", "--n", "5", "--seed", "4")
+    _, out2, _ = run(capsys, "spaces", "sample", "resnet_like", "--n", "5", "--seed", "4")
+    assert out1 == out2
+    lines = out1.strip().splitlines()
+    assert len(lines) == 5
+    space = get_space("resnet_like")
+    for line in lines:
+        assert space.contains(json.loads(line))
+
+
+def test_spaces_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = get_space("resnet_like")
+    good = tmp_path / "good.json"
+    good.write_text(space.default().to_json())
+    code, out, _ = run(capsys, "spaces", "validate", "resnet_like", str(good))
+    assert code == 0 and space.default().id in out
+    d = space.default().to_dict()
+    d["stages"][2]["blocks"][1]["kernel"] = 4
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(d))
+    code, _, err = run(capsys, "spaces", "validate", "resnet_like", str(bad))
+    assert code == 1
+    assert err.count("\n") == 1 and "stages.2.blocks.1.kernel: got 4, allowed: 3, 5, 7" in err
+
+
+def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "spaces", "show", "resnet")
+    assert code == 2 and err.count("\n") == 1 and "known spaces:" in err
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--space", "resnet_like", "--target", "speed"])
+    assert e.value.code == 2
+
+
+def test_main_job_flags_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "search", "--space", "resnet_like", "--target", "latency",
+                       "--constraint", "latency<=3ms", "--budget", "10", "--seed", "1")
+    assert code in (0, 1)
+
+
+def test_console_script_and_debug(tmp_path: Path) -> None:
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: x\ndims: [\n")
+    r = subprocess.run([sys.executable, "-m", "nas", "spaces", "show", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "malformed YAML" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nas", "--debug", "spaces", "show", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" in r.stderr

@@ -1,0 +1,110 @@
+"""YAML/JSON files: round trips, the repeat shorthand, and errors with file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas.errors import ConfigError, SpaceDefinitionError
+from nas.searchspace import get_space, load_config, load_space, save_config
+
+SPACE_YAML = """\
+name: mini_resnet
+family: resnet_like
+dims:
+  - name: stem
+    type: group
+    children:
+      - {name: width, type: choice, values: [16, 32]}
+  - name: stages
+    type: group
+    children:
+      - name: "0"
+        type: group
+        children:
+          - {name: depth, type: int, low: 1, high: 3}
+          - {name: width, type: choice, values: [24, 32]}
+          - name: blocks
+            type: group
+            repeat: 3
+            depth: stages.0.depth
+            children:
+              - {name: kernel, type: choice, values: [3, 5]}
+              - {name: cardinality, type: choice, values: [1, 16]}
+constraints:
+  - {type: divides, divisor: stages.0.blocks.0.cardinality, dividend: stages.0.width}
+"""
+
+
+def test_yaml_space_with_repeat(tmp_path: Path) -> None:
+    p = tmp_path / "mini.yaml"
+    p.write_text(SPACE_YAML)
+    s = load_space(str(p))
+    assert s.name == "mini_resnet" and s.family == "resnet_like"
+    from nas.searchspace import Condition
+
+    assert s.conditions("stages.0.blocks.2.kernel") == (Condition("stages.0.depth", ">", 2),)
+    assert s.conditions("stages.0.blocks.0.kernel") == ()
+    # 2 kernels x 2 cardinalities per block; at width 24 block 0 cannot take cardinality 16
+    # (2 choices left there), the other blocks are unconstrained. Times 2 stem widths.
+    expected = 2 * ((2 + 2 * 4 + 2 * 4 * 4) + (4 + 4 * 4 + 4 * 4 * 4))
+    assert s.cardinality() == expected == sum(1 for _ in s.grid())
+    out = tmp_path / "again.json"
+    s.save(out)
+    assert load_space(str(out)) == s
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("name: x\ndims:\n  - {name: a, type: choice, values: [1, 1]}\n",
+     r"x\.yaml:3: dims\[0\]: .*values must be unique"),
+    ("name: x\ndims:\n  - name: a\n    type: choice\n    values: [1]\n    colour: red\n",
+     r"x\.yaml:6: dims\[0\]\.colour: unknown key 'colour'"),
+    ("name: x\ndims:\n  - {name: a, type: float, values: [1]}\n",
+     r"x\.yaml:3: dims\[0\]\.type: type 'float' is not known; allowed: choice, int, group"),
+    ("name: x\ndims:\n  - {name: a, type: choice, values: [1]\n",
+     r"x\.yaml:\d+: malformed YAML"),
+    ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\nconstraints:\n"
+     "  - {type: divides, divisor: a, dividend: b}\n",
+     r"x\.yaml:5: constraints\[0\]: .*reads 'b', which is not a dimension"),
+    ("name: x\ndims:\n  - !!python/object:os.system {}\n",
+     r"x\.yaml:3: malformed YAML"),
+])
+def test_yaml_errors_name_file_line_and_field(tmp_path: Path, text: str, pattern: str) -> None:
+    p = tmp_path / "x.yaml"
+    p.write_text(text)
+    with pytest.raises(SpaceDefinitionError, match=pattern):
+        load_space(str(p))
+
+
+def test_malformed_json(tmp_path: Path) -> None:
+    p = tmp_path / "x.json"
+    p.write_text('{"name": "x",\n "dims": [}')
+    with pytest.raises(SpaceDefinitionError, match=r"x\.json:2: malformed JSON"):
+        load_space(str(p))
+
+
+def test_config_files(tmp_path: Path) -> None:
+    s = get_space("resnet_like")
+    c = s.sample(3)
+    p = tmp_path / "c.json"
+    save_config(c, p)
+    assert json.loads(p.read_text())["id"] == c.id
+    assert load_config(s, p) == c
+    bare = tmp_path / "bare.json"
+    bare.write_text(c.to_json())
+    assert load_config(s, bare) == c
+    bad = tmp_path / "bad.json"
+    d = c.to_dict()
+    d["stem"]["width"] = 7
+    bad.write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match=r"bad\.json: stem\.width: got 7, allowed"):
+        load_config(s, bad)
+    with pytest.raises(ConfigError, match="belongs to space 'nb201'"):
+        load_config(s, _write(tmp_path / "o.json", {"space": "nb201", "config": {}}))
+
+
+def _write(p: Path, obj: object) -> Path:
+    p.write_text(json.dumps(obj))
+    return p

@@ -1,0 +1,195 @@
+"""Unit tests of Space/Config behaviour and error messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nas.errors import ConfigError, SpaceDefinitionError
+from nas.searchspace import (
+    Choice,
+    Compare,
+    Condition,
+    Divides,
+    Group,
+    IntRange,
+    Predicate,
+    Space,
+    get_space,
+    register_predicate,
+)
+
+
+@pytest.fixture(scope="module")
+def resnet() -> Space:
+    return get_space("resnet_like")
+
+
+def test_config_is_frozen_hashable_mapping(resnet: Space) -> None:
+    c = resnet.default()
+    with pytest.raises(AttributeError):
+        c.space = None  # type: ignore[misc]
+    assert {c: 1}[resnet.config(c.to_dict())] == 1
+    assert c["stages.0.depth"] == 2
+    assert "stages.0.blocks.2.kernel" not in c  # absent: beyond depth
+    assert c.get("stages.0.blocks.2.kernel") is None
+    with pytest.raises(KeyError):
+        c["stages.0.blocks.2.kernel"]
+    assert pickle.loads(pickle.dumps(c)) == c
+    d = c.to_dict()
+    assert isinstance(d["stages"], list) and len(d["stages"][0]["blocks"]) == 2
+
+
+def test_config_id_is_stable_across_processes(resnet: Space) -> None:
+    c = resnet.min()
+    payload = json.dumps({"space": "resnet_like", "config": c.flat()}, sort_keys=True)
+    assert c.id == hashlib.sha256(payload.encode()).hexdigest()[:12]
+    code = ("from nas.searchspace import get_space;"
+            "print(get_space('resnet_like').min().id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONHASHSEED": "123", "PATH": ""}, check=True)
+    assert out.stdout.strip() == c.id
+    assert resnet.max().id != c.id
+
+
+def test_errors_name_path_value_and_allowed(resnet: Space) -> None:
+    d = resnet.default().to_dict()
+    d["stages"][2]["blocks"][1]["kernel"] = 9
+    with pytest.raises(ConfigError, match=r"stages\.2\.blocks\.1\.kernel: got 9, allowed: 3, 5, 7"):
+        resnet.config(d)
+    d = resnet.default().to_dict()
+    del d["stages"][0]["width"]
+    with pytest.raises(ConfigError, match=r"stages\.0\.width: missing \(allowed: 24, 32, 48, 64\)"):
+        resnet.config(d)
+    d = resnet.default().to_dict()
+    d["stages"][0]["colour"] = "red"
+    with pytest.raises(ConfigError, match=r"stages\.0\.colour: unknown field"):
+        resnet.config(d)
+    d = resnet.default().to_dict()
+    d["stages"][0]["blocks"].append({"kernel": 3, "cardinality": 1})
+    with pytest.raises(ConfigError, match=r"stages\.0\.blocks\.2\.kernel: given, but it does not "
+                                          r"exist unless stages\.0\.depth > 2 \(it is 2\)"):
+        resnet.config(d)
+    d = resnet.default().to_dict()
+    d["stages"][0]["width"] = 24
+    d["stages"][0]["blocks"][0]["cardinality"] = 16
+    with pytest.raises(ConfigError, match=r"stages\.0\.blocks\.0\.cardinality must divide "
+                                          r"stages\.0\.width .*cardinality=16, stages\.0\.width=24"):
+        resnet.config(d)
+    with pytest.raises(ConfigError, match="not 'resnet_like'"):
+        resnet.config(get_space("nb201").default())
+    with pytest.raises(ConfigError, match="length 49, got 3"):
+        resnet.decode([0, 0, 0])
+
+
+def test_bool_and_int_values_are_distinct() -> None:
+    s = Space("b", [Choice("flag", (True, False)), Choice("n", (0, 1))])
+    assert s.config({"flag": True, "n": 1})["flag"] is True
+    with pytest.raises(ConfigError, match="n: got True"):
+        s.config({"flag": True, "n": True})
+    assert s.config({"flag": False, "n": 1.0})["n"] == 1  # 1.0 == 1 for numbers
+
+
+def test_definition_errors() -> None:
+    with pytest.raises(SpaceDefinitionError, match="values must be unique"):
+        Choice("k", (3, 3))
+    with pytest.raises(SpaceDefinitionError, match="multiple of step"):
+        IntRange("d", 1, 4, 2)
+    with pytest.raises(SpaceDefinitionError, match="default 9 is not one of"):
+        Choice("k", (3, 5), default=9)
+    with pytest.raises(SpaceDefinitionError, match="declared earlier"):
+        Space("s", [Choice("a", (1, 2), when=Condition("b", "==", 1)), Choice("b", (1, 2))])
+    with pytest.raises(SpaceDefinitionError, match="not a dimension of space"):
+        Space("s", [Choice("a", (1, 2))], [Divides("a", "zzz")])
+    with pytest.raises(SpaceDefinitionError, match="two children are named 'a'"):
+        Group("g", (Choice("a", (1,)), Choice("a", (2,))))
+    with pytest.raises(SpaceDefinitionError, match="op '=<' is not allowed"):
+        Condition("a", "=<", 1)
+
+
+def test_min_max_default_and_constraints_adjust() -> None:
+    s = Space("s", [Choice("w", (24, 32)), Choice("g", (1, 16))], [Divides("g", "w")])
+    assert s.min().flat() == {"w": 24, "g": 1}
+    assert s.max().flat() == {"w": 32, "g": 16}
+    s2 = Space("s2", [Choice("w", (32, 24)), Choice("g", (1, 16))], [Divides("g", "w")])
+    assert s2.max().flat() == {"w": 24, "g": 1}  # last value of w breaks nothing, g adjusts
+
+
+def test_encoding_marks_absent_dimensions(resnet: Space) -> None:
+    c = resnet.min()
+    enc = resnet.encode(c)
+    for i, path in enumerate(resnet.paths):
+        assert (enc[i] == -1) == (path not in c)
+    lo, hi = resnet.bounds()
+    assert np.all(lo == 0) and hi[resnet.paths.index("stem.width")] == 4
+
+
+def test_mutation_rate_and_determinism(resnet: Space) -> None:
+    c = resnet.default()
+    a = [resnet.mutate(c, np.random.default_rng(5)) for _ in range(2)]
+    assert a[0] == a[1]
+    heavy = resnet.mutate(c, 1, rate=1.0)
+    diff = sum(1 for p in c if heavy.get(p) != c[p])
+    assert diff >= len(c) // 2
+    with pytest.raises(ConfigError, match="rate"):
+        resnet.mutate(c, 1, rate=2.0)
+
+
+def test_neighbours_change_exactly_one_existing_dimension() -> None:
+    s = Space("s", [IntRange("depth", 1, 3), Group("blocks", (
+        Group("0", (Choice("k", (3, 5, 7)),)),
+        Group("1", (Choice("k", (3, 5, 7)),), when=Condition("depth", ">", 1)),
+    ))])
+    c = s.config({"depth": 1, "blocks": [{"k": 5}]})
+    got = {json.dumps(n.flat(), sort_keys=True) for n in s.neighbours(c)}
+    assert got == {
+        json.dumps({"blocks.0.k": 3, "depth": 1}, sort_keys=True),
+        json.dumps({"blocks.0.k": 7, "depth": 1}, sort_keys=True),
+        json.dumps({"blocks.0.k": 5, "blocks.1.k": 3, "depth": 2}, sort_keys=True),
+    }
+
+
+def test_predicates_are_enforced_and_counted() -> None:
+    register_predicate("even_sum", lambda c: (c["a"] + c["b"]) % 2 == 0)
+    s = Space("p", [IntRange("a", 0, 3), IntRange("b", 0, 3)],
+              [Predicate("even_sum"), Compare("a", "<=", "b")])
+    assert s.cardinality() == 6  # (0,0) (0,2) (1,1) (1,3) (2,2) (3,3)
+    assert s.cardinality(predicates="ignore") == 10
+    for c in s.sample_many(50, 0):
+        assert (c["a"] + c["b"]) % 2 == 0 and c["a"] <= c["b"]
+    with pytest.raises(ConfigError, match="predicate 'even_sum' rejects"):
+        s.config({"a": 0, "b": 1})
+    with pytest.raises(ConfigError, match="needs enumeration"):
+        s.cardinality(max_enumerate=5)
+    again = Space.from_dict(s.to_dict())
+    assert again == s and again.cardinality() == 6
+
+
+def test_unregistered_predicate_names_known_ones() -> None:
+    d = {"name": "x", "dims": [{"name": "a", "type": "int", "low": 0, "high": 1}],
+         "constraints": [{"type": "predicate", "name": "nobody_registered_this"}]}
+    with pytest.raises(SpaceDefinitionError, match="not registered"):
+        Space.from_dict(d)
+
+
+def test_unsatisfiable_space_errors_clearly() -> None:
+    s = Space("u", [IntRange("a", 0, 2)], [Compare("a", ">", 5)])
+    assert s.cardinality() == 0
+    with pytest.raises(ConfigError, match="unsatisfiable"):
+        s.sample(0)
+    with pytest.raises(ConfigError, match="unsatisfiable"):
+        s.min()
+
+
+def test_sample_is_roughly_uniform_per_dimension(resnet: Space) -> None:
+    configs = resnet.sample_many(6000, 0)
+    kernels = [c["stages.0.blocks.0.kernel"] for c in configs]
+    counts = np.array([kernels.count(k) for k in (3, 5, 7)])
+    assert counts.min() > 1800  # each about 2000
+    assert len(set(configs)) == 6000
