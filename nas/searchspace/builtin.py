@@ -6,7 +6,8 @@ when a supernet is built. Values are listed from the cheapest to the most expens
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from nas.errors import ConfigError
 from nas.searchspace.constraints import Compare, Constraint, Divides

@@ -99,6 +99,4 @@ def count_configs(space: Space) -> int:
         else:
             total *= int(summed)
         remaining.discard(best)
-    for fs, t in factors:  # factors with empty scope cannot remain, but be safe
-        total *= int(np.asarray(t).sum())
     return int(total)

@@ -19,8 +19,9 @@ False
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -251,7 +252,8 @@ def constraint_from_dict(d: Any, field: tuple[str | int, ...] = ()) -> Constrain
     }
     if kind not in fields:
         raise SpaceDefinitionError(
-            f"constraint type {kind!r} is not known; allowed: {', '.join(fields)}", field + ("type",)
+            f"constraint type {kind!r} is not known; allowed: {', '.join(fields)}",
+            field + ("type",),
         )
     extra = set(d) - set(fields[kind]) - {"type"}
     if extra:

@@ -109,7 +109,8 @@ class Condition:
             return False
 
     def describe(self) -> str:
-        return f"{self.path} {self.op} {list(self.value) if isinstance(self.value, tuple) else self.value!r}"
+        v = list(self.value) if isinstance(self.value, tuple) else self.value
+        return f"{self.path} {self.op} {v!r}"
 
     def to_dict(self) -> dict[str, Any]:
         v = list(self.value) if isinstance(self.value, tuple) else self.value

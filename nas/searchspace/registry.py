@@ -7,9 +7,10 @@ True
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from nas.errors import UsageError
 from nas.searchspace.space import Config, Space

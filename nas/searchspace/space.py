@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -805,7 +806,8 @@ def _space_from_dict(d: Any, predicates: Mapping[str, Predicate]) -> Space:
     except SpaceDefinitionError as e:
         if e.field:
             raise
-        raise SpaceDefinitionError(e.bare_message, ("name",) if "space name" in str(e) else ())
+        field = ("name",) if "space name" in str(e) else ()
+        raise SpaceDefinitionError(e.bare_message, field) from None
 
 
 _NODE_KEYS = {

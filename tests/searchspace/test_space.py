@@ -80,7 +80,7 @@ def test_errors_name_path_value_and_allowed(resnet: Space) -> None:
     d["stages"][0]["width"] = 24
     d["stages"][0]["blocks"][0]["cardinality"] = 16
     with pytest.raises(ConfigError, match=r"stages\.0\.blocks\.0\.cardinality must divide "
-                                          r"stages\.0\.width .*cardinality=16, stages\.0\.width=24"):
+                       r"stages\.0\.width .*cardinality=16, stages\.0\.width=24"):
         resnet.config(d)
     with pytest.raises(ConfigError, match="not 'resnet_like'"):
         resnet.config(get_space("nb201").default())
