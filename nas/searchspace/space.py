@@ -275,6 +275,12 @@ class Space:
                 return False
         return True
 
+    def _satisfied(self, idx: Sequence[int]) -> bool:
+        for c, ci in self._cons_idx:
+            if not c.check(tuple(self._value(idx, j) for j in ci)):
+                return False
+        return True
+
     def _violations(self, idx: Sequence[int]) -> list[str]:
         out = []
         for c, ci in self._cons_idx:
@@ -380,6 +386,8 @@ class Space:
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise ConfigError(f"n must be a non-negative integer, got {n!r}")
         rng = as_rng(rng)
+        if n <= 4:  # numpy's per-call overhead dominates for a few rows: draw in Python
+            return [self._sample_one(rng) for _ in range(int(n))]
         idx = self._draw(int(n), rng)
         todo = np.flatnonzero(~self._rows_ok(idx)) if self._cons_idx else np.empty(0, int)
         for _ in range(8):
@@ -399,7 +407,7 @@ class Space:
                     for _ in range(20):
                         row = tuple(self._draw(1, rng)[0].tolist())
                         cfg = Config._make(self, row)
-                        if not self._violations(row) and self._check_predicates(cfg) is None:
+                        if self._satisfied(row) and self._check_predicates(cfg) is None:
                             break
                     else:
                         cfg = self._solve(None, rng)
@@ -407,6 +415,30 @@ class Space:
                             raise self._unsatisfiable()
                     out[i] = cfg
         return out
+
+    def _sample_one(self, rng: np.random.Generator) -> Config:
+        dims = self._dims
+        for _ in range(32):
+            u = rng.random(len(dims)).tolist()
+            idx: list[int] = []
+            for d, dim in enumerate(dims):
+                active = True
+                for p, mask, _ in dim.conds:
+                    i = idx[p]
+                    if i < 0 or not mask[i]:
+                        active = False
+                        break
+                idx.append(int(u[d] * dim.n) if active else INACTIVE)
+            row = tuple(idx)
+            if not self._satisfied(row):
+                continue
+            cfg = Config._make(self, row)
+            if self._check_predicates(cfg) is None:
+                return cfg
+        cfg = self._solve(None, rng)
+        if cfg is None:
+            raise self._unsatisfiable()
+        return cfg
 
     def _draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         idx = np.empty((n, len(self._dims)), dtype=np.int64)
