@@ -1,0 +1,409 @@
+"""Real image datasets held in memory as tensors.
+
+Every loader returns an :class:`ImageData`: float32 images ``(N, C, H, W)`` standardised with
+the training set's per-channel mean and std, int64 labels, and the metadata a supernet is
+built from (channels, input size, class count). Nothing is decoded per item during training.
+
+Registered names (``load_dataset(name)``):
+
+- ``digits`` — scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download). It
+  has no official test split: a fixed, stratified 20 % (seed 0) is the test set.
+- ``fashion-mnist`` — the four IDX files (``.gz`` or not) from a directory; default
+  ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``); with
+  ``download=True`` they are fetched and their MD5 checked.
+- ``cifar10`` — the python batches (``data_batch_1..5``, ``test_batch``) from a directory, or
+  downloaded (MD5 checked). The batches are pickles: they are read with a restricted unpickler
+  that only admits numpy array reconstruction, so no code in the file can run.
+
+Paths: a directory of class sub-folders (``class/image.png``, optionally under ``train/`` and
+``test/``) or a ``.npz`` file with ``x_train, y_train, x_test, y_test`` (read with
+``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import logging
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas.errors import NasError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+class DataError(NasError):
+    """A dataset that cannot be found, read or trusted (names the file and what is wrong)."""
+
+
+@dataclass
+class ImageData:
+    """A dataset in memory: standardised images and labels, train and test parts."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test images, "
+                f"{self.in_channels}x{self.input_size}x{self.input_size}, "
+                f"{self.num_classes} classes")
+
+
+def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+            y_test: np.ndarray, class_names: list[str] | None = None,
+            scale: float = 255.0) -> ImageData:
+    """Scale to [0, 1], standardise with the training set's per-channel statistics."""
+    def prep(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[:, None]
+        return x.astype(np.float32) / scale
+
+    xt, xs = prep(x_train), prep(x_test)
+    if xt.shape[1:] != xs.shape[1:]:
+        raise DataError(f"{name}: train images are {xt.shape[1:]}, test images {xs.shape[1:]}")
+    if xt.shape[2] != xt.shape[3]:
+        raise DataError(f"{name}: images must be square, got {xt.shape[2]}x{xt.shape[3]}")
+    mean = xt.mean(axis=(0, 2, 3))
+    std = xt.std(axis=(0, 2, 3)) + 1e-6
+    xt = (xt - mean[None, :, None, None]) / std[None, :, None, None]
+    xs = (xs - mean[None, :, None, None]) / std[None, :, None, None]
+    yt = np.asarray(y_train).astype(np.int64).ravel()
+    ys = np.asarray(y_test).astype(np.int64).ravel()
+    if len(yt) != len(xt) or len(ys) != len(xs):
+        raise DataError(f"{name}: {len(xt)} train images but {len(yt)} labels, "
+                        f"{len(xs)} test images but {len(ys)} labels")
+    if len(yt) == 0:
+        raise DataError(f"{name}: the training set is empty")
+    if yt.min() < 0 or (len(ys) and ys.min() < 0):
+        raise DataError(f"{name}: labels must be >= 0")
+    num_classes = int(max(yt.max(), ys.max() if len(ys) else 0)) + 1
+    return ImageData(
+        name=name, x_train=torch.from_numpy(np.ascontiguousarray(xt)),
+        y_train=torch.from_numpy(yt), x_test=torch.from_numpy(np.ascontiguousarray(xs)),
+        y_test=torch.from_numpy(ys), num_classes=num_classes,
+        class_names=class_names or [str(i) for i in range(num_classes)],
+        mean=mean.tolist(), std=std.tolist(),
+    )
+
+
+def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(keep, held_out)``: ``fraction`` of every class held out, seeded."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        idx = idx[rng.permutation(len(idx))]
+        k = int(round(len(idx) * fraction))
+        if len(idx) > 1:
+            k = min(max(k, 1), len(idx) - 1)
+        else:
+            k = 0
+        held.append(idx[:k])
+        keep.append(idx[k:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+# ----------------------------------------------------------------------------- downloads
+def download_file(url: str, dest: str | os.PathLike[str], md5: str, *,
+                  timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``dest`` (atomically) and verify its MD5; an existing file with the
+    right checksum is kept. A wrong checksum removes the download and raises."""
+    dest = Path(dest)
+    if dest.exists() and file_md5(dest) == md5:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    log.info("downloading %s", url)
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+            shutil.copyfileobj(r, f, length=1 << 20)
+        got = file_md5(Path(tmp))
+        if got != md5:
+            raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); "
+                            "the download was discarded")
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise DataError(f"{url}: download failed ({e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5()  # noqa: S324 - published checksums of the datasets are MD5
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- loaders
+def load_digits(root: str | None = None, download: bool = False) -> ImageData:
+    """scikit-learn's bundled 8x8 digits; a fixed stratified 20 % (seed 0) is the test set."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = d.images.astype(np.float32)  # (1797, 8, 8), values 0..16
+    y = d.target
+    train, test = _stratified_split(y, 0.2, seed=0)
+    return _finish("digits", x[train], y[train], x[test], y[test], scale=16.0)
+
+
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (``.gz`` or raw) of unsigned bytes into a numpy array."""
+    opener: Callable[..., io.BufferedIOBase] = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot be read ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    n = int(np.prod(shape))
+    if len(raw) - header != n:
+        raise DataError(f"{path}: expected {n} bytes of data for shape {shape}, "
+                        f"got {len(raw) - header} (truncated or corrupt)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_fashion_mnist(root: str | None = None, download: bool = False) -> ImageData:
+    """Fashion-MNIST from its four IDX files."""
+    base = Path(root or "/usr/share/datasets/fashion-mnist")
+    arrays = {}
+    for fname, md5 in FASHION_MNIST_FILES.items():
+        path = base / fname
+        if not path.exists() and (base / fname[:-3]).exists():
+            path = base / fname[:-3]
+        if not path.exists():
+            if download:
+                path = download_file(FASHION_MNIST_URL + fname, base / fname, md5)
+            else:
+                raise DataError(
+                    f"fashion-mnist: {base / fname} not found; install Debian's "
+                    "dataset-fashion-mnist, point --data-root at the IDX files, or allow "
+                    "downloading"
+                )
+        arrays[fname.split("-idx")[0]] = read_idx(path)
+    return _finish("fashion-mnist", arrays["train-images"], arrays["train-labels"],
+                   arrays["t10k-images"], arrays["t10k-labels"], FASHION_MNIST_CLASSES)
+
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck"]
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Admits plain containers and numpy array reconstruction only; nothing else can load."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            d = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"cifar10: {path} not found") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({e})") from None
+    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
+        raise DataError(f"{path}: not a CIFAR-10 python batch (no data/labels)")
+    x = np.asarray(d[b"data"], dtype=np.uint8)
+    if x.ndim != 2 or x.shape[1] != 3072:
+        raise DataError(f"{path}: CIFAR-10 data must be (N, 3072), got {x.shape}")
+    return x.reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], dtype=np.int64)
+
+
+def load_cifar10(root: str | None = None, download: bool = False) -> ImageData:
+    """CIFAR-10 from the python batches in ``root`` (or ``root/cifar-10-batches-py``)."""
+    base = Path(root or "~/.cache/nas/cifar10").expanduser()
+    if (base / "cifar-10-batches-py").is_dir():
+        base = base / "cifar-10-batches-py"
+    if not (base / "test_batch").exists():
+        if not download:
+            raise DataError(f"cifar10: no python batches in {base}; pass the directory that "
+                            "holds data_batch_1..5 and test_batch, or allow downloading")
+        archive = download_file(CIFAR10_URL, base / "cifar-10-python.tar.gz", CIFAR10_MD5)
+        with tarfile.open(archive) as tar:
+            tar.extractall(base, filter="data")
+        base = base / "cifar-10-batches-py"
+    parts = [_read_cifar_batch(base / f"data_batch_{i}") for i in range(1, 6)]
+    xt = np.concatenate([p[0] for p in parts])
+    yt = np.concatenate([p[1] for p in parts])
+    xs, ys = _read_cifar_batch(base / "test_batch")
+    return _finish("cifar10", xt, yt, xs, ys, CIFAR10_CLASSES)
+
+
+def load_npz(path: str | os.PathLike[str]) -> ImageData:
+    """Arrays ``x_train, y_train, x_test, y_test``; images (N, H, W), (N, C, H, W) or
+    (N, H, W, C) with C in 1, 3; pixel values 0..255 (uint8) or already in [0, 1] (float)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
+            if missing:
+                raise DataError(f"{path}: missing arrays {missing} (found {sorted(z.files)})")
+            arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    xs = []
+    for key in ("x_train", "x_test"):
+        x = arrays[key]
+        if x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        if x.ndim not in (3, 4):
+            raise DataError(f"{path}: {key} must be (N, H, W) or (N, C, H, W), got {x.shape}")
+        xs.append(x)
+    scale = 255.0 if xs[0].dtype == np.uint8 else 1.0
+    return _finish(path.stem, xs[0], arrays["y_train"], xs[1], arrays["y_test"], scale=scale)
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.2,
+                      seed: int = 0) -> ImageData:
+    """A directory of ``class/image.png`` (or ``train/class/...`` and ``test/class/...``).
+
+    Images are decoded once, here; all must have the same size. Grey images stay one channel
+    unless any image has colour, then all become RGB. Without ``train``/``test`` folders a
+    stratified ``test_fraction`` (seeded) is the test set.
+    """
+    from PIL import Image
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory")
+    split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
+    parts = [root / "train", root / "test"] if split_dirs else [root]
+    classes = sorted({d.name for p in parts for d in p.iterdir() if d.is_dir()})
+    if not classes:
+        raise DataError(f"{root}: no class sub-folders (expected {root}/CLASS/IMAGE.png)")
+    images: list[list[Image.Image]] = [[] for _ in parts]
+    labels: list[list[int]] = [[] for _ in parts]
+    for k, p in enumerate(parts):
+        for ci, c in enumerate(classes):
+            d = p / c
+            if not d.is_dir():
+                continue
+            for f in sorted(d.iterdir()):
+                if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                    continue
+                try:
+                    with Image.open(f) as im:
+                        im.load()
+                        images[k].append(im.copy())
+                except OSError as e:
+                    raise DataError(f"{f}: cannot be decoded as an image ({e})") from None
+                labels[k].append(ci)
+    all_images = [im for group in images for im in group]
+    if not all_images:
+        raise DataError(f"{root}: no images found ({', '.join(sorted(_IMAGE_SUFFIXES))})")
+    sizes = {im.size for im in all_images}
+    if len(sizes) != 1:
+        raise DataError(f"{root}: images have different sizes {sorted(sizes)[:4]}; "
+                        "resize them to one size first")
+    mode = "L" if all(im.mode in ("L", "1", "I;16") for im in all_images) else "RGB"
+
+    def stack(group: list[Image.Image]) -> np.ndarray:
+        arr = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in group])
+        return arr if mode == "L" else arr.transpose(0, 3, 1, 2)
+
+    if split_dirs:
+        xt, yt = stack(images[0]), np.array(labels[0])
+        xs, ys = stack(images[1]), np.array(labels[1])
+    else:
+        x, y = stack(images[0]), np.array(labels[0])
+        train, test = _stratified_split(y, test_fraction, seed)
+        xt, yt, xs, ys = x[train], y[train], x[test], y[test]
+    return _finish(root.name, xt, yt, xs, ys, classes)
+
+
+_DATASETS: dict[str, Callable[..., ImageData]] = {
+    "digits": load_digits,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+}
+
+
+def register_dataset(name: str, loader: Callable[..., ImageData]) -> None:
+    """Register ``loader(root=None, download=False) -> ImageData`` under ``name``."""
+    _DATASETS[name] = loader
+
+
+def list_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def load_dataset(name_or_path: str, *, root: str | None = None,
+                 download: bool = False) -> ImageData:
+    """A registered dataset by name, a ``.npz`` file, or an image folder."""
+    if name_or_path in _DATASETS:
+        return _DATASETS[name_or_path](root=root, download=download)
+    p = Path(name_or_path)
+    if p.suffix == ".npz":
+        return load_npz(p)
+    if p.is_dir():
+        return load_image_folder(p)
+    raise UsageError(
+        f"unknown dataset {name_or_path!r}; known: {', '.join(sorted(_DATASETS))}, "
+        "or the path of a .npz file or an image folder"
+    )
