@@ -160,7 +160,8 @@ def test_npz_and_image_folder(tmp_path: Path) -> None:
     for c in ("cat", "dog"):
         (root / c).mkdir(parents=True)
         for i in range(5):
-            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / c / f"{i}.png")
+            img = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(img).save(root / c / f"{i}.png")
     d = load_dataset(str(root))
     assert d.class_names == ["cat", "dog"] and d.x_train.shape[1:] == (1, 8, 8)
     assert len(d.x_train) + len(d.x_test) == 10
