@@ -1,1 +1,58 @@
-"""nas.supernet (filled by later issues)."""
+"""Weight-sharing supernets with exact subnet extraction.
+
+>>> import torch
+>>> from nas.searchspace import get_space
+>>> space = get_space("resnet_like")
+>>> net = build_supernet(space, in_channels=3, num_classes=10, input_size=8).eval()
+>>> x = torch.randn(2, 3, 8, 8)
+>>> cfg = space.min()
+>>> with net.activate(cfg):
+...     y = net(x)
+>>> sub = net.extract(cfg)          # plain PyTorch, copied weights
+>>> bool((sub(x) - y).abs().max() <= 1e-5)
+True
+
+Families register with :func:`register_family`; :func:`build_supernet` picks one by
+``space.family`` (``resnet_like``, ``mobilenet_like``).
+
+Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.save`` file that
+``torch.load(..., weights_only=True)`` reads::
+
+    {"format": "nas.supernet", "version": 1,
+     "family": "resnet_like",                    # informative; the space's family decides
+     "space": space.to_dict(),                   # the full space definition
+     "build": {"in_channels": 3, "num_classes": 10, "input_size": [32, 32]},
+     "state_dict": supernet.state_dict(),        # CPU tensors
+     "meta": {...}}                              # free, plain types (epoch, metrics, ...)
+
+Loading rebuilds the supernet from ``space`` and ``build`` and loads ``state_dict`` strictly;
+a file of another format, version or space (when one is asked for) raises
+:class:`CheckpointError`. Extracted subnets save as ``{"format": "nas.subnet", "version": 1,
+"family", "space", "config": config.to_dict(), "build", "state_dict"}``
+(``save_subnet`` / ``load_subnet``).
+"""
+
+from __future__ import annotations
+
+from nas.supernet.base import (
+    BuildArgs,
+    Costs,
+    Supernet,
+    analytic_costs,
+    build_subnet,
+    build_supernet,
+    family_class,
+    list_families,
+    register_family,
+)
+from nas.supernet.checkpoint import load_subnet, load_supernet, save_subnet, save_supernet
+from nas.supernet.costs import measured_costs, model_size_bytes
+from nas.supernet.errors import CheckpointError, InputShapeError, SupernetError
+from nas.supernet.export import export_onnx, export_torchscript
+
+__all__ = [
+    "BuildArgs", "CheckpointError", "Costs", "InputShapeError", "Supernet", "SupernetError",
+    "analytic_costs", "build_subnet", "build_supernet", "export_onnx", "export_torchscript",
+    "family_class", "list_families", "load_subnet", "load_supernet", "measured_costs",
+    "model_size_bytes", "register_family", "save_subnet", "save_supernet",
+]

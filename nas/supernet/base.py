@@ -1,0 +1,350 @@
+"""The supernet base class, the family registry and :func:`build_supernet`.
+
+A family (``resnet_like``, ``mobilenet_like``, ...) subclasses :class:`Supernet` and is
+registered by name with :func:`register_family`. It provides four things:
+
+- ``make_plan(space, config, build)``: the architecture of one config as plain ints
+  (a frozen dataclass; no tensors), shared by everything below;
+- ``_apply_plan(plan)``: set the active sizes of its elastic modules;
+- ``build_static(plan, build)``: a fresh static subnet (plain PyTorch) for a plan;
+- ``plan_costs(plan)``: analytic parameters, FLOPs and size of a plan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from nas.errors import UsageError
+from nas.searchspace import Config, Space
+from nas.supernet.errors import InputShapeError, SupernetError
+from nas.supernet.ops import ElasticBatchNorm2d, active_leaves, collect_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildArgs:
+    """What a supernet is built for besides its space: the data's shape and classes."""
+
+    in_channels: int
+    num_classes: int
+    input_size: tuple[int, int]
+
+    @staticmethod
+    def make(in_channels: Any, num_classes: Any, input_size: Any) -> BuildArgs:
+        """Validated build arguments (``input_size``: an int or ``(height, width)``)."""
+        for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UsageError(f"{name}: must be a positive int, got {v!r}")
+        size = (input_size, input_size) if isinstance(input_size, int) else input_size
+        try:
+            h, w = (int(s) for s in size)
+            ok = all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+        except (TypeError, ValueError):
+            ok, h, w = False, 0, 0
+        if not ok or h < 1 or w < 1:
+            raise UsageError(f"input_size: must be a positive int or (height, width), got "
+                             f"{input_size!r}")
+        return BuildArgs(int(in_channels), int(num_classes), (h, w))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"in_channels": self.in_channels, "num_classes": self.num_classes,
+                "input_size": list(self.input_size)}
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Cost of one architecture. ``flops`` follows fvcore's convention: one per multiply-add
+    of convolutions, linear layers and matmuls, two per element of (eval) batch norm, one per
+    input element of average pooling; element-wise activations are not counted. ``size_bytes``
+    counts parameters at their storage width: fake-quantized conv weights at the stage's bits
+    plus one fp32 scale per output channel, everything else fp32 (buffers excluded)."""
+
+    params: int
+    flops: int
+    size_bytes: int
+
+
+def down(size: int, stride: int) -> int:
+    """Output size of a ``k x k`` conv with padding ``k // 2`` (odd k) and ``stride``."""
+    return (size - 1) // stride + 1
+
+
+def stride_for(hw: tuple[int, int]) -> int:
+    """Stride of a resolution-halving layer at resolution ``hw``: 2, or 1 once a side is down
+    to 1 pixel (tiny inputs never shrink below 1x1)."""
+    return 2 if min(hw) >= 2 else 1
+
+
+def values(space: Space, path: str, default: Any) -> tuple[Any, ...]:
+    """The values of ``path`` in ``space``, or ``(default,)`` if the space lacks it."""
+    return tuple(space.values(path)) if space.has(path) else (default,)
+
+
+_FAMILIES: dict[str, type[Supernet]] = {}
+
+
+def register_family(name: str) -> Callable[[type[Supernet]], type[Supernet]]:
+    """Class decorator: register a :class:`Supernet` subclass for spaces of ``family: name``."""
+
+    def deco(cls: type[Supernet]) -> type[Supernet]:
+        cls.family = name
+        _FAMILIES[name] = cls
+        return cls
+
+    return deco
+
+
+def list_families() -> list[str]:
+    """Names of the registered supernet families."""
+    _load_builtins()
+    return sorted(_FAMILIES)
+
+
+def family_class(name: str | None) -> type[Supernet]:
+    """The supernet class of family ``name``; the error lists the known families."""
+    _load_builtins()
+    if name not in _FAMILIES:
+        raise UsageError(f"no supernet family {name!r}; known families: "
+                         f"{', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name]
+
+
+def _load_builtins() -> None:
+    import nas.supernet.mobilenet  # noqa: F401
+    import nas.supernet.resnet  # noqa: F401
+
+
+def build_supernet(space: Space, *, in_channels: int, num_classes: int,
+                   input_size: int | tuple[int, int],
+                   device: torch.device | str | None = None) -> Supernet:
+    """Build the supernet of ``space`` (looked up by ``space.family``) for inputs of
+    ``in_channels x input_size`` and ``num_classes`` outputs, on ``device``."""
+    cls = family_class(space.family)
+    build = BuildArgs.make(in_channels, num_classes, input_size)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return cls(space, build)
+
+
+def build_subnet(space: Space, config: Config | Mapping[str, Any], *, in_channels: int,
+                 num_classes: int, input_size: int | tuple[int, int],
+                 device: torch.device | str | None = None) -> nn.Module:
+    """A freshly initialised static subnet of ``config`` (the structure :meth:`Supernet.extract`
+    returns), e.g. to load saved subnet weights into."""
+    cls = family_class(space.family)
+    build = BuildArgs.make(in_channels, num_classes, input_size)
+    cfg = space.config(config)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        return cls.build_static(cls.make_plan(space, cfg, build), build)
+
+
+def analytic_costs(space: Space, config: Config | Mapping[str, Any], *, in_channels: int,
+                   num_classes: int, input_size: int | tuple[int, int]) -> Costs:
+    """Parameters, FLOPs and size of ``config`` without building any module (fast)."""
+    cls = family_class(space.family)
+    build = BuildArgs.make(in_channels, num_classes, input_size)
+    return cls.plan_costs(cls.make_plan(space, space.config(config), build), build)
+
+
+class Supernet(nn.Module):
+    """A weight-sharing network holding every architecture of a space.
+
+    Use ``with supernet.activate(config): y = supernet(x)``; ``extract(config)`` returns the
+    subnet as a plain PyTorch model with copied weights.
+    """
+
+    family: ClassVar[str] = ""
+
+    def __init__(self, space: Space, build: BuildArgs) -> None:
+        super().__init__()
+        if space.family != self.family:
+            raise SupernetError(f"space {space.name!r} has family {space.family!r}; "
+                                f"{type(self).__name__} builds {self.family!r}")
+        self.space = space
+        self.build = build
+        self._active: Config | None = None
+        self._plan: Any = None
+
+    # ------------------------------------------------------------------ family interface
+    @classmethod
+    def make_plan(cls, space: Space, config: Config, build: BuildArgs) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def build_static(cls, plan: Any, build: BuildArgs) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def plan_costs(cls, plan: Any, build: BuildArgs) -> Costs:
+        raise NotImplementedError
+
+    def _apply_plan(self, plan: Any) -> None:
+        raise NotImplementedError
+
+    def _forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def reorder_channels(self) -> None:
+        """Sort channels by importance so that narrow subnets keep the most important ones,
+        without changing the function of the full-width network."""
+        raise NotImplementedError
+
+    def largest_config(self) -> Config:
+        """The config with the most parameters at float precision (the one all weights
+        except choice-specific extras belong to)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ activation
+    @property
+    def active_config(self) -> Config | None:
+        """The config now active (``None`` outside :meth:`activate`)."""
+        return self._active
+
+    def plan(self, config: Config | Mapping[str, Any]) -> Any:
+        """The plan of a config of this supernet's space (validated)."""
+        return self.make_plan(self.space, self.space.config(config), self.build)
+
+    @contextlib.contextmanager
+    def activate(self, config: Config | Mapping[str, Any]) -> Iterator[Config]:
+        """Validate ``config`` (before any tensor is touched), make it the active architecture
+        for the ``with`` body, then restore the previous one."""
+        cfg = self.space.config(config)
+        plan = self.make_plan(self.space, cfg, self.build)
+        prev = (self._active, self._plan)
+        self._set(cfg, plan)
+        try:
+            yield cfg
+        finally:
+            if prev[0] is None:
+                self._active, self._plan = None, None
+            else:
+                self._set(*prev)
+
+    def _set(self, cfg: Config, plan: Any) -> None:
+        self._apply_plan(plan)
+        self._active, self._plan = cfg, plan
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise :class:`InputShapeError` unless ``x`` is ``(batch, C, H, W)`` as built."""
+        b = self.build
+        if (not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != b.in_channels
+                or (x.shape[2], x.shape[3]) != b.input_size):
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise InputShapeError(
+                f"input: expected a (batch, {b.in_channels}, {b.input_size[0]}, "
+                f"{b.input_size[1]}) tensor (built with in_channels={b.in_channels}, "
+                f"input_size={b.input_size[0]}x{b.input_size[1]}), got {got}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._active is None:
+            raise SupernetError("no config is active; run the supernet inside "
+                                "`with supernet.activate(config):`")
+        self.check_input(x)
+        return self._forward(x)
+
+    # ------------------------------------------------------------------ extraction
+    def subnet_state_dict(self) -> dict[str, Tensor]:
+        """The tensors of the active subnet, named as in its static model (not copies)."""
+        self._require_active()
+        out: dict[str, Tensor] = {}
+        for name, child in self.named_children():
+            collect_state(child, f"{name}.", out)
+        return out
+
+    def extract(self, config: Config | Mapping[str, Any] | None = None) -> nn.Module:
+        """The subnet of ``config`` (default: the active one) as a plain PyTorch model with
+        copied weights, on the supernet's device, in the supernet's train/eval mode."""
+        if config is None:
+            self._require_active()
+            config = self._active
+        with self.activate(config) as cfg:
+            with torch.device("meta"):  # no init work: every tensor is loaded next
+                static = self.build_static(self._plan, self.build)
+            static = static.to_empty(device=self._device())
+            static.load_state_dict(self.subnet_state_dict(), strict=True)
+        static.train(self.training)
+        log.debug("extracted %s", cfg.id)
+        return static
+
+    def _device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def _require_active(self) -> None:
+        if self._active is None:
+            raise SupernetError("no config is active; pass a config or use "
+                                "`with supernet.activate(config):`")
+
+    def active_modules(self) -> list[nn.Module]:
+        """Modules the active config runs (depth first; elastic layers and their parents)."""
+        self._require_active()
+        out: list[nn.Module] = []
+        for _, child in self.named_children():
+            out.append(child)
+            out.extend(active_leaves(child))
+        return out
+
+    # ------------------------------------------------------------------ costs
+    def costs(self, config: Config | Mapping[str, Any]) -> Costs:
+        """Analytic parameters, FLOPs and size of ``config`` (no module built)."""
+        return self.plan_costs(self.plan(config), self.build)
+
+    def param_split(self) -> dict[str, int]:
+        """The supernet's parameters as the largest subnet's plus choice-specific extras.
+
+        Returns ``total``, ``largest_subnet`` and one entry per extra kind
+        (``kernel_transforms``, ``attention_variants``, ``act_quant_ranges``); the parts add
+        up to ``total`` (checked).
+        """
+        total = sum(p.numel() for p in self.parameters())
+        largest = self.costs(self.largest_config()).params
+        transforms = sum(p.numel() for n, p in self.named_parameters() if "kernel_transform" in n)
+        quant = sum(p.numel() for n, p in self.named_parameters() if n.endswith(".clip"))
+        with self.activate(self.largest_config()):
+            used = {id(m) for m in self.active_modules()}
+        attn = 0
+        for m in self.modules():
+            if hasattr(m, "variants") and isinstance(m.variants, nn.ModuleDict):
+                for v in m.variants.values():
+                    if id(v) not in used:
+                        attn += sum(p.numel() for p in v.parameters())
+        split = {"total": total, "largest_subnet": largest, "kernel_transforms": transforms,
+                 "attention_variants": attn, "act_quant_ranges": quant}
+        if largest + transforms + attn + quant != total:
+            raise SupernetError(f"parameter split does not add up: {split}")
+        return split
+
+    # ------------------------------------------------------------------ batch norm
+    @torch.no_grad()
+    def recalibrate_bn(self, config: Config | Mapping[str, Any], batches: Iterable[Any],
+                       max_batches: int | None = None) -> int:
+        """Recompute the running statistics of the batch norms ``config`` uses as the exact
+        average over ``batches`` (tensors or ``(inputs, ...)`` tuples). Other configs' slices
+        beyond this config's widths are untouched. Returns the number of batches used."""
+        was_training = self.training
+        n = 0
+        with self.activate(config):
+            bns = [m for m in self.active_modules() if isinstance(m, ElasticBatchNorm2d)]
+            for m in bns:
+                m.begin_recalibration()
+            self.train()
+            try:
+                for batch in batches:
+                    if max_batches is not None and n >= max_batches:
+                        break
+                    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                    self(x.to(self._device()))
+                    n += 1
+            finally:
+                for m in bns:
+                    m.end_recalibration()
+                self.train(was_training)
+        if n == 0:
+            raise SupernetError("recalibrate_bn: no batches given")
+        return n

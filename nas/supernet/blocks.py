@@ -1,0 +1,205 @@
+"""Blocks shared by the supernet families and their static subnets, and the cost tally.
+
+A block class is written once and instantiated twice: with elastic layers inside a supernet,
+and with static layers (``torch.nn`` and :mod:`nas.supernet.static`) in an extracted subnet.
+Both run the same ``forward`` code, so the extracted subnet computes what the supernet
+computed, op for op.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.supernet.static import se_hidden
+
+
+class ConvBNAct(nn.Module):
+    """``act(bn(conv(x)))``."""
+
+    def __init__(self, conv: nn.Module, bn: nn.Module, act: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+        self.act = act
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class ResBlock(nn.Module):
+    """RegNetX-style bottleneck: 1x1 conv, k x k grouped conv (carries the stride), the
+    stage's attention, 1x1 conv, plus a projected or identity shortcut. ``aq0..aq2`` quantize
+    the inputs of the three convs (identity at 32 bits)."""
+
+    def __init__(self, conv1: nn.Module, bn1: nn.Module, conv2: nn.Module, bn2: nn.Module,
+                 attn: nn.Module, conv3: nn.Module, bn3: nn.Module, aq0: nn.Module,
+                 aq1: nn.Module, aq2: nn.Module, shortcut: nn.Module | None) -> None:
+        super().__init__()
+        self.aq0, self.conv1, self.bn1 = aq0, conv1, bn1
+        self.aq1, self.conv2, self.bn2 = aq1, conv2, bn2
+        self.attn = attn
+        self.aq2, self.conv3, self.bn3 = aq2, conv3, bn3
+        self.has_proj = shortcut is not None
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        xq = self.aq0(x)
+        h = F.relu(self.bn1(self.conv1(xq)))
+        h = F.relu(self.bn2(self.conv2(self.aq1(h))))
+        h = self.attn(h)
+        h = self.bn3(self.conv3(self.aq2(h)))
+        if self.has_proj:
+            sc = self.shortcut(xq)
+        else:
+            sc = x
+        return F.relu(h + sc)
+
+
+class MBConv(nn.Module):
+    """MobileNetV2 inverted residual: 1x1 expand, k x k depthwise (carries the stride), the
+    stage's attention on the expanded channels, 1x1 project; identity shortcut when
+    ``residual``."""
+
+    def __init__(self, expand: nn.Module, bn1: nn.Module, dw: nn.Module, bn2: nn.Module,
+                 attn: nn.Module, project: nn.Module, bn3: nn.Module, aq0: nn.Module,
+                 aq1: nn.Module, aq2: nn.Module, residual: bool) -> None:
+        super().__init__()
+        self.aq0, self.expand, self.bn1 = aq0, expand, bn1
+        self.aq1, self.dw, self.bn2 = aq1, dw, bn2
+        self.attn = attn
+        self.aq2, self.project, self.bn3 = aq2, project, bn3
+        self.residual = residual
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu6(self.bn1(self.expand(self.aq0(x))))
+        h = F.relu6(self.bn2(self.dw(self.aq1(h))))
+        h = self.attn(h)
+        h = self.bn3(self.project(self.aq2(h)))
+        if self.residual:
+            h = h + x
+        return h
+
+
+class Stage(nn.Module):
+    """A static stage: its blocks in order."""
+
+    def __init__(self, blocks: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x)
+        return x
+
+
+class ElasticStage(nn.Module):
+    """A supernet stage: runs its first ``depth`` blocks (elastic depth); the rest cost
+    nothing."""
+
+    def __init__(self, blocks: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.set_depth(len(self.blocks))
+
+    def set_depth(self, depth: int) -> None:
+        self._run: tuple[nn.Module, ...] = tuple(self.blocks[:depth])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for blk in self._run:
+            x = blk(x)
+        return x
+
+    def export_children(self) -> Iterator[tuple[str, nn.Module]]:
+        for i, blk in enumerate(self._run):
+            yield f"blocks.{i}", blk
+
+
+class Head(nn.Module):
+    """Global average pooling, flatten, classifier."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class SubnetModel(nn.Module):
+    """An extracted subnet: input check, stem, stages, (optional neck) and head."""
+
+    def __init__(self, input_check: nn.Module, stem: nn.Module, stages: nn.ModuleList,
+                 head: nn.Module, neck: nn.Module | None = None) -> None:
+        super().__init__()
+        self.input_check = input_check
+        self.stem = stem
+        self.stages = stages
+        self.neck = neck if neck is not None else nn.Identity()
+        self.head = head
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(self.input_check(x))
+        for stage in self.stages:
+            x = stage(x)
+        return self.neck(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.forward_features(x))
+
+
+# --------------------------------------------------------------------------------- cost tally
+class Tally:
+    """Analytic parameter, FLOP (fvcore convention) and byte counts, layer by layer."""
+
+    def __init__(self) -> None:
+        self.params = 0
+        self.flops = 0
+        self.bytes = 0
+
+    def conv(self, cin: int, cout: int, k: int, groups: int, hw: tuple[int, int],
+             bits: int = 32, bias: bool = False) -> None:
+        n = cout * (cin // groups) * k * k
+        self.params += n + (cout if bias else 0)
+        self.flops += n * hw[0] * hw[1]
+        self.bytes += ((n * bits + 7) // 8 + 4 * cout) if bits < 32 else 4 * n
+        self.bytes += 4 * cout if bias else 0
+
+    def bn(self, c: int, hw: tuple[int, int]) -> None:
+        self.params += 2 * c
+        self.flops += 2 * c * hw[0] * hw[1]
+        self.bytes += 8 * c
+
+    def pool(self, c: int, hw: tuple[int, int]) -> None:
+        self.flops += c * hw[0] * hw[1]
+
+    def linear(self, fin: int, fout: int) -> None:
+        self.params += fin * fout + fout
+        self.flops += fin * fout
+        self.bytes += 4 * (fin * fout + fout)
+
+    def act_quant(self, bits: int, count: int) -> None:
+        if bits < 32:
+            self.params += count
+            self.bytes += 4 * count
+
+    def attention(self, kind: str, c: int, hw: tuple[int, int]) -> None:
+        if kind == "se":
+            h = se_hidden(c)
+            self.pool(c, hw)
+            self.conv(c, h, 1, 1, (1, 1), bias=True)
+            self.conv(h, c, 1, 1, (1, 1), bias=True)
+        elif kind == "ese":
+            self.pool(c, hw)
+            self.conv(c, c, 1, 1, (1, 1), bias=True)
+        elif kind == "mhsa":
+            n = hw[0] * hw[1]
+            self.params += c * n
+            self.bytes += 4 * c * n
+            for _ in range(4):
+                self.conv(c, c, 1, 1, hw, bias=True)
+            self.flops += 2 * c * n * n

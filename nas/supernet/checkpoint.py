@@ -1,0 +1,144 @@
+"""Saving and loading supernets and extracted subnets (``torch.load(weights_only=True)``).
+
+See the :mod:`nas.supernet` docstring for the file formats.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from nas.errors import NasError
+from nas.searchspace import Config, Space
+from nas.supernet.base import BuildArgs, Supernet, build_subnet, build_supernet
+from nas.supernet.errors import CheckpointError
+
+SUPERNET_FORMAT = "nas.supernet"
+SUBNET_FORMAT = "nas.subnet"
+VERSION = 1
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_supernet(supernet: Supernet, path: str | os.PathLike[str], *,
+                  meta: Mapping[str, Any] | None = None) -> None:
+    """Write a supernet checkpoint (atomically). ``meta``: JSON-like extras (plain types)."""
+    payload = {
+        "format": SUPERNET_FORMAT,
+        "version": VERSION,
+        "family": supernet.family,
+        "space": supernet.space.to_dict(),
+        "build": supernet.build.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in supernet.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    _atomic_save(payload, Path(path))
+
+
+def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such file")
+    try:
+        payload = torch.load(p, map_location=device or "cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p}: not a readable {kind} checkpoint ({first})") from None
+    want = SUPERNET_FORMAT if kind == "supernet" else SUBNET_FORMAT
+    if not isinstance(payload, dict) or payload.get("format") != want:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{p}: not a {kind} checkpoint (format {got!r}, expected "
+                              f"{want!r})")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{p}: {kind} checkpoint version {payload.get('version')!r} is "
+                              f"not supported (supported: {VERSION})")
+    missing = [k for k in ("space", "build", "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{p}: {kind} checkpoint lacks {missing[0]!r}")
+    return payload
+
+
+def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
+                     space: Space | None) -> tuple[Space, BuildArgs]:
+    try:
+        stored = Space.from_dict(payload["space"])
+        b = payload["build"]
+        build = BuildArgs.make(b["in_channels"], b["num_classes"], tuple(b["input_size"]))
+    except (NasError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{p}: corrupt checkpoint header ({e})") from None
+    if space is not None and space.fingerprint != stored.fingerprint:
+        same = " (same name, different definition)" if space.name == stored.name else ""
+        raise CheckpointError(f"{p}: checkpoint holds space {stored.name!r}, not "
+                              f"{space.name!r}{same}")
+    return stored, build
+
+
+def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
+                  device: torch.device | str | None = None) -> Supernet:
+    """Load a supernet checkpoint. ``space``: raise unless the checkpoint holds this space."""
+    payload = _read(path, "supernet", device)
+    stored, build = _space_and_build(path, payload, space)
+    net = build_supernet(stored, in_channels=build.in_channels, num_classes=build.num_classes,
+                         input_size=build.input_size, device=device)
+    try:
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the supernet of space "
+                              f"{stored.name!r} ({first})") from None
+    net.checkpoint_meta = dict(payload.get("meta") or {})
+    return net
+
+
+def save_subnet(model: nn.Module, config: Config, path: str | os.PathLike[str], *,
+                in_channels: int, num_classes: int, input_size: int | tuple[int, int]) -> None:
+    """Write an extracted subnet as its state dict plus config, space and build arguments."""
+    build = BuildArgs.make(in_channels, num_classes, input_size)
+    payload = {
+        "format": SUBNET_FORMAT,
+        "version": VERSION,
+        "family": config.space.family,
+        "space": config.space.to_dict(),
+        "config": config.to_dict(),
+        "build": build.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    _atomic_save(payload, Path(path))
+
+
+def load_subnet(path: str | os.PathLike[str], *,
+                device: torch.device | str | None = None) -> tuple[nn.Module, Config]:
+    """Load a subnet written by :func:`save_subnet`: the rebuilt model and its config."""
+    payload = _read(path, "subnet", device)
+    space, build = _space_and_build(path, payload, None)
+    if "config" not in payload:
+        raise CheckpointError(f"{path}: subnet checkpoint lacks 'config'")
+    try:
+        cfg = space.config(payload["config"])
+    except NasError as e:
+        raise CheckpointError(f"{path}: corrupt config ({e})") from None
+    model = build_subnet(space, cfg, in_channels=build.in_channels,
+                         num_classes=build.num_classes, input_size=build.input_size,
+                         device=device)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit config {cfg.id} ({first})") from None
+    return model, cfg

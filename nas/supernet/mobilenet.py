@@ -1,0 +1,259 @@
+"""The ``mobilenet_like`` supernet family (MobileNetV2 / OFA MBConv blocks).
+
+Layout: a 3x3 stem conv (stride 2 when the input's smaller side is at least 64 pixels, else
+1), stages of :class:`~nas.supernet.blocks.MBConv` (the first block of a stage changes width
+and has no shortcut; the first block of stages 0, 1, 2 and 4 has stride 2, or 1 once the
+feature map is down to one pixel on a side; stages beyond the fifth keep the resolution), a
+1x1 head conv to ``head.width`` (float), global average pooling and a linear classifier.
+
+Elastic: stem width, per-stage depth, width, attention and bits, per-block expand ratio and
+kernel, head width. The expanded width of a block is its input width times its expand ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nas.searchspace import Config, Space
+from nas.supernet.base import (
+    BuildArgs,
+    Costs,
+    Supernet,
+    down,
+    register_family,
+    stride_for,
+    values,
+)
+from nas.supernet.blocks import ConvBNAct, ElasticStage, Head, MBConv, Stage, SubnetModel, Tally
+from nas.supernet.errors import SupernetError
+from nas.supernet.ops import (
+    ElasticActQuant,
+    ElasticAttention,
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+)
+from nas.supernet.resnet import _attn_params, n_stages
+from nas.supernet.static import InputCheck, QConv2d, make_act_quant, make_attention
+
+STAGE_STRIDES = (2, 2, 2, 1, 2)
+
+
+@dataclass(frozen=True)
+class MBBlockPlan:
+    in_ch: int
+    out_ch: int
+    mid: int
+    kernel: int
+    attention: str
+    bits: int
+    stride: int
+    residual: bool
+    in_hw: tuple[int, int]
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class MobileNetPlan:
+    stem_width: int
+    stem_stride: int
+    stem_hw: tuple[int, int]
+    stages: tuple[tuple[MBBlockPlan, ...], ...]
+    last_width: int
+    head_width: int
+    out_hw: tuple[int, int]
+
+
+def layout(space: Space, build: BuildArgs) -> tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]:
+    """Stem stride and resolution; per stage the first block's stride and the resolution."""
+    h, w = build.input_size
+    stem_stride = 2 if min(h, w) >= 64 else 1
+    hw = (down(h, stem_stride), down(w, stem_stride))
+    stem_hw = hw
+    out = []
+    for s in range(n_stages(space)):
+        nominal = STAGE_STRIDES[s] if s < len(STAGE_STRIDES) else 1
+        stride = stride_for(hw) if nominal == 2 else 1
+        hw = (down(hw[0], stride), down(hw[1], stride))
+        out.append((stride, hw))
+    return stem_stride, stem_hw, out
+
+
+def _required(space: Space, family: str) -> None:
+    need = ["stem.width", "head.width", "stages.0.width"]
+    need += [f"stages.{s}.depth" for s in range(n_stages(space))]
+    missing = [p for p in need if not space.has(p)]
+    if missing:
+        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
+                            f"{missing[0]!r}")
+
+
+@register_family("mobilenet_like")
+class MobileNetSupernet(Supernet):
+    """Supernet of ``mobilenet_like`` spaces."""
+
+    def __init__(self, space: Space, build: BuildArgs) -> None:
+        super().__init__(space, build)
+        _required(space, self.family)
+        stem_stride, stem_hw, lay = layout(space, build)
+        stem_max = max(space.values("stem.width"))
+        self.stem = ConvBNAct(ElasticConv2d(build.in_channels, stem_max, (3,), stem_stride),
+                              ElasticBatchNorm2d(stem_max), nn.ReLU6())
+        prev = stem_max
+        stages = []
+        for s, (stride, hw) in enumerate(lay):
+            wmax = max(space.values(f"stages.{s}.width"))
+            kinds = values(space, f"stages.{s}.attention", "none")
+            bits = values(space, f"stages.{s}.bits", 32)
+            blocks = []
+            for b in range(max(space.values(f"stages.{s}.depth"))):
+                pre = f"stages.{s}.blocks.{b}"
+                cin = prev if b == 0 else wmax
+                mid = cin * max(values(space, f"{pre}.expand", 6))
+                blocks.append(MBConv(
+                    ElasticConv2d(cin, mid, (1,)), ElasticBatchNorm2d(mid),
+                    ElasticConv2d(mid, mid, values(space, f"{pre}.kernel", 3),
+                                  stride if b == 0 else 1, depthwise=True),
+                    ElasticBatchNorm2d(mid), ElasticAttention(kinds, mid, *hw),
+                    ElasticConv2d(mid, wmax, (1,)), ElasticBatchNorm2d(wmax),
+                    ElasticActQuant(bits), ElasticActQuant(bits), ElasticActQuant(bits),
+                    residual=b > 0))
+            stages.append(ElasticStage(blocks))
+            prev = wmax
+        self.stages = nn.ModuleList(stages)
+        head_max = max(space.values("head.width"))
+        self.neck = ConvBNAct(ElasticConv2d(prev, head_max, (1,)), ElasticBatchNorm2d(head_max),
+                              nn.ReLU6())
+        self.head = Head(ElasticLinear(head_max, build.num_classes))
+
+    # ------------------------------------------------------------------ plan
+    @classmethod
+    def make_plan(cls, space: Space, config: Config, build: BuildArgs) -> MobileNetPlan:
+        stem_stride, stem_hw, lay = layout(space, build)
+        prev, prev_hw = config["stem.width"], stem_hw
+        stages = []
+        for s, (stride, hw) in enumerate(lay):
+            width = config[f"stages.{s}.width"]
+            att = config.get(f"stages.{s}.attention", "none")
+            bits = config.get(f"stages.{s}.bits", 32)
+            blocks = []
+            for b in range(config[f"stages.{s}.depth"]):
+                pre = f"stages.{s}.blocks.{b}"
+                cin = prev if b == 0 else width
+                blocks.append(MBBlockPlan(
+                    in_ch=cin, out_ch=width, mid=cin * config.get(f"{pre}.expand", 6),
+                    kernel=config.get(f"{pre}.kernel", 3), attention=att, bits=bits,
+                    stride=stride if b == 0 else 1, residual=b > 0,
+                    in_hw=prev_hw if b == 0 else hw, hw=hw))
+            stages.append(tuple(blocks))
+            prev, prev_hw = width, hw
+        return MobileNetPlan(config["stem.width"], stem_stride, stem_hw, tuple(stages), prev,
+                             config["head.width"], prev_hw)
+
+    def _apply_plan(self, plan: MobileNetPlan) -> None:
+        self.stem.conv.set_active(self.build.in_channels, plan.stem_width, 3)
+        self.stem.bn.set_active(plan.stem_width)
+        for stage, blocks in zip(self.stages, plan.stages):
+            stage.set_depth(len(blocks))
+            for blk, p in zip(stage.blocks, blocks):
+                for aq in (blk.aq0, blk.aq1, blk.aq2):
+                    aq.set_active(p.bits)
+                blk.expand.set_active(p.in_ch, p.mid, 1, 1, p.bits)
+                blk.bn1.set_active(p.mid)
+                blk.dw.set_active(p.mid, p.mid, p.kernel, p.mid, p.bits)
+                blk.bn2.set_active(p.mid)
+                blk.attn.set_active(p.attention, p.mid)
+                blk.project.set_active(p.mid, p.out_ch, 1, 1, p.bits)
+                blk.bn3.set_active(p.out_ch)
+        self.neck.conv.set_active(plan.last_width, plan.head_width, 1)
+        self.neck.bn.set_active(plan.head_width)
+        self.head.classifier.set_active(plan.head_width, self.build.num_classes)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(self.neck(x))
+
+    # ------------------------------------------------------------------ static subnet
+    @classmethod
+    def build_static(cls, plan: MobileNetPlan, build: BuildArgs) -> nn.Module:
+        stem = ConvBNAct(QConv2d(build.in_channels, plan.stem_width, 3, stride=plan.stem_stride,
+                                 padding=1, bias=False), nn.BatchNorm2d(plan.stem_width),
+                         nn.ReLU6())
+        stages = []
+        for blocks in plan.stages:
+            out = []
+            for p in blocks:
+                k = p.kernel
+                out.append(MBConv(
+                    QConv2d(p.in_ch, p.mid, 1, bias=False, bits=p.bits), nn.BatchNorm2d(p.mid),
+                    QConv2d(p.mid, p.mid, k, stride=p.stride, padding=k // 2, groups=p.mid,
+                            bias=False, bits=p.bits), nn.BatchNorm2d(p.mid),
+                    make_attention(p.attention, p.mid, *p.hw),
+                    QConv2d(p.mid, p.out_ch, 1, bias=False, bits=p.bits),
+                    nn.BatchNorm2d(p.out_ch),
+                    make_act_quant(p.bits), make_act_quant(p.bits), make_act_quant(p.bits),
+                    residual=p.residual))
+            stages.append(Stage(out))
+        neck = ConvBNAct(QConv2d(plan.last_width, plan.head_width, 1, bias=False),
+                         nn.BatchNorm2d(plan.head_width), nn.ReLU6())
+        return SubnetModel(InputCheck(build.in_channels, *build.input_size), stem,
+                           nn.ModuleList(stages),
+                           Head(nn.Linear(plan.head_width, build.num_classes)), neck)
+
+    @classmethod
+    def plan_costs(cls, plan: MobileNetPlan, build: BuildArgs) -> Costs:
+        t = Tally()
+        t.conv(build.in_channels, plan.stem_width, 3, 1, plan.stem_hw)
+        t.bn(plan.stem_width, plan.stem_hw)
+        for blocks in plan.stages:
+            for p in blocks:
+                t.act_quant(p.bits, 3)
+                t.conv(p.in_ch, p.mid, 1, 1, p.in_hw, p.bits)
+                t.bn(p.mid, p.in_hw)
+                t.conv(p.mid, p.mid, p.kernel, p.mid, p.hw, p.bits)
+                t.bn(p.mid, p.hw)
+                t.attention(p.attention, p.mid, p.hw)
+                t.conv(p.mid, p.out_ch, 1, 1, p.hw, p.bits)
+                t.bn(p.out_ch, p.hw)
+        t.conv(plan.last_width, plan.head_width, 1, 1, plan.out_hw)
+        t.bn(plan.head_width, plan.out_hw)
+        t.pool(plan.head_width, plan.out_hw)
+        t.linear(plan.head_width, build.num_classes)
+        return Costs(t.params, t.flops, t.bytes)
+
+    # ------------------------------------------------------------------ utilities
+    def largest_config(self) -> Config:
+        space = self.space
+        flat = space.max().flat()
+        for s, stage in enumerate(self.stages):
+            if space.has(f"stages.{s}.attention"):
+                att = stage.blocks[0].attn
+                mid = stage.blocks[0].expand.max_out
+                flat[f"stages.{s}.attention"] = max(
+                    space.values(f"stages.{s}.attention"),
+                    key=lambda k: _attn_params(k, mid, att.hw))
+            if space.has(f"stages.{s}.bits"):
+                flat[f"stages.{s}.bits"] = max(space.values(f"stages.{s}.bits"),
+                                               key=lambda b: (b >= 32, b))
+        return space.config(flat)
+
+    @torch.no_grad()
+    def reorder_channels(self) -> None:
+        """Sort each block's expanded channels by the L1 norm of the project conv's columns
+        that read them (OFA), most important first; expand conv, batch norms, depthwise conv
+        and attention follow. The function at full width and expansion is unchanged."""
+        for stage in self.stages:
+            for blk in stage.blocks:
+                imp = blk.project.weight.abs().sum(dim=(0, 2, 3))
+                perm = torch.argsort(imp, descending=True, stable=True)
+                blk.expand.permute_out(perm)
+                blk.bn1.permute(perm)
+                blk.dw.permute_out(perm)
+                blk.bn2.permute(perm)
+                blk.attn.permute(perm)
+                blk.project.permute_in(perm)

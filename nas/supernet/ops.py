@@ -1,0 +1,484 @@
+"""Elastic layers: one largest weight, sliced to the active architecture.
+
+Every elastic module holds the weights of its largest variant once. The supernet sets the
+active sizes with ``set_active(...)`` (plain Python ints) when a config is activated; the
+forward pass only reads them. No module changes another module in ``forward``.
+
+``active_state()`` returns the tensors of the active variant under the names of the matching
+static module (:mod:`nas.supernet.static` or ``torch.nn``); extraction copies them.
+
+Eval-time caching: when autograd is off, a conv caches its derived (sliced, kernel-transformed,
+group-extracted, fake-quantized) weight, keyed on the versions and storage of the tensors it is
+derived from, so repeated eval forwards cost what the static layer costs. Training always
+derives the weight afresh (gradients flow through the slicing and the kernel transform).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.supernet.errors import SupernetError
+from nas.supernet.static import (
+    ATTENTIONS,
+    fake_quant_act,
+    fake_quant_weight,
+    mhsa_core,
+    mhsa_heads,
+    se_hidden,
+)
+
+
+def group_diagonal(w: Tensor, groups: int) -> Tensor:
+    """The block-diagonal part of a dense ``(C, C, k, k)`` weight as the ``(C, C/groups, k,
+    k)`` weight of a grouped conv: output channel ``o`` of group ``j`` keeps input channels
+    ``j*C/groups .. (j+1)*C/groups``."""
+    c_out, c_in, kh, kw = w.shape
+    cg = c_out // groups
+    blocks = w.reshape(groups, cg, groups, c_in // groups, kh, kw)
+    return blocks.diagonal(dim1=0, dim2=2).permute(4, 0, 1, 2, 3).reshape(c_out, c_in // groups,
+                                                                           kh, kw)
+
+
+class ElasticConv2d(nn.Module):
+    """Conv with elastic input/output channels, kernel size and groups.
+
+    Args:
+        max_in: largest input channel count (ignored when ``depthwise``).
+        max_out: largest output channel count.
+        kernel_sizes: the odd kernel sizes this conv can take; the weight holds the largest,
+            smaller kernels are its centre passed through learned ``k*k x k*k`` transforms
+            (OFA), one per smaller size, initialised to the identity.
+        stride: fixed stride; padding is ``k // 2``.
+        depthwise: one input channel per output channel (groups = active channels).
+        bias: whether there is a bias.
+        elastic_groups: allow ``groups > 1`` (cardinality); needs ``in == out`` when active.
+    """
+
+    def __init__(self, max_in: int, max_out: int, kernel_sizes: Sequence[int] = (1,),
+                 stride: int = 1, *, depthwise: bool = False, bias: bool = False,
+                 elastic_groups: bool = False) -> None:
+        super().__init__()
+        ks = tuple(sorted({int(k) for k in kernel_sizes}))
+        if any(k % 2 == 0 or k < 1 for k in ks):
+            raise SupernetError(f"kernel sizes must be odd and positive, got {ks}")
+        self.kernel_sizes = ks
+        self.max_in = int(max_in)
+        self.max_out = int(max_out)
+        self.depthwise = depthwise
+        self.elastic_groups = elastic_groups
+        self.stride = int(stride)
+        kmax = ks[-1]
+        self.weight = nn.Parameter(torch.empty(max_out, 1 if depthwise else max_in, kmax, kmax))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
+        self.kernel_transform = nn.ParameterDict(
+            {f"{k}x{k}": nn.Parameter(torch.eye(k * k)) for k in ks[:-1]}
+        )
+        self.set_active(self.max_in, self.max_out, kmax, 1, 32)
+
+    def set_active(self, in_ch: int, out_ch: int, kernel: int, groups: int = 1,
+                   bits: int = 32) -> None:
+        """Activate ``in_ch -> out_ch`` channels, a ``kernel`` kernel, ``groups`` groups and
+        ``bits``-bit weights (called by the supernet when a config is activated)."""
+        if self.depthwise:
+            in_ch, groups = out_ch, out_ch
+        if not (0 < in_ch <= self.max_in or self.depthwise) or not 0 < out_ch <= self.max_out:
+            raise SupernetError(f"channels {in_ch}->{out_ch} exceed {self.max_in}->{self.max_out}")
+        if kernel not in self.kernel_sizes:
+            raise SupernetError(f"kernel {kernel} not in {self.kernel_sizes}")
+        if not self.depthwise and groups != 1:
+            if not self.elastic_groups or in_ch != out_ch or out_ch % groups:
+                raise SupernetError(f"groups={groups} not possible for {in_ch}->{out_ch}")
+        self._in, self._out, self._k = int(in_ch), int(out_ch), int(kernel)
+        self._groups, self._bits = int(groups), int(bits)
+        self._pad = self._k // 2
+        self._chain = tuple(k for k in reversed(self.kernel_sizes[:-1]) if k >= self._k)
+        self._plain = (self._k == self.kernel_sizes[-1] and self._out == self.max_out
+                       and (self.depthwise or (self._in == self.max_in and self._groups == 1)))
+        self._cache: Tensor | None = None
+        self._cache_key: tuple[int, ...] = ()
+
+    def derived_weight(self) -> Tensor:
+        """The active weight before fake quantization: sliced, group-extracted and
+        kernel-transformed (differentiable)."""
+        w = self.weight
+        if self._plain:
+            return w
+        if self.depthwise:
+            if self._out != self.max_out:
+                w = w[: self._out]
+        else:
+            if self._out != self.max_out or self._in != self.max_in:
+                w = w[: self._out, : self._in]
+            if self._groups > 1:
+                w = group_diagonal(w, self._groups)
+        cur = self.kernel_sizes[-1]
+        for k in self._chain:
+            s = (cur - k) // 2
+            w = w[:, :, s: s + k, s: s + k]
+            o, i = w.shape[0], w.shape[1]
+            w = F.linear(w.reshape(o * i, k * k), self.kernel_transform[f"{k}x{k}"])
+            w = w.reshape(o, i, k, k)
+            cur = k
+        return w
+
+    def _source_key(self) -> tuple[int, ...]:
+        key = [self.weight._version, self.weight.data_ptr()]
+        for k in self._chain:
+            t = self.kernel_transform[f"{k}x{k}"]
+            key += [t._version, t.data_ptr()]
+        return tuple(key)
+
+    def active_weight(self) -> Tensor:
+        """The weight the forward pass uses (derived, then fake-quantized)."""
+        if self._plain and self._bits >= 32:
+            return self.weight
+        if torch.is_grad_enabled():
+            return fake_quant_weight(self.derived_weight(), self._bits)
+        key = self._source_key()
+        if self._cache is None or key != self._cache_key:
+            self._cache = fake_quant_weight(self.derived_weight(), self._bits)
+            self._cache_key = key
+        return self._cache
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.bias
+        if b is not None and self._out != self.max_out:
+            b = b[: self._out]
+        return F.conv2d(x, self.active_weight(), b, self.stride, self._pad, 1, self._groups)
+
+    def active_state(self) -> dict[str, Tensor]:
+        out = {"weight": self.derived_weight().detach()}
+        if self.bias is not None:
+            out["bias"] = self.bias[: self._out].detach()
+        return out
+
+    def permute_out(self, perm: Tensor) -> None:
+        """Reorder output channels (rows of the weight and the bias)."""
+        with torch.no_grad():
+            self.weight.copy_(self.weight[perm])
+            if self.bias is not None:
+                self.bias.copy_(self.bias[perm])
+
+    def permute_in(self, perm: Tensor) -> None:
+        """Reorder input channels (columns of the weight; rows too when depthwise)."""
+        with torch.no_grad():
+            if self.depthwise:
+                self.permute_out(perm)
+            else:
+                self.weight.copy_(self.weight[:, perm])
+
+    def extra_repr(self) -> str:
+        kind = "depthwise, " if self.depthwise else ""
+        return (f"{kind}max {self.max_in}->{self.max_out}, kernels={self.kernel_sizes}, "
+                f"stride={self.stride}, active {self._in}->{self._out} k={self._k} "
+                f"g={self._groups} bits={self._bits}")
+
+
+class ElasticBatchNorm2d(nn.Module):
+    """Batch norm over the first ``c`` of ``max_c`` channels, with sliced running statistics.
+
+    ``begin_recalibration()`` switches the running statistics to a cumulative average
+    (PyTorch's ``momentum=None``), used by :meth:`Supernet.recalibrate_bn`.
+    """
+
+    def __init__(self, max_c: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.max_c = int(max_c)
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(max_c))
+        self.bias = nn.Parameter(torch.zeros(max_c))
+        self.register_buffer("running_mean", torch.zeros(max_c))
+        self.register_buffer("running_var", torch.ones(max_c))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self._recal: int = -1
+        self.set_active(self.max_c)
+
+    def set_active(self, c: int) -> None:
+        if not 0 < c <= self.max_c:
+            raise SupernetError(f"batch norm: {c} channels exceed {self.max_c}")
+        self._c = int(c)
+
+    def begin_recalibration(self) -> None:
+        """Reset the active slice of the running statistics; average the next batches."""
+        with torch.no_grad():
+            self.running_mean[: self._c].zero_()
+            self.running_var[: self._c].fill_(1.0)
+        self._recal = 0
+
+    def end_recalibration(self) -> None:
+        self._recal = -1
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self._c
+        if c == self.max_c:
+            w, b, rm, rv = self.weight, self.bias, self.running_mean, self.running_var
+        else:
+            w, b = self.weight[:c], self.bias[:c]
+            rm, rv = self.running_mean[:c], self.running_var[:c]
+        momentum = self.momentum
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            if self._recal >= 0:
+                self._recal += 1
+                momentum = 1.0 / self._recal
+        return F.batch_norm(x, rm, rv, w, b, self.training, momentum, self.eps)
+
+    def active_state(self) -> dict[str, Tensor]:
+        c = self._c
+        return {"weight": self.weight[:c].detach(), "bias": self.bias[:c].detach(),
+                "running_mean": self.running_mean[:c], "running_var": self.running_var[:c],
+                "num_batches_tracked": self.num_batches_tracked}
+
+    def permute(self, perm: Tensor) -> None:
+        with torch.no_grad():
+            for t in (self.weight, self.bias, self.running_mean, self.running_var):
+                t.copy_(t[perm])
+
+    def extra_repr(self) -> str:
+        return f"max {self.max_c}, active {self._c}"
+
+
+class ElasticLinear(nn.Module):
+    """Linear layer with elastic input and output features."""
+
+    def __init__(self, max_in: int, max_out: int, bias: bool = True) -> None:
+        super().__init__()
+        self.max_in, self.max_out = int(max_in), int(max_out)
+        self.weight = nn.Parameter(torch.empty(max_out, max_in))
+        nn.init.normal_(self.weight, 0.0, 0.01)
+        self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
+        self.set_active(self.max_in, self.max_out)
+
+    def set_active(self, in_f: int, out_f: int) -> None:
+        if not (0 < in_f <= self.max_in and 0 < out_f <= self.max_out):
+            raise SupernetError(f"linear {in_f}->{out_f} exceeds {self.max_in}->{self.max_out}")
+        self._in, self._out = int(in_f), int(out_f)
+        self._plain = self._in == self.max_in and self._out == self.max_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._plain:
+            return F.linear(x, self.weight, self.bias)
+        b = None if self.bias is None else self.bias[: self._out]
+        return F.linear(x, self.weight[: self._out, : self._in], b)
+
+    def active_state(self) -> dict[str, Tensor]:
+        out = {"weight": self.weight[: self._out, : self._in].detach()}
+        if self.bias is not None:
+            out["bias"] = self.bias[: self._out].detach()
+        return out
+
+    def permute_in(self, perm: Tensor) -> None:
+        with torch.no_grad():
+            self.weight.copy_(self.weight[:, perm])
+
+
+class ElasticActQuant(nn.Module):
+    """Activation fake quantization with one learned range per bit width; ``bits=32`` (or a
+    width it was not built for: never activated) is the identity.
+
+    The range of a bit width is initialised from the absolute maximum of the first batch seen
+    in training at that width (the module only updates its own state).
+    """
+
+    def __init__(self, bits_options: Iterable[int], init_clip: float = 4.0) -> None:
+        super().__init__()
+        self.bits_options = tuple(sorted({int(b) for b in bits_options if int(b) < 32}))
+        n = len(self.bits_options)
+        self.clip = nn.Parameter(torch.full((n,), float(init_clip))) if n else None
+        self.register_buffer("initialized", torch.zeros(n, dtype=torch.bool))
+        self.set_active(32)
+
+    def set_active(self, bits: int) -> None:
+        if bits < 32 and bits not in self.bits_options:
+            raise SupernetError(f"activation quantizer: bits {bits} not in {self.bits_options}")
+        self._bits = int(bits)
+        self._idx = self.bits_options.index(bits) if bits < 32 else -1
+
+    def forward(self, x: Tensor) -> Tensor:
+        i = self._idx
+        if i < 0:
+            return x
+        if self.training and not bool(self.initialized[i]):
+            with torch.no_grad():
+                self.clip[i] = x.detach().abs().max().clamp(min=1e-3)
+                self.initialized[i] = True
+        return fake_quant_act(x, self.clip[i], self._bits)
+
+    def active_state(self) -> dict[str, Tensor]:
+        if self._idx < 0:
+            return {}
+        return {"clip": self.clip[self._idx].detach()}
+
+
+# ----------------------------------------------------------------------------------- attention
+class ElasticSE(nn.Module):
+    """Squeeze-excitation elastic in width (hidden width ``se_hidden(c)``)."""
+
+    def __init__(self, max_c: int) -> None:
+        super().__init__()
+        self.fc1 = ElasticConv2d(max_c, se_hidden(max_c), bias=True)
+        self.fc2 = ElasticConv2d(se_hidden(max_c), max_c, bias=True)
+
+    def set_active(self, c: int, height: int, width: int) -> None:
+        h = se_hidden(c)
+        self.fc1.set_active(c, h, 1)
+        self.fc2.set_active(h, c, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+    def permute(self, perm: Tensor) -> None:
+        self.fc1.permute_in(perm)
+        self.fc2.permute_out(perm)
+
+
+class ElasticESE(nn.Module):
+    """Effective squeeze-excitation elastic in width."""
+
+    def __init__(self, max_c: int) -> None:
+        super().__init__()
+        self.fc = ElasticConv2d(max_c, max_c, bias=True)
+
+    def set_active(self, c: int, height: int, width: int) -> None:
+        self.fc.set_active(c, c, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * F.hardsigmoid(self.fc(F.adaptive_avg_pool2d(x, 1)))
+
+    def permute(self, perm: Tensor) -> None:
+        self.fc.permute_in(perm)
+        self.fc.permute_out(perm)
+
+
+class ElasticMHSA(nn.Module):
+    """Spatial multi-head self-attention elastic in width; heads ``mhsa_heads(c)``."""
+
+    def __init__(self, max_c: int, height: int, width: int) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(max_c, height, width) * 0.02)
+        self.q = ElasticConv2d(max_c, max_c, bias=True)
+        self.k = ElasticConv2d(max_c, max_c, bias=True)
+        self.v = ElasticConv2d(max_c, max_c, bias=True)
+        self.proj = ElasticConv2d(max_c, max_c, bias=True)
+        for m in (self.q, self.k, self.v):
+            nn.init.xavier_uniform_(m.weight)
+        nn.init.normal_(self.proj.weight, 0.0, 0.02)
+        self.max_c = int(max_c)
+        self.set_active(max_c, height, width)
+
+    def set_active(self, c: int, height: int, width: int) -> None:
+        if tuple(self.pos.shape[1:]) != (height, width):
+            raise SupernetError(f"mhsa built for {tuple(self.pos.shape[1:])}, not "
+                                f"{(height, width)}")
+        for m in (self.q, self.k, self.v, self.proj):
+            m.set_active(c, c, 1)
+        self._c = int(c)
+        self._heads = mhsa_heads(c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pos = self.pos if self._c == self.max_c else self.pos[: self._c]
+        t = x + pos
+        out = mhsa_core(self.q(t), self.k(t), self.v(t), self._heads)
+        return x + self.proj(out)
+
+    def active_state(self) -> dict[str, Tensor]:
+        out = {"pos": self.pos[: self._c].detach()}
+        for name in ("q", "k", "v", "proj"):
+            for k, v in getattr(self, name).active_state().items():
+                out[f"{name}.{k}"] = v
+        return out
+
+    def permute(self, perm: Tensor) -> None:
+        with torch.no_grad():
+            self.pos.copy_(self.pos[perm])
+        for m in (self.q, self.k, self.v):
+            m.permute_in(perm)
+        self.proj.permute_out(perm)
+
+
+class ElasticAttention(nn.Module):
+    """The attention variants of one position (``se``, ``ese``, ``mhsa``, as allowed by the
+    space); exactly one (or none) runs, chosen at activation."""
+
+    def __init__(self, kinds: Iterable[str], max_c: int, height: int, width: int) -> None:
+        super().__init__()
+        kinds = tuple(kinds)
+        bad = [k for k in kinds if k not in ATTENTIONS]
+        if bad:
+            raise SupernetError(f"attention {bad[0]!r} is not supported; known: "
+                                f"{', '.join(ATTENTIONS)}")
+        self.kinds = kinds
+        self.hw = (int(height), int(width))
+        variants: dict[str, nn.Module] = {}
+        for k in kinds:
+            if k == "se":
+                variants[k] = ElasticSE(max_c)
+            elif k == "ese":
+                variants[k] = ElasticESE(max_c)
+            elif k == "mhsa":
+                variants[k] = ElasticMHSA(max_c, height, width)
+        self.variants = nn.ModuleDict(variants)
+        self.set_active("none" if "none" in kinds else kinds[0], max_c)
+
+    def set_active(self, kind: str, c: int) -> None:
+        if kind not in self.kinds:
+            raise SupernetError(f"attention {kind!r} not built here (built: {self.kinds})")
+        self._kind = kind
+        self._module: nn.Module | None = self.variants[kind] if kind != "none" else None
+        if self._module is not None:
+            self._module.set_active(c, *self.hw)
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self._module
+        return x if m is None else m(x)
+
+    def active_state(self) -> dict[str, Tensor]:
+        if self._module is None:
+            return {}
+        out: dict[str, Tensor] = {}
+        collect_state(self._module, "", out)
+        return out
+
+    def active_modules(self) -> Iterable[nn.Module]:
+        return () if self._module is None else (self._module,)
+
+    def permute(self, perm: Tensor) -> None:
+        for m in self.variants.values():
+            m.permute(perm)
+
+
+# ----------------------------------------------------------------------------- walking helpers
+def collect_state(module: nn.Module, prefix: str, out: dict[str, Tensor]) -> None:
+    """Gather ``active_state()`` of the active elastic modules below ``module`` under the
+    names the static subnet uses. Modules may narrow their children with
+    ``export_children()``."""
+    fn = getattr(module, "active_state", None)
+    if fn is not None:
+        for k, v in fn().items():
+            out[prefix + k] = v
+        return
+    children = getattr(module, "export_children", None)
+    items = children() if children is not None else module.named_children()
+    for name, child in items:
+        collect_state(child, f"{prefix}{name}.", out)
+
+
+def active_leaves(module: nn.Module) -> Iterable[nn.Module]:
+    """The active modules below ``module`` that hold state (depth first)."""
+    if hasattr(module, "active_modules"):
+        for m in module.active_modules():
+            yield m
+            yield from active_leaves(m)
+        return
+    children = getattr(module, "export_children", None)
+    items = children() if children is not None else module.named_children()
+    for _, child in items:
+        yield child
+        yield from active_leaves(child)

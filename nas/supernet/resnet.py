@@ -1,0 +1,309 @@
+"""The ``resnet_like`` supernet family (ResNet/ResNeXt, RegNetX-style bottlenecks).
+
+Layout: a 3x3 stem conv (stride 2 when the input's smaller side is at least 64 pixels, else
+1), stages of :class:`~nas.supernet.blocks.ResBlock` (the first block of every stage has a
+1x1 projection shortcut; the first block of stages 1.. has stride 2, or 1 once the feature map
+is down to one pixel on a side), global average pooling and a linear classifier.
+
+Elastic: stem width, per-stage depth, width (residual stream and block internals), attention
+and bits, per-block kernel and cardinality. Dimensions a space lacks take a fixed value
+(attention ``none``, bits 32, kernel 3, cardinality 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nas.errors import ConfigError
+from nas.searchspace import Config, Space
+from nas.supernet.base import (
+    BuildArgs,
+    Costs,
+    Supernet,
+    down,
+    register_family,
+    stride_for,
+    values,
+)
+from nas.supernet.blocks import (
+    ConvBNAct,
+    ElasticStage,
+    Head,
+    ResBlock,
+    Stage,
+    SubnetModel,
+    Tally,
+)
+from nas.supernet.errors import SupernetError
+from nas.supernet.ops import (
+    ElasticActQuant,
+    ElasticAttention,
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+)
+from nas.supernet.static import InputCheck, QConv2d, make_act_quant, make_attention
+
+
+@dataclass(frozen=True)
+class ResBlockPlan:
+    in_ch: int
+    width: int
+    kernel: int
+    groups: int
+    attention: str
+    bits: int
+    stride: int
+    proj: bool
+    in_hw: tuple[int, int]
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ResNetPlan:
+    stem_width: int
+    stem_stride: int
+    stem_hw: tuple[int, int]
+    stages: tuple[tuple[ResBlockPlan, ...], ...]
+    out_width: int
+    out_hw: tuple[int, int]
+
+
+def n_stages(space: Space) -> int:
+    """Number of stages: ``stages.0.width``, ``stages.1.width``, ... present in the space."""
+    s = 0
+    while space.has(f"stages.{s}.width"):
+        s += 1
+    return s
+
+
+def layout(space: Space, build: BuildArgs) -> tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]:
+    """Stem stride and resolution, and per stage the first block's stride and the stage's
+    resolution; fixed by the input size, the same for every config."""
+    h, w = build.input_size
+    stem_stride = 2 if min(h, w) >= 64 else 1
+    hw = (down(h, stem_stride), down(w, stem_stride))
+    stem_hw = hw
+    out = []
+    for s in range(n_stages(space)):
+        stride = stride_for(hw) if s > 0 else 1
+        hw = (down(hw[0], stride), down(hw[1], stride))
+        out.append((stride, hw))
+    return stem_stride, stem_hw, out
+
+
+def _required(space: Space, family: str) -> None:
+    missing = [p for p in ("stem.width", "stages.0.width", "stages.0.depth") if not space.has(p)]
+    if missing:
+        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
+                            f"{missing[0]!r}")
+    for s in range(n_stages(space)):
+        if not space.has(f"stages.{s}.depth"):
+            raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
+                                f"'stages.{s}.depth'")
+
+
+@register_family("resnet_like")
+class ResNetSupernet(Supernet):
+    """Supernet of ``resnet_like`` spaces."""
+
+    def __init__(self, space: Space, build: BuildArgs) -> None:
+        super().__init__(space, build)
+        _required(space, self.family)
+        stem_stride, stem_hw, lay = layout(space, build)
+        self.stem = ConvBNAct(
+            ElasticConv2d(build.in_channels, max(space.values("stem.width")), (3,), stem_stride),
+            ElasticBatchNorm2d(max(space.values("stem.width"))), nn.ReLU())
+        prev = max(space.values("stem.width"))
+        stages = []
+        for s, (stride, hw) in enumerate(lay):
+            wmax = max(space.values(f"stages.{s}.width"))
+            kinds = values(space, f"stages.{s}.attention", "none")
+            bits = values(space, f"stages.{s}.bits", 32)
+            blocks = []
+            for b in range(max(space.values(f"stages.{s}.depth"))):
+                pre = f"stages.{s}.blocks.{b}"
+                ks = values(space, f"{pre}.kernel", 3)
+                cin = prev if b == 0 else wmax
+                st = stride if b == 0 else 1
+                shortcut = nn.Sequential(ElasticConv2d(cin, wmax, (1,), st),
+                                         ElasticBatchNorm2d(wmax)) if b == 0 else None
+                blocks.append(ResBlock(
+                    ElasticConv2d(cin, wmax, (1,)), ElasticBatchNorm2d(wmax),
+                    ElasticConv2d(wmax, wmax, ks, st, elastic_groups=True),
+                    ElasticBatchNorm2d(wmax), ElasticAttention(kinds, wmax, *hw),
+                    ElasticConv2d(wmax, wmax, (1,)), ElasticBatchNorm2d(wmax),
+                    ElasticActQuant(bits), ElasticActQuant(bits), ElasticActQuant(bits),
+                    shortcut))
+            stages.append(ElasticStage(blocks))
+            prev = wmax
+        self.stages = nn.ModuleList(stages)
+        self.head = Head(ElasticLinear(prev, build.num_classes))
+
+    # ------------------------------------------------------------------ plan
+    @classmethod
+    def make_plan(cls, space: Space, config: Config, build: BuildArgs) -> ResNetPlan:
+        stem_stride, stem_hw, lay = layout(space, build)
+        prev = config["stem.width"]
+        prev_hw = stem_hw
+        stages = []
+        for s, (stride, hw) in enumerate(lay):
+            width = config[f"stages.{s}.width"]
+            att = config.get(f"stages.{s}.attention", "none")
+            bits = config.get(f"stages.{s}.bits", 32)
+            blocks = []
+            for b in range(config[f"stages.{s}.depth"]):
+                pre = f"stages.{s}.blocks.{b}"
+                g = config.get(f"{pre}.cardinality", 1)
+                if width % g:
+                    raise ConfigError(f"{pre}.cardinality: {g} does not divide "
+                                      f"stages.{s}.width={width}")
+                blocks.append(ResBlockPlan(
+                    in_ch=prev if b == 0 else width, width=width,
+                    kernel=config.get(f"{pre}.kernel", 3), groups=g, attention=att,
+                    bits=bits, stride=stride if b == 0 else 1, proj=b == 0,
+                    in_hw=prev_hw if b == 0 else hw, hw=hw))
+            stages.append(tuple(blocks))
+            prev, prev_hw = width, hw
+        return ResNetPlan(config["stem.width"], stem_stride, stem_hw, tuple(stages), prev,
+                          lay[-1][1] if lay else stem_hw)
+
+    def _apply_plan(self, plan: ResNetPlan) -> None:
+        self.stem.conv.set_active(self.build.in_channels, plan.stem_width, 3)
+        self.stem.bn.set_active(plan.stem_width)
+        for stage, blocks in zip(self.stages, plan.stages):
+            stage.set_depth(len(blocks))
+            for blk, p in zip(stage.blocks, blocks):
+                w = p.width
+                for aq in (blk.aq0, blk.aq1, blk.aq2):
+                    aq.set_active(p.bits)
+                blk.conv1.set_active(p.in_ch, w, 1, 1, p.bits)
+                blk.conv2.set_active(w, w, p.kernel, p.groups, p.bits)
+                blk.conv3.set_active(w, w, 1, 1, p.bits)
+                for bn in (blk.bn1, blk.bn2, blk.bn3):
+                    bn.set_active(w)
+                blk.attn.set_active(p.attention, w)
+                if p.proj:
+                    blk.shortcut[0].set_active(p.in_ch, w, 1, 1, p.bits)
+                    blk.shortcut[1].set_active(w)
+        self.head.classifier.set_active(plan.out_width, self.build.num_classes)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+    # ------------------------------------------------------------------ static subnet
+    @classmethod
+    def build_static(cls, plan: ResNetPlan, build: BuildArgs) -> nn.Module:
+        stem = ConvBNAct(QConv2d(build.in_channels, plan.stem_width, 3, stride=plan.stem_stride,
+                                 padding=1, bias=False), nn.BatchNorm2d(plan.stem_width),
+                         nn.ReLU())
+        stages = []
+        for blocks in plan.stages:
+            out = []
+            for p in blocks:
+                w, k = p.width, p.kernel
+                shortcut = nn.Sequential(
+                    QConv2d(p.in_ch, w, 1, stride=p.stride, bias=False, bits=p.bits),
+                    nn.BatchNorm2d(w)) if p.proj else None
+                out.append(ResBlock(
+                    QConv2d(p.in_ch, w, 1, bias=False, bits=p.bits), nn.BatchNorm2d(w),
+                    QConv2d(w, w, k, stride=p.stride, padding=k // 2, groups=p.groups,
+                            bias=False, bits=p.bits), nn.BatchNorm2d(w),
+                    make_attention(p.attention, w, *p.hw),
+                    QConv2d(w, w, 1, bias=False, bits=p.bits), nn.BatchNorm2d(w),
+                    make_act_quant(p.bits), make_act_quant(p.bits), make_act_quant(p.bits),
+                    shortcut))
+            stages.append(Stage(out))
+        return SubnetModel(InputCheck(build.in_channels, *build.input_size), stem,
+                           nn.ModuleList(stages), Head(nn.Linear(plan.out_width,
+                                                                 build.num_classes)))
+
+    @classmethod
+    def plan_costs(cls, plan: ResNetPlan, build: BuildArgs) -> Costs:
+        t = Tally()
+        t.conv(build.in_channels, plan.stem_width, 3, 1, plan.stem_hw)
+        t.bn(plan.stem_width, plan.stem_hw)
+        for blocks in plan.stages:
+            for p in blocks:
+                w = p.width
+                t.act_quant(p.bits, 3)
+                t.conv(p.in_ch, w, 1, 1, p.in_hw, p.bits)  # at the block's input resolution
+                t.bn(w, p.in_hw)
+                t.conv(w, w, p.kernel, p.groups, p.hw, p.bits)
+                t.bn(w, p.hw)
+                t.attention(p.attention, w, p.hw)
+                t.conv(w, w, 1, 1, p.hw, p.bits)
+                t.bn(w, p.hw)
+                if p.proj:
+                    t.conv(p.in_ch, w, 1, 1, p.hw, p.bits)
+                    t.bn(w, p.hw)
+        t.pool(plan.out_width, plan.out_hw)
+        t.linear(plan.out_width, build.num_classes)
+        return Costs(t.params, t.flops, t.bytes)
+
+    # ------------------------------------------------------------------ utilities
+    def largest_config(self) -> Config:
+        space = self.space
+        flat = space.max().flat()
+        for s in range(len(self.stages)):
+            wmax = max(space.values(f"stages.{s}.width"))
+            if space.has(f"stages.{s}.attention"):
+                kinds = space.values(f"stages.{s}.attention")
+                hw = self.stages[s].blocks[0].attn.hw
+                flat[f"stages.{s}.attention"] = max(kinds, key=lambda k: _attn_params(k, wmax,
+                                                                                       hw))
+            if space.has(f"stages.{s}.bits"):
+                flat[f"stages.{s}.bits"] = max(space.values(f"stages.{s}.bits"),
+                                               key=lambda b: (b >= 32, b))
+            for b in range(len(self.stages[s].blocks)):
+                p = f"stages.{s}.blocks.{b}.cardinality"
+                if p in flat:
+                    flat[p] = min(space.values(p))
+        return space.config(flat)
+
+    @torch.no_grad()
+    def reorder_channels(self) -> None:
+        """Sort each residual stream's channels (stem output, each stage's output) by the L1
+        norm of the weights that read them, most important first. Block internals keep their
+        order: the block-diagonal weights of elastic cardinality fix it. The full-width network
+        computes the same function afterwards (permuted producers and consumers)."""
+        producers: list[tuple[list[nn.Module], list[nn.Module]]] = []
+        producers.append(([self.stem.conv], [self.stem.bn]))
+        for stage in self.stages:
+            convs = [blk.conv3 for blk in stage.blocks] + [stage.blocks[0].shortcut[0]]
+            bns = [blk.bn3 for blk in stage.blocks] + [stage.blocks[0].shortcut[1]]
+            producers.append((convs, bns))
+        for i, (convs, bns) in enumerate(producers):
+            consumers: list[nn.Module] = []
+            if i > 0:
+                consumers += [blk.conv1 for blk in self.stages[i - 1].blocks[1:]]
+            if i < len(self.stages):
+                first = self.stages[i].blocks[0]
+                consumers += [first.conv1, first.shortcut[0]]
+            else:
+                consumers.append(self.head.classifier)
+            imp = sum(_column_l1(m) for m in consumers)
+            perm = torch.argsort(imp, descending=True, stable=True)
+            for c in convs:
+                c.permute_out(perm)
+            for bn in bns:
+                bn.permute(perm)
+            for m in consumers:
+                m.permute_in(perm)
+
+
+def _column_l1(m: nn.Module) -> Tensor:
+    w = m.weight
+    return w.abs().sum(dim=0) if w.dim() == 2 else w.abs().sum(dim=(0, 2, 3))
+
+
+def _attn_params(kind: str, c: int, hw: tuple[int, int]) -> int:
+    t = Tally()
+    t.attention(kind, c, hw)
+    return t.params

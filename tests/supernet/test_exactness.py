@@ -1,0 +1,132 @@
+"""Extracted subnets compute exactly what the supernet computes at their config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nas.searchspace import get_space
+from nas.supernet import export_torchscript
+
+N_CONFIGS = 200  # per space, besides min and max
+SCRIPT_EVERY = 4  # TorchScript round trip on every 4th config (and min, max): ~0.4 s each
+TOL = 1e-5
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
+
+def configs(space):
+    cfgs = [space.min(), space.max()] + space.sample_many(N_CONFIGS, 2026)
+    return cfgs
+
+
+def coverage(space, cfgs):
+    """The values of attention, bits and cardinality seen in ``cfgs`` per dimension."""
+    seen: dict[str, set] = {}
+    for c in cfgs:
+        for path, v in c.flat().items():
+            key = path.rsplit(".", 1)[-1]
+            if key in ("attention", "bits", "cardinality", "kernel", "expand", "depth"):
+                seen.setdefault(key, set()).add(v)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def test_sample_covers_every_choice(name):
+    space = get_space(name)
+    seen = coverage(space, configs(space))
+    for key, want in (("attention", "stages.0.attention"), ("bits", "stages.0.bits"),
+                      ("kernel", "stages.0.blocks.0.kernel")):
+        assert seen[key] == set(space.values(want)), key
+    if name == "resnet_like":
+        assert seen["cardinality"] == set(space.values("stages.0.blocks.0.cardinality"))
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def test_extracted_equals_supernet(name, supernets, x):
+    net = supernets[name]
+    space = net.space
+    worst = 0.0
+    scripted = 0
+    for i, cfg in enumerate(configs(space)):
+        with torch.no_grad():
+            with net.activate(cfg):
+                y = net(x)
+            sub = net.extract(cfg)
+            assert not sub.training
+            ys = sub(x)
+            assert y.abs().max() > 1e-2, "output too small for the comparison to mean much"
+            diff = (y - ys).abs().max().item()
+            worst = max(worst, diff)
+            assert diff <= TOL, (i, cfg.to_json(), diff)
+            if i < 2 or i % SCRIPT_EVERY == 0:
+                ts = export_torchscript(sub)
+                dts = (ts(x) - y).abs().max().item()
+                assert dts <= TOL, (i, cfg.to_json(), dts)
+                scripted += 1
+    assert scripted >= 50
+
+
+def test_extracted_is_plain_pytorch(supernets, x, tmp_path):
+    import pickle
+
+    from nas.supernet import static
+    from nas.supernet.blocks import ConvBNAct, Head, MBConv, ResBlock, Stage, SubnetModel
+    from nas.supernet.ops import ElasticActQuant, ElasticAttention
+
+    allowed_ours = (static.QConv2d, static.FakeQuantAct, static.SqueezeExcite,
+                    static.EffectiveSE, static.SpatialMHSA, static.InputCheck, ConvBNAct, Head,
+                    MBConv, ResBlock, Stage, SubnetModel)
+    for net in supernets.values():
+        cfg = net.space.sample(3)
+        sub = net.extract(cfg)
+        for m in sub.modules():
+            assert isinstance(m, allowed_ours) or type(m).__module__.startswith("torch.nn"), m
+            assert not isinstance(m, (ElasticActQuant, ElasticAttention))
+        # copied weights: changing the supernet leaves the subnet alone
+        before = {k: v.clone() for k, v in sub.state_dict().items()}
+        ptrs = {p.data_ptr() for p in net.parameters()}
+        assert all(p.data_ptr() not in ptrs for p in sub.parameters())
+        clone = pickle.loads(pickle.dumps(sub))
+        with torch.no_grad():
+            assert torch.equal(clone(x), sub(x))
+        for k, v in sub.state_dict().items():
+            assert torch.equal(before[k], v)
+
+
+def test_onnx_export_matches(supernets, x, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from nas.supernet import export_onnx
+
+    for name, net in supernets.items():
+        for cfg in (net.space.max(), net.space.sample(11)):
+            sub = net.extract(cfg)
+            path = tmp_path / f"{name}.onnx"
+            export_onnx(sub, path, in_channels=3, input_size=(8, 8))
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            out = sess.run(None, {"input": x.numpy()})[0]
+            with torch.no_grad():
+                ref = sub(x).numpy()
+            assert abs(out - ref).max() <= 1e-4
+
+
+def test_exact_in_train_mode_forward(supernets, x):
+    """Training-mode forward (batch statistics, running-stat updates) agrees too, and the
+    supernet's running statistics move exactly like the subnet's."""
+    net = supernets["mobilenet_like"]
+    cfg = net.space.sample(5)
+    sub = net.extract(cfg).train()
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    try:
+        net.train()
+        with net.activate(cfg):
+            y = net(x)
+            ys = sub(x)
+            assert (y - ys).abs().max().item() <= TOL
+            st = net.subnet_state_dict()
+            for k, v in sub.state_dict().items():
+                if k.endswith("running_mean") or k.endswith("running_var"):
+                    assert torch.allclose(st[k], v, atol=1e-6), k
+    finally:
+        net.load_state_dict(saved)
+        net.eval()
