@@ -39,12 +39,15 @@ def resnet_like() -> Space:
     quantization bits for weights and activations. The first block of stages 1-3 halves the
     resolution."""
     max_depth = (3, 4, 6, 3)
-    widths = ((24, 32, 48, 64), (48, 64, 96, 128), (96, 128, 192, 256), (192, 256, 384, 512))
-    defaults = (32, 64, 128, 256)
+    # CIFAR-ResNet scale (16..256 channels), so that supernets train in minutes on a CPU.
+    widths = ((16, 24, 32), (32, 48, 64), (64, 96, 128), (128, 192, 256))
+    defaults = (24, 48, 96, 192)
     stages = []
     cons: list[Constraint] = []
     for s in range(4):
-        block = (Choice("kernel", (3, 5, 7)), Choice("cardinality", (1, 2, 4, 8, 16)))
+        # cheapest first: 16 groups is the sparsest grouped conv, 1 the dense one
+        block = (Choice("kernel", (3, 5, 7)),
+                 Choice("cardinality", (16, 8, 4, 2, 1), default=1))
         stages.append(Group(str(s), (
             IntRange("depth", 1, max_depth[s], default=min(2, max_depth[s])),
             Choice("width", widths[s], default=defaults[s]),
@@ -58,7 +61,7 @@ def resnet_like() -> Space:
             cons.append(Compare(f"stages.{s}.width", ">=", f"stages.{s - 1}.width"))
     return Space(
         "resnet_like",
-        [Group("stem", (Choice("width", (16, 24, 32, 48, 64), default=32),)),
+        [Group("stem", (Choice("width", (16, 24, 32), default=24),)),
          Group("stages", tuple(stages))],
         cons,
         family="resnet_like",

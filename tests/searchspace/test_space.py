@@ -65,7 +65,7 @@ def test_errors_name_path_value_and_allowed(resnet: Space) -> None:
         resnet.config(d)
     d = resnet.default().to_dict()
     del d["stages"][0]["width"]
-    with pytest.raises(ConfigError, match=r"stages\.0\.width: missing \(allowed: 24, 32, 48, 64\)"):
+    with pytest.raises(ConfigError, match=r"stages\.0\.width: missing \(allowed: 16, 24, 32\)"):
         resnet.config(d)
     d = resnet.default().to_dict()
     d["stages"][0]["colour"] = "red"
@@ -127,7 +127,7 @@ def test_encoding_marks_absent_dimensions(resnet: Space) -> None:
     for i, path in enumerate(resnet.paths):
         assert (enc[i] == -1) == (path not in c)
     lo, hi = resnet.bounds()
-    assert np.all(lo == 0) and hi[resnet.paths.index("stem.width")] == 4
+    assert np.all(lo == 0) and hi[resnet.paths.index("stem.width")] == 2
 
 
 def test_mutation_rate_and_determinism(resnet: Space) -> None:
