@@ -1,0 +1,578 @@
+"""Predictor models behind one small interface, registered by name.
+
+Every model standardises its inputs, optionally maps the target through a monotone transform
+(``"normal"``: rank-based normal scores, robust to the long tail of broken architectures;
+predictions are mapped back by interpolating the training targets), and offers
+``fit(X, y)``, ``predict(X)`` and, where ``supports_std``, ``predict_with_std(X)``.
+
+Persistence (:func:`save_predictor` / :func:`load_predictor`) writes one ``.npz`` file read
+with ``allow_pickle=False``: a JSON header plus plain arrays, never pickled objects.
+
+- ``mlp`` stores its torch weights as arrays and loads them into a freshly built module.
+- ``ridge`` stores its coefficients.
+- scikit-learn models whose fitted state is not plain arrays (``svr``, ``rf``, ``gbt``,
+  ``gp``) store their hyper-parameters and *training data* and are rebuilt on load by
+  refitting with the same seed. That is deterministic, so predictions are identical as long
+  as the scikit-learn version matches (it is recorded; a different version logs a warning).
+- ``ensemble`` stores its members the same way.
+
+>>> import numpy as np
+>>> X = np.random.default_rng(0).normal(size=(50, 3)); y = X @ [1.0, 2.0, 0.0]
+>>> m = get_predictor("ridge", target_transform="none").fit(X, y)
+>>> float(np.abs(m.predict(X) - y).max()) < 0.1
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+from scipy import special, stats
+
+from nas.errors import NasError, UsageError
+from nas.utils.files import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+TARGET_TRANSFORMS = ("none", "normal")
+
+
+class PredictorFileError(NasError):
+    """A saved predictor that cannot be read (corrupt, wrong format or version)."""
+
+
+class NotFittedError(NasError):
+    """A predictor used before ``fit``."""
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (small models are slower with more)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return str(sklearn.__version__)
+
+
+def _as_2d(X: Any, n_features: int | None = None) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise UsageError(f"features must be a 2-D array, got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise UsageError(f"the predictor was fitted on {n_features} features, got {X.shape[1]}")
+    if not np.all(np.isfinite(X)):
+        raise UsageError("features contain NaN or infinite values")
+    return X
+
+
+class Predictor(ABC):
+    """Base class: standardisation, target transform, persistence; subclasses fit a model.
+
+    Args:
+        seed: seeds every random choice of the model.
+        target_transform: ``"none"`` or ``"normal"`` (see the module docstring).
+    """
+
+    name: ClassVar[str] = ""
+    supports_std: ClassVar[bool] = False
+
+    def __init__(self, *, seed: int = 0, target_transform: str = "normal",
+                 **params: Any) -> None:
+        if target_transform not in TARGET_TRANSFORMS:
+            raise UsageError(f"unknown target_transform {target_transform!r}; known: "
+                             f"{', '.join(TARGET_TRANSFORMS)}")
+        self.seed = int(seed)
+        self.target_transform = target_transform
+        self.params = dict(params)
+        self._fitted = False
+
+    # ------------------------------------------------------------------ data plumbing
+    def _fit_transform(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.x_mean_ = X.mean(axis=0)
+        std = X.std(axis=0)
+        self.x_scale_ = np.where(std > 1e-12, std, 1.0)
+        self.y_sorted_ = np.sort(y)
+        if self.target_transform == "normal":
+            z = self._normal_scores(y)
+        else:
+            z = y.copy()
+        self.z_mean_ = float(z.mean())
+        self.z_scale_ = float(z.std()) or 1.0
+        return (X - self.x_mean_) / self.x_scale_, (z - self.z_mean_) / self.z_scale_
+
+    @staticmethod
+    def _normal_scores(y: np.ndarray) -> np.ndarray:
+        r = stats.rankdata(y, method="average")
+        return special.ndtri((r - 0.5) / len(y))
+
+    def _x(self, X: Any) -> np.ndarray:
+        if not self._fitted:
+            raise NotFittedError(f"predictor {self.name!r} is not fitted; call fit(X, y) first")
+        X = _as_2d(X, self.x_mean_.shape[0])
+        return (X - self.x_mean_) / self.x_scale_
+
+    def _y_back(self, z: np.ndarray) -> np.ndarray:
+        z = z * self.z_scale_ + self.z_mean_
+        if self.target_transform == "none":
+            return z
+        n = len(self.y_sorted_)
+        grid = special.ndtri((np.arange(1, n + 1) - 0.5) / n)
+        return np.interp(z, grid, self.y_sorted_)
+
+    def _std_back(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
+        if self.target_transform == "none":
+            return s * self.z_scale_
+        hi = self._y_back(z + s)
+        lo = self._y_back(z - s)
+        return np.abs(hi - lo) / 2.0
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X: Any, y: Any) -> Predictor:
+        """Fit on features ``X`` (n, d) and targets ``y`` (n,); returns ``self``."""
+        X = _as_2d(X)
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if y.shape[0] != X.shape[0]:
+            raise UsageError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values")
+        if X.shape[0] < 2:
+            raise UsageError(f"a predictor needs at least 2 training rows, got {X.shape[0]}")
+        if not np.all(np.isfinite(y)):
+            raise UsageError("targets contain NaN or infinite values")
+        self.X_train_ = X.copy()
+        self.y_train_ = y.copy()
+        Xs, z = self._fit_transform(X, y)
+        self._fit(Xs, z)
+        self._fitted = True
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted targets, shape ``(n,)``."""
+        return self._y_back(self._predict(self._x(X)))
+
+    def predict_with_std(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted targets and their standard deviations (models with ``supports_std``)."""
+        if not self.supports_std:
+            raise UsageError(f"predictor {self.name!r} does not report uncertainty; use one of "
+                             f"{', '.join(n for n, c in PREDICTORS.items() if c.supports_std)}")
+        z, s = self._predict_std(self._x(X))
+        return self._y_back(z), self._std_back(z, s)
+
+    @abstractmethod
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        """Fit on standardised features and transformed, standardised targets."""
+
+    @abstractmethod
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        """Predict transformed, standardised targets from standardised features."""
+
+    def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays beyond the training data needed to rebuild the model without refitting
+        (empty: rebuilt by refitting)."""
+        return {}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        """Restore from :meth:`_state` arrays; ``False``: refit instead."""
+        return False
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments."""
+        return {"seed": self.seed, "target_transform": self.target_transform, **self.params}
+
+
+PREDICTORS: dict[str, type[Predictor]] = {}
+
+
+def register_predictor(cls: type[Predictor]) -> type[Predictor]:
+    """Class decorator: register a predictor under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    PREDICTORS[cls.name] = cls
+    return cls
+
+
+def list_predictors() -> list[str]:
+    """Registered predictor names (``auto`` included)."""
+    return sorted(PREDICTORS)
+
+
+def get_predictor(name: str, **kwargs: Any) -> Predictor:
+    """A new, unfitted predictor by registered name."""
+    try:
+        cls = PREDICTORS[name]
+    except KeyError:
+        raise UsageError(f"unknown predictor {name!r}; known: {', '.join(list_predictors())}"
+                         ) from None
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------- models
+@register_predictor
+class RidgePredictor(Predictor):
+    """Ridge regression, its penalty chosen by efficient leave-one-out CV."""
+
+    name = "ridge"
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        from sklearn.linear_model import RidgeCV
+
+        m = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(X, z)
+        self.coef_ = np.asarray(m.coef_, dtype=np.float64)
+        self.intercept_ = float(m.intercept_)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.coef_ + self.intercept_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef_, "intercept": np.array([self.intercept_])}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        self.coef_ = arrays["coef"]
+        self.intercept_ = float(arrays["intercept"][0])
+        return True
+
+
+class _SklearnPredictor(Predictor):
+    """A scikit-learn regressor made by :meth:`_make`; rebuilt on load by refitting."""
+
+    def _make(self) -> Any:
+        raise NotImplementedError
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        self.model_ = self._make().fit(X, z)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model_.predict(X), dtype=np.float64)
+
+
+@register_predictor
+class SVRPredictor(_SklearnPredictor):
+    """Support-vector regression with an RBF kernel."""
+
+    name = "svr"
+
+    def _make(self) -> Any:
+        from sklearn.svm import SVR
+
+        return SVR(C=self.params.get("C", 3.0), epsilon=self.params.get("epsilon", 0.05),
+                   gamma="scale")
+
+
+@register_predictor
+class RandomForestPredictor(_SklearnPredictor):
+    """Random forest; the spread of its trees is the reported uncertainty."""
+
+    name = "rf"
+    supports_std = True
+
+    def _make(self) -> Any:
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(
+            n_estimators=self.params.get("n_estimators", 200),
+            max_features=self.params.get("max_features", 0.3),
+            min_samples_leaf=self.params.get("min_samples_leaf", 1),
+            random_state=self.seed, n_jobs=1)
+
+    def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        per_tree = np.stack([t.predict(X) for t in self.model_.estimators_])
+        return per_tree.mean(axis=0), per_tree.std(axis=0)
+
+
+@register_predictor
+class GBTPredictor(_SklearnPredictor):
+    """Gradient-boosted regression trees (scikit-learn), shallow trees and subsampling."""
+
+    name = "gbt"
+
+    def _make(self) -> Any:
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            n_estimators=self.params.get("n_estimators", 400),
+            learning_rate=self.params.get("learning_rate", 0.03),
+            max_depth=self.params.get("max_depth", 3),
+            subsample=self.params.get("subsample", 0.8),
+            max_features=self.params.get("max_features", None),
+            random_state=self.seed)
+
+
+@register_predictor
+class GPPredictor(_SklearnPredictor):
+    """Gaussian process (Matern-5/2 with ARD-free length scale plus white noise); reports
+    its posterior standard deviation."""
+
+    name = "gp"
+    supports_std = True
+
+    def _make(self) -> Any:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=5.0,
+                                                            length_scale_bounds=(1e-1, 1e3),
+                                                            nu=2.5)
+                  + WhiteKernel(0.1, (1e-4, 1.0)))
+        return GaussianProcessRegressor(kernel=kernel, normalize_y=False,
+                                        n_restarts_optimizer=self.params.get("restarts", 1),
+                                        random_state=self.seed)
+
+    def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = self.model_.predict(X, return_std=True)
+        return np.asarray(mean), np.asarray(std)
+
+
+@register_predictor
+class MLPPredictor(Predictor):
+    """A small torch MLP (two hidden ReLU layers), full-batch Adam with weight decay."""
+
+    name = "mlp"
+
+    def _build(self, d: int) -> Any:
+        from torch import nn
+
+        h = int(self.params.get("hidden", 128))
+        return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                             nn.Linear(h, 1))
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(self.seed)
+        net = self._build(X.shape[1])
+        with torch_threads(1):
+            with torch.no_grad():
+                for p in net.parameters():
+                    bound = 1.0 / np.sqrt(p.shape[-1])
+                    p.copy_(torch.rand(p.shape, generator=gen) * 2 * bound - bound)
+            opt = torch.optim.AdamW(net.parameters(), lr=self.params.get("lr", 3e-3),
+                                    weight_decay=self.params.get("weight_decay", 1e-2))
+            Xt = torch.from_numpy(X).float()
+            zt = torch.from_numpy(z).float()[:, None]
+            for _ in range(int(self.params.get("epochs", 300))):
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(net(Xt), zt)
+                loss.backward()
+                opt.step()
+        self.net_ = net.eval()
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.net_(torch.from_numpy(X).float()).numpy()[:, 0].astype(np.float64)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        import torch
+
+        net = self._build(self.x_mean_.shape[0])
+        sd = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
+              if k.startswith("net.")}
+        net.load_state_dict(sd, strict=True)
+        self.net_ = net.eval()
+        return True
+
+
+@register_predictor
+class EnsemblePredictor(Predictor):
+    """Average of member predictors (default ``gbt``, ``rf``, ``svr``, ``mlp``) fitted on the
+    same data; uncertainty is the spread of the members' predictions."""
+
+    name = "ensemble"
+    supports_std = True
+    DEFAULT_MEMBERS = ("gbt", "rf", "svr", "mlp")
+
+    def _members(self) -> list[Predictor]:
+        names = self.params.get("members", list(self.DEFAULT_MEMBERS))
+        return [get_predictor(n, seed=self.seed + i, target_transform="none")
+                for i, n in enumerate(names)]
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        self.members_ = [m.fit(X, z) for m in self._members()]
+
+    def _all(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([m.predict(X) for m in self.members_])
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return self._all(X).mean(axis=0)
+
+    def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = self._all(X)
+        return a.mean(axis=0), a.std(axis=0)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i, m in enumerate(self.members_):
+            out.update({f"m{i}.{k}": v for k, v in m._state().items()})
+        return out
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        # members were fitted on standardised data: rebuild them exactly as in fit
+        return False
+
+
+@register_predictor
+class AutoPredictor(Predictor):
+    """Picks among ``candidates`` by k-fold cross-validated Kendall's tau on the training
+    data, then refits the winner on all of it."""
+
+    name = "auto"
+    DEFAULT_CANDIDATES = ("ridge", "svr", "rf", "gbt", "gp", "mlp")
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        from nas.predictors.metrics import kendall_tau
+
+        cands = list(self.params.get("candidates", self.DEFAULT_CANDIDATES))
+        folds = int(self.params.get("folds", 5))
+        n = X.shape[0]
+        folds = max(2, min(folds, n // 2)) if n >= 4 else 0
+        scores: dict[str, float] = {}
+        if folds:
+            rng = np.random.default_rng(self.seed)
+            fold_of = rng.permutation(n) % folds
+            for name in cands:
+                taus = []
+                for f in range(folds):
+                    tr, te = fold_of != f, fold_of == f
+                    m = get_predictor(name, seed=self.seed, target_transform="none")
+                    p = m.fit(X[tr], z[tr]).predict(X[te])
+                    t = kendall_tau(z[te], p)
+                    taus.append(t if np.isfinite(t) else 0.0)
+                scores[name] = float(np.mean(taus))
+            best = max(cands, key=lambda c: scores[c])
+        else:
+            best = cands[0]
+        log.info("auto predictor: cross-validated tau %s -> %s",
+                 ", ".join(f"{k}={v:.3f}" for k, v in scores.items()), best)
+        self.params["chosen"] = best
+        self.cv_scores_ = scores
+        self.inner_ = get_predictor(best, seed=self.seed, target_transform="none").fit(X, z)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return self.inner_.predict(X)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {f"inner.{k}": v for k, v in self.inner_._state().items()}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        inner = get_predictor(self.params["chosen"], seed=self.seed, target_transform="none")
+        return _restore(inner, self._x_train_std(), self._z_train_std(),
+                        {k[6:]: v for k, v in arrays.items() if k.startswith("inner.")},
+                        self, "inner_")
+
+    def _x_train_std(self) -> np.ndarray:
+        return (self.X_train_ - self.x_mean_) / self.x_scale_
+
+    def _z_train_std(self) -> np.ndarray:
+        z = (self._normal_scores(self.y_train_) if self.target_transform == "normal"
+             else self.y_train_)
+        return (z - self.z_mean_) / self.z_scale_
+
+
+def _restore(inner: Predictor, X: np.ndarray, z: np.ndarray, arrays: dict[str, np.ndarray],
+             owner: Predictor, attr: str) -> bool:
+    """Restore a nested predictor fitted on (X, z): from arrays if it can, else refit."""
+    inner.X_train_, inner.y_train_ = X.copy(), z.copy()
+    inner._fit_transform(X, z)
+    if not inner._load_state(arrays):
+        inner._fit(*inner._fit_transform(X, z))
+    inner._fitted = True
+    setattr(owner, attr, inner)
+    return True
+
+
+# ---------------------------------------------------------------------- persistence
+def save_predictor(pred: Predictor, path: str | os.PathLike[str],
+                   extra: dict[str, Any] | None = None) -> None:
+    """Write a fitted predictor to ``path`` (``.npz``: JSON header + arrays, no pickle).
+
+    Args:
+        extra: JSON-able metadata stored alongside (e.g. the space and feature kinds).
+    """
+    if not pred._fitted:
+        raise NotFittedError(f"predictor {pred.name!r} is not fitted; nothing to save")
+    header = {"format": "nas-predictor", "version": FORMAT_VERSION, "name": pred.name,
+              "config": pred.config(), "sklearn": _sklearn_version(), "extra": extra or {}}
+    arrays = {"X_train": pred.X_train_, "y_train": pred.y_train_}
+    arrays.update({f"state.{k}": np.asarray(v) for k, v in pred._state().items()})
+    arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, Any]]:
+    """Read a predictor written by :func:`save_predictor`; returns it and its ``extra``.
+
+    Raises:
+        PredictorFileError: the file is missing, corrupt or not a predictor file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise PredictorFileError(f"{path}: no such predictor file") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise PredictorFileError(f"{path}: not a readable predictor file ({e})") from None
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+        if header.get("format") != "nas-predictor":
+            raise ValueError("format is not 'nas-predictor'")
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"format version {header.get('version')!r}, this nas reads "
+                             f"{FORMAT_VERSION}")
+        name = header["name"]
+        config = dict(header["config"])
+        X = arrays.pop("X_train")
+        y = arrays.pop("y_train")
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise PredictorFileError(f"{path}: corrupt predictor header ({e})") from None
+    if name not in PREDICTORS:
+        raise PredictorFileError(f"{path}: unknown predictor {name!r}; known: "
+                                 f"{', '.join(list_predictors())}")
+    if header.get("sklearn") != _sklearn_version():
+        log.warning("%s: saved with scikit-learn %s, running %s: refitted models may predict "
+                    "slightly differently", path, header.get("sklearn"), _sklearn_version())
+    chosen = config.pop("chosen", None)
+    pred = get_predictor(name, **config)
+    if chosen is not None:
+        pred.params["chosen"] = chosen
+    state = {k[6:]: v for k, v in arrays.items() if k.startswith("state.")}
+    pred.X_train_, pred.y_train_ = X, y
+    Xs, z = pred._fit_transform(_as_2d(X), np.asarray(y, dtype=np.float64))
+    try:
+        restored = pred._load_state(state)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise PredictorFileError(f"{path}: stored weights do not fit predictor {name!r} ({e})"
+                                 ) from None
+    if not restored:
+        pred._fit(Xs, z)
+    pred._fitted = True
+    return pred, dict(header.get("extra") or {})
+
+

@@ -1,0 +1,265 @@
+"""Zero-cost proxies computed on the real, freshly initialised network of a config.
+
+Proxies (each a float per network; larger is "better" for all of them):
+
+- ``synflow`` (Tanaka et al. 2020, as used by Abdelfattah et al. 2021): batch norm removed,
+  weights replaced by their absolute values, float64, an all-ones input; the score is
+  ``log(sum |theta * dR/dtheta|)`` with ``R`` the summed output. Needs no data.
+- ``naswot`` (Mellor et al. 2021): ``log|det K|`` of the Hamming-similarity kernel of the
+  binary ReLU activation codes of a batch.
+- ``snip`` (Lee et al. 2019): ``log(sum |theta * dL/dtheta|)`` for a cross-entropy loss.
+- ``grad_norm``: ``log`` of the summed L2 norms of the weight gradients of that loss.
+- ``jacov`` (Mellor et al. 2020): the input-Jacobian correlation score
+  ``-sum(log(v + k) + 1/(v + k))`` over the eigenvalues ``v`` of the correlation matrix of
+  per-sample input gradients, ``k = 1e-5``.
+
+The batch is random Gaussian noise (no dataset needed) unless one is given. Everything is
+seeded: weights come from a ``torch.Generator`` and the same seed gives the same value.
+Values are cached in a JSON-lines file under a directory the caller chooses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from nas.errors import NasError, UsageError
+
+log = logging.getLogger(__name__)
+
+PROXIES: tuple[str, ...] = ("synflow", "naswot", "snip", "grad_norm", "jacov")
+
+
+class ProxyCacheError(NasError):
+    """A proxy cache file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """What a proxy value depends on (part of the cache key).
+
+    Args:
+        batch: images in the data batch of naswot/snip/grad_norm/jacov.
+        resolution: input height and width.
+        num_classes: classifier outputs.
+        seed: seeds the weight initialisation, the batch and the labels.
+    """
+
+    batch: int = 16
+    resolution: int = 32
+    num_classes: int = 10
+    seed: int = 0
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _init_weights(net: Any, gen: Any) -> None:
+    """Kaiming-normal convolutions, normal(0, 0.01) linear layers, unit BN: all from ``gen``."""
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu",
+                                        generator=gen)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01, generator=gen)
+                m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+
+
+def _weights(net: Any) -> list[Any]:
+    from torch import nn
+
+    return [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _safe_log(v: float) -> float:
+    return math.log(v) if v > 0 and math.isfinite(v) else float("-inf") if v == 0 else float("nan")
+
+
+def synflow(net: Any, input_shape: Sequence[int]) -> float:
+    """The synflow score of ``net`` (modified in place: BN removed, weights made absolute,
+    float64). ``input_shape`` is ``(C, H, W)``."""
+    import torch
+    from torch import nn
+
+    def strip_bn(mod: nn.Module) -> None:
+        for name, child in mod.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(mod, name, nn.Identity())
+            else:
+                strip_bn(child)
+
+    strip_bn(net)
+    net.double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    net.zero_grad(set_to_none=True)
+    out = net(torch.ones((1, *input_shape), dtype=torch.float64))
+    out.sum().backward()
+    total = sum(float((w.detach() * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
+    return _safe_log(total)
+
+
+def data_proxies(net: Any, x: Any, labels: Any) -> dict[str, float]:
+    """naswot, snip, grad_norm and jacov of ``net`` (in train mode) on batch ``x``."""
+    import torch
+    from torch import nn
+
+    net.train()
+    codes: list[Any] = []
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        codes.append((out.detach().flatten(1) > 0).to(torch.float64))
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
+    try:
+        x = x.clone().requires_grad_(True)
+        net.zero_grad(set_to_none=True)
+        out = net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    n = x.shape[0]
+    k_mat = torch.zeros((n, n), dtype=torch.float64)
+    for c in codes:
+        k_mat += c @ c.T + (1 - c) @ (1 - c).T
+    _, logdet = torch.linalg.slogdet(k_mat)
+    loss = nn.functional.cross_entropy(out, labels)
+    weights = _weights(net)
+    grads = torch.autograd.grad(loss, weights, retain_graph=True)
+    snip = sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads))
+    gnorm = sum(float(g.norm()) for g in grads)
+    (jac,) = torch.autograd.grad(out.sum(), x)
+    jac = jac.reshape(n, -1).to(torch.float64)
+    corr = torch.corrcoef(jac)
+    corr = torch.nan_to_num(corr, nan=0.0)
+    eig = torch.linalg.eigvalsh(corr).clamp_min(0.0)
+    k = 1e-5
+    jacov = -float(torch.sum(torch.log(eig + k) + 1.0 / (eig + k)))
+    return {"naswot": float(logdet), "snip": _safe_log(snip), "grad_norm": _safe_log(gnorm),
+            "jacov": jacov}
+
+
+def compute_proxies(build: Callable[[], Any], settings: ProxySettings,
+                    proxies: Sequence[str] = PROXIES, in_channels: int = 3) -> dict[str, float]:
+    """Compute ``proxies`` for the network that ``build()`` returns (called once per needed
+    fresh copy; each copy gets the same seeded initialisation)."""
+    import torch
+
+    unknown = [p for p in proxies if p not in PROXIES]
+    if unknown:
+        raise UsageError(f"unknown zero-cost proxies {unknown}; known: {', '.join(PROXIES)}")
+    shape = (in_channels, settings.resolution, settings.resolution)
+    out: dict[str, float] = {}
+    if any(p != "synflow" for p in proxies):
+        gen = torch.Generator().manual_seed(settings.seed)
+        net = build()
+        _init_weights(net, gen)
+        data_gen = torch.Generator().manual_seed(settings.seed + 1)
+        x = torch.randn((settings.batch, *shape), generator=data_gen)
+        labels = torch.randint(0, settings.num_classes, (settings.batch,), generator=data_gen)
+        vals = data_proxies(net, x, labels)
+        out.update({p: vals[p] for p in proxies if p in vals})
+    if "synflow" in proxies:
+        gen = torch.Generator().manual_seed(settings.seed)
+        net = build()
+        _init_weights(net, gen)
+        out["synflow"] = synflow(net, shape)
+    return {p: out[p] for p in proxies}
+
+
+class ProxyCache:
+    """Proxy values keyed by (space fingerprint, architecture id, settings), stored as one
+    JSON object per line in ``<directory>/proxies-<space>-<settings key>.jsonl``. Appends are
+    line-atomic enough for one writer; unreadable lines raise :class:`ProxyCacheError`."""
+
+    def __init__(self, directory: str | os.PathLike[str], space_name: str, fingerprint: str,
+                 settings: ProxySettings) -> None:
+        self.path = Path(directory) / (
+            f"proxies-{space_name}-{fingerprint[:12]}-{settings.key()}.jsonl")
+        self._values: dict[str, dict[str, float]] = {}
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rec = json.loads(line)
+                        self._values.setdefault(str(rec["id"]), {}).update(
+                            {str(k): float(v) for k, v in rec["values"].items()})
+                    except (ValueError, KeyError, TypeError, AttributeError) as e:
+                        raise ProxyCacheError(
+                            f"{self.path}:{lineno}: not a proxy cache record ({e}); delete the "
+                            "file to recompute") from None
+
+    def get(self, arch_id: str, proxies: Iterable[str]) -> dict[str, float]:
+        """The cached values among ``proxies`` (possibly fewer, possibly none)."""
+        have = self._values.get(arch_id, {})
+        return {p: have[p] for p in proxies if p in have}
+
+    def put(self, arch_id: str, values: dict[str, float]) -> None:
+        self._values.setdefault(arch_id, {}).update(values)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"id": arch_id, "values": values}) + "\n")
+
+
+def proxy_matrix(space: Any, configs: Sequence[Any], build: Callable[[Any], Any], *,
+                 proxies: Sequence[str] = PROXIES, settings: ProxySettings | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, threads: int | None = 1,
+                 progress: Callable[[int], None] | None = None,
+                 in_channels: int = 3) -> np.ndarray:
+    """Proxy values of many configs, shape ``(len(configs), len(proxies))``.
+
+    Args:
+        space: the configs' space (its fingerprint keys the cache).
+        build: ``build(config) -> nn.Module``, the real network of a config.
+        cache_dir: where to cache values (``None``: no cache).
+        threads: torch intra-op threads during the computation (restored afterwards).
+        progress: called with the number of configs done after each one.
+    """
+    import torch
+
+    settings = settings or ProxySettings()
+    proxies = tuple(proxies)
+    cache = (ProxyCache(cache_dir, space.name, space.fingerprint, settings)
+             if cache_dir is not None else None)
+    out = np.empty((len(configs), len(proxies)))
+    memo: dict[str, dict[str, float]] = {}
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for i, cfg in enumerate(configs):
+            cid = cfg.id
+            vals = memo.get(cid) or (cache.get(cid, proxies) if cache else {})
+            missing = [p for p in proxies if p not in vals]
+            if missing:
+                new = compute_proxies(lambda c=cfg: build(c), settings, missing, in_channels)
+                if cache:
+                    cache.put(cid, new)
+                vals = {**vals, **new}
+            memo[cid] = vals
+            out[i] = [vals[p] for p in proxies]
+            if progress:
+                progress(i + 1)
+    finally:
+        torch.set_num_threads(old_threads)
+    return out
