@@ -1,20 +1,71 @@
-"""``nas eval``: accuracy, params and FLOPs of subnets (lands with the training issue)."""
+"""``nas eval``: accuracy, params and FLOPs of subnets of a supernet checkpoint."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from nas.cli._common import not_available
+from rich.table import Table
+
+from nas.cli._common import console
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supernet", required=True, metavar="CKPT")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--config", metavar="CONFIG.json")
-    g.add_argument("--sample", type=int, metavar="N", help="evaluate N random configs")
-    p.add_argument("--data", default="digits")
+    g.add_argument("--config", metavar="CONFIG.json", help="a config file of the space")
+    g.add_argument("--sample", type=int, metavar="N", help="N random configs (and min, max)")
+    p.add_argument("--data", default="digits", help="dataset the supernet was trained on")
+    p.add_argument("--data-root")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="validation split (default; what search uses) or the test set")
+    p.add_argument("--bn-batches", type=int, default=8, help="BN recalibration batches")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="one JSON object per config")
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("eval", "the supernet-training issue")
+    import torch
+
+    from nas.data import TensorLoader, load_dataset, split
+    from nas.errors import UsageError
+    from nas.searchspace import load_config
+    from nas.supernet import load_supernet
+    from nas.training import evaluate_config
+
+    net = load_supernet(args.supernet, device=args.device)
+    space = net.space
+    data = load_dataset(args.data, root=args.data_root)
+    b = net.build
+    if (data.in_channels, data.num_classes) != (b.in_channels, b.num_classes) or \
+            (data.input_size, data.input_size) != tuple(b.input_size):
+        raise UsageError(f"--data {args.data}: {data.describe()} does not fit the supernet "
+                         f"(built for {b.in_channels} channels, {b.input_size[0]}x"
+                         f"{b.input_size[1]}, {b.num_classes} classes)")
+    parts = split(data, seed=args.seed)
+    xs, ys = parts.val if args.split == "val" else parts.test
+    loader = TensorLoader(xs, ys, 256, device=args.device)
+    if args.config:
+        configs = [load_config(space, args.config)]
+    else:
+        if args.sample < 0:
+            raise UsageError(f"--sample must be >= 0, got {args.sample}")
+        configs = [space.min(), space.max()] + space.sample_many(args.sample, args.seed)
+    table = Table("id", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
+                  title=f"{space.name} on {data.name} ({args.split})")
+    for cfg in configs:
+        calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
+                             generator=torch.Generator().manual_seed(args.seed))
+        r = evaluate_config(net, cfg, loader, calib, args.bn_batches)
+        c = net.costs(cfg)
+        if args.json:
+            print(json.dumps({"id": cfg.id, "top1": r["top1"], "loss": r["loss"],
+                              "params": c.params, "flops": c.flops,
+                              "size_bytes": c.size_bytes, "config": cfg.to_dict()}))
+        else:
+            table.add_row(cfg.id, f"{r['top1']:.2f}", f"{r['loss']:.3f}", f"{c.params:,}",
+                          f"{c.flops / 1e6:.2f}", f"{c.size_bytes / 1024:.1f}")
+    if not args.json:
+        console.print(table)
+    return 0

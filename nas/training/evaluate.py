@@ -1,0 +1,48 @@
+"""Evaluating subnets of a supernet: BN recalibration, top-1 accuracy and loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nas.searchspace import Config
+from nas.supernet import Supernet
+
+
+def recalibrate_bn(supernet: Supernet, config: Config | Mapping[str, Any],
+                   loader: Iterable[Any], batches: int) -> int:
+    """Recompute the running BN statistics of ``config``'s layers from ``batches`` training
+    batches (a subnet's inherited statistics belong to other widths; this is what makes
+    inherited accuracy meaningful). Returns the number of batches used."""
+    return supernet.recalibrate_bn(config, loader, max_batches=batches)
+
+
+@torch.no_grad()
+def evaluate(supernet: Supernet, config: Config | Mapping[str, Any],
+             loader: Iterable[Any]) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean cross-entropy of ``config`` over ``loader``, eval mode."""
+    was_training = supernet.training
+    supernet.eval()
+    correct, total, loss = 0, 0, 0.0
+    try:
+        with supernet.activate(config):
+            for x, y in loader:
+                logits = supernet(x)
+                loss += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += int((logits.argmax(1) == y).sum())
+                total += len(y)
+    finally:
+        supernet.train(was_training)
+    return {"top1": 100.0 * correct / max(1, total), "loss": loss / max(1, total), "n": total}
+
+
+def evaluate_config(supernet: Supernet, config: Config | Mapping[str, Any],
+                    loader: Iterable[Any], calib_loader: Iterable[Any] | None,
+                    bn_batches: int) -> dict[str, float]:
+    """:func:`recalibrate_bn` (when ``bn_batches`` > 0) then :func:`evaluate`."""
+    if calib_loader is not None and bn_batches > 0:
+        recalibrate_bn(supernet, config, calib_loader, bn_batches)
+    return evaluate(supernet, config, loader)

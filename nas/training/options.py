@@ -1,0 +1,145 @@
+"""Training options: one dataclass with sensible defaults, loadable from YAML (unknown keys
+rejected), overridable from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nas.errors import UsageError
+
+_CHOICES = {
+    "optimizer": ("sgd", "adamw"),
+    "schedule": ("cosine", "step", "constant"),
+}
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run needs besides the space. Defaults train ``resnet_like`` on
+    ``digits`` with ``sandwich`` in about a minute on two cores."""
+
+    space: str = "resnet_like"
+    data: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    val_fraction: float = 0.1
+    strategy: str = "sandwich"
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    grad_clip: float = 5.0
+    kd_temperature: float = 1.0
+    # sandwich: random subnets per step besides the largest and the smallest
+    num_random: int = 2
+    # multiarch: subnets (groups of the batch) per step
+    groups: int = 4
+    # poa: EMA momentum of the teacher, weight of the labels for the intact student
+    ema_momentum: float = 0.99
+    label_weight: float = 1.0
+    # progressive: fraction of epochs for each phase (full, +kernel, +depth, +width/rest)
+    phases: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    deterministic: bool = False
+    checkpoint_minutes: float = 5.0
+    eval_every: int = 1
+    bn_batches: int = 8
+    train_subset: int | None = None
+    max_steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`UsageError` naming the option and what is allowed."""
+        for name, allowed in _CHOICES.items():
+            v = getattr(self, name)
+            if v not in allowed:
+                raise UsageError(f"{name}: {v!r} is not allowed; allowed: {', '.join(allowed)}")
+        positive_ints = ("epochs", "batch_size", "groups", "eval_every")
+        for name in positive_ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"{name}: must be a positive integer, got {v!r}")
+        for name in ("num_random", "bn_batches"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise UsageError(f"{name}: must be an integer >= 0, got {v!r}")
+        for name in ("lr", "kd_temperature", "checkpoint_minutes"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v <= 0:
+                raise UsageError(f"{name}: must be a number > 0, got {v!r}")
+        for name in ("momentum", "weight_decay", "warmup_epochs", "label_smoothing",
+                     "grad_clip", "label_weight"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0:
+                raise UsageError(f"{name}: must be a number >= 0, got {v!r}")
+        if not 0 < self.val_fraction < 1:
+            raise UsageError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
+        if not 0 <= self.ema_momentum < 1:
+            raise UsageError(f"ema_momentum: must be in [0, 1), got {self.ema_momentum!r}")
+        if self.label_smoothing >= 1:
+            raise UsageError(f"label_smoothing: must be < 1, got {self.label_smoothing!r}")
+        if (not isinstance(self.phases, list) or len(self.phases) != 4
+                or any(not isinstance(p, (int, float)) or p < 0 for p in self.phases)
+                or sum(self.phases) <= 0):
+            raise UsageError(f"phases: must be 4 non-negative numbers (full, kernel, depth, "
+                             f"width), got {self.phases!r}")
+        for name in ("train_subset", "max_steps_per_epoch", "threads"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise UsageError(f"{name}: must be a positive integer or null, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "options") -> TrainOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown option {unknown[0]!r}; known options: "
+                             f"{', '.join(sorted(known))}")
+        types = {f.name: f.type for f in fields(cls)}
+        clean = {}
+        for k, v in d.items():
+            if "float" in str(types[k]) and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            clean[k] = v
+        try:
+            return cls(**clean)
+        except UsageError as e:
+            raise UsageError(f"{where}: {e}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None
+                  ) -> TrainOptions:
+        """Options from a YAML file, then ``overrides`` (e.g. command-line flags) on top."""
+        try:
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise UsageError(f"{path}{line}: malformed YAML") from None
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: must be a mapping of option: value")
+        doc.update(overrides or {})
+        return cls.from_dict(doc, where=str(path))
+
+    def replace(self, **changes: Any) -> TrainOptions:
+        return self.from_dict({**self.to_dict(), **changes})

@@ -1,0 +1,278 @@
+"""Supernet training strategies, registered by name.
+
+Each strategy turns one batch into gradients on the shared weights (``step``); the trainer
+owns the optimizer step. Strategies:
+
+- ``uniform`` — single-path one-shot (SPOS): one uniformly sampled subnet per step, labels.
+- ``sandwich`` — BigNAS/OFA sandwich rule with in-place distillation: the largest subnet
+  learns from the labels; the smallest and ``num_random`` random subnets learn from the
+  largest's detached soft predictions.
+- ``multiarch`` — ViT-ResNAS multi-architectural sampling: the batch is split into
+  ``groups`` parts, each part trains a different random subnet, and one backward pass and one
+  optimizer step cover them all.
+- ``poa`` — POA ("pre-training once for all") tri-branch self-distillation: an EMA teacher,
+  the intact (largest) student and an elastic student sampled each step; both students
+  distil from the teacher, the intact one also learns from labels (``label_weight``); the
+  teacher is the EMA of the student weights.
+- ``progressive`` — OFA progressive shrinking: phases that train the full network, then open
+  kernel sizes, then depths, then widths and every other choice; after the first phase the
+  sampled subnets distil from the frozen full network.
+
+Quantization bits are dimensions like any other, so every strategy samples them
+(quantization-aware training).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nas.errors import UsageError
+from nas.searchspace import Config, Space
+from nas.supernet import Supernet
+from nas.training.options import TrainOptions
+
+_STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    _STRATEGIES[cls.name] = cls
+    return cls
+
+
+def list_strategies() -> list[str]:
+    return sorted(_STRATEGIES)
+
+
+def make_strategy(name: str, supernet: Supernet, opts: TrainOptions,
+                  rng: np.random.Generator) -> Strategy:
+    if name not in _STRATEGIES:
+        raise UsageError(f"unknown strategy {name!r}; known: {', '.join(list_strategies())}")
+    return _STRATEGIES[name](supernet, opts, rng)
+
+
+def kd_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """KL divergence from the teacher's softened predictions, scaled by ``T**2``."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.softmax(teacher / t, dim=1),
+                    reduction="batchmean") * (t * t)
+
+
+class Strategy:
+    """Base class: ``step(x, y)`` runs forward and backward, returns losses by branch."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
+        self.supernet = supernet
+        self.space: Space = supernet.space
+        self.opts = opts
+        self.rng = rng
+        self._max = self.space.max()
+        self._min = self.space.min()
+
+    def ce(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.opts.label_smoothing)
+
+    def forward(self, cfg: Config, x: Tensor) -> Tensor:
+        with self.supernet.activate(cfg):
+            return self.supernet(x)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each epoch (0-based)."""
+
+    def after_step(self) -> None:
+        """Called after the optimizer step."""
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@register_strategy
+class Uniform(Strategy):
+    name = "uniform"
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        loss = self.ce(self.forward(self.space.sample(self.rng), x), y)
+        loss.backward()
+        return {"loss": loss.item()}
+
+
+@register_strategy
+class Sandwich(Strategy):
+    name = "sandwich"
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        logits = self.forward(self._max, x)
+        loss_max = self.ce(logits, y)
+        loss_max.backward()
+        soft = logits.detach()
+        out = {"loss": loss_max.item(), "loss_max": loss_max.item()}
+        others = [self._min] + self.space.sample_many(self.opts.num_random, self.rng)
+        kd_total = 0.0
+        for i, cfg in enumerate(others):
+            loss = kd_loss(self.forward(cfg, x), soft, self.opts.kd_temperature)
+            loss.backward()
+            kd_total += loss.item()
+            if i == 0:
+                out["loss_min"] = loss.item()
+        out["loss_kd"] = kd_total / len(others)
+        return out
+
+
+@register_strategy
+class MultiArch(Strategy):
+    name = "multiarch"
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        k = min(self.opts.groups, len(x))
+        configs = self.space.sample_many(k, self.rng)
+        chunks = torch.arange(len(x)).chunk(k)
+        total = x.new_zeros(())
+        for cfg, idx in zip(configs, chunks):
+            total = total + self.ce(self.forward(cfg, x[idx]), y[idx]) * (len(idx) / len(x))
+        total.backward()  # one backward pass for all K subnets
+        return {"loss": total.item()}
+
+
+class _Teacher:
+    """A frozen copy of the supernet used as a distillation teacher."""
+
+    def __init__(self, supernet: Supernet) -> None:
+        self.net = copy.deepcopy(supernet).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def logits(self, cfg: Config, x: Tensor) -> Tensor:
+        with self.net.activate(cfg):
+            return self.net(x)
+
+
+@register_strategy
+class POA(Strategy):
+    name = "poa"
+
+    def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
+        super().__init__(supernet, opts, rng)
+        self.teacher = _Teacher(supernet)
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        t = self.opts.kd_temperature
+        target = self.teacher.logits(self._max, x)
+        intact = self.forward(self._max, x)
+        loss_i = self.opts.label_weight * self.ce(intact, y) + kd_loss(intact, target, t)
+        loss_i.backward()
+        elastic = self.forward(self.space.sample(self.rng), x)
+        loss_e = kd_loss(elastic, target, t)
+        loss_e.backward()
+        return {"loss": loss_i.item() + loss_e.item(), "loss_intact": loss_i.item(),
+                "loss_elastic": loss_e.item()}
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        m = self.opts.ema_momentum
+        student = dict(self.supernet.named_parameters())
+        for name, p in self.teacher.net.named_parameters():
+            p.mul_(m).add_(student[name].detach(), alpha=1 - m)
+        student_buffers = dict(self.supernet.named_buffers())
+        for name, b in self.teacher.net.named_buffers():
+            src = student_buffers[name]
+            if b.dtype.is_floating_point:
+                b.mul_(m).add_(src, alpha=1 - m)
+            else:
+                b.copy_(src)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.teacher.net.load_state_dict(state["teacher"])
+
+
+# dimension roles for progressive shrinking, by the last part of a dimension's path
+KERNEL_DIMS = frozenset({"kernel"})
+DEPTH_DIMS = frozenset({"depth"})
+
+
+def open_dims(space: Space, phase: int) -> frozenset[str]:
+    """Paths sampled in progressive-shrinking ``phase`` (others stay at their maximum):
+    0 none, 1 kernels, 2 kernels and depths, 3 everything."""
+    if phase <= 0:
+        return frozenset()
+    if phase >= 3:
+        return frozenset(space.paths)
+    roles = KERNEL_DIMS | (DEPTH_DIMS if phase >= 2 else frozenset())
+    return frozenset(p for p in space.paths if p.rsplit(".", 1)[-1] in roles)
+
+
+def sample_open(space: Space, base: Config, open_paths: frozenset[str],
+                rng: np.random.Generator) -> Config:
+    """A valid config with the ``open_paths`` drawn at random and every other dimension as in
+    ``base`` (constraints permitting), through the space's encoding and repair."""
+    if not open_paths:
+        return base
+    vec = space.encode(base)
+    rand = space.encode(space.sample(rng))
+    _, hi = space.bounds()
+    for i, path in enumerate(space.paths):
+        if path in open_paths:
+            vec[i] = rand[i] if rand[i] >= 0 else rng.integers(0, int(hi[i]) + 1)
+        elif vec[i] < 0:
+            vec[i] = hi[i]
+    return space.repair(vec)
+
+
+@register_strategy
+class Progressive(Strategy):
+    name = "progressive"
+
+    def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
+        super().__init__(supernet, opts, rng)
+        w = np.asarray(opts.phases, dtype=float)
+        bounds = np.round(np.cumsum(w / w.sum()) * opts.epochs).astype(int)
+        self.phase_ends = bounds.tolist()  # phase p covers epochs [ends[p-1], ends[p])
+        self.phase = 0
+        self.teacher: _Teacher | None = None
+
+    def phase_of(self, epoch: int) -> int:
+        for p, end in enumerate(self.phase_ends):
+            if epoch < end:
+                return p
+        return 3
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.phase = self.phase_of(epoch)
+        if self.phase > 0 and self.teacher is None:
+            self.teacher = _Teacher(self.supernet)  # the trained full network, frozen
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        if self.phase == 0 or self.teacher is None:
+            loss = self.ce(self.forward(self._max, x), y)
+            loss.backward()
+            return {"loss": loss.item(), "phase": 0.0}
+        cfg = sample_open(self.space, self._max, open_dims(self.space, self.phase), self.rng)
+        logits = self.forward(cfg, x)
+        target = self.teacher.logits(self._max, x)
+        loss = self.ce(logits, y) + kd_loss(logits, target, self.opts.kd_temperature)
+        loss.backward()
+        return {"loss": loss.item(), "phase": float(self.phase)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": None if self.teacher is None else self.teacher.net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("teacher") is not None:
+            self.teacher = _Teacher(self.supernet)
+            self.teacher.net.load_state_dict(state["teacher"])

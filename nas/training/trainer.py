@@ -1,0 +1,287 @@
+"""The training loop: run directory, resumable checkpoints, metrics log and progress.
+
+A run directory holds::
+
+    options.yaml        the resolved options
+    space.yaml          the space definition
+    metrics.jsonl       one line per epoch: losses by branch, images/s, lr, val accuracy of the
+                        largest and smallest subnets (after BN recalibration)
+    checkpoint.pt       everything to resume (weights, optimizer, scheduler, epoch and step,
+                        RNG states, strategy state, space, options); atomic, weights_only
+    supernet.pt         the supernet alone (nas.supernet format) for extract/eval/search
+
+``checkpoint.pt`` is written at the end of every epoch and, mid-epoch, whenever
+``checkpoint_minutes`` have passed; a killed run loses at most the work since then.
+Resuming replays the interrupted epoch's shuffle and skips the batches already done, so a
+resumed run in deterministic mode reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from nas.data import TensorLoader, load_dataset, split, subset
+from nas.errors import NasError, UsageError
+from nas.searchspace import Space, load_space
+from nas.supernet import Supernet, build_supernet, save_supernet
+from nas.training.evaluate import evaluate_config
+from nas.training.options import TrainOptions
+from nas.training.strategies import make_strategy
+from nas.utils.files import atomic_write_text
+from nas.utils.progress import training_progress
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "nas.train"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(NasError):
+    """A run directory or training checkpoint that cannot be used."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    supernet: Supernet
+    epochs_done: int
+    history: list[dict[str, Any]]
+
+
+def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], float]:
+    total = max(1, opts.epochs * steps_per_epoch)
+    warm = int(opts.warmup_epochs * steps_per_epoch)
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if opts.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        if opts.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return 0.1 ** int(progress * 3)  # step: x0.1 at 1/3 and 2/3
+
+    return f
+
+
+def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(".clip") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": opts.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if opts.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=opts.lr)
+
+
+def _np_state(rng: np.random.Generator) -> dict[str, Any]:
+    return json.loads(json.dumps(rng.bit_generator.state))
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only``); clear errors for corrupt files."""
+    p = Path(path)
+    if not p.is_file():
+        raise TrainingError(f"{p}: no such checkpoint")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainingError(f"{p}: corrupt or truncated training checkpoint ({first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{p}: not a training checkpoint (expected format "
+                            f"{CHECKPOINT_FORMAT!r})")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise TrainingError(f"{p}: checkpoint version {payload.get('version')!r} not supported")
+    return payload
+
+
+def _configure_torch(opts: TrainOptions) -> None:
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+
+def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool = False,
+          progress: bool = True, space: Space | None = None,
+          stop_after_steps: int | None = None) -> TrainResult:
+    """Train a supernet per ``opts`` into ``run_dir``; with ``resume``, continue the run there.
+
+    ``stop_after_steps`` stops (as if killed) after that many optimizer steps in this call,
+    right after any checkpoint due at that point — for tests of resumption.
+    """
+    run = Path(run_dir)
+    ckpt_path = run / "checkpoint.pt"
+    state: dict[str, Any] | None = None
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        opts = TrainOptions.from_dict(state["options"], where=str(ckpt_path))
+        space = Space.from_dict(state["space"])
+    elif ckpt_path.exists():
+        raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "
+                         "another --out")
+    space = space or load_space(opts.space)
+    _configure_torch(opts)
+    device = torch.device(opts.device)
+    torch.manual_seed(opts.seed)
+    data = load_dataset(opts.data, root=opts.data_root, download=opts.download)
+    parts = split(data, opts.val_fraction, seed=opts.seed)
+    x_train, y_train = parts.train
+    if opts.train_subset:
+        x_train, y_train = subset(x_train, y_train, opts.train_subset, seed=opts.seed)
+    net = build_supernet(space, in_channels=data.in_channels, num_classes=data.num_classes,
+                         input_size=data.input_size, device=device)
+    gen = torch.Generator().manual_seed(opts.seed)
+    loader = TensorLoader(x_train, y_train, opts.batch_size, shuffle=True, drop_last=True,
+                          device=device, generator=gen)
+    if len(loader) == 0:
+        raise UsageError(f"batch_size {opts.batch_size} is larger than the training set "
+                         f"({len(x_train)} images)")
+    steps_per_epoch = min(len(loader), opts.max_steps_per_epoch or len(loader))
+    rng = np.random.default_rng(opts.seed)
+    strategy = make_strategy(opts.strategy, net, opts, rng)
+    optimizer = _optimizer(opts, net)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, steps_per_epoch))
+    val_loader = TensorLoader(*parts.val, 256, device=device)
+
+    def calib_loader(epoch: int) -> TensorLoader:
+        # seeded per evaluation, so a resumed run recalibrates exactly like an uninterrupted one
+        g = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
+        return TensorLoader(x_train, y_train, opts.batch_size, shuffle=True, generator=g,
+                            device=device)
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    epoch_gen_state = gen.get_state()
+    history: list[dict[str, Any]] = []
+    partial: dict[str, Any] = {"sums": {}, "done": 0, "images": 0}  # of an interrupted epoch
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        strategy.load_state_dict(state["strategy"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["step"]
+        epoch_gen_state = state["epoch_gen_state"]
+        history = list(state.get("history", []))
+        partial = dict(state.get("partial") or partial)
+        log.info("resuming %s at epoch %d step %d", run, epoch + 1, step_in_epoch)
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "options.yaml", yaml.safe_dump(opts.to_dict(), sort_keys=False))
+        space.save(run / "space.yaml")
+        log.info("training %s on %s with %s into %s", space.name, parts.describe(),
+                 opts.strategy, run)
+
+    def checkpoint(next_epoch: int, next_step: int,
+                   sums: dict[str, float] | None = None, done: int = 0, images: int = 0) -> None:
+        _save_checkpoint(ckpt_path, {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "options": opts.to_dict(), "space": space.to_dict(),
+            "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "strategy": strategy.state_dict(),
+            "rng": _np_state(rng), "torch_rng": torch.get_rng_state(),
+            "epoch": next_epoch, "step_in_epoch": next_step, "step": global_step,
+            "epoch_gen_state": epoch_gen_state, "history": history,
+            "partial": {"sums": dict(sums or {}), "done": done, "images": images},
+        })
+
+    last_ckpt = time.monotonic()
+    steps_this_call = 0
+    with training_progress(enabled=progress, total_epochs=opts.epochs,
+                           steps_per_epoch=steps_per_epoch) as bar:
+        while epoch < opts.epochs:
+            net.train()
+            strategy.on_epoch_start(epoch)
+            gen.set_state(epoch_gen_state)
+            sums: dict[str, float] = dict(partial["sums"])
+            done, images = int(partial["done"]), int(partial["images"])
+            partial = {"sums": {}, "done": 0, "images": 0}
+            t0, images_at_start = time.perf_counter(), images
+            bar.start_epoch(epoch, step_in_epoch)
+            for i, (x, y) in enumerate(loader):
+                if i >= steps_per_epoch:
+                    break
+                if i < step_in_epoch:
+                    continue  # already done before the interruption
+                optimizer.zero_grad(set_to_none=True)
+                losses = strategy.step(x, y)
+                if opts.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                strategy.after_step()
+                global_step += 1
+                steps_this_call += 1
+                done += 1
+                images += len(x)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                step_in_epoch = i + 1
+                rate = (images - images_at_start) / max(1e-9, time.perf_counter() - t0)
+                bar.advance(losses.get("loss", float("nan")), rate)
+                if time.monotonic() - last_ckpt > opts.checkpoint_minutes * 60 \
+                        and step_in_epoch < steps_per_epoch:
+                    checkpoint(epoch, step_in_epoch, sums, done, images)
+                    last_ckpt = time.monotonic()
+                if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                    if step_in_epoch < steps_per_epoch:
+                        checkpoint(epoch, step_in_epoch, sums, done, images)
+                        return TrainResult(run, net, epoch, history)
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": global_step,
+                                   "lr": optimizer.param_groups[0]["lr"],
+                                   "images_per_s": (images - images_at_start)
+                                   / max(1e-9, time.perf_counter() - t0)}
+            row.update({k: v / max(1, done) for k, v in sums.items()})
+            if (epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs:
+                for name, cfg in (("max", space.max()), ("min", space.min())):
+                    r = evaluate_config(net, cfg, val_loader, calib_loader(epoch),
+                                        opts.bn_batches)
+                    row[f"val_acc_{name}"] = r["top1"]
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.end_epoch(row)
+            log.info("epoch %d/%d %s", epoch + 1, opts.epochs, ", ".join(
+                f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
+            epoch += 1
+            step_in_epoch = 0
+            epoch_gen_state = gen.get_state()
+            checkpoint(epoch, 0)
+            save_supernet(net, run / "supernet.pt", meta={
+                "epochs": epoch, "strategy": opts.strategy, "data": opts.data,
+                "val_acc_max": row.get("val_acc_max"), "val_acc_min": row.get("val_acc_min")})
+            last_ckpt = time.monotonic()
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                return TrainResult(run, net, epoch, history)
+    return TrainResult(run, net, epoch, history)

@@ -1,0 +1,30 @@
+"""A tiny resnet_like-family space so that training tests take seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from nas.searchspace import Choice, Divides, Group, IntRange, Space
+from nas.searchspace.builtin import blocks_group
+
+
+def tiny_resnet() -> Space:
+    stages, cons = [], []
+    for s, widths in enumerate(((8, 16), (16, 24))):
+        stages.append(Group(str(s), (
+            IntRange("depth", 1, 2),
+            Choice("width", widths),
+            Choice("attention", ("none", "se", "ese", "mhsa")),
+            Choice("bits", (4, 8, 32), default=32),
+            blocks_group(s, 2, (Choice("kernel", (3, 5)),
+                                Choice("cardinality", (8, 2, 1), default=1))),
+        )))
+        cons += [Divides(f"stages.{s}.blocks.{b}.cardinality", f"stages.{s}.width")
+                 for b in range(2)]
+    return Space("tiny_resnet", [Group("stem", (Choice("width", (8,)),)),
+                                 Group("stages", tuple(stages))], cons, family="resnet_like")
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> Space:
+    return tiny_resnet()

@@ -1,0 +1,171 @@
+"""Training: every strategy runs, loss falls, resume is exact, BN recalibration helps,
+options and checkpoints fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas.data import TensorLoader, load_dataset, split
+from nas.errors import UsageError
+from nas.searchspace import Space
+from nas.supernet import load_supernet
+from nas.training import (
+    TrainingError,
+    TrainOptions,
+    evaluate,
+    list_strategies,
+    load_checkpoint,
+    recalibrate_bn,
+    train,
+)
+from nas.training.strategies import open_dims, sample_open
+
+FAST = dict(threads=1, batch_size=32, train_subset=256, bn_batches=2, lr=0.2)
+
+
+def test_strategies_registered() -> None:
+    assert set(list_strategies()) == {"uniform", "sandwich", "multiarch", "poa", "progressive"}
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "sandwich", "multiarch", "poa", "progressive"])
+def test_each_strategy_runs(strategy: str, tiny_space: Space, tmp_path: Path) -> None:
+    opts = TrainOptions(strategy=strategy, epochs=4, max_steps_per_epoch=3, **FAST)
+    r = train(opts, tmp_path / "run", space=tiny_space, progress=False)
+    assert r.epochs_done == 4 and len(r.history) == 4
+    for row in r.history:
+        assert np.isfinite(row["loss"]) and 0 <= row["val_acc_max"] <= 100
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    net = load_supernet(tmp_path / "run" / "supernet.pt", space=tiny_space)
+    assert net.checkpoint_meta["strategy"] == strategy
+    if strategy == "progressive":
+        assert [row["phase"] for row in r.history] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_loss_decreases(tiny_space: Space, tmp_path: Path) -> None:
+    opts = TrainOptions(strategy="sandwich", epochs=6, **FAST)
+    r = train(opts, tmp_path / "run", space=tiny_space, progress=False)
+    losses = [row["loss_max"] for row in r.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert r.history[-1]["val_acc_max"] > 50  # digits, 10 classes: chance is 10 %
+
+
+def test_resume_reaches_the_same_weights(tiny_space: Space, tmp_path: Path) -> None:
+    opts = TrainOptions(strategy="poa", epochs=3, max_steps_per_epoch=4, deterministic=True,
+                        **FAST)
+    full = train(opts, tmp_path / "a", space=tiny_space, progress=False)
+    part = train(opts, tmp_path / "b", space=tiny_space, progress=False, stop_after_steps=6)
+    assert part.epochs_done == 1  # killed in the middle of the second epoch
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)
+    resumed = train(opts, tmp_path / "b", resume=True, progress=False)
+    assert resumed.epochs_done == 3
+    a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
+
+
+def test_bn_recalibration_changes_stats_and_helps(tiny_space: Space, tmp_path: Path) -> None:
+    opts = TrainOptions(strategy="sandwich", epochs=5, **FAST)
+    net = train(opts, tmp_path / "run", space=tiny_space, progress=False).supernet
+    parts = split(load_dataset("digits"), 0.1, seed=0)
+    val = TensorLoader(*parts.val, 256)
+    calib = TensorLoader(*parts.train, 64, shuffle=True)
+    rng = np.random.default_rng(0)
+    gains = []
+    for cfg in tiny_space.sample_many(6, rng):
+        # stale statistics: what the last training forwards left behind
+        net.train()
+        with net.activate(tiny_space.max()), torch.no_grad():
+            for x, _ in TensorLoader(*parts.train, 64):
+                net(x)
+        before = {k: v.clone() for k, v in net.state_dict().items() if "running_mean" in k}
+        stale = evaluate(net, cfg, val)["top1"]
+        recalibrate_bn(net, cfg, calib, 8)
+        after = {k: v for k, v in net.state_dict().items() if "running_mean" in k}
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+        gains.append(evaluate(net, cfg, val)["top1"] - stale)
+    assert np.mean(gains) > 5.0 and min(gains) > -2.0
+
+
+def test_progressive_phases_open_dimensions(tiny_space: Space) -> None:
+    assert open_dims(tiny_space, 0) == frozenset()
+    k = open_dims(tiny_space, 1)
+    assert k and all(p.endswith(".kernel") for p in k)
+    kd = open_dims(tiny_space, 2)
+    assert k < kd and any(p.endswith(".depth") for p in kd)
+    rng = np.random.default_rng(0)
+    mx = tiny_space.max()
+    for _ in range(20):
+        c = sample_open(tiny_space, mx, k, rng)
+        assert all(c[p] == mx[p] for p in mx if not p.endswith(".kernel"))
+    assert len({sample_open(tiny_space, mx, kd, rng) for _ in range(30)}) > 5
+
+
+def test_options_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="optimizer: 'adam' is not allowed; allowed: sgd, adamw"):
+        TrainOptions(optimizer="adam")
+    with pytest.raises(UsageError, match="epochs: must be a positive integer"):
+        TrainOptions(epochs=0)
+    p = tmp_path / "o.yaml"
+    p.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(UsageError, match="unknown option 'learning_rate'; known options:"):
+        TrainOptions.from_yaml(p)
+    p.write_text("epochs: 3\nlr: 0.2\n")
+    o = TrainOptions.from_yaml(p, {"epochs": 5})
+    assert (o.epochs, o.lr) == (5, 0.2)
+    with pytest.raises(UsageError, match="unknown strategy 'greedy'; known: multiarch"):
+        train(TrainOptions(strategy="greedy", **FAST), tmp_path / "r", progress=False)
+
+
+def test_checkpoint_errors(tiny_space: Space, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="no such checkpoint"):
+        train(TrainOptions(), tmp_path / "none", resume=True, progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "checkpoint.pt").write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(TrainingError, match="corrupt or truncated"):
+        train(TrainOptions(), bad, resume=True, progress=False)
+    opts = TrainOptions(epochs=1, max_steps_per_epoch=1, **FAST)
+    train(opts, tmp_path / "run", space=tiny_space, progress=False)
+    raw = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(TrainingError, match="corrupt or truncated"):
+        train(opts, tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(opts, tmp_path / "run", space=tiny_space, progress=False)
+
+
+def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from nas.cli.main import main
+
+    space_file = tmp_path / "tiny.yaml"
+    tiny_space.save(space_file)
+    opts = tmp_path / "opts.yaml"
+    opts.write_text("epochs: 2\nmax_steps_per_epoch: 2\ntrain_subset: 128\nbatch_size: 32\n"
+                    "threads: 1\nbn_batches: 1\n")
+    run = tmp_path / "run"
+    assert main(["train", "--space", str(space_file), "--config", str(opts), "--epochs", "1",
+                 "--out", str(run), "--no-progress"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # already complete
+    capsys.readouterr()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(tiny_space.min().to_json())
+    assert main(["eval", "--supernet", str(run / "supernet.pt"), "--config", str(cfg),
+                 "--bn-batches", "1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["id"] == tiny_space.min().id and 0 <= row["top1"] <= 100 and row["params"] > 0
+    assert main(["eval", "--supernet", str(run / "supernet.pt"), "--sample", "1",
+                 "--data", "fashion-mnist", "--data-root", str(tmp_path)]) == 1
