@@ -8,14 +8,15 @@ forward pass only reads them. No module changes another module in ``forward``.
 static module (:mod:`nas.supernet.static` or ``torch.nn``); extraction copies them.
 
 Eval-time caching: when autograd is off, a conv caches its derived (sliced, kernel-transformed,
-group-extracted, fake-quantized) weight, keyed on the versions and storage of the tensors it is
-derived from, so repeated eval forwards cost what the static layer costs. Training always
+group-extracted, fake-quantized) weight, keyed on the active setting and the versions and
+storage of the tensors it is derived from (so in-place updates, ``load_state_dict`` and device
+moves invalidate it), so repeated eval forwards cost what the static layer costs. Training always
 derives the weight afresh (gradients flow through the slicing and the kernel transform).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +100,10 @@ class ElasticConv2d(nn.Module):
         self._chain = tuple(k for k in reversed(self.kernel_sizes[:-1]) if k >= self._k)
         self._plain = (self._k == self.kernel_sizes[-1] and self._out == self.max_out
                        and (self.depthwise or (self._in == self.max_in and self._groups == 1)))
-        self._cache: Tensor | None = None
-        self._cache_key: tuple[int, ...] = ()
+        self._setting = (self._in, self._out, self._k, self._groups, self._bits)
+        if not hasattr(self, "_cache"):
+            self._cache: Tensor | None = None
+            self._cache_key: tuple[int, ...] = ()
 
     def derived_weight(self) -> Tensor:
         """The active weight before fake quantization: sliced, group-extracted and
@@ -127,7 +130,7 @@ class ElasticConv2d(nn.Module):
         return w
 
     def _source_key(self) -> tuple[int, ...]:
-        key = [self.weight._version, self.weight.data_ptr()]
+        key = [*self._setting, self.weight._version, self.weight.data_ptr()]
         for k in self._chain:
             t = self.kernel_transform[f"{k}x{k}"]
             key += [t._version, t.data_ptr()]
@@ -305,9 +308,10 @@ class ElasticActQuant(nn.Module):
         if i < 0:
             return x
         if self.training and not bool(self.initialized[i]):
-            with torch.no_grad():
-                self.clip[i] = x.detach().abs().max().clamp(min=1e-3)
-                self.initialized[i] = True
+            # through .data: no version bump, so graphs of other subnets built earlier in the
+            # same step (multi-architecture batches) stay valid
+            self.clip.data[i] = x.detach().abs().max().clamp(min=1e-3)
+            self.initialized[i] = True
         return fake_quant_act(x, self.clip[i], self._bits)
 
     def active_state(self) -> dict[str, Tensor]:
@@ -431,23 +435,24 @@ class ElasticAttention(nn.Module):
         if kind not in self.kinds:
             raise SupernetError(f"attention {kind!r} not built here (built: {self.kinds})")
         self._kind = kind
-        self._module: nn.Module | None = self.variants[kind] if kind != "none" else None
-        if self._module is not None:
-            self._module.set_active(c, *self.hw)
+        # a tuple, not a Module attribute: nn.Module would register it as a child
+        self._run: tuple[nn.Module, ...] = (self.variants[kind],) if kind != "none" else ()
+        for m in self._run:
+            m.set_active(c, *self.hw)
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self._module
-        return x if m is None else m(x)
+        for m in self._run:
+            x = m(x)
+        return x
 
     def active_state(self) -> dict[str, Tensor]:
-        if self._module is None:
-            return {}
         out: dict[str, Tensor] = {}
-        collect_state(self._module, "", out)
+        for m in self._run:
+            collect_state(m, "", out)
         return out
 
     def active_modules(self) -> Iterable[nn.Module]:
-        return () if self._module is None else (self._module,)
+        return self._run
 
     def permute(self, perm: Tensor) -> None:
         for m in self.variants.values():
