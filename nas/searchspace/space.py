@@ -638,6 +638,36 @@ class Space:
             raise self._unsatisfiable()
         return cfg
 
+    def repair_many(self, X: np.ndarray) -> list[Config]:
+        """:meth:`repair` for the rows of a matrix, vectorised: rows that are valid after
+        rounding and clipping cost no Python work per dimension; only rows that break a
+        constraint (or a predicate) go through the per-row repair."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self._dims):
+            raise ConfigError(
+                f"expected a matrix with {len(self._dims)} columns, got shape {X.shape}"
+            )
+        _, hi = self.bounds()
+        finite = np.isfinite(X)
+        idx = np.clip(np.rint(np.where(finite, X, 0.0)), 0, hi).astype(np.int64)
+        for d, dim in enumerate(self._dims):
+            if dim.conds:
+                act = np.ones(len(idx), dtype=bool)
+                for p, mask, _ in dim.conds:
+                    pc = idx[:, p]
+                    act &= (pc >= 0) & mask[np.maximum(pc, 0)]
+                idx[~act, d] = INACTIVE
+        ok = self._rows_ok(idx) if self._cons_idx else np.ones(len(idx), dtype=bool)
+        ok &= np.all(finite | (idx < 0), axis=1)
+        out = [Config._make(self, row) for row in map(tuple, idx.tolist())]
+        for i in np.flatnonzero(~ok).tolist():
+            out[i] = self.repair(X[i])
+        if self.predicates:
+            for i, cfg in enumerate(out):
+                if self._check_predicates(cfg) is not None:
+                    out[i] = self.repair(X[i])
+        return out
+
     # ------------------------------------------------------------------ operators
     def mutate(self, config: Config, rng: np.random.Generator | int | None = None,
                rate: float | None = None) -> Config:

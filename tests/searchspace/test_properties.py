@@ -97,3 +97,14 @@ def test_sample_many_matches_validation_and_repair(name: str) -> None:
     noisy = X + np.random.default_rng(0).normal(0, 2.0, size=X.shape)
     for x in noisy:
         assert space.contains(space.repair(x))
+
+
+@SETTINGS
+@given(small_spaces(), st.integers(0, 2**32 - 1))
+def test_repair_many_equals_row_by_row_repair(space: Space, seed: int) -> None:
+    if space.cardinality() == 0:
+        return
+    lo, hi = space.bounds()
+    X = np.random.default_rng(seed).uniform(lo - 1.5, hi + 1.5, size=(12, len(space)))
+    X[0, 0] = np.nan
+    assert space.repair_many(X) == [space.repair(x) for x in X]

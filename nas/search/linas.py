@@ -1,0 +1,184 @@
+"""``linas``: predictor-in-the-loop search (LINAS, as in Intel's DyNAS-T).
+
+Rounds of:
+
+1. evaluate a population for real (the first one random);
+2. refit one predictor per objective on everything evaluated so far (features from the
+   space's encoding, plus family features where registered: :mod:`nas.predictors.features`);
+3. run an inner pymoo NSGA-II over the predictors only — thousands of candidates, vectorised,
+   seeded with the best configs found so far — and keep every candidate it visits;
+4. pick the next population among the not-yet-evaluated candidates: by non-dominated rank
+   of the predicted objectives (crowding distance inside a rank), or, for one objective, by
+   predicted value, with a small share of random proposals for exploration.
+
+Objectives whose values come from a cheap model (a latency lookup table, FLOPs) can be given
+as ``known`` functions: the inner search then uses them exactly instead of a predictor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas.search.base import Searcher, register_searcher
+from nas.searchspace import Config
+
+log = logging.getLogger(__name__)
+
+
+def _nondominated_order(F: np.ndarray) -> np.ndarray:
+    """Indices sorted by (non-dominated rank, decreasing crowding distance)."""
+    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    fronts = NonDominatedSorting().do(F)
+    out: list[int] = []
+    for front in fronts:
+        front = np.asarray(front)
+        if len(front) > 2 and F.shape[1] > 1:
+            cd = calc_crowding_distance(F[front])
+            front = front[np.argsort(-cd, kind="stable")]
+        out.extend(front.tolist())
+    return np.asarray(out, dtype=np.int64)
+
+
+@register_searcher
+class LINAS(Searcher):
+    """Predictor-in-the-loop search; options:
+
+    - ``population``: configs evaluated for real per round (default 10);
+    - ``initial``: size of the first, random population (default: ``population``);
+    - ``predictor``: a registered predictor name (``nas.predictors``; default ``gbt``);
+    - ``inner_pop`` x ``inner_generations``: the inner NSGA-II (default 100 x 50);
+    - ``explore``: share of each population drawn at random (default 0.1);
+    - ``known``: ``{objective name: fn(configs) -> values}`` computed exactly, not learned;
+    - ``features``: feature kinds for the predictors (default: all cheap kinds).
+    """
+
+    name = "linas"
+    defaults: dict[str, Any] = {"population": 10, "initial": None, "predictor": "gbt",
+                                "inner_pop": 100, "inner_generations": 50, "explore": 0.1,
+                                "known": None, "features": None}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from nas.predictors.features import Featurizer, available_kinds
+
+        kinds = self.options["features"] or [k for k in available_kinds(self.space)
+                                             if k != "zc"]
+        self.featurizer = Featurizer(self.space, kinds=kinds)
+        known = self.options["known"] or {}
+        names = [o.name for o in self.objectives]
+        for k in known:
+            if k not in names:
+                raise ValueError(f"linas: known objective {k!r} is not one of {names}")
+        self.known: dict[int, Callable[[Sequence[Config]], np.ndarray]] = {
+            names.index(k): fn for k, fn in known.items()}
+        self.rounds = 0
+        self.last_inner_candidates = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _features(self, enc: np.ndarray) -> np.ndarray:
+        X, _ = self.featurizer.from_encoding(enc)
+        return X
+
+    def _predict_fn(self) -> Callable[[list[Config], np.ndarray], np.ndarray]:
+        """Fit the predictors on everything told; return fn(configs, enc) -> F (min form)."""
+        from nas.predictors.models import get_predictor
+
+        enc = self.space.encode_many(self.X)
+        feats = self._features(enc)
+        models: dict[int, Any] = {}
+        for j in range(len(self.objectives)):
+            if j in self.known:
+                continue
+            m = get_predictor(self.options["predictor"], seed=int(self.rng.integers(2**31)))
+            m.fit(feats, self.F[:, j])
+            models[j] = m
+        signs = np.array([o.sign for o in self.objectives])
+
+        def predict(configs: list[Config], enc: np.ndarray) -> np.ndarray:
+            out = np.empty((len(configs), len(self.objectives)))
+            X = self._features(enc) if models else None
+            for j in range(len(self.objectives)):
+                if j in self.known:
+                    out[:, j] = np.asarray(self.known[j](configs), dtype=float) * signs[j]
+                else:
+                    out[:, j] = models[j].predict(X)
+            return out
+
+        return predict
+
+    def _inner_search(self, predict: Callable[[list[Config], np.ndarray], np.ndarray]
+                      ) -> tuple[list[Config], np.ndarray]:
+        """NSGA-II on the predictors; every distinct candidate visited and its prediction."""
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+        from pymoo.core.population import Population
+        from pymoo.termination.max_gen import MaximumGenerationTermination
+
+        from nas.search.pymoo_searchers import PymooSearcher
+        from nas.searchspace.adapters import pymoo_problem
+
+        n_obj = len(self.objectives)
+        pop_size = int(self.options["inner_pop"])
+        problem = pymoo_problem(self.space, n_obj=n_obj)
+        ops = PymooSearcher.operators()
+        # seed the inner population with the best evaluated configs, the rest random
+        order = _nondominated_order(self.F)[: pop_size // 2]
+        seeds = self.space.encode_many([self.X[i] for i in order])
+        lo, hi = self.space.bounds()
+        seeds = np.where(seeds < 0, self.rng.integers(0, hi + 1, size=seeds.shape), seeds)
+        rand = self.space.encode_many(self.space.sample_many(pop_size - len(seeds), self.rng))
+        rand = np.where(rand < 0, self.rng.integers(0, hi + 1, size=rand.shape), rand)
+        algo = NSGA2(pop_size=pop_size, sampling=Population.new(X=np.vstack([seeds, rand])),
+                     crossover=ops["crossover"], mutation=ops["mutation"],
+                     eliminate_duplicates=True)
+        gens = int(self.options["inner_generations"])
+        algo.setup(problem, seed=int(self.rng.integers(2**31 - 1)),
+                   termination=MaximumGenerationTermination(gens))
+        seen: dict[Config, np.ndarray] = {}
+        for _ in range(gens):
+            pop = algo.ask()
+            configs = self.space.repair_many(pop.get("X"))
+            enc = self.space.encode_many(configs)
+            F = predict(configs, enc)
+            for c, f in zip(configs, F):
+                seen.setdefault(c, f)
+            pop.set("X", np.where(enc < 0, np.clip(np.rint(pop.get("X")), lo, hi), enc))
+            pop.set("F", F)
+            algo.tell(infills=pop)
+        configs = list(seen)
+        return configs, np.array([seen[c] for c in configs])
+
+    # ------------------------------------------------------------------ ask/tell
+    def ask(self) -> list[Config]:
+        p = int(self.options["population"])
+        if not self.X:
+            n0 = int(self.options["initial"] or p)
+            return self.space.sample_many(n0, self.rng)
+        self.rounds += 1
+        predict = self._predict_fn()
+        configs, F = self._inner_search(predict)
+        self.last_inner_candidates = len(configs)
+        told = set(self.X)
+        fresh = [i for i, c in enumerate(configs) if c not in told]
+        n_explore = int(round(p * float(self.options["explore"])))
+        n_exploit = p - n_explore
+        picked: list[Config] = []
+        if fresh:
+            sub = F[fresh]
+            order = (np.argsort(sub[:, 0], kind="stable") if sub.shape[1] == 1
+                     else _nondominated_order(sub))
+            picked = [configs[fresh[i]] for i in order[:n_exploit]]
+        for _ in range(50 * p):  # bounded: a small space may be nearly exhausted
+            if len(picked) >= p:
+                break
+            c = self.space.sample(self.rng)
+            if c not in told and c not in picked:
+                picked.append(c)
+        log.debug("linas round %d: %d inner candidates, %d fresh", self.rounds, len(configs),
+                  len(fresh))
+        return picked

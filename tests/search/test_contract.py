@@ -1,0 +1,102 @@
+"""The contract every registered searcher meets (in the style of Optuna's sampler tests):
+proposals are valid configs, the same seed gives the same run, budgets are respected, and
+search beats nothing-at-all on an easy objective."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nas.search import (
+    Objective,
+    hypervolume,
+    list_searchers,
+    make_searcher,
+    pareto_mask,
+    run_search,
+)
+from nas.searchspace import Config, get_space
+
+ALL = list_searchers()
+SPACE = get_space("resnet_like")
+OPTIONS = {"linas": {"population": 6, "inner_pop": 20, "inner_generations": 5},
+           "nsga2": {"pop_size": 8}, "agemoea": {"pop_size": 8}, "unsga3": {"pop_size": 8},
+           "moead": {"pop_size": 8}}
+
+
+def objectives_fn(configs: list[Config]) -> np.ndarray:
+    """A smooth synthetic pair: 'accuracy' grows with width and depth, 'cost' too."""
+    out = []
+    for c in configs:
+        width = sum(c[f"stages.{s}.width"] for s in range(4))
+        depth = sum(c[f"stages.{s}.depth"] for s in range(4))
+        out.append([width / 10 + depth - 0.3 * (c["stages.0.bits"] == 4), width * depth])
+    return np.array(out, dtype=float)
+
+
+def test_registry() -> None:
+    assert {"random", "evolution", "nsga2", "agemoea", "unsga3", "moead", "optuna-tpe",
+            "optuna-nsga2", "linas"} <= set(ALL)
+    with pytest.raises(Exception, match="unknown searcher 'greedy'; known: agemoea"):
+        make_searcher("greedy", SPACE, [Objective("acc", "max")])
+    with pytest.raises(Exception, match="unknown option 'popsize'"):
+        make_searcher("nsga2", SPACE, [Objective("acc", "max")], popsize=3)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_contract(name: str) -> None:
+    objs = [Objective("acc", "max"), Objective("cost", "min")]
+    runs = []
+    for _ in range(2):
+        s = make_searcher(name, SPACE, objs, seed=7, **OPTIONS.get(name, {}))
+        seen: list[Config] = []
+
+        def evaluate(configs: list[Config], seen: list[Config] = seen) -> np.ndarray:
+            for c in configs:
+                assert isinstance(c, Config) and SPACE.contains(c)
+            seen.extend(configs)
+            return objectives_fn(configs)
+
+        res = run_search(s, evaluate, budget=23)
+        assert len(res.configs) == len(set(res.configs)) == 23 == len(seen)
+        assert res.values.shape == (23, 2)
+        runs.append([c.id for c in res.configs])
+    assert runs[0] == runs[1], "same seed, same run"
+    other = make_searcher(name, SPACE, objs, seed=8, **OPTIONS.get(name, {}))
+    res = run_search(other, lambda cs: objectives_fn(cs), budget=23)
+    assert [c.id for c in res.configs] != runs[0]
+
+
+def _mean_best(name: str, budget: int = 80, **opts: object) -> float:
+    bests = []
+    for seed in range(3):
+        s = make_searcher(name, SPACE, [Objective("acc", "max")], seed=seed, **opts)
+        res = run_search(s, lambda cs: objectives_fn(cs)[:, :1], budget=budget)
+        bests.append(res.best_so_far()[-1])
+    return float(np.mean(bests))
+
+
+@pytest.mark.parametrize("name", ["evolution", "linas", "optuna-tpe", "nsga2"])
+def test_single_objective_beats_random(name: str) -> None:
+    """Same budget, same seeds: a real searcher's mean best beats random search's."""
+    opts = OPTIONS.get(name, {}) if name == "linas" else {}
+    assert _mean_best(name, **opts) > _mean_best("random") + 1.0
+
+
+def test_budget_larger_than_space_stops() -> None:
+    space = get_space("nb201")
+    from nas.searchspace import Choice, Space
+
+    tiny = Space("t", [Choice("a", (1, 2, 3))])
+    s = make_searcher("random", tiny, [Objective("a", "max")], seed=0)
+    res = run_search(s, lambda cs: np.array([[c["a"]] for c in cs], float), budget=10)
+    assert len(res.configs) == 3
+    assert space.cardinality() == 15625
+
+
+def test_pareto_and_hypervolume() -> None:
+    F = np.array([[1, 5], [2, 2], [3, 1], [3, 3], [2, 2]], float)
+    assert pareto_mask(F).tolist() == [True, True, True, False, True]
+    # union of the boxes up to (4, 6): x in [1,2) height 1, [2,3) height 4, [3,4) height 5
+    assert hypervolume(F, np.array([4, 6])) == pytest.approx(1 + 4 + 5)
+    assert hypervolume(np.array([[5.0, 5.0]]), np.array([4, 6])) == 0.0
