@@ -67,7 +67,10 @@ class MobileNetPlan:
     out_hw: tuple[int, int]
 
 
-def layout(space: Space, build: BuildArgs) -> tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]:
+Layout = tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]
+
+
+def layout(space: Space, build: BuildArgs) -> Layout:
     """Stem stride and resolution; per stage the first block's stride and the resolution."""
     h, w = build.input_size
     stem_stride = 2 if min(h, w) >= 64 else 1

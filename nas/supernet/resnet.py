@@ -80,7 +80,10 @@ def n_stages(space: Space) -> int:
     return s
 
 
-def layout(space: Space, build: BuildArgs) -> tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]:
+Layout = tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]
+
+
+def layout(space: Space, build: BuildArgs) -> Layout:
     """Stem stride and resolution, and per stage the first block's stride and the stage's
     resolution; fixed by the input size, the same for every config."""
     h, w = build.input_size

@@ -1,0 +1,146 @@
+"""Supernet and subnet checkpoints, and ``nas extract``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nas.cli.main import main
+from nas.searchspace import get_space, save_config
+from nas.supernet import (
+    CheckpointError,
+    build_supernet,
+    load_subnet,
+    load_supernet,
+    save_subnet,
+    save_supernet,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, supernets):
+    path = tmp_path_factory.mktemp("ckpt") / "mobile.pt"
+    save_supernet(supernets["mobilenet_like"], path, meta={"epoch": 3})
+    return path
+
+
+def test_round_trip(ckpt, supernets, x):
+    net = supernets["mobilenet_like"]
+    raw = torch.load(ckpt, weights_only=True)
+    assert raw["format"] == "nas.supernet" and raw["version"] == 1
+    assert raw["build"] == {"in_channels": 3, "num_classes": 5, "input_size": [8, 8]}
+    loaded = load_supernet(ckpt, space=get_space("mobilenet_like")).eval()
+    assert loaded.checkpoint_meta == {"epoch": 3}
+    for k, v in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    cfg = net.space.sample(8)
+    with torch.no_grad(), net.activate(cfg), loaded.activate(cfg):
+        assert torch.equal(net(x), loaded(x))
+
+
+def test_other_space_and_corrupt_files(ckpt, tmp_path):
+    with pytest.raises(CheckpointError, match="holds space 'mobilenet_like', not 'resnet_like'"):
+        load_supernet(ckpt, space=get_space("resnet_like"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable supernet checkpoint"):
+        load_supernet(bad)
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(ckpt.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="bad.pt|trunc.pt"):
+        load_supernet(trunc)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something"}, other)
+    with pytest.raises(CheckpointError, match="format 'something', expected 'nas.supernet'"):
+        load_supernet(other)
+    wrong = tmp_path / "wrong.pt"
+    raw = torch.load(ckpt, weights_only=True)
+    raw["build"]["num_classes"] = 7
+    torch.save(raw, wrong)
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_supernet(wrong)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_supernet(tmp_path / "missing.pt")
+
+
+def test_subnet_round_trip(supernets, x, tmp_path):
+    net = supernets["resnet_like"]
+    cfg = net.space.sample(21)
+    sub = net.extract(cfg)
+    path = tmp_path / "sub.pt"
+    save_subnet(sub, cfg, path, in_channels=3, num_classes=5, input_size=8)
+    model, got = load_subnet(path)
+    assert got == cfg
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), sub(x))
+
+
+def test_cli_extract_all_formats(ckpt, supernets, x, tmp_path, capsys):
+    net = supernets["mobilenet_like"]
+    cfg = net.space.sample(4)
+    cfg_path = tmp_path / "cfg.json"
+    save_config(cfg, cfg_path)
+    with torch.no_grad(), net.activate(cfg):
+        ref = net(x)
+    for fmt in ("state_dict", "torchscript", "onnx"):
+        out = tmp_path / f"model.{fmt}"
+        code = main(["extract", "--supernet", str(ckpt), "--config", str(cfg_path),
+                     "--out", str(out), "--format", fmt])
+        printed = capsys.readouterr().out
+        assert code == 0 and cfg.id in printed and out.exists()
+        if fmt == "state_dict":
+            model, got = load_subnet(out)
+            assert got == cfg
+            with torch.no_grad():
+                assert (model.eval()(x) - ref).abs().max() <= 1e-5
+        elif fmt == "torchscript":
+            model = torch.jit.load(str(out))
+            with torch.no_grad():
+                assert (model(x) - ref).abs().max() <= 1e-5
+        else:
+            ort = pytest.importorskip("onnxruntime")
+            sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+            got = sess.run(None, {"input": x.numpy()})[0]
+            assert abs(got - ref.numpy()).max() <= 1e-4
+
+
+def test_cli_extract_errors(ckpt, tmp_path, capsys):
+    cfg_path = tmp_path / "other.json"
+    save_config(get_space("resnet_like").min(), cfg_path)
+    code = main(["extract", "--supernet", str(ckpt), "--config", str(cfg_path),
+                 "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert code == 1 and "belongs to space 'resnet_like'" in err and len(err.splitlines()) == 1
+    code = main(["extract", "--supernet", str(tmp_path / "none.pt"), "--config",
+                 str(cfg_path), "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert code == 1 and "no such file" in err and len(err.splitlines()) == 1
+    bad_cfg = tmp_path / "bad.json"
+    bad_cfg.write_text(json.dumps({"stem": {"width": 17}}))
+    code = main(["extract", "--supernet", str(ckpt), "--config", str(bad_cfg),
+                 "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err
+    assert code == 1 and "stem.width: got 17, allowed" in err
+
+
+def test_device_argument_round_trip(tmp_path):
+    """Everything follows the device it is given (CUDA when there is one)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    space = get_space("resnet_like")
+    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8, device=device)
+    assert all(p.device.type == device for p in net.parameters())
+    cfg = space.sample(2)
+    sub = net.extract(cfg)
+    assert all(p.device.type == device for p in sub.parameters())
+    path = tmp_path / "n.pt"
+    save_supernet(net, path)
+    again = load_supernet(path, device=device)
+    assert next(again.parameters()).device.type == device
+    xx = torch.randn(2, 3, 8, 8, device=device)
+    net.eval()
+    with torch.no_grad(), net.activate(cfg):
+        assert (net(xx) - sub.eval()(xx)).abs().max() <= 1e-5

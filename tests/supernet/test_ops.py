@@ -1,0 +1,160 @@
+"""Elastic layers, batch-norm recalibration, channel reordering and non-built-in spaces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nas.searchspace import Choice, Condition, Divides, Group, IntRange, Space, get_space
+from nas.supernet import build_supernet
+from nas.supernet.ops import ElasticBatchNorm2d, ElasticConv2d, group_diagonal
+
+from .conftest import randomize
+
+
+def test_group_diagonal_matches_a_loop():
+    w = torch.randn(12, 12, 3, 3)
+    for g in (1, 2, 3, 4, 6, 12):
+        got = group_diagonal(w, g)
+        c = 12 // g
+        ref = torch.cat([w[j * c:(j + 1) * c, j * c:(j + 1) * c] for j in range(g)])
+        assert torch.equal(got, ref)
+
+
+def test_kernel_transform_starts_as_centre_crop():
+    conv = ElasticConv2d(4, 6, (3, 5, 7))
+    for k in (3, 5, 7):
+        conv.set_active(4, 6, k)
+        s = (7 - k) // 2
+        assert torch.equal(conv.derived_weight(), conv.weight[:, :, s:s + k, s:s + k])
+    assert sum(p.numel() for p in conv.kernel_transform.parameters()) == 25 * 25 + 9 * 9
+
+
+def test_elastic_conv_equals_torch_conv():
+    torch.manual_seed(0)
+    conv = ElasticConv2d(8, 8, (3, 5), stride=2, elastic_groups=True)
+    with torch.no_grad():
+        conv.kernel_transform["3x3"].add_(0.1 * torch.randn(9, 9))
+    x = torch.randn(2, 4, 9, 9)
+    conv.set_active(4, 4, 3, groups=2)
+    ref = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=2, bias=False)
+    with torch.no_grad():
+        w = conv.weight[:4, :4, 1:4, 1:4]
+        w = torch.cat([w[:2, :2], w[2:, 2:]])
+        w = (w.reshape(-1, 9) @ conv.kernel_transform["3x3"].T).reshape(4, 2, 3, 3)
+        ref.weight.copy_(w)
+        assert torch.allclose(conv(x), ref(x), atol=1e-6)
+        cached = conv(x)  # eval-time cache: same result, invalidated by in-place updates
+        assert torch.equal(cached, conv(x))
+        conv.weight.mul_(2)
+        assert torch.allclose(conv(x), 2 * ref(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def test_recalibrate_bn_is_the_exact_average(name):
+    torch.manual_seed(0)
+    space = get_space(name)
+    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8)
+    randomize(net, 5)
+    net.eval()
+    cfg = space.sample(1)
+    batches = [torch.randn(4, 3, 8, 8) for _ in range(3)]
+    # reference: the static subnet with PyTorch's cumulative averaging (momentum=None)
+    ref = net.extract(cfg).train()
+    for m in ref.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        for b in batches:
+            ref(b)
+    untouched = net.stem.bn.running_mean[cfg["stem.width"]:].clone()
+    assert net.recalibrate_bn(cfg, batches) == 3
+    assert not net.training
+    with net.activate(cfg):
+        state = net.subnet_state_dict()
+    for k, v in ref.state_dict().items():
+        if k.endswith(("running_mean", "running_var")):
+            assert torch.allclose(state[k], v, atol=1e-5, rtol=1e-4), k
+    assert torch.equal(net.stem.bn.running_mean[cfg["stem.width"]:], untouched)
+    assert all(m._recal < 0 for m in net.modules() if isinstance(m, ElasticBatchNorm2d))
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def test_reorder_channels_keeps_the_full_width_function(name, x):
+    torch.manual_seed(0)
+    space = get_space(name)
+    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8)
+    randomize(net, 6)
+    net.eval()
+    full = [space.max(), net.largest_config()]
+    # random configs at full widths (and full expansion): the permuted channels are all used
+    for cfg in space.sample_many(6, 3):
+        flat = cfg.flat()
+        for p in flat:
+            if p.endswith("width") or p.endswith("expand"):
+                flat[p] = max(space.values(p))
+        full.append(space.config(flat))
+    narrow = space.min()
+    with torch.no_grad():
+        before = []
+        for cfg in full + [narrow]:
+            with net.activate(cfg):
+                before.append(net(x))
+        w0 = {k: v.clone() for k, v in net.state_dict().items()}
+        net.reorder_channels()
+        for cfg, y in zip(full, before):
+            with net.activate(cfg):
+                assert (net(x) - y).abs().max() <= 1e-5, cfg.to_json()
+        with net.activate(narrow):
+            assert not torch.allclose(net(x), before[-1])  # narrow subnets changed channels
+    assert any(not torch.equal(w0[k], v) for k, v in net.state_dict().items())
+
+
+def _small_resnet_space() -> Space:
+    stages, cons = [], []
+    for s, widths in enumerate(((8, 12), (12, 24))):
+        block = (Choice("kernel", (1, 3)), Choice("cardinality", (1, 2, 4)))
+        stages.append(Group(str(s), (
+            IntRange("depth", 1, 2), Choice("width", widths),
+            Choice("attention", ("none", "ese", "mhsa")), Choice("bits", (2, 6, 32)),
+            Group("blocks", tuple(Group(str(b), block, when=(Condition(
+                f"stages.{s}.depth", ">", b),) if b else ()) for b in range(2))))))
+        cons += [Divides(f"stages.{s}.blocks.{b}.cardinality", f"stages.{s}.width")
+                 for b in range(2)]
+    return Space("tiny_resnet", [Group("stem", (Choice("width", (4, 8)),)),
+                                 Group("stages", tuple(stages))], cons, family="resnet_like")
+
+
+def _small_mobile_space() -> Space:
+    stages = []
+    for s, widths in enumerate(((8, 16), (16, 24), (24, 32))):
+        block = (Choice("expand", (2, 3)), Choice("kernel", (3, 5)))
+        stages.append(Group(str(s), (
+            IntRange("depth", 1, 3), Choice("width", widths),
+            Choice("attention", ("none", "se", "ese", "mhsa")),
+            Group("blocks", tuple(Group(str(b), block, when=(Condition(
+                f"stages.{s}.depth", ">", b),) if b else ()) for b in range(3))))))
+    return Space("tiny_mobile", [Group("stem", (Choice("width", (8, 12)),)),
+                                 Group("stages", tuple(stages)),
+                                 Group("head", (Choice("width", (32, 48)),))],
+                 family="mobilenet_like")
+
+
+@pytest.mark.parametrize("make", [_small_resnet_space, _small_mobile_space])
+def test_spaces_with_other_values_build_and_extract_exactly(make):
+    torch.manual_seed(0)
+    space = make()
+    net = build_supernet(space, in_channels=2, num_classes=3, input_size=(6, 10))
+    randomize(net, 2)
+    net.eval()
+    x = torch.randn(3, 2, 6, 10)
+    for cfg in [space.min(), space.max()] + space.sample_many(25, 0):
+        with torch.no_grad():
+            with net.activate(cfg):
+                y = net(x)
+            sub = net.extract(cfg)
+            assert (sub(x) - y).abs().max() <= 1e-5
+        assert net.costs(cfg).params == sum(p.numel() for p in sub.parameters())
+    split = net.param_split()
+    assert split["total"] == sum(p.numel() for p in net.parameters())
