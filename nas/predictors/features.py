@@ -34,6 +34,7 @@ from nas.predictors.zerocost import PROXIES, ProxySettings, proxy_matrix
 log = logging.getLogger(__name__)
 
 FEATURE_KINDS: tuple[str, ...] = ("encoding", "graph", "cost", "zc")
+ZC_FILL = 0.0  # the feature value of a proxy whose log-score is -inf or undefined
 
 # family -> function(space, encodings) -> (matrix, names)
 _GRAPH: dict[str, Callable[[Any, np.ndarray], tuple[np.ndarray, list[str]]]] = {}
@@ -174,10 +175,9 @@ class Featurizer:
             zc = proxy_matrix(self.space, configs, build, proxies=self.proxies,
                               settings=self.proxy_settings, cache_dir=self.cache_dir,
                               threads=self.threads, progress=progress)
-            zc = np.where(np.isfinite(zc), zc, np.nan)
-            col_min = np.nanmin(np.where(np.isnan(zc), np.inf, zc), axis=0, initial=np.inf)
-            col_min = np.where(np.isfinite(col_min), col_min, 0.0)
-            zc = np.where(np.isnan(zc), col_min - 1.0, zc)  # -inf (zero score): below the rest
+            # a zero score (log -> -inf, e.g. a cell whose output is cut off) or an undefined
+            # one becomes a fixed ZC_FILL, independent of the other rows
+            zc = np.where(np.isfinite(zc), zc, ZC_FILL)
             mat = np.concatenate([mat, zc], axis=1)
         return mat
 

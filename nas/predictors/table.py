@@ -1,0 +1,211 @@
+"""Tables of measurements (CSV): rows of (config, values) for predictors.
+
+A row maps to a config of a space in one of two ways:
+
+- through columns named after the space's dimensions (``stages.0.depth``, ...; an empty cell
+  is an absent dimension), or
+- through an ``arch`` column that the space can parse (``space.parse_arch``; the ``nb201``
+  space reads NAS-Bench-201 strings).
+
+Errors name the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from nas.errors import NasError
+
+ARCH_COLUMN = "arch"
+
+
+class TableError(NasError, ValueError):
+    """A table that cannot be used: unreadable, missing columns, bad values."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A CSV table held in memory: its path, column names and rows (cells as strings)."""
+
+    path: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column_index(self, name: str, *, role: str = "column") -> int:
+        """The index of column ``name``.
+
+        Raises:
+            TableError: no such column (the message lists the columns there are).
+        """
+        try:
+            return self.columns.index(name)
+        except ValueError:
+            shown = ", ".join(self.columns[:30]) + (" ..." if len(self.columns) > 30 else "")
+            raise TableError(f"{self.path}: no {role} {name!r}; the columns are: {shown}"
+                             ) from None
+
+    def column(self, name: str) -> list[str]:
+        """The cells of one column."""
+        i = self.column_index(name)
+        return [r[i] for r in self.rows]
+
+
+def read_table(path: str | os.PathLike[str]) -> Table:
+    """Read a CSV file with a header row.
+
+    Raises:
+        TableError: missing or empty file, duplicate column names, ragged rows.
+    """
+    p = Path(path)
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise TableError(f"{p}: empty file (a header row is needed)") from None
+            header = [h.strip() for h in header]
+            dup = sorted({h for h in header if header.count(h) > 1})
+            if dup:
+                raise TableError(f"{p}: duplicate column names: {', '.join(dup)}")
+            rows = []
+            for lineno, row in enumerate(reader, start=2):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise TableError(f"{p}:{lineno}: {len(row)} cells, the header has "
+                                     f"{len(header)} columns")
+                rows.append(tuple(c.strip() for c in row))
+    except FileNotFoundError:
+        raise TableError(f"{p}: no such file") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TableError(f"{p}: not a readable CSV file ({e})") from None
+    if not rows:
+        raise TableError(f"{p}: the table has no data rows")
+    return Table(str(p), tuple(header), tuple(rows))
+
+
+def table_target(table: Table, column: str) -> np.ndarray:
+    """The numeric values of ``column``.
+
+    Raises:
+        TableError: the column is missing, or a cell is empty, not a number or not finite
+            (the message names the line).
+    """
+    i = table.column_index(column, role="target column")
+    out = np.empty(len(table.rows))
+    for k, row in enumerate(table.rows):
+        cell = row[i]
+        try:
+            v = float(cell)
+        except ValueError:
+            what = "is empty" if cell == "" else f"is not a number: {cell!r}"
+            raise TableError(f"{table.path}: row {k + 1}, column {column!r} {what}") from None
+        if not math.isfinite(v):
+            raise TableError(f"{table.path}: row {k + 1}, column {column!r} is not finite: "
+                             f"{cell!r}")
+        out[k] = v
+    return out
+
+
+def _cell_value(space: Any, path: str, cell: str) -> Any:
+    values = space.values(path)
+    for v in values:
+        if str(v) == cell:
+            return v
+    try:
+        num = float(cell)
+    except ValueError:
+        return cell
+    for v in values:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == num:
+            return v
+    return cell
+
+
+def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -> list[Any]:
+    """The config of every row (see the module docstring for the two ways).
+
+    Raises:
+        TableError: neither way applies (the message says which columns are missing), or a row
+            is not a valid config of ``space`` (file, row and column named).
+    """
+    from nas.errors import ConfigError
+
+    cols = set(table.columns)
+    dim_cols = [p for p in space.paths if p in cols]
+    use_arch = arch_column in cols and space.arch_format and len(dim_cols) < len(space.paths)
+    configs = []
+    if use_arch:
+        i = table.column_index(arch_column)
+        memo: dict[str, Any] = {}
+        for k, row in enumerate(table.rows):
+            text = row[i]
+            cfg = memo.get(text)
+            if cfg is None:
+                try:
+                    cfg = space.parse_arch(text)
+                except ConfigError as e:
+                    raise TableError(f"{table.path}: row {k + 1}, column {arch_column!r}: {e}"
+                                     ) from None
+                memo[text] = cfg
+            configs.append(cfg)
+        return configs
+    if not dim_cols:
+        how = (f"or an {arch_column!r} column" if space.arch_format else
+               f"(space {space.name!r} has no arch text format, so an {arch_column!r} column "
+               "cannot be used)")
+        raise TableError(
+            f"{table.path}: no column maps rows to configs of space {space.name!r}: need "
+            f"columns named after its dimensions ({', '.join(space.paths[:6])}"
+            f"{', ...' if len(space.paths) > 6 else ''}) {how}")
+    idx = {p: table.column_index(p) for p in dim_cols}
+    for k, row in enumerate(table.rows):
+        flat = {p: _cell_value(space, p, row[j]) for p, j in idx.items() if row[j] != ""}
+        try:
+            configs.append(space.config(flat))
+        except ConfigError as e:
+            missing = [p for p in space.paths if p not in cols]
+            hint = f" (the table has no column for {', '.join(missing[:5])})" if missing else ""
+            raise TableError(f"{table.path}: row {k + 1}: not a config of space "
+                             f"{space.name!r}: {e}{hint}") from None
+    return configs
+
+
+def load_measurements(path: str | os.PathLike[str], space: Any, target: str,
+                      ) -> tuple[list[Any], np.ndarray]:
+    """Configs and target values of a table (see :func:`table_configs`, :func:`table_target`).
+    """
+    table = read_table(path)
+    y = table_target(table, target)
+    return table_configs(table, space), y
+
+
+def select_rows(n: int, n_train: int, n_test: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint random train and test row indices for one seed: a permutation of the rows
+    whose first ``n_test`` are the test rows and the next ``n_train`` the training rows (so
+    for a seed the test rows do not depend on ``n_train``)."""
+    if n_train < 2:
+        raise TableError(f"--n-train must be at least 2, got {n_train}")
+    if n_test < 2:
+        raise TableError(f"--n-test must be at least 2, got {n_test}")
+    if n_train + n_test > n:
+        raise TableError(f"the table has {n} rows, fewer than n_train + n_test = "
+                         f"{n_train} + {n_test}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[n_test:n_test + n_train], perm[:n_test]
+
+
+__all__: Sequence[str] = ("ARCH_COLUMN", "Table", "TableError", "load_measurements",
+                          "read_table", "select_rows", "table_configs", "table_target")
