@@ -55,13 +55,15 @@ class LINAS(Searcher):
     - ``inner_pop`` x ``inner_generations``: the inner NSGA-II (default 100 x 50);
     - ``explore``: share of each population drawn at random (default 0.1);
     - ``known``: ``{objective name: fn(configs) -> values}`` computed exactly, not learned;
-    - ``features``: feature kinds for the predictors (default: all cheap kinds).
+    - ``features``: feature kinds for the predictors (default: all cheap kinds);
+    - ``exhaustive_limit``: spaces with at most this many configs are scored whole by the
+      predictors instead of through the inner NSGA-II (exact and faster; default 50,000).
     """
 
     name = "linas"
     defaults: dict[str, Any] = {"population": 10, "initial": None, "predictor": "gbt",
                                 "inner_pop": 100, "inner_generations": 50, "explore": 0.1,
-                                "known": None, "features": None}
+                                "known": None, "features": None, "exhaustive_limit": 50_000}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -79,13 +81,24 @@ class LINAS(Searcher):
             names.index(k): fn for k, fn in known.items()}
         self.rounds = 0
         self.last_inner_candidates = 0
+        self._all: tuple[list[Config], np.ndarray, np.ndarray] | None = None
+        limit = int(self.options["exhaustive_limit"])
+        if limit > 0 and not self.space.predicates:
+            try:
+                small = self.space.cardinality() <= limit
+            except Exception:  # counting impossible for this space: use the inner search
+                small = False
+            if small:
+                configs = list(self.space.grid())
+                enc = self.space.encode_many(configs)
+                self._all = (configs, enc, self._features(enc))
 
     # ------------------------------------------------------------------ helpers
     def _features(self, enc: np.ndarray) -> np.ndarray:
         X, _ = self.featurizer.from_encoding(enc)
         return X
 
-    def _predict_fn(self) -> Callable[[list[Config], np.ndarray], np.ndarray]:
+    def _predict_fn(self) -> Callable[..., np.ndarray]:
         """Fit the predictors on everything told; return fn(configs, enc) -> F (min form)."""
         from nas.predictors.models import get_predictor
 
@@ -100,9 +113,11 @@ class LINAS(Searcher):
             models[j] = m
         signs = np.array([o.sign for o in self.objectives])
 
-        def predict(configs: list[Config], enc: np.ndarray) -> np.ndarray:
+        def predict(configs: list[Config], enc: np.ndarray,
+                    X: np.ndarray | None = None) -> np.ndarray:
             out = np.empty((len(configs), len(self.objectives)))
-            X = self._features(enc) if models else None
+            if X is None and models:
+                X = self._features(enc)
             for j in range(len(self.objectives)):
                 if j in self.known:
                     out[:, j] = np.asarray(self.known[j](configs), dtype=float) * signs[j]
@@ -112,7 +127,7 @@ class LINAS(Searcher):
 
         return predict
 
-    def _inner_search(self, predict: Callable[[list[Config], np.ndarray], np.ndarray]
+    def _inner_search(self, predict: Callable[..., np.ndarray]
                       ) -> tuple[list[Config], np.ndarray]:
         """NSGA-II on the predictors; every distinct candidate visited and its prediction."""
         from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -161,7 +176,11 @@ class LINAS(Searcher):
             return self.space.sample_many(n0, self.rng)
         self.rounds += 1
         predict = self._predict_fn()
-        configs, F = self._inner_search(predict)
+        if self._all is not None:
+            configs, enc, feats = self._all
+            F = predict(configs, enc, feats)
+        else:
+            configs, F = self._inner_search(predict)
         self.last_inner_candidates = len(configs)
         told = set(self.X)
         fresh = [i for i, c in enumerate(configs) if c not in told]

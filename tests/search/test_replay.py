@@ -1,0 +1,80 @@
+"""``nas benchmark``: table replay, single- and multi-objective, and its errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.cli.main import main
+from nas.search import Objective
+from nas.search.replay import load_replay_table, replay
+from nas.searchspace import Choice, Space
+
+SPACE = Space("grid3", [Choice("a", (0, 1, 2, 3)), Choice("b", (0, 1, 2, 3)),
+                        Choice("c", ("x", "y"))])
+
+
+def write_table(path: Path, drop: int = 0) -> Path:
+    rows = ["a,b,c,acc,lat"]
+    for i, (a, b, c) in enumerate(itertools.product(range(4), range(4), "xy")):
+        if i < drop:
+            continue
+        acc = 50 + 10 * a + 5 * b + (3 if c == "y" else 0)
+        lat = 1 + a * a + b + (0.5 if c == "y" else 0)
+        rows.append(f"{a},{b},{c},{acc},{lat}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_single_objective_replay_finds_the_optimum(tmp_path: Path) -> None:
+    table = load_replay_table(write_table(tmp_path / "t.csv"), SPACE,
+                              [Objective("acc", "max")])
+    r = replay(table, SPACE, "evolution", budget=32, seeds=4)
+    assert r["scores"].tolist() == [98.0] * 4  # the whole space is 32 configs
+    r = replay(table, SPACE, "random", budget=5, seeds=4)
+    assert np.all(r["scores"] <= 98.0) and len(r["curves"][0]) == 5
+    assert np.all(np.diff(r["curves"][0]) >= 0)
+
+
+def test_multi_objective_hv_ratio(tmp_path: Path) -> None:
+    objs = [Objective("acc", "max"), Objective("lat", "min")]
+    table = load_replay_table(write_table(tmp_path / "t.csv"), SPACE, objs)
+    full = replay(table, SPACE, "random", budget=32, seeds=2)
+    assert np.allclose(full["scores"], 1.0)  # every row queried: the true front
+    part = replay(table, SPACE, "random", budget=4, seeds=3)
+    assert np.all((part["scores"] > 0) & (part["scores"] < 1.0))
+
+
+def test_rows_missing_from_the_table_get_the_worst_value(tmp_path: Path) -> None:
+    table = load_replay_table(write_table(tmp_path / "t.csv", drop=3), SPACE,
+                              [Objective("acc", "max")])
+    missing = SPACE.config({"a": 0, "b": 0, "c": "x"})  # one of the 3 dropped rows
+    # the worst accuracy left in the table: (a=0, b=1, c=y) = 50 + 5 + 3
+    assert table.evaluate([missing])[0, 0] == 58.0
+    assert table.evaluate([SPACE.config({"a": 3, "b": 3, "c": "y"})])[0, 0] == 98.0
+
+
+def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t = write_table(tmp_path / "t.csv")
+    space = tmp_path / "s.yaml"
+    SPACE.save(space)
+    base = ["benchmark", "--table", str(t), "--space", str(space), "--budget", "10",
+            "--seeds", "2"]
+    assert main(base + ["--objective", "acc:max", "--strategy", "evolution", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for k in ("best_mean", "best_std", "random_best_mean", "random_best_std"):
+        assert isinstance(out[k], float)
+    assert main(base + ["--objective", "acc:max", "--objective", "lat:min",
+                        "--strategy", "nsga2", "--option", "pop_size=4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 < out["hv_ratio_mean"] <= 1 and 0 < out["random_hv_ratio_mean"] <= 1
+    assert main(base + ["--objective", "acc:maximum", "--strategy", "random"]) == 2
+    assert "expected COLUMN:max or COLUMN:min" in capsys.readouterr().err
+    assert main(base + ["--objective", "acc:max", "--strategy", "hillclimb"]) == 2
+    assert "unknown searcher 'hillclimb'; known:" in capsys.readouterr().err
+    assert main(base + ["--objective", "speed:max", "--strategy", "random"]) == 1
+    assert "no target column 'speed'" in capsys.readouterr().err
