@@ -1,10 +1,14 @@
-"""``nas search``: the main job (lands with the search issue)."""
+"""``nas search``: the main job — a Pareto front of accuracy against cost on this machine."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 
-from nas.cli._common import add_space_argument, not_available
+from rich.table import Table
+
+from nas.cli._common import add_space_argument, console
 
 TARGETS = ("latency", "flops", "params", "size")
 
@@ -14,18 +18,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", nargs="+", choices=TARGETS, default=["latency"],
                    help="cost objective(s) minimised jointly with accuracy (default: latency)")
     p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
-                   help="hard limit, e.g. latency<=3ms or params<=1e6 (repeatable)")
-    p.add_argument("--supernet", metavar="CKPT", help="search an existing supernet")
+                   help="hard limit, e.g. latency<=3ms, params<=1e6, size<=256KB (repeatable)")
+    p.add_argument("--supernet", metavar="CKPT", help="search an existing supernet checkpoint "
+                   "instead of training one")
     p.add_argument("--data", default="digits", help="dataset name or path (default: digits)")
-    p.add_argument("--strategy", default="linas", help="searcher name (default: linas)")
-    p.add_argument("--budget", type=int, help="number of real evaluations")
+    p.add_argument("--data-root", help="directory of the dataset's files")
+    p.add_argument("--strategy", default="linas", help="searcher (default: linas)")
+    p.add_argument("--budget", type=int, default=60, help="real evaluations (default: 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", metavar="DIR", help="output directory (resumes if it exists)")
+    p.add_argument("--train-epochs", type=int, help="epochs of the quick supernet training")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", metavar="DIR", help="output directory; the same command with the "
+                   "same --out resumes (default: runs/search-<space>-<hash of the options>)")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.search.pipeline import SearchOptions, run_search_job
     from nas.searchspace import load_space
 
-    load_space(args.space)  # bad space names fail now, with the list of known ones
-    return not_available("search", "the search issue")
+    opts = SearchOptions(space=args.space, targets=list(args.target),
+                         constraints=list(args.constraint), supernet=args.supernet,
+                         data=args.data, data_root=args.data_root, strategy=args.strategy,
+                         budget=args.budget, seed=args.seed, device=args.device,
+                         train_epochs=args.train_epochs, threads=args.threads)
+    opts.validate()
+    space = load_space(opts.space)
+    from nas.search import make_searcher
+    from nas.search.base import Objective
+
+    make_searcher(opts.strategy, space, [Objective("a", "max"), Objective("b", "min")])
+    out = args.out
+    if out is None:
+        digest = hashlib.sha256(json.dumps(opts.identity(), sort_keys=True).encode())
+        out = f"runs/search-{space.name}-{digest.hexdigest()[:8]}"
+    result = run_search_job(opts, out, progress=not args.no_progress,
+                            say=lambda m: console.print(m))
+    t = Table("id", "accuracy %", "latency pred ms", "latency meas ms", "MFLOPs", "params",
+              "size KiB", title=f"Pareto front ({len(result['front'])} subnets) — {out}")
+    def ms(v: float) -> str:
+        return "-" if v != v else f"{v:.3f}"  # NaN when latency was not asked for
+
+    for r in result["front"]:
+        t.add_row(r["id"], f"{r['accuracy']:.2f}", ms(r["latency_predicted_ms"]),
+                  ms(r["latency_measured_ms"]), f"{r['flops'] / 1e6:.2f}",
+                  f"{r['params']:,}", f"{r['size_bytes'] / 1024:.1f}")
+    console.print(t)
+    tm = result["timings"]
+    console.print(f"done in {tm['total_s']:.0f}s (supernet {tm['supernet_s']:.0f}s, latency "
+                  f"table {tm['latency_table_s']:.0f}s, search {tm['search_s']:.0f}s, export "
+                  f"{tm['export_s']:.0f}s); files in {out}/: history.csv, pareto.csv, "
+                  "pareto.json, pareto.png, pareto/, summary.json")
+    return 0

@@ -1,0 +1,427 @@
+"""``nas search`` end to end: supernet → latency table → search → Pareto front → export.
+
+Phases, each resumable inside the output directory:
+
+1. **supernet** — ``--supernet CKPT`` is loaded (it must hold the same space); otherwise a
+   quick supernet is trained on the data into ``OUT/supernet/`` (a normal training run:
+   killed, it resumes).
+2. **latency** — a lookup table of this device's block latencies, ``OUT/latency.json``
+   (only when ``latency`` is a target or constrained).
+3. **search** — the searcher proposes configs; each real evaluation measures accuracy on the
+   validation split (BN recalibrated) and reads latency from the table and FLOPs, params and
+   size from the analytic counter. Every evaluation is appended to ``OUT/history.csv`` at
+   once; re-running the same command skips what is there.
+4. **front** — the Pareto front of accuracy against the targets, extracted to
+   ``OUT/pareto/<id>.pt`` (``weights_only`` loadable) with its config JSON, latency measured
+   for real on the extracted model, ``pareto.csv``, ``pareto.json``, ``pareto.png`` and
+   ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas import __version__
+from nas.errors import NasError, UsageError
+from nas.search.base import Objective, hypervolume, make_searcher, pareto_mask, run_search, to_min
+from nas.search.constraints import Limit
+from nas.searchspace import Config, Space, load_space
+from nas.utils.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("latency", "flops", "params", "size")
+
+
+class SearchError(NasError):
+    """A search that cannot proceed (infeasible constraint, mismatched output directory)."""
+
+
+@dataclass
+class SearchOptions:
+    """Options of ``nas search`` (defaults: the two-command quick start)."""
+
+    space: str = "resnet_like"
+    targets: list[str] = field(default_factory=lambda: ["latency"])
+    constraints: list[str] = field(default_factory=list)
+    supernet: str | None = None
+    data: str = "digits"
+    data_root: str | None = None
+    strategy: str = "linas"
+    budget: int = 60
+    seed: int = 0
+    device: str = "cpu"
+    train_epochs: int | None = None
+    train_strategy: str = "sandwich"
+    bn_batches: int = 4
+    latency_batch: int = 1
+    latency_threads: int = 1
+    max_export: int = 12
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if not self.targets:
+            raise UsageError("--target: give at least one of " + ", ".join(TARGETS))
+        for t in self.targets:
+            if t not in TARGETS:
+                raise UsageError(f"--target {t!r} is not allowed; allowed: {', '.join(TARGETS)}")
+        if len(set(self.targets)) != len(self.targets):
+            raise UsageError(f"--target: repeated targets {self.targets}")
+        if self.budget < 2:
+            raise UsageError(f"--budget must be >= 2, got {self.budget}")
+        for c in self.constraints:
+            Limit.parse(c)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for an output directory to be resumed."""
+        d = asdict(self)
+        for k in ("device", "threads", "max_export", "budget"):  # a larger budget extends
+            d.pop(k)
+        return d
+
+
+@dataclass
+class Candidate:
+    config: Config
+    accuracy: float
+    latency: float
+    flops: int
+    params: int
+    size: int
+
+
+HISTORY_FIELDS = ["id", "accuracy", "accuracy_source", "latency_ms", "latency_source",
+                  "flops", "params", "size_bytes", "feasible", "seconds", "config"]
+
+
+def _read_history(path: Path, space: Space) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                cfg = space.config(json.loads(row["config"]))
+                rows.append({**row, "_config": cfg})
+            except (json.JSONDecodeError, NasError, KeyError) as e:
+                log.warning("%s: skipping an unreadable row (%s)", path, e)
+    return rows
+
+
+def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
+    manifest = out / "search.json"
+    ident = {"space": space.name, "space_fingerprint": space.fingerprint,
+             "options": opts.identity()}
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            raise SearchError(f"{manifest}: corrupt; remove it or choose another --out") from None
+        if old != ident:
+            diff = [k for k in ident["options"] if old.get("options", {}).get(k)
+                    != ident["options"][k]]
+            what = ", ".join(diff) if diff else "space definition"
+            raise UsageError(f"{out} holds a different search (differs in: {what}); "
+                             "choose another --out or repeat its options to resume")
+        return
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty and holds no search; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
+
+
+def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say: Callable
+              ) -> Any:
+    from nas.supernet import load_supernet
+    from nas.training import TrainOptions, train
+
+    if opts.supernet:
+        net = load_supernet(opts.supernet, space=space, device=opts.device)
+        say(f"supernet: {opts.supernet}")
+        return net
+    run = out / "supernet"
+    done = run / "supernet.pt"
+    changes: dict[str, Any] = {"space": space.name, "data": opts.data,
+                               "data_root": opts.data_root, "strategy": opts.train_strategy,
+                               "seed": opts.seed, "device": opts.device,
+                               "threads": opts.threads}
+    if opts.train_epochs:
+        changes["epochs"] = opts.train_epochs
+    topts = TrainOptions().replace(**changes)
+    if (run / "checkpoint.pt").exists():
+        from nas.training import load_checkpoint
+
+        state = load_checkpoint(run / "checkpoint.pt")
+        if state["epoch"] >= topts.epochs and done.exists():
+            say(f"supernet: trained already ({done})")
+            return load_supernet(done, space=space, device=opts.device)
+        say(f"supernet: resuming training in {run}")
+        return train(topts, run, resume=True, progress=progress).supernet
+    say(f"supernet: training {topts.epochs} epochs of {topts.strategy} on {opts.data} "
+        f"into {run}")
+    return train(topts, run, progress=progress, space=space).supernet
+
+
+def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool = True,
+                   say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
+    from nas.data import TensorLoader, load_dataset, split
+    from nas.training import evaluate_config
+
+    opts.validate()
+    limits = [Limit.parse(c) for c in opts.constraints]
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    space = load_space(opts.space)
+    out = Path(out)
+    _prepare_out(out, opts, space)
+    say(f"output directory: {out}")
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    # 1. supernet
+    t = time.perf_counter()
+    net = _supernet(opts, space, out, progress, say)
+    net.eval()
+    timings["supernet_s"] = time.perf_counter() - t
+    data = load_dataset(opts.data, root=opts.data_root)
+    b = net.build
+    if (data.in_channels, data.num_classes, (data.input_size,) * 2) != (
+            b.in_channels, b.num_classes, tuple(b.input_size)):
+        raise UsageError(f"--data {opts.data}: {data.describe()} does not fit the supernet "
+                         f"(built for {b.in_channels} channels, {b.input_size[0]}x"
+                         f"{b.input_size[1]}, {b.num_classes} classes)")
+    parts = split(data, seed=opts.seed)
+    val = TensorLoader(*parts.val, 256, device=opts.device)
+
+    # 2. latency table
+    t = time.perf_counter()
+    need_latency = "latency" in opts.targets or any(lim.metric == "latency" for lim in limits)
+    latency = None
+    if need_latency:
+        from nas.search.latency_source import latency_table_for
+
+        latency = latency_table_for(net, out / "latency.json", batch=opts.latency_batch,
+                                    threads=opts.latency_threads, device=opts.device,
+                                    progress=progress, say=say)
+    timings["latency_table_s"] = time.perf_counter() - t
+
+    def costs(configs: list[Config]) -> dict[str, np.ndarray]:
+        c = [net.costs(cfg) for cfg in configs]
+        d = {"flops": np.array([x.flops for x in c], float),
+             "params": np.array([x.params for x in c], float),
+             "size": np.array([x.size_bytes for x in c], float)}
+        d["latency"] = (latency.predict_many(configs) if latency is not None
+                        else np.full(len(configs), np.nan))
+        return d
+
+    # feasibility of the cheap limits, and infeasible limits caught before any evaluation
+    cheap = [lim for lim in limits if lim.metric != "accuracy"]
+    if cheap:
+        probe = [space.min()] + space.sample_many(2000, opts.seed)
+        pc = costs(probe)
+        for lim in cheap:
+            ok = lim.holds(pc[lim.metric])
+            if not ok.any():
+                best = pc[lim.metric].min() if lim.op.startswith("<") else pc[lim.metric].max()
+                unit = {"latency": " ms", "size": " bytes"}.get(lim.metric, "")
+                raise SearchError(f"--constraint {lim} is infeasible: no config of "
+                                  f"{space.name} satisfies it (the best {lim.metric} seen, "
+                                  f"over the smallest config and 2,000 samples, is "
+                                  f"{best:.4g}{unit})")
+
+    def feasible(configs: list[Config]) -> np.ndarray:
+        if not cheap:
+            return np.ones(len(configs), dtype=bool)
+        c = costs(configs)
+        ok = np.ones(len(configs), dtype=bool)
+        for lim in cheap:
+            ok &= lim.holds(c[lim.metric])
+        return ok
+
+    # 3. search
+    objectives = [Objective("accuracy", "max")] + [Objective(tg, "min") for tg in opts.targets]
+    hist_path = out / "history.csv"
+    rows = _read_history(hist_path, space)
+    known: dict[Config, np.ndarray] = {}
+    for r in rows:
+        cfg = r["_config"]
+        known[cfg] = np.array([float(r["accuracy"])] + [
+            float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
+            for tg in opts.targets])
+    if known:
+        say(f"search: resuming with {len(known)} evaluations from {hist_path}")
+    new_file = not hist_path.exists()
+    hist = open(hist_path, "a", newline="", encoding="utf-8")
+    writer = csv.DictWriter(hist, fieldnames=HISTORY_FIELDS)
+    if new_file:
+        writer.writeheader()
+        hist.flush()
+    calib_gen_seed = opts.seed + 1
+
+    def evaluate(configs: list[Config]) -> np.ndarray:
+        out_vals = []
+        c = costs(configs)
+        ok = feasible(configs)
+        for i, cfg in enumerate(configs):
+            ts = time.perf_counter()
+            if ok[i]:
+                calib = TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
+                                     generator=torch.Generator().manual_seed(calib_gen_seed))
+                acc = evaluate_config(net, cfg, val, calib, opts.bn_batches)["top1"]
+            else:
+                acc = 0.0  # outside the hard limits: not evaluated, never on the front
+            row = {"id": cfg.id, "accuracy": f"{acc:.4f}",
+                   "accuracy_source": "measured" if ok[i] else "infeasible",
+                   "latency_ms": f"{c['latency'][i]:.6g}",
+                   "latency_source": "table" if latency is not None else "none",
+                   "flops": int(c["flops"][i]), "params": int(c["params"][i]),
+                   "size_bytes": int(c["size"][i]), "feasible": int(ok[i]),
+                   "seconds": f"{time.perf_counter() - ts:.3f}", "config": cfg.to_json()}
+            writer.writerow(row)
+            hist.flush()
+            vals = [acc] + [c[tg][i] for tg in opts.targets]
+            out_vals.append(vals)
+        return np.array(out_vals, dtype=float)
+
+    search_opts: dict[str, Any] = {}
+    if opts.strategy == "linas":
+        search_opts["known"] = {tg: (lambda cs, tg=tg: costs(cs)[tg]) for tg in opts.targets}
+    searcher = make_searcher(opts.strategy, space, objectives, seed=opts.seed, **search_opts)
+    t = time.perf_counter()
+    from nas.utils.progress import task_progress
+
+    best = {"acc": max((v[0] for v in known.values()), default=float("nan"))}
+    with task_progress("search: evaluations", opts.budget, enabled=progress) as advance:
+        advance(len(known))
+
+        def on_eval(cfg: Config, v: np.ndarray) -> None:
+            if not best["acc"] >= v[0]:
+                best["acc"] = float(v[0])
+            advance(1)
+
+        try:
+            result = run_search(searcher, evaluate, opts.budget, known=known,
+                                on_evaluated=on_eval)
+        finally:
+            hist.close()
+    timings["search_s"] = time.perf_counter() - t
+    say(f"search: {len(result.configs)} evaluations, best accuracy {best['acc']:.2f}%")
+
+    # 4. front, export, measured latency
+    t = time.perf_counter()
+    front = _export_front(net, result, opts, out, latency, costs, feasible, say)
+    timings["export_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    F = to_min(result.values, objectives)
+    okf = feasible(result.configs)
+    ref = F.max(axis=0) + 1e-9
+    hv = hypervolume(F[okf][pareto_mask(F[okf])], ref) if okf.any() else 0.0
+    summary = {"options": asdict(opts), "seed": opts.seed, "out": str(out),
+               "objectives": [str(o) for o in objectives], "evaluations": len(result.configs),
+               "front_size": len(front), "hypervolume": hv, "hypervolume_reference":
+               ref.tolist(), "timings": timings,
+               "versions": {"nas": __version__, "torch": torch.__version__,
+                            "python": platform.python_version(),
+                            "numpy": np.__version__}}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return {**summary, "front": front}
+
+
+def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency: Any,
+                  costs: Callable, feasible: Callable, say: Callable) -> list[dict[str, Any]]:
+    from nas.supernet import save_subnet
+
+    objectives = result.objectives
+    okf = feasible(result.configs)
+    idx = np.flatnonzero(okf)
+    if not len(idx):
+        raise SearchError("no evaluated config satisfies the constraints")
+    F = to_min(result.values[idx], objectives)
+    front_idx = idx[pareto_mask(F)]
+    # sort by the first target, keep at most max_export spread along it
+    front_idx = front_idx[np.argsort(result.values[front_idx, 1], kind="stable")]
+    if len(front_idx) > opts.max_export:
+        keep = np.unique(np.round(np.linspace(0, len(front_idx) - 1, opts.max_export)))
+        front_idx = front_idx[keep.astype(int)]
+    pdir = out / "pareto"
+    pdir.mkdir(exist_ok=True)
+    configs = [result.configs[i] for i in front_idx]
+    c = costs(configs)
+    b = net.build
+    measured = np.full(len(configs), np.nan)
+    models = []
+    for cfg in configs:
+        model = net.extract(cfg).eval()
+        save_subnet(model, cfg, pdir / f"{cfg.id}.pt", in_channels=b.in_channels,
+                    num_classes=b.num_classes, input_size=tuple(b.input_size))
+        atomic_write_text(pdir / f"{cfg.id}.json", json.dumps(
+            {"space": cfg.space.name, "id": cfg.id, "config": cfg.to_dict()}, indent=2) + "\n")
+        models.append(model)
+    if latency is not None:
+        from nas.predictors.latency import measure_latency_many
+
+        shape = (opts.latency_batch, b.in_channels, *b.input_size)
+        stats = measure_latency_many(models, shape, device=opts.device,
+                                     threads=opts.latency_threads)
+        measured = np.array([s.median_ms for s in stats])
+    rows = []
+    for k, (i, cfg) in enumerate(zip(front_idx, configs)):
+        rows.append({"id": cfg.id, "accuracy": float(result.values[i, 0]),
+                     "latency_predicted_ms": float(c["latency"][k]),
+                     "latency_measured_ms": float(measured[k]),
+                     "flops": int(c["flops"][k]), "params": int(c["params"][k]),
+                     "size_bytes": int(c["size"][k]), "file": f"pareto/{cfg.id}.pt",
+                     "config": cfg.to_dict()})
+    atomic_write_text(out / "pareto.json", json.dumps(rows, indent=2) + "\n")
+    fields = [k for k in rows[0] if k != "config"] + ["config"]
+    lines = [",".join(fields)]
+    for r in rows:
+        vals = [json.dumps(r[k]) if k == "config" else str(r[k]) for k in fields]
+        lines.append(",".join(f'"{v.replace(chr(34), chr(34) * 2)}"' if "," in v or '"' in v
+                              else v for v in vals))
+    atomic_write_text(out / "pareto.csv", "\n".join(lines) + "\n")
+    _plot(result, rows, opts, out)
+    return rows
+
+
+def _plot(result: Any, rows: list[dict[str, Any]], opts: SearchOptions, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    target = opts.targets[0]
+    key = {"latency": "latency_predicted_ms", "size": "size_bytes"}.get(target, target)
+    label = {"latency": "latency (ms, table)", "flops": "FLOPs", "params": "parameters",
+             "size": "size (bytes)"}[target]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.scatter(result.values[:, 1], result.values[:, 0], s=12, alpha=0.25, color="gray",
+               label=f"all {len(result.configs)} evaluations")
+    xs = [r[key] for r in rows]
+    ys = [r["accuracy"] for r in rows]
+    ax.plot(xs, ys, "o-", color="tab:red", label=f"Pareto front ({len(rows)})")
+    for r, x, y in zip(rows, xs, ys):
+        ax.annotate(r["id"][:6], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel(label)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"{opts.space} on {opts.data}: accuracy vs {target}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = out / ".pareto.png.tmp"
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    os.replace(tmp, out / "pareto.png")
