@@ -417,7 +417,8 @@ def _plot(result: Any, rows: list[dict[str, Any]], opts: SearchOptions, out: Pat
         ax.annotate(r["id"][:6], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel(label)
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{opts.space} on {opts.data}: accuracy vs {target}")
+    space_name = result.configs[0].space.name if result.configs else opts.space
+    ax.set_title(f"{space_name} on {opts.data}: accuracy vs {target}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
