@@ -1,0 +1,119 @@
+"""Ranking fidelity of supernet training strategies (issue 4 goal: Kendall's tau >= 0.7 for
+the best strategy).
+
+Eight subnets spanning the FLOPs range are trained stand-alone (their extracted architecture
+from scratch) with the same budget (epochs, batch size, optimizer, schedule) as the supernets;
+each strategy's supernet then ranks them by inherited validation accuracy after BN
+recalibration. Prints the stand-alone and inherited accuracies and Kendall's tau per strategy.
+
+    python benchmarks/ranking_fidelity.py [--data digits] [--epochs 30] [--strategies ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import kendalltau
+
+from nas.data import TensorLoader, load_dataset, split
+from nas.searchspace import Config, Space, get_space
+from nas.supernet import analytic_costs, build_subnet
+from nas.training import TrainOptions, evaluate_config, train
+
+
+def spanning_configs(space: Space, n: int, build: dict, seed: int) -> list[Config]:
+    """``n`` configs at evenly spaced FLOPs quantiles of random samples."""
+    pool = space.sample_many(3000, seed)
+    flops = np.array([analytic_costs(space, c, **build).flops for c in pool])
+    order = np.argsort(flops)
+    picks = [order[int(round(q * (len(pool) - 1)))] for q in np.linspace(0.02, 0.98, n)]
+    return [pool[i] for i in picks]
+
+
+def train_standalone(model: torch.nn.Module, opts: TrainOptions, x: torch.Tensor,
+                     y: torch.Tensor, seed: int) -> None:
+    """The supernet's recipe (optimizer, schedule, epochs, batch) on one fixed network."""
+    torch.manual_seed(seed)
+    loader = TensorLoader(x, y, opts.batch_size, shuffle=True, drop_last=True,
+                          generator=torch.Generator().manual_seed(seed))
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, nesterov=True,
+                          weight_decay=opts.weight_decay)
+    total = opts.epochs * len(loader)
+    warm = int(opts.warmup_epochs * len(loader))
+    step = 0
+    model.train()
+    for _ in range(opts.epochs):
+        for xb, yb in loader:
+            lr_scale = (step + 1) / warm if step < warm else \
+                0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            for g in opt.param_groups:
+                g["lr"] = opts.lr * lr_scale
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=opts.label_smoothing)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+            opt.step()
+            step += 1
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    return 100.0 * float((model(x).argmax(1) == y).float().mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default="resnet_like")
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--subnets", type=int, default=8)
+    ap.add_argument("--strategies", nargs="+", default=["sandwich", "poa", "uniform"])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    space = get_space(args.space)
+    data = load_dataset(args.data)
+    parts = split(data, seed=args.seed)
+    build = {"in_channels": data.in_channels, "num_classes": data.num_classes,
+             "input_size": data.input_size}
+    base = TrainOptions(space=args.space, data=args.data, epochs=args.epochs, seed=args.seed,
+                        threads=args.threads)
+    configs = spanning_configs(space, args.subnets, build, args.seed)
+    flops = [analytic_costs(space, c, **build).flops for c in configs]
+    t = time.perf_counter()
+    alone = []
+    for i, cfg in enumerate(configs):
+        model = build_subnet(space, cfg, **build)
+        train_standalone(model, base, *parts.train, seed=args.seed + i)
+        alone.append(accuracy(model, *parts.val))
+        print(f"stand-alone {i}: {flops[i] / 1e6:7.2f} MFLOPs  val {alone[-1]:.2f}%", flush=True)
+    print(f"stand-alone training: {time.perf_counter() - t:.0f}s")
+    val = TensorLoader(*parts.val, 256)
+    for name in args.strategies:
+        t = time.perf_counter()
+        with tempfile.TemporaryDirectory() as d:
+            net = train(base.replace(strategy=name), Path(d) / "run", progress=False).supernet
+        inherited = []
+        for cfg in configs:
+            calib = TensorLoader(*parts.train, 64, shuffle=True,
+                                 generator=torch.Generator().manual_seed(args.seed))
+            inherited.append(evaluate_config(net, cfg, val, calib, 16)["top1"])
+        tau = kendalltau(alone, inherited).statistic
+        print(f"{name:10s} tau {tau:+.3f}  inherited {[round(a, 1) for a in inherited]}  "
+              f"({time.perf_counter() - t:.0f}s)", flush=True)
+    print(f"stand-alone accuracies {[round(a, 1) for a in alone]}")
+
+
+if __name__ == "__main__":
+    main()
