@@ -1,10 +1,13 @@
-"""``nas profile``: a latency lookup table measured on this device (predictor issue)."""
+"""``nas profile``: a latency lookup table measured on this device, then validated."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 
-from nas.cli._common import add_space_argument, not_available
+from nas.cli._common import add_space_argument, console
+from nas.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,12 +15,73 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=32)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--validate", type=int, default=20, metavar="N",
-                   help="check the table on N random subnets")
+                   help="check the table on N random subnets (0: skip)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per unit")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per unit first")
+    p.add_argument("--statistic", default="p10", choices=("min", "p10", "median", "mean"),
+                   help="the statistic predictions target (default: p10)")
+    p.add_argument("--overhead-subnets", type=int, default=8, metavar="K",
+                   help="whole subnets measured to fit the per-network overhead")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true",
+                   help="start over instead of resuming a partial table at --out")
     p.add_argument("--out", required=True, metavar="LUT.json")
     p.add_argument("--json", action="store_true", help="print one machine-readable line")
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_available("profile", "the predictor issue")
+    from pathlib import Path
+
+    from nas.predictors.latency import build_latency_table, validate_table
+    from nas.searchspace import load_space
+
+    for name in ("input_size", "batch", "threads", "in_channels", "num_classes", "repeats"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got "
+                             f"{getattr(args, name)}")
+    if args.validate < 0 or args.validate == 1:
+        raise UsageError(f"--validate must be 0 or at least 2, got {args.validate}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be at least 0, got {args.warmup}")
+    space = load_space(args.space)
+    if args.fresh and Path(args.out).exists():
+        Path(args.out).unlink()
+    show = not args.json or console.is_terminal
+    table = build_latency_table(
+        space, input_size=args.input_size, batch=args.batch, threads=args.threads,
+        device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,
+        warmup=args.warmup, repeats=args.repeats, statistic=args.statistic,
+        overhead_subnets=args.overhead_subnets, out=args.out, seed=args.seed, progress=show)
+    result: dict[str, object] = {
+        "space": space.name, "out": str(args.out), "units": table.n_units,
+        "statistic": table.statistic, "device": table.settings.device,
+        "threads": table.settings.threads, "batch": table.settings.batch,
+        "input_size": list(table.settings.input_size),
+        "overhead_intercept_ms": table.overhead.intercept_ms,
+        "overhead_per_block_ms": table.overhead.per_block_ms,
+    }
+    if args.validate:
+        val = validate_table(table, args.validate, seed=args.seed + 1_000_003, progress=show)
+        s = val.summary()
+        result.update({"validated": s["n"], "within_10pct": s["within_10pct"],
+                       "kendall_tau": s["kendall_tau"], "mape": s["mape"],
+                       "spearman": s["spearman"]})
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                          for k, v in result.items()}))
+        return 0
+    console.print(f"wrote {args.out}: {table.n_units} units of {space.name} "
+                  f"({table.settings.device}, {table.settings.threads} thread(s), batch "
+                  f"{table.settings.batch}, {args.input_size}px); overhead "
+                  f"{table.overhead.intercept_ms:.3f} ms + "
+                  f"{table.overhead.per_block_ms:.4f} ms per block")
+    if args.validate:
+        console.print(f"validated on {result['validated']} random subnets ({table.statistic}): "
+                      f"{100 * float(result['within_10pct']):.1f}% within ±10%, "  # type: ignore[arg-type]
+                      f"Kendall tau {float(result['kendall_tau']):.3f}, "  # type: ignore[arg-type]
+                      f"MAPE {float(result['mape']):.1f}%")  # type: ignore[arg-type]
+    return 0

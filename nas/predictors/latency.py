@@ -1,0 +1,851 @@
+"""Latency lookup tables measured on the user's own device (OFA-style).
+
+A :class:`LatencyTable` holds the measured latency of every distinct *unit* a space can
+produce (the stem, each block, the head), keyed by a signature that fully determines the
+unit's cost, plus a per-network overhead fitted on a few measured whole subnets. A config's
+predicted latency is::
+
+    sum(units of the config) + intercept_ms + per_block_ms * n_blocks
+
+Where the units come from. A latency family (registered by supernet family name with
+:func:`register_latency_family`) lists the *positions* of a network (stem, stage ``s`` block
+``b``, head): for each, the space dimensions that decide it (``deps``), the dimension that
+decides whether it exists (``presence``, a stage depth) and how to pull the unit out of a
+plan. Every combination of the deps' values is turned into a plan by the supernet family's
+own ``make_plan``, so the signature is the block's plan as the family computes it (block
+type, in/out channels, kernel, stride, groups, attention, bits, input and output resolution),
+and the module measured is the one the family's ``build_static`` puts into a real subnet.
+
+Prediction is vectorised: each position has a lookup array over the product of its deps'
+value indices (one extra slot for an absent, conditional dimension), so ``predict_many``
+is a few fancy-indexing operations over ``space.encode_many(configs)``.
+
+JSON format (``format: nas.latency_table``, ``version: 1``)::
+
+    {"format", "version", "complete": bool, "space": space.to_dict(), "fingerprint",
+     "family", "settings": {"device", "device_name", "threads", "batch", "input_size",
+                            "in_channels", "num_classes", "torch", "warmup", "repeats"},
+     "date", "statistic": "p10",
+     "entries": {signature: {"min", "p10", "median", "mean", "max", "repeats"}},  # ms
+     "positions": [{"name", "deps", "sizes", "presence", "present", "is_block",
+                    "keys": [index into "keys" per combination; -1: not a valid combination]}],
+     "keys": [signature, ...],
+     "overhead": {"intercept_ms", "per_block_ms", "subnets": [...]}}
+
+Loading a table built for other settings (device, threads, batch, input size, torch version)
+logs a warning; a corrupt file or one for another space raises :class:`LatencyTableError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import itertools
+import json
+import logging
+import os
+import platform
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.errors import ConfigError, NasError, UsageError
+from nas.predictors.metrics import kendall_tau, mape, spearman, within_pct
+from nas.predictors.profiling import (
+    DEFAULT_STATISTIC,
+    LatencyStats,
+    check_statistic,
+    measure_many,
+    resolve_device,
+)
+from nas.utils.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nas.latency_table"
+VERSION = 1
+INVALID = -1
+_ABSENT = object()
+# settings whose difference makes a table's numbers unreliable (warned about on load)
+COMPARED_SETTINGS = ("device", "device_name", "threads", "batch", "input_size", "in_channels",
+                     "num_classes", "torch")
+
+
+class LatencyTableError(NasError):
+    """A latency table file that is corrupt, incomplete, or built for another space."""
+
+
+# ---------------------------------------------------------------------- families
+@dataclass(frozen=True)
+class Unit:
+    """One measurable piece of a network: its signature, input shape and a builder."""
+
+    key: str
+    input_shape: tuple[int, ...]
+    build: Callable[[], nn.Module]
+
+
+@dataclass(frozen=True)
+class Position:
+    """A place in the network whose unit depends on the dimensions ``deps``.
+
+    Attributes:
+        name: e.g. ``stem``, ``stages.1.blocks.0``, ``head``.
+        deps: dimension paths that decide the unit (those the space has).
+        unit: the unit at this position in a plan, ``None`` where the plan lacks it.
+        presence: a dimension (a stage depth) deciding whether the position exists; deps are
+            enumerated with it at its largest value.
+        is_block: counts towards ``n_blocks`` of the overhead model.
+    """
+
+    name: str
+    deps: tuple[str, ...]
+    unit: Callable[[Any], Unit | None]
+    presence: str | None = None
+    is_block: bool = True
+
+
+class LatencyFamily(ABC):
+    """How the networks of one supernet family split into units."""
+
+    @abstractmethod
+    def positions(self, space: Any, build: Any) -> list[Position]:
+        """The positions of the space's networks (stem, blocks, head)."""
+
+
+_FAMILIES: dict[str, LatencyFamily] = {}
+
+
+def register_latency_family(name: str) -> Callable[[type[LatencyFamily]], type[LatencyFamily]]:
+    """Class decorator: register a :class:`LatencyFamily` for supernet family ``name``."""
+
+    def deco(cls: type[LatencyFamily]) -> type[LatencyFamily]:
+        _FAMILIES[name] = cls()
+        return cls
+
+    return deco
+
+
+def list_latency_families() -> list[str]:
+    """Supernet families that lookup tables support."""
+    return sorted(_FAMILIES)
+
+
+def latency_family(name: str | None) -> LatencyFamily:
+    """The latency family ``name``; the error lists the supported ones."""
+    if name not in _FAMILIES:
+        raise UsageError(f"latency tables do not support family {name!r}; supported: "
+                         f"{', '.join(list_latency_families())} (for other spaces use a learned "
+                         "latency predictor: nas predictor evaluate --target <latency column>)")
+    return _FAMILIES[name]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "x".join(_fmt(x) for x in v)
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    return str(v)
+
+
+def plan_signature(kind: str, plan: Any, **extra: Any) -> str:
+    """``kind(field=value,...)`` of a frozen plan dataclass plus ``extra`` fields."""
+    parts = [f"{f.name}={_fmt(getattr(plan, f.name))}" for f in dataclasses.fields(plan)]
+    parts += [f"{k}={_fmt(v)}" for k, v in extra.items()]
+    return f"{kind}({','.join(parts)})"
+
+
+class StagedFamily(LatencyFamily):
+    """Families made of a stem, stages of blocks and a head (``resnet_like``,
+    ``mobilenet_like``). Subclasses name their per-stage and per-block dimensions and how
+    the head is built."""
+
+    family = ""
+    stage_dims: tuple[str, ...] = ("width", "attention", "bits")
+    block_dims: tuple[str, ...] = ()
+
+    def head_deps(self, space: Any, last: int) -> tuple[str, ...]:
+        return (f"stages.{last}.width",)
+
+    def head_unit(self, plan: Any, build: Any, model_of: Callable[[Any], nn.Module]) -> Unit:
+        raise NotImplementedError
+
+    def _cls(self) -> Any:
+        from nas.supernet import family_class
+
+        return family_class(self.family)
+
+    def positions(self, space: Any, build: Any) -> list[Position]:
+        from nas.supernet.resnet import n_stages
+
+        cls = self._cls()
+
+        def model_of(plan: Any) -> nn.Module:
+            return cls.build_static(plan, build)
+
+        def stem(plan: Any) -> Unit:
+            h, w = build.input_size
+            key = (f"stem(in_ch={build.in_channels},width={plan.stem_width},"
+                   f"stride={plan.stem_stride},in_hw={h}x{w},hw={_fmt(plan.stem_hw)})")
+
+            def make() -> nn.Module:
+                m = model_of(dataclasses.replace(plan, stages=()))
+                return nn.Sequential(m.input_check, m.stem)
+
+            return Unit(key, (build.in_channels, h, w), make)
+
+        out = [Position("stem", ("stem.width",), stem, is_block=False)]
+        ns = n_stages(space)
+        for s in range(ns):
+            depth = f"stages.{s}.depth"
+            nmax = max(space.values(depth))
+            for b in range(nmax):
+                deps = []
+                if b == 0:
+                    deps.append("stem.width" if s == 0 else f"stages.{s - 1}.width")
+                deps += [f"stages.{s}.{d}" for d in self.stage_dims]
+                deps += [f"stages.{s}.blocks.{b}.{d}" for d in self.block_dims]
+                deps = [d for d in deps if space.has(d)]
+
+                def block(plan: Any, s: int = s, b: int = b) -> Unit | None:
+                    if s >= len(plan.stages) or b >= len(plan.stages[s]):
+                        return None
+                    bp = plan.stages[s][b]
+                    key = plan_signature(type(bp).__name__, bp)
+
+                    def make() -> nn.Module:
+                        m = model_of(self._one_block_plan(plan, bp))
+                        return m.stages[0].blocks[0]
+
+                    return Unit(key, self._block_input(bp), make)
+
+                out.append(Position(f"stages.{s}.blocks.{b}", tuple(deps), block,
+                                    presence=depth))
+        head_deps = tuple(d for d in self.head_deps(space, ns - 1) if space.has(d))
+        out.append(Position("head", head_deps,
+                            lambda plan: self.head_unit(plan, build, model_of), is_block=False))
+        return out
+
+    def _one_block_plan(self, plan: Any, bp: Any) -> Any:
+        raise NotImplementedError
+
+    def _block_input(self, bp: Any) -> tuple[int, ...]:
+        return (bp.in_ch, *bp.in_hw)
+
+
+@register_latency_family("resnet_like")
+class ResNetLatency(StagedFamily):
+    """``resnet_like``: stem, :class:`~nas.supernet.blocks.ResBlock` blocks, pooled linear
+    head."""
+
+    family = "resnet_like"
+    block_dims = ("kernel", "cardinality")
+
+    def _one_block_plan(self, plan: Any, bp: Any) -> Any:
+        return dataclasses.replace(plan, stem_width=bp.in_ch, stages=((bp,),),
+                                   out_width=bp.width, out_hw=bp.hw)
+
+    def head_unit(self, plan: Any, build: Any, model_of: Callable[[Any], nn.Module]) -> Unit:
+        key = (f"head(width={plan.out_width},hw={_fmt(plan.out_hw)},"
+               f"classes={build.num_classes})")
+
+        def make() -> nn.Module:
+            return model_of(dataclasses.replace(plan, stages=())).head
+
+        return Unit(key, (plan.out_width, *plan.out_hw), make)
+
+
+@register_latency_family("mobilenet_like")
+class MobileNetLatency(StagedFamily):
+    """``mobilenet_like``: stem, :class:`~nas.supernet.blocks.MBConv` blocks, 1x1 neck conv
+    plus pooled linear head (measured together as the head)."""
+
+    family = "mobilenet_like"
+    block_dims = ("expand", "kernel")
+
+    def head_deps(self, space: Any, last: int) -> tuple[str, ...]:
+        return (f"stages.{last}.width", "head.width")
+
+    def _one_block_plan(self, plan: Any, bp: Any) -> Any:
+        return dataclasses.replace(plan, stem_width=bp.in_ch, stages=((bp,),),
+                                   last_width=bp.out_ch, out_hw=bp.hw)
+
+    def head_unit(self, plan: Any, build: Any, model_of: Callable[[Any], nn.Module]) -> Unit:
+        key = (f"head(in_ch={plan.last_width},width={plan.head_width},hw={_fmt(plan.out_hw)},"
+               f"classes={build.num_classes})")
+
+        def make() -> nn.Module:
+            m = model_of(plan if not plan.stages else dataclasses.replace(plan, stages=()))
+            return nn.Sequential(m.neck, m.head)
+
+        return Unit(key, (plan.last_width, *plan.out_hw), make)
+
+
+# ---------------------------------------------------------------------- enumeration
+@dataclass
+class _PositionMap:
+    name: str
+    deps: tuple[str, ...]
+    sizes: tuple[int, ...]          # per dep: number of values (+1 when it can be absent)
+    presence: str | None
+    present: tuple[bool, ...]       # per value index of ``presence``
+    is_block: bool
+    keys: np.ndarray                # key index per combination (INVALID: never valid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "deps": list(self.deps), "sizes": list(self.sizes),
+                "presence": self.presence, "present": list(self.present),
+                "is_block": self.is_block, "keys": self.keys.tolist()}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> _PositionMap:
+        keys = np.asarray(d["keys"], dtype=np.int64)
+        sizes = tuple(int(x) for x in d["sizes"])
+        if keys.shape != (int(np.prod(sizes)),):
+            raise ValueError(f"position {d['name']!r}: {keys.size} keys for sizes {sizes}")
+        return _PositionMap(str(d["name"]), tuple(str(x) for x in d["deps"]), sizes,
+                            d["presence"], tuple(bool(x) for x in d["present"]),
+                            bool(d["is_block"]), keys)
+
+
+def _dim_slots(space: Any, path: str) -> list[Any]:
+    vals: list[Any] = list(space.values(path))
+    if space.conditions(path):
+        vals.append(_ABSENT)
+    return vals
+
+
+def enumerate_units(space: Any, build: Any) -> tuple[list[_PositionMap], dict[str, Unit]]:
+    """Every position's lookup map and every distinct unit the space can produce.
+
+    Each combination of a position's deps is turned into a plan by the family's
+    ``make_plan`` (other dimensions at their largest values); combinations the family
+    rejects (e.g. a cardinality that does not divide the width) map to ``INVALID``.
+    """
+    from nas.supernet import family_class
+
+    fam = latency_family(space.family)
+    cls = family_class(space.family)
+    base = dict(space.max().flat())
+    units: dict[str, Unit] = {}
+    order: dict[str, int] = {}
+    maps = []
+    for pos in fam.positions(space, build):
+        slots = [_dim_slots(space, d) for d in pos.deps]
+        sizes = tuple(len(s) for s in slots)
+        keys = np.full(int(np.prod(sizes)) if sizes else 1, INVALID, dtype=np.int64)
+        for i, combo in enumerate(itertools.product(*slots)):
+            flat = dict(base)
+            for d, v in zip(pos.deps, combo):
+                if v is _ABSENT:
+                    flat.pop(d, None)
+                else:
+                    flat[d] = v
+            try:
+                unit = pos.unit(cls.make_plan(space, flat, build))
+            except (ConfigError, KeyError):
+                continue
+            if unit is None:
+                continue
+            if unit.key not in order:
+                order[unit.key] = len(order)
+                units[unit.key] = unit
+            keys[i] = order[unit.key]
+        present: tuple[bool, ...] = ()
+        if pos.presence is not None:
+            flags = []
+            for v in space.values(pos.presence):
+                flat = dict(base)
+                flat[pos.presence] = v
+                try:
+                    flags.append(pos.unit(cls.make_plan(space, flat, build)) is not None)
+                except (ConfigError, KeyError):
+                    flags.append(False)
+            present = tuple(flags)
+        maps.append(_PositionMap(pos.name, pos.deps, sizes, pos.presence, present,
+                                 pos.is_block, keys))
+    return maps, units
+
+
+# ---------------------------------------------------------------------- settings
+def device_name(device: torch.device | str) -> str:
+    """A human-readable name of the device (CPU model or GPU name)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return str(torch.cuda.get_device_name(dev))
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """What a table was measured for; tables for other settings predict other numbers."""
+
+    device: str
+    device_name: str
+    threads: int
+    batch: int
+    input_size: tuple[int, int]
+    in_channels: int
+    num_classes: int
+    torch: str
+    warmup: int
+    repeats: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> TableSettings:
+        return TableSettings(str(d["device"]), str(d["device_name"]), int(d["threads"]),
+                             int(d["batch"]), (int(d["input_size"][0]), int(d["input_size"][1])),
+                             int(d["in_channels"]), int(d["num_classes"]), str(d["torch"]),
+                             int(d["warmup"]), int(d["repeats"]))
+
+    def differences(self, other: TableSettings) -> list[str]:
+        """``name: this vs other`` for each compared setting that differs."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]} vs {b[k]}" for k in COMPARED_SETTINGS if a[k] != b[k]]
+
+
+def current_settings(*, device: str = "cpu", threads: int = 1, batch: int = 1,
+                     input_size: int | tuple[int, int] = 32, in_channels: int = 3,
+                     num_classes: int = 10, warmup: int = 5, repeats: int = 20
+                     ) -> TableSettings:
+    """The settings of a measurement made here and now."""
+    dev = resolve_device(device)
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    return TableSettings(str(dev), device_name(dev), int(threads), int(batch),
+                         (int(size[0]), int(size[1])), int(in_channels), int(num_classes),
+                         str(torch.__version__), int(warmup), int(repeats))
+
+
+# ---------------------------------------------------------------------- the table
+@dataclass
+class Overhead:
+    """Per-network overhead: ``intercept_ms + per_block_ms * n_blocks`` (stem, head and
+    glue not captured by the isolated units: Python dispatch, cache effects between units)."""
+
+    intercept_ms: float = 0.0
+    per_block_ms: float = 0.0
+    subnets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"intercept_ms": self.intercept_ms, "per_block_ms": self.per_block_ms,
+                "subnets": self.subnets}
+
+
+class LatencyTable:
+    """Measured unit latencies of one space on one device, and fast prediction.
+
+    Build with :func:`build_latency_table`, load with :meth:`load`.
+    """
+
+    def __init__(self, space: Any, settings: TableSettings, maps: list[_PositionMap],
+                 keys: list[str], entries: dict[str, dict[str, float]], *,
+                 statistic: str = DEFAULT_STATISTIC, overhead: Overhead | None = None,
+                 date: str | None = None, complete: bool = False,
+                 path: str | os.PathLike[str] | None = None) -> None:
+        self.space = space
+        self.settings = settings
+        self.maps = maps
+        self.keys = keys
+        self.entries = entries
+        self.statistic = check_statistic(statistic)
+        self.overhead = overhead or Overhead()
+        self.date = date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.complete = complete
+        self.path = Path(path) if path is not None else None
+        self._cols = {p: i for i, p in enumerate(space.paths)}
+        self._luts: dict[str, list[np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ info
+    @property
+    def n_units(self) -> int:
+        """Number of distinct units (signatures) the space can produce."""
+        return len(self.keys)
+
+    @property
+    def n_measured(self) -> int:
+        return sum(1 for k in self.keys if k in self.entries)
+
+    def _where(self) -> str:
+        return f"latency table {self.path}" if self.path else "latency table"
+
+    # ------------------------------------------------------------------ prediction
+    def _lut(self, statistic: str) -> list[np.ndarray]:
+        if statistic not in self._luts:
+            check_statistic(statistic)
+            missing = [k for k in self.keys if k not in self.entries]
+            if missing:
+                raise LatencyTableError(
+                    f"{self._where()} is incomplete: {self.n_measured} of {self.n_units} units "
+                    f"measured (first missing: {missing[0]}); resume building it")
+            vals = np.array([self.entries[k][statistic] for k in self.keys] + [np.nan])
+            self._luts[statistic] = [vals[np.where(m.keys >= 0, m.keys, len(self.keys))]
+                                     for m in self.maps]
+        return self._luts[statistic]
+
+    def unit_sums(self, configs: Sequence[Any] | np.ndarray, statistic: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Per config: the sum of its units' latencies (ms) and its number of blocks.
+
+        ``configs``: configs of the table's space, or their encoding matrix
+        (``space.encode_many``)."""
+        stat = statistic or self.statistic
+        luts = self._lut(stat)
+        enc = self._encoding(configs)
+        n = enc.shape[0]
+        total = np.zeros(n)
+        blocks = np.zeros(n, dtype=np.int64)
+        for m, lut in zip(self.maps, luts):
+            flat = np.zeros(n, dtype=np.int64)
+            for d, size in zip(m.deps, m.sizes):
+                col = enc[:, self._cols[d]]
+                flat = flat * size + np.where(col < 0, size - 1, col)
+            val = lut[flat]
+            if m.presence is not None:
+                pres = np.asarray(m.present, dtype=bool)[enc[:, self._cols[m.presence]]]
+                val = np.where(pres, val, 0.0)
+                if m.is_block:
+                    blocks += pres
+            elif m.is_block:
+                blocks += 1
+            total += val
+        bad = np.flatnonzero(~np.isfinite(total))
+        if bad.size:
+            raise LatencyTableError(
+                f"{self._where()}: config #{int(bad[0])} uses a unit the table has no entry "
+                f"for (not a valid config of space {self.space.name!r}?)")
+        return total, blocks
+
+    def predict_many(self, configs: Sequence[Any] | np.ndarray,
+                     statistic: str | None = None) -> np.ndarray:
+        """Predicted latency (ms) of many configs (or an encoding matrix), vectorised."""
+        total, blocks = self.unit_sums(configs, statistic)
+        return total + self.overhead.intercept_ms + self.overhead.per_block_ms * blocks
+
+    def predict(self, config: Any, statistic: str | None = None) -> float:
+        """Predicted latency (ms) of one config."""
+        return float(self.predict_many([config], statistic)[0])
+
+    def _encoding(self, configs: Sequence[Any] | np.ndarray) -> np.ndarray:
+        if isinstance(configs, np.ndarray):
+            enc = configs
+            if enc.ndim != 2 or enc.shape[1] != len(self.space.paths):
+                raise UsageError(f"encoding matrix must have shape (n, {len(self.space.paths)}) "
+                                 f"for space {self.space.name!r}, got {enc.shape}")
+        else:
+            for c in configs:
+                sp = getattr(c, "space", None)
+                if sp is not None and sp is not self.space and sp != self.space:
+                    raise ConfigError(f"config of space {sp.name!r} given to the "
+                                      f"{self._where()} of space {self.space.name!r}")
+            enc = self.space.encode_many(list(configs))
+        return enc.astype(np.int64, copy=False)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "complete": self.complete,
+                "space": self.space.to_dict(), "fingerprint": self.space.fingerprint,
+                "family": self.space.family, "settings": self.settings.to_dict(),
+                "date": self.date, "statistic": self.statistic,
+                "entries": {k: self.entries[k] for k in self.keys if k in self.entries},
+                "positions": [m.to_dict() for m in self.maps], "keys": list(self.keys),
+                "overhead": self.overhead.to_dict()}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the table as JSON, atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
+        self.path = Path(path)
+
+    @staticmethod
+    def load(path: str | os.PathLike[str], *, space: Any = None,
+             expect: TableSettings | None = None, require_complete: bool = True
+             ) -> LatencyTable:
+        """Read a table.
+
+        Args:
+            space: when given, the table must be for this space (else an error).
+            expect: settings of the intended use; differences are logged as a warning.
+            require_complete: a partially built table raises an error.
+
+        Raises:
+            LatencyTableError: unreadable, corrupt, another format, another space, or
+                incomplete.
+        """
+        from nas.searchspace import Space
+
+        p = Path(path)
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LatencyTableError(f"latency table {p}: no such file") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise LatencyTableError(f"latency table {p}: not readable JSON ({e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise LatencyTableError(f"latency table {p}: not a latency table (format "
+                                    f"{doc.get('format') if isinstance(doc, dict) else None!r},"
+                                    f" expected {FORMAT!r})")
+        if doc.get("version") != VERSION:
+            raise LatencyTableError(f"latency table {p}: version {doc.get('version')!r} is not "
+                                    f"supported (expected {VERSION})")
+        try:
+            tspace = Space.from_dict(doc["space"])
+            settings = TableSettings.from_dict(doc["settings"])
+            maps = [_PositionMap.from_dict(m) for m in doc["positions"]]
+            keys = [str(k) for k in doc["keys"]]
+            entries = {str(k): {s: float(v[s]) for s in ("min", "p10", "median", "mean", "max")}
+                       for k, v in doc["entries"].items()}
+            oh = doc.get("overhead") or {}
+            overhead = Overhead(float(oh.get("intercept_ms", 0.0)),
+                                float(oh.get("per_block_ms", 0.0)), list(oh.get("subnets", [])))
+            statistic = str(doc.get("statistic", DEFAULT_STATISTIC))
+            complete = bool(doc.get("complete", False))
+            date = str(doc.get("date", ""))
+        except (KeyError, TypeError, ValueError, IndexError, NasError) as e:
+            raise LatencyTableError(f"latency table {p}: corrupt ({type(e).__name__}: {e})"
+                                    ) from None
+        if statistic not in ("min", "p10", "median", "mean"):
+            raise LatencyTableError(f"latency table {p}: corrupt (unknown statistic "
+                                    f"{statistic!r})")
+        if doc.get("fingerprint") != tspace.fingerprint:
+            raise LatencyTableError(f"latency table {p}: corrupt (its space does not match its "
+                                    "fingerprint)")
+        if space is not None and space.fingerprint != tspace.fingerprint:
+            raise LatencyTableError(f"latency table {p} was built for space {tspace.name!r}, "
+                                    f"not for space {space.name!r} (other dimensions or values)")
+        for m in maps:
+            for d in (*m.deps, *([m.presence] if m.presence else [])):
+                if not tspace.has(d):
+                    raise LatencyTableError(f"latency table {p}: corrupt (position {m.name!r} "
+                                            f"uses {d!r}, not a dimension of its space)")
+            if any(k >= len(keys) for k in m.keys.tolist()):
+                raise LatencyTableError(f"latency table {p}: corrupt (position {m.name!r} "
+                                        "refers to a key that does not exist)")
+        bad = [k for k in entries if k not in set(keys)]
+        if bad:
+            raise LatencyTableError(f"latency table {p}: corrupt (entry {bad[0]!r} is not a "
+                                    "known key)")
+        table = LatencyTable(space if space is not None else tspace, settings, maps, keys,
+                             entries, statistic=statistic, overhead=overhead, date=date,
+                             complete=complete, path=p)
+        if require_complete and not complete:
+            raise LatencyTableError(f"latency table {p} is incomplete ({table.n_measured} of "
+                                    f"{table.n_units} units measured); resume building it")
+        if expect is not None:
+            diff = settings.differences(expect)
+            if diff:
+                log.warning("latency table %s was built for other settings (%s); its "
+                            "predictions may not hold here", p, "; ".join(diff))
+        return table
+
+
+# ---------------------------------------------------------------------- building
+def _build_args(space: Any, settings: TableSettings) -> Any:
+    from nas.supernet import BuildArgs
+
+    return BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size)
+
+
+def build_subnets(space: Any, configs: Sequence[Any], settings: TableSettings
+                  ) -> list[nn.Module]:
+    """Fresh static subnets of ``configs`` for measuring."""
+    from nas.supernet import build_subnet
+
+    return [build_subnet(space, c, in_channels=settings.in_channels,
+                         num_classes=settings.num_classes, input_size=settings.input_size)
+            for c in configs]
+
+
+def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings, *,
+                    warmup: int | None = None, repeats: int | None = None, chunk: int = 50,
+                    seed: int = 0, progress: Callable[[int], None] | None = None
+                    ) -> list[LatencyStats]:
+    """Measure whole subnets of ``configs`` interleaved (in chunks of ``chunk``)."""
+    out: list[LatencyStats] = []
+    shape = (settings.in_channels, *settings.input_size)
+    for i in range(0, len(configs), chunk):
+        part = list(configs[i:i + chunk])
+        models = build_subnets(space, part, settings)
+        out += measure_many(models, shape, device=settings.device, threads=settings.threads,
+                            batch=settings.batch,
+                            warmup=settings.warmup if warmup is None else warmup,
+                            repeats=settings.repeats if repeats is None else repeats,
+                            seed=seed + i)
+        if progress:
+            progress(len(part))
+    return out
+
+
+def fit_overhead(table: LatencyTable, configs: Sequence[Any], measured: Sequence[float]
+                 ) -> Overhead:
+    """Fit ``measured - unit_sum = intercept + per_block * n_blocks`` by least squares
+    (the intercept alone, their median, with fewer than 4 subnets or one block count)."""
+    sums, blocks = table.unit_sums(configs)
+    resid = np.asarray(measured, dtype=np.float64) - sums
+    if len(resid) >= 4 and np.ptp(blocks) > 0:
+        A = np.stack([np.ones_like(resid), blocks.astype(np.float64)], axis=1)
+        (a, c), *_ = np.linalg.lstsq(A, resid, rcond=None)
+    else:
+        a, c = float(np.median(resid)), 0.0
+    rows = [{"config": cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg),
+             "measured_ms": float(m), "unit_sum_ms": float(s), "n_blocks": int(b)}
+            for cfg, m, s, b in zip(configs, measured, sums, blocks)]
+    return Overhead(float(a), float(c), rows)
+
+
+def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, batch: int = 1,
+                        threads: int = 1, device: str = "cpu", in_channels: int = 3,
+                        num_classes: int = 10, warmup: int = 3, repeats: int = 15,
+                        statistic: str = DEFAULT_STATISTIC, overhead_subnets: int = 8,
+                        out: str | os.PathLike[str] | None = None, resume: bool = True,
+                        chunk: int = 16, seed: int = 0, progress: bool = True,
+                        save_every_s: float = 10.0) -> LatencyTable:
+    """Measure every distinct unit of ``space`` on this device and fit the overhead.
+
+    Args:
+        input_size, batch, in_channels, num_classes: what the networks are built and timed
+            for.
+        threads, device: where and how they run (threads pinned, restored afterwards).
+        warmup, repeats: per unit; units are timed interleaved in groups of ``chunk``.
+        statistic: the statistic predictions target (see :mod:`nas.predictors.profiling`).
+        overhead_subnets: whole subnets measured to fit the overhead (random ones plus the
+            smallest and largest config).
+        out: where the table is written (partial results atomically every ``save_every_s``
+            seconds, so an interrupted build can resume).
+        resume: continue from a partial (or complete) table at ``out`` built for the same
+            space and settings; one for another space or settings is an error.
+        seed: seeds inputs and the overhead subnets.
+        progress: show a progress bar.
+
+    Raises:
+        UsageError: a family without latency support, or bad settings.
+        LatencyTableError: ``out`` holds a table this build cannot resume.
+    """
+    from nas.utils.progress import task_progress
+
+    check_statistic(statistic)
+    settings = current_settings(device=device, threads=threads, batch=batch,
+                                input_size=input_size, in_channels=in_channels,
+                                num_classes=num_classes, warmup=warmup, repeats=repeats)
+    build = _build_args(space, settings)
+    t0 = time.perf_counter()
+    maps, units = enumerate_units(space, build)
+    keys = list(units)
+    log.info("space %s: %d distinct units over %d positions (enumerated in %.1f s)",
+             space.name, len(keys), len(maps), time.perf_counter() - t0)
+    entries: dict[str, dict[str, float]] = {}
+    if out is not None and resume and Path(out).exists():
+        old = LatencyTable.load(out, space=space, require_complete=False)
+        diff = old.settings.differences(settings)
+        if diff or (old.settings.warmup, old.settings.repeats) != (warmup, repeats):
+            raise LatencyTableError(
+                f"latency table {out} was built with other settings "
+                f"({'; '.join(diff) or 'warmup/repeats differ'}); remove it or choose "
+                "another output file")
+        entries = {k: v for k, v in old.entries.items() if k in units}
+        log.info("resuming %s: %d of %d units already measured", out, len(entries), len(keys))
+    table = LatencyTable(space, settings, maps, keys, entries, statistic=statistic)
+    todo = [k for k in keys if k not in entries]
+    last_save = time.perf_counter()
+    with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv:
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            models = [units[k].build() for k in part]
+            stats = measure_many(models, [units[k].input_shape for k in part],
+                                 device=settings.device, threads=threads, batch=batch,
+                                 warmup=warmup, repeats=repeats, seed=seed + i)
+            for k, st in zip(part, stats):
+                entries[k] = st.to_dict()
+            adv(len(part))
+            if out is not None and time.perf_counter() - last_save > save_every_s:
+                table.save(out)
+                last_save = time.perf_counter()
+    if out is not None:
+        table.save(out)
+    rng = np.random.default_rng(seed)
+    configs = [space.min(), space.max()] + space.sample_many(max(overhead_subnets - 2, 0), rng)
+    configs = list(dict.fromkeys(configs))
+    with task_progress("measuring subnets for the overhead", len(configs),
+                       enabled=progress) as adv:
+        measured = measure_configs(space, configs, settings, seed=seed, progress=adv,
+                                   repeats=max(repeats, 20))
+    table.overhead = fit_overhead(table, configs, [m.get(statistic) for m in measured])
+    table.complete = True
+    log.info("overhead: %.3f ms + %.4f ms per block; built in %.1f s",
+             table.overhead.intercept_ms, table.overhead.per_block_ms,
+             time.perf_counter() - t0)
+    if out is not None:
+        table.save(out)
+    return table
+
+
+@dataclass
+class ValidationResult:
+    """Measured against predicted latency of random subnets, for every statistic (the
+    table's own, ``statistic``, is the headline)."""
+
+    measured: dict[str, np.ndarray]
+    predicted: dict[str, np.ndarray]
+    statistic: str
+
+    @property
+    def measured_ms(self) -> np.ndarray:
+        return self.measured[self.statistic]
+
+    @property
+    def predicted_ms(self) -> np.ndarray:
+        return self.predicted[self.statistic]
+
+    def metrics(self, statistic: str | None = None) -> dict[str, float]:
+        """Hit rate within ±10%, Kendall's tau, Spearman and MAPE for one statistic."""
+        s = statistic or self.statistic
+        t, p = self.measured[s], self.predicted[s]
+        return {"within_10pct": within_pct(t, p, 10.0), "kendall_tau": kendall_tau(t, p),
+                "spearman": spearman(t, p), "mape": mape(t, p)}
+
+    def summary(self) -> dict[str, Any]:
+        """The headline metrics, the medians, and the metrics of every other statistic."""
+        out: dict[str, Any] = {"n": int(self.measured_ms.size), "statistic": self.statistic,
+                               **self.metrics(),
+                               "measured_ms_median": float(np.median(self.measured_ms)),
+                               "predicted_ms_median": float(np.median(self.predicted_ms))}
+        out["by_statistic"] = {s: self.metrics(s) for s in self.measured}
+        return out
+
+
+def validate_table(table: LatencyTable, n: int, *, seed: int = 12345, repeats: int | None = None,
+                   progress: bool = True) -> ValidationResult:
+    """Measure ``n`` random subnets (a seed stream other than the build's) interleaved and
+    compare with the table's predictions, for every statistic."""
+    from nas.utils.progress import task_progress
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise UsageError(f"validate: needs at least 2 subnets, got {n!r}")
+    configs = table.space.sample_many(n, np.random.default_rng(seed))
+    with task_progress("validating on random subnets", n, enabled=progress) as adv:
+        measured = measure_configs(table.space, configs, table.settings, seed=seed,
+                                   progress=adv,
+                                   repeats=repeats if repeats is not None
+                                   else max(table.settings.repeats, 20))
+    stats = ("min", "p10", "median", "mean")
+    return ValidationResult({s: np.array([m.get(s) for m in measured]) for s in stats},
+                            {s: table.predict_many(configs, s) for s in stats},
+                            table.statistic)

@@ -1,0 +1,205 @@
+"""Latency measurement that holds up on a noisy, shared machine.
+
+:func:`measure_latency` times one model, :func:`measure_many` several models *interleaved*
+(round-robin, one call of each per round), so that a burst of load from another process hits
+every model alike instead of whichever happened to run at that moment.
+
+Every measurement pins the torch intra-op thread count for its duration (and restores it),
+runs under :func:`torch.inference_mode` with the model in eval mode, warms up first, and on a
+GPU synchronises before and after each timed call.
+
+Which statistic to use. On a shared CPU the distribution of one model's call times has a long
+right tail (other processes take the core); the median of one model moved by a third between
+repetitions here, its minimum by a few percent. The low end of the distribution is the latency
+of the model itself, the rest is the neighbours. Lookup tables and their validation therefore
+target the **10th percentile** (``p10``, :data:`DEFAULT_STATISTIC`) by default: nearly as
+repeatable as the minimum, but not a single lucky call. ``median`` and ``min`` are reported
+too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+STATISTICS: tuple[str, ...] = ("min", "p10", "median", "mean")
+DEFAULT_STATISTIC = "p10"
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Statistics of the timed calls of one model, in milliseconds per call (one batch)."""
+
+    min: float
+    p10: float
+    median: float
+    mean: float
+    max: float
+    repeats: int
+
+    def get(self, statistic: str) -> float:
+        """The value of ``statistic`` (one of :data:`STATISTICS`)."""
+        check_statistic(statistic)
+        return float(getattr(self, statistic))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @staticmethod
+    def from_times(times_ms: Sequence[float] | np.ndarray) -> LatencyStats:
+        """Statistics of a sequence of call times in milliseconds."""
+        t = np.asarray(times_ms, dtype=np.float64)
+        if t.size == 0:
+            raise UsageError("no timed calls to summarise")
+        return LatencyStats(min=float(t.min()), p10=float(np.percentile(t, 10)),
+                            median=float(np.median(t)), mean=float(t.mean()),
+                            max=float(t.max()), repeats=int(t.size))
+
+
+def check_statistic(statistic: str) -> str:
+    """``statistic`` if it is known, else a :class:`UsageError` listing the known ones."""
+    if statistic not in STATISTICS:
+        raise UsageError(f"unknown latency statistic {statistic!r}; known: "
+                         f"{', '.join(STATISTICS)}")
+    return statistic
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads (``None``: unchanged), then
+    restore the previous count."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UsageError(f"threads: must be a positive int, got {threads!r}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def resolve_device(device: torch.device | str) -> torch.device:
+    """A torch device, checked to be usable here (a clear error for a missing GPU)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise UsageError(f"device: {device!r} is not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device: {device!r} asked for but CUDA is not available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"device: {dev.type!r} is not supported; use cpu or cuda[:N]")
+    return dev
+
+
+def _check_counts(warmup: int, repeats: int, batch: int) -> None:
+    for name, v, lo in (("warmup", warmup, 0), ("repeats", repeats, 1), ("batch", batch, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise UsageError(f"{name}: must be an int >= {lo}, got {v!r}")
+
+
+def _timer(dev: torch.device) -> Callable[[Callable[[], object]], float]:
+    """A function timing one call in milliseconds; on CUDA, synchronised on both sides."""
+    if dev.type == "cuda":
+        def timed(fn: Callable[[], object]) -> float:
+            torch.cuda.synchronize(dev)
+            t0 = time.perf_counter_ns()
+            fn()
+            torch.cuda.synchronize(dev)
+            return (time.perf_counter_ns() - t0) / 1e6
+    else:
+        def timed(fn: Callable[[], object]) -> float:
+            t0 = time.perf_counter_ns()
+            fn()
+            return (time.perf_counter_ns() - t0) / 1e6
+    return timed
+
+
+def measure_many(models: Sequence[nn.Module],
+                 input_shapes: Sequence[Sequence[int]] | Sequence[int], *,
+                 device: torch.device | str = "cpu", threads: int | None = 1, batch: int = 1,
+                 warmup: int = 5, repeats: int = 30, seed: int = 0) -> list[LatencyStats]:
+    """Time several models interleaved: each round calls every model once, in a fresh random
+    order, so that load from other processes spreads over all of them.
+
+    Args:
+        models: the models (moved to ``device`` and put in eval mode for the measurement;
+            their train/eval mode is restored afterwards).
+        input_shapes: one ``(C, H, W)``-like shape per model (without the batch dimension),
+            or one shape for all.
+        device: ``cpu`` or ``cuda[:N]``.
+        threads: torch intra-op threads while measuring (restored afterwards); ``None``
+            leaves the setting alone.
+        batch: batch size of the random input.
+        warmup: untimed rounds first.
+        repeats: timed rounds.
+        seed: seeds the random inputs and the order within rounds.
+
+    Returns:
+        One :class:`LatencyStats` per model, in milliseconds per call.
+    """
+    _check_counts(warmup, repeats, batch)
+    dev = resolve_device(device)
+    if not models:
+        return []
+    shapes: list[tuple[int, ...]]
+    if len(input_shapes) and isinstance(input_shapes[0], (int, np.integer)):
+        shapes = [tuple(int(s) for s in input_shapes)] * len(models)  # type: ignore[arg-type]
+    else:
+        shapes = [tuple(int(s) for s in sh) for sh in input_shapes]  # type: ignore[union-attr]
+    if len(shapes) != len(models):
+        raise UsageError(f"{len(models)} models but {len(shapes)} input shapes")
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    modes = [m.training for m in models]
+    timed = _timer(dev)
+    times = np.zeros((len(models), repeats))
+    try:
+        with pinned_threads(threads), torch.inference_mode():
+            prepared = []
+            for m, sh in zip(models, shapes):
+                m.eval()
+                m.to(dev)
+                x = torch.randn((batch, *sh), generator=gen).to(dev)
+                prepared.append((m, x))
+            calls = [(lambda m=m, x=x: m(x)) for m, x in prepared]
+            for _ in range(warmup):
+                for fn in calls:
+                    fn()
+            for r in range(repeats):
+                for i in rng.permutation(len(calls)):
+                    times[i, r] = timed(calls[i])
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+    return [LatencyStats.from_times(t) for t in times]
+
+
+def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
+                    device: torch.device | str = "cpu", threads: int | None = 1, batch: int = 1,
+                    warmup: int = 5, repeats: int = 30, seed: int = 0) -> LatencyStats:
+    """Latency of one call of ``model`` on a ``(batch, *input_shape)`` input.
+
+    See :func:`measure_many` for the arguments. Which statistic to trust is discussed in the
+    module docstring (lookup tables target ``p10``).
+
+    >>> from torch import nn
+    >>> s = measure_latency(nn.Conv2d(3, 8, 3), (3, 16, 16), repeats=5, warmup=1)
+    >>> 0 < s.min <= s.p10 <= s.median <= s.max
+    True
+    """
+    return measure_many([model], [tuple(input_shape)], device=device, threads=threads,
+                        batch=batch, warmup=warmup, repeats=repeats, seed=seed)[0]

@@ -1,0 +1,340 @@
+"""Latency measurement and lookup tables (CPU, small spaces; no assertions on timings)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nas.cli.main import main
+from nas.errors import ConfigError, NasError, UsageError
+from nas.predictors import latency as lat
+from nas.predictors.latency import (
+    LatencyTable,
+    LatencyTableError,
+    build_latency_table,
+    current_settings,
+    enumerate_units,
+    plan_signature,
+)
+from nas.predictors.profiling import LatencyStats, measure_latency, measure_many
+from nas.searchspace import get_space, load_space
+from nas.supernet import BuildArgs, family_class
+
+TINY = """\
+name: tiny_resnet
+family: resnet_like
+dims:
+- name: stem
+  type: group
+  children:
+  - {name: width, type: choice, values: [8]}
+- name: stages
+  type: group
+  children:
+  - name: '0'
+    type: group
+    children:
+    - {name: depth, type: int, low: 1, high: 2}
+    - {name: width, type: choice, values: [8, 16]}
+    - name: blocks
+      type: group
+      children:
+      - name: '0'
+        type: group
+        children:
+        - {name: kernel, type: choice, values: [3, 5]}
+      - name: '1'
+        type: group
+        children:
+        - {name: kernel, type: choice, values: [3, 5]}
+        when:
+        - {path: stages.0.depth, op: '>', value: 1}
+  - name: '1'
+    type: group
+    children:
+    - {name: depth, type: int, low: 1, high: 1}
+    - {name: width, type: choice, values: [16]}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("lut") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_space(tiny_file: Path):  # noqa: ANN201
+    return load_space(tiny_file)
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tiny_space, tmp_path_factory: pytest.TempPathFactory) -> LatencyTable:  # noqa: ANN001
+    out = tmp_path_factory.mktemp("lut") / "tiny.json"
+    return build_latency_table(tiny_space, input_size=16, warmup=1, repeats=3,
+                               overhead_subnets=4, out=out, progress=False)
+
+
+# ---------------------------------------------------------------------- measurement
+class _ThreadProbe(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.seen: list[int] = []
+        self.grad_mode: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.get_num_threads())
+        self.grad_mode.append(torch.is_inference_mode_enabled())
+        return self.conv(x)
+
+
+def test_measure_latency_sane_and_restores_threads() -> None:
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        m = _ThreadProbe().train()
+        s = measure_latency(m, (3, 12, 12), threads=1, warmup=2, repeats=7, batch=2)
+        assert torch.get_num_threads() == 2
+        assert set(m.seen) == {1} and all(m.grad_mode)
+        assert len(m.seen) == 9
+        assert m.training  # mode restored
+        assert s.repeats == 7
+        assert 0 < s.min <= s.p10 <= s.median <= s.max and s.min <= s.mean <= s.max
+        assert s.get("p10") == s.p10
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_measure_many_interleaves_and_checks_arguments() -> None:
+    models = [nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())]
+    out = measure_many(models, (3, 8, 8), warmup=0, repeats=4)
+    assert len(out) == 2 and all(isinstance(s, LatencyStats) and s.repeats == 4 for s in out)
+    out = measure_many(models, [(3, 8, 8), (3, 10, 10)], warmup=1, repeats=2)
+    assert len(out) == 2
+    with pytest.raises(UsageError, match="repeats"):
+        measure_latency(models[0], (3, 8, 8), repeats=0)
+    with pytest.raises(UsageError, match="threads"):
+        measure_latency(models[0], (3, 8, 8), threads=0)
+    with pytest.raises(UsageError, match="input shapes"):
+        measure_many(models, [(3, 8, 8)] * 3)
+    with pytest.raises(UsageError, match="statistic"):
+        out[0].get("p99")
+
+
+def test_stats_from_times() -> None:
+    s = LatencyStats.from_times(np.arange(1, 11, dtype=float))
+    assert (s.min, s.median, s.max, s.repeats) == (1.0, 5.5, 10.0, 10)
+    assert s.p10 == pytest.approx(1.9)
+
+
+# ---------------------------------------------------------------------- the table
+def test_table_round_trip(tiny_table: LatencyTable, tiny_space) -> None:  # noqa: ANN001
+    assert tiny_table.complete and tiny_table.n_measured == tiny_table.n_units == 12
+    loaded = LatencyTable.load(tiny_table.path, space=tiny_space)
+    configs = list(tiny_space.grid())
+    np.testing.assert_allclose(loaded.predict_many(configs), tiny_table.predict_many(configs))
+    assert loaded.settings == tiny_table.settings
+    assert loaded.overhead.intercept_ms == tiny_table.overhead.intercept_ms
+    doc = json.loads(Path(tiny_table.path).read_text())
+    for field in ("device", "threads", "batch", "torch", "input_size"):
+        assert field in doc["settings"]
+    assert doc["date"] and doc["space"]["name"] == "tiny_resnet"
+    # without a space argument the table's own space is used
+    np.testing.assert_allclose(LatencyTable.load(tiny_table.path).predict_many(
+        [tiny_space.max().to_dict()]), tiny_table.predict_many([tiny_space.max()]))
+
+
+def test_prediction_is_sum_of_entries_plus_overhead(tiny_table: LatencyTable,
+                                                    tiny_space) -> None:  # noqa: ANN001
+    t = LatencyTable.load(tiny_table.path, space=tiny_space)
+    for i, k in enumerate(t.keys):  # distinct powers of two: any wrong unit shows
+        t.entries[k]["p10"] = float(2 ** i)
+    t._luts.clear()
+    t.overhead = lat.Overhead(0.5, 0.25)
+    cfg = tiny_space.config({"stem": {"width": 8}, "stages": {
+        "0": {"depth": 2, "width": 16, "blocks": {"0": {"kernel": 5}, "1": {"kernel": 3}}},
+        "1": {"depth": 1, "width": 16}}})
+    e = {k: t.entries[k]["p10"] for k in t.keys}
+    blk = ("ResBlockPlan(in_ch={},width=16,kernel={},groups=1,attention=none,bits=32,"
+           "stride={},proj={},in_hw={},hw={})")
+    hand = (e["stem(in_ch=3,width=8,stride=1,in_hw=16x16,hw=16x16)"]
+            + e[blk.format(8, 5, 1, 1, "16x16", "16x16")]
+            + e[blk.format(16, 3, 1, 0, "16x16", "16x16")]
+            + e["ResBlockPlan(in_ch=16,width=16,kernel=3,groups=1,attention=none,bits=32,"
+                "stride=2,proj=1,in_hw=16x16,hw=8x8)"]
+            + e["head(width=16,hw=8x8,classes=10)"]
+            + 0.5 + 0.25 * 3)
+    assert t.predict(cfg) == pytest.approx(hand)
+    # a shallower config drops the second block of stage 0
+    cfg1 = tiny_space.config({"stem": {"width": 8}, "stages": {
+        "0": {"depth": 1, "width": 16, "blocks": {"0": {"kernel": 5}}},
+        "1": {"depth": 1, "width": 16}}})
+    assert t.predict(cfg1) == pytest.approx(hand - e[blk.format(16, 3, 1, 0, "16x16", "16x16")]
+                                            - 0.25)
+    # configs and an encoding matrix agree
+    configs = list(tiny_space.grid())
+    np.testing.assert_allclose(t.predict_many(configs),
+                               t.predict_many(tiny_space.encode_many(configs)))
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def test_lookup_matches_the_family_plans(name: str) -> None:
+    """For random configs, the vectorised lookup picks exactly the units of the family's plan
+    (entries set to random values; the sum over the plan's blocks computed directly)."""
+    space = get_space(name)
+    build = BuildArgs.make(3, 10, 32)
+    maps, units = enumerate_units(space, build)
+    rng = np.random.default_rng(0)
+    vals = {k: float(v) for k, v in zip(units, rng.uniform(1, 2, len(units)))}
+    entries = {k: {s: vals[k] for s in ("min", "p10", "median", "mean", "max")} for k in units}
+    table = LatencyTable(space, current_settings(), maps, list(units), entries, complete=True)
+    configs = space.sample_many(25, rng) + [space.min(), space.max()]
+    cls = family_class(space.family)
+    for cfg, got in zip(configs, table.unit_sums(configs)[0]):
+        plan = cls.make_plan(space, cfg, build)
+        blocks = [bp for stage in plan.stages for bp in stage]
+        want = sum(vals[plan_signature(type(bp).__name__, bp)] for bp in blocks)
+        stem = [k for k in units if k.startswith(f"stem(in_ch=3,width={plan.stem_width},")]
+        head = [k for k in units if k.startswith("head(") and k in _head_keys(plan, units)]
+        assert len(stem) == 1 and len(head) == 1
+        assert got == pytest.approx(want + vals[stem[0]] + vals[head[0]])
+    assert list(table.unit_sums(configs)[1]) == [
+        sum(len(s) for s in cls.make_plan(space, c, build).stages) for c in configs]
+
+
+def _head_keys(plan, units) -> list[str]:  # noqa: ANN001
+    if hasattr(plan, "head_width"):
+        return [k for k in units if k.startswith(f"head(in_ch={plan.last_width},"
+                                                 f"width={plan.head_width},")]
+    return [k for k in units if k.startswith(f"head(width={plan.out_width},")]
+
+
+def test_units_measure_the_blocks_of_real_subnets(tiny_space) -> None:  # noqa: ANN001
+    """The module measured for a block is the family's static block for that plan."""
+    build = BuildArgs.make(3, 10, 16)
+    _, units = enumerate_units(tiny_space, build)
+    key = next(k for k in units if "kernel=5" in k and "in_ch=8,width=16" in k)
+    blk = units[key].build()
+    assert type(blk).__name__ == "ResBlock" and blk.conv2.kernel_size == (5, 5)
+    y = blk(torch.randn(1, *units[key].input_shape))
+    assert y.shape == (1, 16, 16, 16)
+
+
+# ---------------------------------------------------------------------- loading errors
+def test_loading_warns_on_other_settings(tiny_table: LatencyTable, caplog) -> None:  # noqa: ANN001
+    other = current_settings(threads=2, batch=4, input_size=16)
+    with caplog.at_level(logging.WARNING, logger="nas.predictors.latency"):
+        LatencyTable.load(tiny_table.path, expect=other)
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "other settings" in msg and "threads: 1 vs 2" in msg and "batch: 1 vs 4" in msg
+    assert str(tiny_table.path) in msg
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nas.predictors.latency"):
+        LatencyTable.load(tiny_table.path, expect=tiny_table.settings)
+    assert not caplog.records
+
+
+def test_corrupt_and_mismatched_tables_name_the_file(tiny_table: LatencyTable,
+                                                     tmp_path: Path) -> None:
+    doc = json.loads(Path(tiny_table.path).read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(Path(tiny_table.path).read_text()[:200])
+    with pytest.raises(LatencyTableError, match=r"bad\.json: not readable JSON"):
+        LatencyTable.load(bad)
+    bad.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(LatencyTableError, match=r"bad\.json: not a latency table"):
+        LatencyTable.load(bad)
+    broken = dict(doc)
+    del broken["settings"]
+    bad.write_text(json.dumps(broken))
+    with pytest.raises(LatencyTableError, match=r"bad\.json: corrupt"):
+        LatencyTable.load(bad)
+    broken = dict(doc, keys=doc["keys"][:3])
+    bad.write_text(json.dumps(broken))
+    with pytest.raises(LatencyTableError, match=r"bad\.json: corrupt"):
+        LatencyTable.load(bad)
+    with pytest.raises(LatencyTableError, match=r"no such file"):
+        LatencyTable.load(tmp_path / "missing.json")
+    with pytest.raises(LatencyTableError, match=r"built for space 'tiny_resnet', not for "
+                                                r"space 'resnet_like'"):
+        LatencyTable.load(tiny_table.path, space=get_space("resnet_like"))
+    partial = dict(doc, complete=False, entries=dict(list(doc["entries"].items())[:5]))
+    bad.write_text(json.dumps(partial))
+    with pytest.raises(LatencyTableError, match=r"bad\.json is incomplete \(5 of 12"):
+        LatencyTable.load(bad)
+    t = LatencyTable.load(bad, require_complete=False)
+    with pytest.raises(LatencyTableError, match="incomplete"):
+        t.predict(t.space.max())
+    assert issubclass(LatencyTableError, NasError)
+
+
+def test_configs_of_another_space_are_rejected(tiny_table: LatencyTable) -> None:
+    with pytest.raises(ConfigError, match="resnet_like"):
+        tiny_table.predict(get_space("resnet_like").default())
+    with pytest.raises(UsageError, match="encoding matrix"):
+        tiny_table.predict_many(np.zeros((2, 3)))
+
+
+def test_unsupported_family_is_a_clear_error() -> None:
+    with pytest.raises(UsageError, match="supported: mobilenet_like, resnet_like"):
+        build_latency_table(get_space("nb201"), progress=False)
+
+
+def test_resume_measures_only_missing_units(tiny_table: LatencyTable, tiny_space,  # noqa: ANN001
+                                            tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    doc = json.loads(Path(tiny_table.path).read_text())
+    doc["complete"] = False
+    doc["entries"] = dict(list(doc["entries"].items())[:7])
+    out = tmp_path / "partial.json"
+    out.write_text(json.dumps(doc))
+    sizes: list[int] = []
+    real = lat.measure_many
+
+    def counting(models, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        sizes.append(len(models))
+        return real(models, *a, **kw)
+
+    monkeypatch.setattr(lat, "measure_many", counting)
+    t = build_latency_table(tiny_space, input_size=16, warmup=1, repeats=3,
+                            overhead_subnets=2, out=out, progress=False)
+    assert sizes == [5, 2]  # 5 missing units, then min and max subnets for the overhead
+    assert t.complete and LatencyTable.load(out, space=tiny_space).n_measured == 12
+    # a partial table of other settings is not silently mixed in
+    with pytest.raises(LatencyTableError, match="other settings"):
+        build_latency_table(tiny_space, input_size=16, batch=2, warmup=1, repeats=3,
+                            out=out, progress=False)
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_profile_json(tiny_file: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "lut.json"
+    rc = main(["profile", "--space", str(tiny_file), "--input-size", "16", "--batch", "1",
+               "--threads", "1", "--out", str(out), "--validate", "4", "--repeats", "3",
+               "--warmup", "1", "--overhead-subnets", "3", "--json"])
+    assert rc == 0
+    line = capsys.readouterr().out.strip().splitlines()
+    assert len(line) == 1
+    r = json.loads(line[0])
+    assert r["units"] == 12 and r["validated"] == 4 and r["statistic"] == "p10"
+    assert 0.0 <= r["within_10pct"] <= 1.0 and r["mape"] >= 0
+    assert r["kendall_tau"] is None or -1.0 <= r["kendall_tau"] <= 1.0
+    assert LatencyTable.load(out).complete
+
+
+def test_cli_profile_errors(tiny_file: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert main(["profile", "--space", "nb201", "--out", str(tmp_path / "x.json")]) == 2
+    assert "do not support family 'nb201'" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main(["profile", "--space", str(tiny_file), "--out", str(bad)]) == 1
+    assert "bad.json" in capsys.readouterr().err
+    assert main(["profile", "--space", str(tiny_file), "--out", str(bad), "--validate",
+                 "1"]) == 2
