@@ -29,7 +29,8 @@ from nas.searchspace import load_space
 
 def run_space(name: str, args: argparse.Namespace) -> dict[str, object]:
     space = load_space(name)
-    out = Path(args.table_dir) / f"{space.name}_{args.input_size}_b{args.batch}_t{args.threads}.json"
+    stem = f"{space.name}_{args.input_size}_b{args.batch}_t{args.threads}"
+    out = Path(args.table_dir) / f"{stem}.json"
     if out.exists() and not args.resume:
         out.unlink()
     t0 = time.perf_counter()
