@@ -371,12 +371,12 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
             {"space": cfg.space.name, "id": cfg.id, "config": cfg.to_dict()}, indent=2) + "\n")
         models.append(model)
     if latency is not None:
-        from nas.predictors.latency import measure_latency_many
+        from nas.search.latency_source import measure_models
 
-        shape = (opts.latency_batch, b.in_channels, *b.input_size)
-        stats = measure_latency_many(models, shape, device=opts.device,
-                                     threads=opts.latency_threads)
-        measured = np.array([s.median_ms for s in stats])
+        say(f"front: measuring the latency of {len(models)} extracted subnets")
+        measured = np.array(measure_models(
+            models, (b.in_channels, *b.input_size), statistic=latency.statistic,
+            batch=opts.latency_batch, threads=opts.latency_threads, device=opts.device))
     rows = []
     for k, (i, cfg) in enumerate(zip(front_idx, configs)):
         rows.append({"id": cfg.id, "accuracy": float(result.values[i, 0]),

@@ -92,3 +92,28 @@ def test_errors(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str
     (tmp_path / "z" / "notes.txt").write_text("mine")
     assert _search(tmp_path / "z", space_file, ckpt) == 2
     assert "is not empty and holds no search" in capsys.readouterr().err
+
+
+def test_latency_target_builds_a_table_and_measures_the_front(
+        tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "lat"
+    assert main(["search", "--space", str(space_file), "--supernet", str(ckpt), "--target",
+                 "latency", "--budget", "8", "--strategy", "random", "--out", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
+    from nas.predictors.latency import LatencyTable
+
+    table = LatencyTable.load(out / "latency.json", space=space)
+    front = json.loads((out / "pareto.json").read_text())
+    for r in front:
+        assert r["latency_predicted_ms"] > 0 and r["latency_measured_ms"] > 0
+        cfg = space.config(r["config"])
+        assert r["latency_predicted_ms"] == pytest.approx(table.predict(cfg))
+    hist = list(csv.DictReader(open(out / "history.csv")))
+    assert all(r["latency_source"] == "table" for r in hist)
+    # the table is reused, not rebuilt, when the search is resumed
+    mtime = (out / "latency.json").stat().st_mtime
+    assert main(["search", "--space", str(space_file), "--supernet", str(ckpt), "--target",
+                 "latency", "--budget", "8", "--strategy", "random", "--out", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
+    assert (out / "latency.json").stat().st_mtime == mtime
