@@ -150,7 +150,9 @@ class LINAS(Searcher):
         rand = np.where(rand < 0, self.rng.integers(0, hi + 1, size=rand.shape), rand)
         algo = NSGA2(pop_size=pop_size, sampling=Population.new(X=np.vstack([seeds, rand])),
                      crossover=ops["crossover"], mutation=ops["mutation"],
-                     eliminate_duplicates=True)
+                     # pymoo's duplicate check is quadratic in the population; a duplicate
+                     # costs one more prediction here, so it is cheaper to keep them
+                     eliminate_duplicates=False)
         gens = int(self.options["inner_generations"])
         algo.setup(problem, seed=int(self.rng.integers(2**31 - 1)),
                    termination=MaximumGenerationTermination(gens))
