@@ -29,6 +29,30 @@ from nas.searchspace import Config
 log = logging.getLogger(__name__)
 
 
+def _hash_duplicates() -> Any:
+    """pymoo duplicate elimination by hashing rounded rows: linear time, where pymoo's
+    default compares all pairs (quadratic, the inner search's bottleneck at large
+    populations). Exact for our integer encodings."""
+    from pymoo.core.duplicate import DuplicateElimination
+
+    class HashDuplicates(DuplicateElimination):
+        def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
+            X = np.rint(np.asarray(pop.get("X"), dtype=float)).astype(np.int64)
+            seen: set[bytes] = set()
+            if other is not None:
+                seen.update(r.tobytes() for r in
+                            np.rint(np.asarray(other.get("X"), dtype=float)).astype(np.int64))
+            for i, row in enumerate(X):
+                key = row.tobytes()
+                if key in seen:
+                    is_duplicate[i] = True
+                else:
+                    seen.add(key)
+            return is_duplicate
+
+    return HashDuplicates()
+
+
 def _nondominated_order(F: np.ndarray) -> np.ndarray:
     """Indices sorted by (non-dominated rank, decreasing crowding distance)."""
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
@@ -150,9 +174,7 @@ class LINAS(Searcher):
         rand = np.where(rand < 0, self.rng.integers(0, hi + 1, size=rand.shape), rand)
         algo = NSGA2(pop_size=pop_size, sampling=Population.new(X=np.vstack([seeds, rand])),
                      crossover=ops["crossover"], mutation=ops["mutation"],
-                     # pymoo's duplicate check is quadratic in the population; a duplicate
-                     # costs one more prediction here, so it is cheaper to keep them
-                     eliminate_duplicates=False)
+                     eliminate_duplicates=_hash_duplicates())
         gens = int(self.options["inner_generations"])
         algo.setup(problem, seed=int(self.rng.integers(2**31 - 1)),
                    termination=MaximumGenerationTermination(gens))
