@@ -591,14 +591,18 @@ class Space:
             rows.append(c._idx)
         return np.array(rows, dtype=np.float64)
 
-    def decode(self, vector: Sequence[float] | np.ndarray) -> Config:
-        """The config of an encoding (strict: indices must be whole and in range; entries of
-        absent dimensions are ignored)."""
+    def _vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
         vec = np.asarray(vector, dtype=np.float64).ravel()
         if vec.shape[0] != len(self._dims):
             raise ConfigError(
                 f"encoding of space {self.name!r} has length {len(self._dims)}, got {vec.shape[0]}"
             )
+        return vec
+
+    def decode(self, vector: Sequence[float] | np.ndarray) -> Config:
+        """The config of an encoding (strict: indices must be whole and in range; entries of
+        absent dimensions are ignored)."""
+        vec = self._vector(vector)
         idx = [INACTIVE] * len(self._dims)
         for d, dim in enumerate(self._dims):
             if not self._active(idx, d):
@@ -624,11 +628,7 @@ class Space:
         Entries are rounded and clipped to the bounds; where a constraint breaks, dimensions
         are changed in declaration order to the nearest allowed value. Deterministic.
         """
-        vec = np.asarray(vector, dtype=np.float64).ravel()
-        if vec.shape[0] != len(self._dims):
-            raise ConfigError(
-                f"encoding of space {self.name!r} has length {len(self._dims)}, got {vec.shape[0]}"
-            )
+        vec = self._vector(vector)
         pref: list[int | None] = []
         for d, dim in enumerate(self._dims):
             x = vec[d]

@@ -19,6 +19,7 @@ from nas.errors import NasError
 from nas.searchspace import Config, Space
 from nas.supernet.base import BuildArgs, Supernet, build_subnet, build_supernet
 from nas.supernet.errors import CheckpointError
+from nas.utils.files import atomic_torch_save
 
 SUPERNET_FORMAT = "nas.supernet"
 SUBNET_FORMAT = "nas.subnet"
@@ -26,14 +27,7 @@ VERSION = 1
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_torch_save(obj, path)
 
 
 def save_supernet(supernet: Supernet, path: str | os.PathLike[str], *,

@@ -41,7 +41,7 @@ from nas.supernet import Supernet, build_supernet, save_supernet
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.strategies import make_strategy
-from nas.utils.files import atomic_write_text
+from nas.utils.files import atomic_torch_save, atomic_write_text
 from nas.utils.progress import training_progress
 
 log = logging.getLogger(__name__)
@@ -94,16 +94,6 @@ def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimize
 
 def _np_state(rng: np.random.Generator) -> dict[str, Any]:
     return json.loads(json.dumps(rng.bit_generator.state))
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -204,7 +194,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
 
     def checkpoint(next_epoch: int, next_step: int,
                    sums: dict[str, float] | None = None, done: int = 0, images: int = 0) -> None:
-        _save_checkpoint(ckpt_path, {
+        atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "options": opts.to_dict(), "space": space.to_dict(),
             "model": net.state_dict(), "optimizer": optimizer.state_dict(),
@@ -213,7 +203,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
             "epoch": next_epoch, "step_in_epoch": next_step, "step": global_step,
             "epoch_gen_state": epoch_gen_state, "history": history,
             "partial": {"sums": dict(sums or {}), "done": done, "images": images},
-        })
+        }, ckpt_path)
 
     last_ckpt = time.monotonic()
     steps_this_call = 0
