@@ -13,6 +13,11 @@ config and <= 1.15x at the min; eval forward <= 1.05x.
 
 Usage: ``python benchmarks/supernet_overhead.py [--input-size 32] [--rounds 7] [--threads 2]
 [--json out.json]``
+
+``--crop-step`` instead times the kernel crop to live taps: a training step (forward +
+backward) of the supernet at the max config, batch ``--batch`` (64) of 1-channel inputs,
+with every conv cropped to its live taps (the default) against the same supernet with the
+crop switched off (each conv's input size forgotten: the full kernels of before), alternating.
 """
 
 from __future__ import annotations
@@ -84,6 +89,42 @@ def bench_config(net, cfg, args, gen) -> dict:
     return out
 
 
+def crop_step(args: argparse.Namespace) -> None:
+    for name in args.spaces:
+        crop_step_space(name, args)
+
+
+def crop_step_space(name: str, args: argparse.Namespace) -> None:
+    from nas.supernet.ops import ElasticConv2d
+
+    space = get_space(name)
+    net = build_supernet(space, in_channels=1, num_classes=args.classes,
+                         input_size=args.input_size).train()
+    cfg = space.max()
+    x = torch.randn(args.batch, 1, args.input_size, args.input_size)
+    y = torch.randint(0, args.classes, (args.batch,))
+    convs = [m for m in net.modules() if isinstance(m, ElasticConv2d)]
+    sizes = [m.in_hw for m in convs]
+
+    def step(crop: bool) -> float:
+        for m, hw in zip(convs, sizes):
+            m.in_hw = hw if crop else None
+        net.zero_grad(set_to_none=True)
+        with net.activate(cfg):
+            return timed(lambda: train_step(net, x, y))
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(args.warmup + args.rounds):
+        for crop in ((True, False) if r % 2 == 0 else (False, True)):
+            t = step(crop)
+            if r >= args.warmup:
+                times[crop].append(t)
+    on, off = (statistics.median(times[c]) for c in (True, False))
+    print(f"{name}: max config, batch {args.batch}, 1x{args.input_size}x{args.input_size}: "
+          f"train step {off * 1000:.1f} ms uncropped, {on * 1000:.1f} ms cropped "
+          f"({off / on:.2f}x faster)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--input-size", type=int, default=32)
@@ -97,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--spaces", nargs="+", default=["resnet_like", "mobilenet_like"])
     ap.add_argument("--json", default=None, help="write all figures to this JSON file")
+    ap.add_argument("--crop-step", action="store_true",
+                    help="time the max config's training step with and without kernel crops")
+    ap.add_argument("--batch", type=int, default=64, help="batch of --crop-step")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.crop_step:
+        crop_step(args)
+        return 0
     gen = torch.Generator().manual_seed(args.seed)
     report = {"args": vars(args), "torch": torch.__version__, "spaces": {}}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input "

@@ -12,6 +12,25 @@
 >>> bool((sub(x) - y).abs().max() <= 1e-5)
 True
 
+Kernel cropping on small feature maps. Every resolution in a supernet is fixed by the input
+size it was built for, so each ``k x k`` conv (padding ``k // 2``, stride ``st``) knows its
+input size ``s`` per axis. Output ``i`` reads input ``i * st + o`` through the tap at offset
+``o`` from the centre, and the outputs start at ``0, st, ..., last = ((s - 1) // st) * st``,
+so a tap is *dead* (it only ever multiplies zero padding) iff ``o > s - 1`` or ``o < -last``.
+The supernet and the extracted model both run the kernel the config's kernel transform
+yields, cropped to its live taps (:func:`nas.supernet.static.conv_window`), with padding equal
+to the live taps before the centre: at stride 1 that is the centre ``min(k, 2 s - 1)`` per
+axis (a 7x7 kernel on a 2x2 map runs as its central 3x3, on a 1x1 map as its centre tap);
+at stride 2 the leading side can lose one more tap (a 7x7 stride-2 conv on a 2x2 map keeps
+offsets 0 and 1: a 2x2 kernel, padding 0). Outputs are the uncropped conv's up to the order
+of summation, and the extracted model is the smaller, equivalent module; parameter and FLOP
+counts (fvcore and :func:`analytic_costs`) count the cropped kernels, and
+:meth:`Supernet.param_split` reports the held-but-cropped taps separately.
+
+Multi-architecture batches: ``with net.activate_many([cfg1, ..., cfgK]): y = net(x)`` runs
+group ``k`` of the batch (``x.tensor_split(K)``) through subnet ``k``, exactly as K separate
+passes would (see :meth:`Supernet.activate_many`).
+
 Families register with :func:`register_family`; :func:`build_supernet` picks one by
 ``space.family`` (``resnet_like``, ``mobilenet_like``).
 

@@ -24,7 +24,13 @@ from torch import Tensor, nn
 from nas.errors import UsageError
 from nas.searchspace import Config, Space
 from nas.supernet.errors import InputShapeError, SupernetError
-from nas.supernet.ops import ElasticBatchNorm2d, active_leaves, collect_state
+from nas.supernet.ops import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    active_leaves,
+    collect_state,
+    shared_slices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +177,7 @@ class Supernet(nn.Module):
         self.build = build
         self._active: Config | None = None
         self._plan: Any = None
+        self._many: tuple[tuple[Config, ...], tuple[Any, ...]] | None = None
 
     # ------------------------------------------------------------------ family interface
     @classmethod
@@ -227,6 +234,87 @@ class Supernet(nn.Module):
             else:
                 self._set(*prev)
 
+    @contextlib.contextmanager
+    def activate_many(self, configs: Iterable[Config | Mapping[str, Any]]
+                      ) -> Iterator[tuple[Config, ...]]:
+        """Multi-architecture batches (ViT-ResNAS): inside the ``with`` body, ``self(x)``
+        splits the batch into ``K = len(configs)`` contiguous groups (``x.tensor_split(K)``:
+        equal sizes when ``K`` divides the batch) and computes group ``k`` exactly as
+        ``with self.activate(configs[k]): self(group_k)`` would, in train mode too (batch
+        norm uses each group's own batch statistics and updates the running statistics group
+        after group, as K separate passes in that order would). Returns the K groups' outputs
+        concatenated in batch order. All configs are validated before any tensor is touched.
+
+        Execution: the groups run one after the other inside one autograd graph, and when
+        gradients are on, every shared conv weight is sliced for all K subnets by one
+        operation whose backward writes the K gradients into a single buffer. So one
+        backward pass (and one optimizer step) covers K subnets, and the per-step memory
+        traffic over the shared weights (zero-filled full-size gradients, their sum,
+        clipping and the optimizer update) is paid once instead of K times.
+        (Channel-stacked grouped convolutions over zero-padded union weights were measured
+        slower on CPU: padding every group to the union kernel and width multiplies the
+        convolution work, which the small per-op overhead at 8x8 does not repay.)
+        """
+        cfgs = tuple(self.space.config(c) for c in configs)
+        if not cfgs:
+            raise SupernetError("activate_many: no configs given")
+        plans = tuple(self.make_plan(self.space, c, self.build) for c in cfgs)
+        prev = (self._active, self._plan, self._many)
+        self._active, self._plan, self._many = None, None, (cfgs, plans)
+        try:
+            yield cfgs
+        finally:
+            self._many = prev[2]
+            if prev[0] is None:
+                self._active, self._plan = None, None
+            else:
+                self._set(prev[0], prev[1])
+
+    def _forward_many(self, x: Tensor) -> Tensor:
+        assert self._many is not None
+        _, plans = self._many
+        k = len(plans)
+        if x.shape[0] < k:
+            raise InputShapeError(f"input: a batch of {x.shape[0]} cannot be split into "
+                                  f"{k} groups (one per active config)")
+        parts = x.tensor_split(k)
+        shared = self._shared_slices(plans) if torch.is_grad_enabled() else None
+        outs = []
+        try:
+            for i, (plan, part) in enumerate(zip(plans, parts)):
+                self._apply_plan(plan)
+                if shared is not None:
+                    for m, src in shared[i]:
+                        m.__dict__["_source"] = src  # a plain attribute, not a buffer
+                try:
+                    outs.append(self._forward(part))
+                finally:
+                    if shared is not None:
+                        for m, _ in shared[i]:
+                            m.__dict__["_source"] = None
+        finally:
+            if self._plan is not None:
+                self._apply_plan(self._plan)
+        return torch.cat(outs)
+
+    def _shared_slices(self, plans: tuple[Any, ...]
+                       ) -> list[list[tuple[ElasticConv2d, Tensor]]]:
+        """Per group, ``(conv, its slice of the conv's weight)`` for every conv the group's
+        subnet runs, each weight sliced for all groups by one :func:`shared_slices`."""
+        users: dict[int, tuple[ElasticConv2d, list[tuple[int, tuple[int, ...]]]]] = {}
+        for i, plan in enumerate(plans):
+            self._apply_plan(plan)
+            for _, child in self.named_children():
+                for m in (child, *active_leaves(child)):
+                    if isinstance(m, ElasticConv2d) and m.weight.requires_grad:
+                        users.setdefault(id(m), (m, []))[1].append((i, m.slice_spec()))
+        out: list[list[tuple[ElasticConv2d, Tensor]]] = [[] for _ in plans]
+        for m, uses in users.values():
+            views = shared_slices(m.weight, [spec for _, spec in uses])
+            for (i, _), v in zip(uses, views):
+                out[i].append((m, v))
+        return out
+
     def _set(self, cfg: Config, plan: Any) -> None:
         self._apply_plan(plan)
         self._active, self._plan = cfg, plan
@@ -243,6 +331,9 @@ class Supernet(nn.Module):
                 f"input_size={b.input_size[0]}x{b.input_size[1]}), got {got}")
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._many is not None and self._active is None:
+            self.check_input(x)
+            return self._forward_many(x)
         if self._active is None:
             raise SupernetError("no config is active; run the supernet inside "
                                 "`with supernet.activate(config):`")
@@ -300,8 +391,12 @@ class Supernet(nn.Module):
         """The supernet's parameters as the largest subnet's plus choice-specific extras.
 
         Returns ``total``, ``largest_subnet`` and one entry per extra kind
-        (``kernel_transforms``, ``attention_variants``, ``act_quant_ranges``); the parts add
-        up to ``total`` (checked).
+        (``kernel_transforms``, ``attention_variants``, ``act_quant_ranges``,
+        ``cropped_kernel_taps``); the parts add up to ``total`` (checked).
+        ``cropped_kernel_taps`` are the taps of the largest kernels that the largest subnet
+        does not run because its feature maps are too small for them (see
+        :func:`~nas.supernet.static.conv_window`); smaller kernels may still read some of
+        them through their kernel transforms.
         """
         total = sum(p.numel() for p in self.parameters())
         largest = self.costs(self.largest_config()).params
@@ -309,6 +404,8 @@ class Supernet(nn.Module):
         quant = sum(p.numel() for n, p in self.named_parameters() if n.endswith(".clip"))
         with self.activate(self.largest_config()):
             used = {id(m) for m in self.active_modules()}
+            cropped = sum(m.weight.numel() - m.derived_weight().numel()
+                          for m in self.active_modules() if isinstance(m, ElasticConv2d))
         attn = 0
         for m in self.modules():
             if hasattr(m, "variants") and isinstance(m.variants, nn.ModuleDict):
@@ -316,8 +413,9 @@ class Supernet(nn.Module):
                     if id(v) not in used:
                         attn += sum(p.numel() for p in v.parameters())
         split = {"total": total, "largest_subnet": largest, "kernel_transforms": transforms,
-                 "attention_variants": attn, "act_quant_ranges": quant}
-        if largest + transforms + attn + quant != total:
+                 "attention_variants": attn, "act_quant_ranges": quant,
+                 "cropped_kernel_taps": cropped}
+        if largest + transforms + attn + quant + cropped != total:
             raise SupernetError(f"parameter split does not add up: {split}")
         return split
 

@@ -161,9 +161,10 @@ class Tally:
         self.flops = 0
         self.bytes = 0
 
-    def conv(self, cin: int, cout: int, k: int, groups: int, hw: tuple[int, int],
-             bits: int = 32, bias: bool = False) -> None:
-        n = cout * (cin // groups) * k * k
+    def conv(self, cin: int, cout: int, k: int | tuple[int, int], groups: int,
+             hw: tuple[int, int], bits: int = 32, bias: bool = False) -> None:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        n = cout * (cin // groups) * kh * kw
         self.params += n + (cout if bias else 0)
         self.flops += n * hw[0] * hw[1]
         self.bytes += ((n * bits + 7) // 8 + 4 * cout) if bits < 32 else 4 * n

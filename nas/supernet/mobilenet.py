@@ -37,7 +37,14 @@ from nas.supernet.ops import (
     ElasticLinear,
 )
 from nas.supernet.resnet import _attn_params, n_stages
-from nas.supernet.static import InputCheck, QConv2d, make_act_quant, make_attention
+from nas.supernet.static import (
+    InputCheck,
+    QConv2d,
+    live_kernel,
+    make_act_quant,
+    make_attention,
+    static_conv,
+)
 
 STAGE_STRIDES = (2, 2, 2, 1, 2)
 
@@ -54,6 +61,11 @@ class MBBlockPlan:
     residual: bool
     in_hw: tuple[int, int]
     hw: tuple[int, int]
+
+    @property
+    def live_kernel(self) -> tuple[int, int]:
+        """The depthwise conv's kernel after the crop to its live taps on ``in_hw`` inputs."""
+        return live_kernel(self.kernel, self.stride, self.in_hw)
 
 
 @dataclass(frozen=True)
@@ -103,9 +115,10 @@ class MobileNetSupernet(Supernet):
         _required(space, self.family)
         stem_stride, stem_hw, lay = layout(space, build)
         stem_max = max(space.values("stem.width"))
-        self.stem = ConvBNAct(ElasticConv2d(build.in_channels, stem_max, (3,), stem_stride),
+        self.stem = ConvBNAct(ElasticConv2d(build.in_channels, stem_max, (3,), stem_stride,
+                                            in_hw=build.input_size),
                               ElasticBatchNorm2d(stem_max), nn.ReLU6())
-        prev = stem_max
+        prev, prev_hw = stem_max, stem_hw
         stages = []
         for s, (stride, hw) in enumerate(lay):
             wmax = max(space.values(f"stages.{s}.width"))
@@ -119,13 +132,14 @@ class MobileNetSupernet(Supernet):
                 blocks.append(MBConv(
                     ElasticConv2d(cin, mid, (1,)), ElasticBatchNorm2d(mid),
                     ElasticConv2d(mid, mid, values(space, f"{pre}.kernel", 3),
-                                  stride if b == 0 else 1, depthwise=True),
+                                  stride if b == 0 else 1, depthwise=True,
+                                  in_hw=prev_hw if b == 0 else hw),
                     ElasticBatchNorm2d(mid), ElasticAttention(kinds, mid, *hw),
                     ElasticConv2d(mid, wmax, (1,)), ElasticBatchNorm2d(wmax),
                     ElasticActQuant(bits), ElasticActQuant(bits), ElasticActQuant(bits),
                     residual=b > 0))
             stages.append(ElasticStage(blocks))
-            prev = wmax
+            prev, prev_hw = wmax, hw
         self.stages = nn.ModuleList(stages)
         head_max = max(space.values("head.width"))
         self.neck = ConvBNAct(ElasticConv2d(prev, head_max, (1,)), ElasticBatchNorm2d(head_max),
@@ -184,8 +198,8 @@ class MobileNetSupernet(Supernet):
     # ------------------------------------------------------------------ static subnet
     @classmethod
     def build_static(cls, plan: MobileNetPlan, build: BuildArgs) -> nn.Module:
-        stem = ConvBNAct(QConv2d(build.in_channels, plan.stem_width, 3, stride=plan.stem_stride,
-                                 padding=1, bias=False), nn.BatchNorm2d(plan.stem_width),
+        stem = ConvBNAct(static_conv(build.in_channels, plan.stem_width, 3, plan.stem_stride,
+                                     build.input_size), nn.BatchNorm2d(plan.stem_width),
                          nn.ReLU6())
         stages = []
         for blocks in plan.stages:
@@ -194,8 +208,8 @@ class MobileNetSupernet(Supernet):
                 k = p.kernel
                 out.append(MBConv(
                     QConv2d(p.in_ch, p.mid, 1, bias=False, bits=p.bits), nn.BatchNorm2d(p.mid),
-                    QConv2d(p.mid, p.mid, k, stride=p.stride, padding=k // 2, groups=p.mid,
-                            bias=False, bits=p.bits), nn.BatchNorm2d(p.mid),
+                    static_conv(p.mid, p.mid, k, p.stride, p.in_hw, groups=p.mid, bits=p.bits),
+                    nn.BatchNorm2d(p.mid),
                     make_attention(p.attention, p.mid, *p.hw),
                     QConv2d(p.mid, p.out_ch, 1, bias=False, bits=p.bits),
                     nn.BatchNorm2d(p.out_ch),
@@ -211,14 +225,15 @@ class MobileNetSupernet(Supernet):
     @classmethod
     def plan_costs(cls, plan: MobileNetPlan, build: BuildArgs) -> Costs:
         t = Tally()
-        t.conv(build.in_channels, plan.stem_width, 3, 1, plan.stem_hw)
+        t.conv(build.in_channels, plan.stem_width,
+               live_kernel(3, plan.stem_stride, build.input_size), 1, plan.stem_hw)
         t.bn(plan.stem_width, plan.stem_hw)
         for blocks in plan.stages:
             for p in blocks:
                 t.act_quant(p.bits, 3)
                 t.conv(p.in_ch, p.mid, 1, 1, p.in_hw, p.bits)
                 t.bn(p.mid, p.in_hw)
-                t.conv(p.mid, p.mid, p.kernel, p.mid, p.hw, p.bits)
+                t.conv(p.mid, p.mid, p.live_kernel, p.mid, p.hw, p.bits)
                 t.bn(p.mid, p.hw)
                 t.attention(p.attention, p.mid, p.hw)
                 t.conv(p.mid, p.out_ch, 1, 1, p.hw, p.bits)

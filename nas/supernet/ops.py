@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from nas.supernet.errors import SupernetError
 from nas.supernet.static import (
     ATTENTIONS,
+    conv_window,
     fake_quant_act,
     fake_quant_weight,
     mhsa_core,
@@ -44,6 +45,38 @@ def group_diagonal(w: Tensor, groups: int) -> Tensor:
                                                                            kh, kw)
 
 
+class _SharedSlices(torch.autograd.Function):
+    """Leading slices ``w[:n0, :n1, ...]`` of one tensor, one per spec, whose gradients go
+    into a single tensor of ``w``'s shape in the backward pass. Slicing a parameter K times
+    the ordinary way materialises K zero-filled, full-size gradients and adds them up; on a
+    large supernet that memory traffic costs more than the small convolutions themselves."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, specs: tuple[tuple[int, ...], ...]  # noqa: ANN001
+                ) -> tuple[Tensor, ...]:
+        ctx.specs = specs
+        ctx.shape = weight.shape
+        ctx.set_materialize_grads(False)
+        return tuple(weight[tuple(slice(0, n) for n in spec)] for spec in specs)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, None]:  # noqa: ANN001
+        out: Tensor | None = None
+        for spec, g in zip(ctx.specs, grads):
+            if g is None:
+                continue
+            if out is None:
+                out = g.new_zeros(ctx.shape)
+            out[tuple(slice(0, n) for n in spec)] += g
+        return out, None
+
+
+def shared_slices(weight: Tensor, specs: Sequence[tuple[int, ...]]) -> tuple[Tensor, ...]:
+    """``weight[:a, :b]`` for each ``(a, b)`` in ``specs`` (leading dims; shorter specs slice
+    fewer dims), with one gradient buffer for all of them (see :class:`_SharedSlices`)."""
+    return _SharedSlices.apply(weight, tuple(tuple(int(n) for n in s) for s in specs))
+
+
 class ElasticConv2d(nn.Module):
     """Conv with elastic input/output channels, kernel size and groups.
 
@@ -57,11 +90,17 @@ class ElasticConv2d(nn.Module):
         depthwise: one input channel per output channel (groups = active channels).
         bias: whether there is a bias.
         elastic_groups: allow ``groups > 1`` (cardinality); needs ``in == out`` when active.
+        in_hw: the (fixed) input resolution, if known. The active kernel is then cropped to
+            its live taps (:func:`~nas.supernet.static.conv_window`): on tiny feature maps
+            the outer taps of a large kernel only ever read zero padding, so the cropped conv
+            computes the same output with far less work (a 7x7 kernel on a 2x2 map runs as
+            its central 3x3, on a 1x1 map as its centre tap). The crop is taken after the
+            kernel transform, so it is exact for every kernel size.
     """
 
     def __init__(self, max_in: int, max_out: int, kernel_sizes: Sequence[int] = (1,),
                  stride: int = 1, *, depthwise: bool = False, bias: bool = False,
-                 elastic_groups: bool = False) -> None:
+                 elastic_groups: bool = False, in_hw: tuple[int, int] | None = None) -> None:
         super().__init__()
         ks = tuple(sorted({int(k) for k in kernel_sizes}))
         if any(k % 2 == 0 or k < 1 for k in ks):
@@ -72,6 +111,7 @@ class ElasticConv2d(nn.Module):
         self.depthwise = depthwise
         self.elastic_groups = elastic_groups
         self.stride = int(stride)
+        self.in_hw = None if in_hw is None else (int(in_hw[0]), int(in_hw[1]))
         kmax = ks[-1]
         self.weight = nn.Parameter(torch.empty(max_out, 1 if depthwise else max_in, kmax, kmax))
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
@@ -79,7 +119,15 @@ class ElasticConv2d(nn.Module):
         self.kernel_transform = nn.ParameterDict(
             {f"{k}x{k}": nn.Parameter(torch.eye(k * k)) for k in ks[:-1]}
         )
+        # the active slice of ``weight`` when the supernet shares slicing between the
+        # subnets of a multi-architecture batch (set and cleared by the supernet)
+        self._source: Tensor | None = None
         self.set_active(self.max_in, self.max_out, kmax, 1, 32)
+
+    def slice_spec(self) -> tuple[int, ...]:
+        """The leading slice of ``weight`` the active setting reads: ``(out, in)``, or
+        ``(out,)`` when depthwise."""
+        return (self._out,) if self.depthwise else (self._out, self._in)
 
     def set_active(self, in_ch: int, out_ch: int, kernel: int, groups: int = 1,
                    bits: int = 32) -> None:
@@ -94,31 +142,44 @@ class ElasticConv2d(nn.Module):
         if not self.depthwise and groups != 1:
             if not self.elastic_groups or in_ch != out_ch or out_ch % groups:
                 raise SupernetError(f"groups={groups} not possible for {in_ch}->{out_ch}")
-        self._in, self._out, self._k = int(in_ch), int(out_ch), int(kernel)
-        self._groups, self._bits = int(groups), int(bits)
-        self._pad = self._k // 2
-        self._chain = tuple(k for k in reversed(self.kernel_sizes[:-1]) if k >= self._k)
-        self._plain = (self._k == self.kernel_sizes[-1] and self._out == self.max_out
-                       and (self.depthwise or (self._in == self.max_in and self._groups == 1)))
-        self._setting = (self._in, self._out, self._k, self._groups, self._bits)
+        in_ch, out_ch, kernel, groups, bits = (int(in_ch), int(out_ch), int(kernel),
+                                               int(groups), int(bits))
+        rows, cols, pad = conv_window(kernel, self.stride, self.in_hw)
+        crop = rows[1] < kernel or cols[1] < kernel
+        # plain ints only: set through __dict__ (nn.Module.__setattr__ costs ~5 us a call,
+        # and activation sets these on every conv of the network)
+        self.__dict__.update(
+            _in=in_ch, _out=out_ch, _k=kernel, _groups=groups, _bits=bits, _rows=rows,
+            _cols=cols, _pad=pad, _crop=crop,
+            _chain=tuple(k for k in reversed(self.kernel_sizes[:-1]) if k >= kernel),
+            _plain=(kernel == self.kernel_sizes[-1] and out_ch == self.max_out and not crop
+                    and (self.depthwise or (in_ch == self.max_in and groups == 1))),
+            _setting=(in_ch, out_ch, kernel, groups, bits))
         if not hasattr(self, "_cache"):
             self._cache: Tensor | None = None
             self._cache_key: tuple[int, ...] = ()
 
+    @property
+    def active_kernel(self) -> tuple[int, int]:
+        """The kernel the active setting really runs: ``(rows, cols)`` after the crop to live
+        taps (the config's kernel when ``in_hw`` is unknown or the map is large enough)."""
+        return self._rows[1], self._cols[1]
+
     def derived_weight(self) -> Tensor:
-        """The active weight before fake quantization: sliced, group-extracted and
-        kernel-transformed (differentiable)."""
-        w = self.weight
-        if self._plain:
-            return w
-        if self.depthwise:
-            if self._out != self.max_out:
-                w = w[: self._out]
-        else:
-            if self._out != self.max_out or self._in != self.max_in:
+        """The active weight before fake quantization: sliced, group-extracted,
+        kernel-transformed and cropped to the live taps (differentiable)."""
+        w = self._source
+        if w is None:
+            w = self.weight
+            if self._plain:
+                return w
+            if self.depthwise:
+                if self._out != self.max_out:
+                    w = w[: self._out]
+            elif self._out != self.max_out or self._in != self.max_in:
                 w = w[: self._out, : self._in]
-            if self._groups > 1:
-                w = group_diagonal(w, self._groups)
+        if self._groups > 1 and not self.depthwise:
+            w = group_diagonal(w, self._groups)
         cur = self.kernel_sizes[-1]
         for k in self._chain:
             s = (cur - k) // 2
@@ -127,6 +188,9 @@ class ElasticConv2d(nn.Module):
             w = F.linear(w.reshape(o * i, k * k), self.kernel_transform[f"{k}x{k}"])
             w = w.reshape(o, i, k, k)
             cur = k
+        if self._crop:
+            (r0, rn), (c0, cn) = self._rows, self._cols
+            w = w[:, :, r0: r0 + rn, c0: c0 + cn]
         return w
 
     def _source_key(self) -> tuple[int, ...]:
@@ -138,6 +202,8 @@ class ElasticConv2d(nn.Module):
 
     def active_weight(self) -> Tensor:
         """The weight the forward pass uses (derived, then fake-quantized)."""
+        if self._source is not None:
+            return fake_quant_weight(self.derived_weight(), self._bits)
         if self._plain and self._bits >= 32:
             return self.weight
         if torch.is_grad_enabled():
@@ -179,6 +245,7 @@ class ElasticConv2d(nn.Module):
         kind = "depthwise, " if self.depthwise else ""
         return (f"{kind}max {self.max_in}->{self.max_out}, kernels={self.kernel_sizes}, "
                 f"stride={self.stride}, active {self._in}->{self._out} k={self._k} "
+                f"(runs {self._rows[1]}x{self._cols[1]}) "
                 f"g={self._groups} bits={self._bits}")
 
 
@@ -205,7 +272,7 @@ class ElasticBatchNorm2d(nn.Module):
     def set_active(self, c: int) -> None:
         if not 0 < c <= self.max_c:
             raise SupernetError(f"batch norm: {c} channels exceed {self.max_c}")
-        self._c = int(c)
+        self.__dict__["_c"] = int(c)  # a plain int; skips nn.Module.__setattr__
 
     def begin_recalibration(self) -> None:
         """Reset the active slice of the running statistics; average the next batches."""
@@ -300,8 +367,8 @@ class ElasticActQuant(nn.Module):
     def set_active(self, bits: int) -> None:
         if bits < 32 and bits not in self.bits_options:
             raise SupernetError(f"activation quantizer: bits {bits} not in {self.bits_options}")
-        self._bits = int(bits)
-        self._idx = self.bits_options.index(bits) if bits < 32 else -1
+        self.__dict__.update(_bits=int(bits),  # plain ints; skips nn.Module.__setattr__
+                             _idx=self.bits_options.index(bits) if bits < 32 else -1)
 
     def forward(self, x: Tensor) -> Tensor:
         i = self._idx

@@ -45,7 +45,14 @@ from nas.supernet.ops import (
     ElasticConv2d,
     ElasticLinear,
 )
-from nas.supernet.static import InputCheck, QConv2d, make_act_quant, make_attention
+from nas.supernet.static import (
+    InputCheck,
+    QConv2d,
+    live_kernel,
+    make_act_quant,
+    make_attention,
+    static_conv,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,11 @@ class ResBlockPlan:
     proj: bool
     in_hw: tuple[int, int]
     hw: tuple[int, int]
+
+    @property
+    def live_kernel(self) -> tuple[int, int]:
+        """The k x k conv's kernel after the crop to its live taps on ``in_hw`` inputs."""
+        return live_kernel(self.kernel, self.stride, self.in_hw)
 
 
 @dataclass(frozen=True)
@@ -118,9 +130,11 @@ class ResNetSupernet(Supernet):
         _required(space, self.family)
         stem_stride, stem_hw, lay = layout(space, build)
         self.stem = ConvBNAct(
-            ElasticConv2d(build.in_channels, max(space.values("stem.width")), (3,), stem_stride),
+            ElasticConv2d(build.in_channels, max(space.values("stem.width")), (3,), stem_stride,
+                          in_hw=build.input_size),
             ElasticBatchNorm2d(max(space.values("stem.width"))), nn.ReLU())
         prev = max(space.values("stem.width"))
+        prev_hw = stem_hw
         stages = []
         for s, (stride, hw) in enumerate(lay):
             wmax = max(space.values(f"stages.{s}.width"))
@@ -136,13 +150,14 @@ class ResNetSupernet(Supernet):
                                          ElasticBatchNorm2d(wmax)) if b == 0 else None
                 blocks.append(ResBlock(
                     ElasticConv2d(cin, wmax, (1,)), ElasticBatchNorm2d(wmax),
-                    ElasticConv2d(wmax, wmax, ks, st, elastic_groups=True),
+                    ElasticConv2d(wmax, wmax, ks, st, elastic_groups=True,
+                                  in_hw=prev_hw if b == 0 else hw),
                     ElasticBatchNorm2d(wmax), ElasticAttention(kinds, wmax, *hw),
                     ElasticConv2d(wmax, wmax, (1,)), ElasticBatchNorm2d(wmax),
                     ElasticActQuant(bits), ElasticActQuant(bits), ElasticActQuant(bits),
                     shortcut))
             stages.append(ElasticStage(blocks))
-            prev = wmax
+            prev, prev_hw = wmax, hw
         self.stages = nn.ModuleList(stages)
         self.head = Head(ElasticLinear(prev, build.num_classes))
 
@@ -203,8 +218,8 @@ class ResNetSupernet(Supernet):
     # ------------------------------------------------------------------ static subnet
     @classmethod
     def build_static(cls, plan: ResNetPlan, build: BuildArgs) -> nn.Module:
-        stem = ConvBNAct(QConv2d(build.in_channels, plan.stem_width, 3, stride=plan.stem_stride,
-                                 padding=1, bias=False), nn.BatchNorm2d(plan.stem_width),
+        stem = ConvBNAct(static_conv(build.in_channels, plan.stem_width, 3, plan.stem_stride,
+                                     build.input_size), nn.BatchNorm2d(plan.stem_width),
                          nn.ReLU())
         stages = []
         for blocks in plan.stages:
@@ -216,8 +231,8 @@ class ResNetSupernet(Supernet):
                     nn.BatchNorm2d(w)) if p.proj else None
                 out.append(ResBlock(
                     QConv2d(p.in_ch, w, 1, bias=False, bits=p.bits), nn.BatchNorm2d(w),
-                    QConv2d(w, w, k, stride=p.stride, padding=k // 2, groups=p.groups,
-                            bias=False, bits=p.bits), nn.BatchNorm2d(w),
+                    static_conv(w, w, k, p.stride, p.in_hw, groups=p.groups, bits=p.bits),
+                    nn.BatchNorm2d(w),
                     make_attention(p.attention, w, *p.hw),
                     QConv2d(w, w, 1, bias=False, bits=p.bits), nn.BatchNorm2d(w),
                     make_act_quant(p.bits), make_act_quant(p.bits), make_act_quant(p.bits),
@@ -230,7 +245,8 @@ class ResNetSupernet(Supernet):
     @classmethod
     def plan_costs(cls, plan: ResNetPlan, build: BuildArgs) -> Costs:
         t = Tally()
-        t.conv(build.in_channels, plan.stem_width, 3, 1, plan.stem_hw)
+        t.conv(build.in_channels, plan.stem_width,
+               live_kernel(3, plan.stem_stride, build.input_size), 1, plan.stem_hw)
         t.bn(plan.stem_width, plan.stem_hw)
         for blocks in plan.stages:
             for p in blocks:
@@ -238,7 +254,7 @@ class ResNetSupernet(Supernet):
                 t.act_quant(p.bits, 3)
                 t.conv(p.in_ch, w, 1, 1, p.in_hw, p.bits)  # at the block's input resolution
                 t.bn(w, p.in_hw)
-                t.conv(w, w, p.kernel, p.groups, p.hw, p.bits)
+                t.conv(w, w, p.live_kernel, p.groups, p.hw, p.bits)
                 t.bn(w, p.hw)
                 t.attention(p.attention, w, p.hw)
                 t.conv(w, w, 1, 1, p.hw, p.bits)

@@ -67,6 +67,53 @@ def mhsa_core(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
     return out.reshape(b, c, h, w)
 
 
+def live_taps(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """The live taps of a ``kernel``-tap conv axis with padding ``kernel // 2`` and ``stride``
+    over an input of ``size`` pixels, as the offsets ``(-before, after)`` from the centre tap.
+
+    Output ``i`` reads input ``i * stride + o`` through the tap at offset ``o`` (``|o| <=
+    kernel // 2``); the outputs start at ``0, stride, ..., last = ((size - 1) // stride) *
+    stride``. A tap is live iff some output reads an in-bounds input through it, i.e. iff
+    ``-last <= o <= size - 1``; every other tap only ever multiplies zero padding and is dead.
+    So ``before = min(kernel // 2, last)`` and ``after = min(kernel // 2, size - 1)``: at stride
+    1 the kernel shrinks symmetrically to ``min(kernel, 2 * size - 1)`` taps; at stride 2 the
+    left side can lose more (a 2-pixel axis at stride 2 keeps offsets 0 and 1 only).
+    """
+    p = kernel // 2
+    last = ((size - 1) // stride) * stride
+    return min(p, last), min(p, size - 1)
+
+
+def conv_window(kernel: int, stride: int, in_hw: tuple[int, int] | None
+                ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Where a ``kernel x kernel`` conv (padding ``kernel // 2``, ``stride``) on ``in_hw``
+    inputs reads live taps: ``(rows, cols, padding)``, ``rows = (first, size)`` the slice of
+    kernel rows to keep (likewise ``cols``) and ``padding = (pad_h, pad_w)`` for the cropped
+    conv, which then computes exactly the uncropped conv's output (same size, same values up
+    to the order of summation) with fewer multiply-adds. ``in_hw=None`` keeps the kernel.
+
+    The padding of the cropped conv is the number of live taps before the centre; its output
+    size ``(size + 2 * pad - taps) // stride + 1`` equals the uncropped ``(size - 1) // stride
+    + 1`` because the taps dropped after the centre never exceed ``(size - 1) % stride``
+    beyond those dropped before it (see :func:`live_taps`).
+    """
+    p = kernel // 2
+    if in_hw is None:
+        return (0, kernel), (0, kernel), (p, p)
+    out = []
+    for size in in_hw:
+        before, after = live_taps(int(size), kernel, stride)
+        out.append((p - before, before + after + 1, before))
+    (r0, rn, ph), (c0, cn, pw) = out
+    return (r0, rn), (c0, cn), (ph, pw)
+
+
+def live_kernel(kernel: int, stride: int, in_hw: tuple[int, int] | None) -> tuple[int, int]:
+    """``(rows, cols)`` of a ``kernel x kernel`` conv cropped to its live taps on ``in_hw``."""
+    rows, cols, _ = conv_window(kernel, stride, in_hw)
+    return rows[1], cols[1]
+
+
 class QConv2d(nn.Conv2d):
     """``nn.Conv2d`` whose weight is fake-quantized to ``bits`` in the forward pass
     (``bits=32``: a plain convolution)."""
@@ -141,6 +188,16 @@ class SpatialMHSA(nn.Module):
         t = x + self.pos
         out = mhsa_core(self.q(t), self.k(t), self.v(t), self.heads)
         return x + self.proj(out)
+
+
+def static_conv(cin: int, cout: int, kernel: int, stride: int, in_hw: tuple[int, int] | None,
+                *, groups: int = 1, bits: int = 32) -> QConv2d:
+    """The static ``kernel x kernel`` conv (padding ``kernel // 2``, no bias) on ``in_hw``
+    inputs, cropped to its live taps (:func:`conv_window`): the module an elastic conv with
+    the same ``in_hw`` extracts to."""
+    rows, cols, pad = conv_window(kernel, stride, in_hw)
+    return QConv2d(cin, cout, (rows[1], cols[1]), stride=stride, padding=pad, groups=groups,
+                   bias=False, bits=bits)
 
 
 def make_attention(kind: str, channels: int, height: int, width: int) -> nn.Module:

@@ -138,10 +138,13 @@ class MultiArch(Strategy):
     def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
         k = min(self.opts.groups, len(x))
         configs = self.space.sample_many(k, self.rng)
-        chunks = torch.arange(len(x)).chunk(k)
+        # one grouped pass: group i of the batch (x.tensor_split(k)) through subnet i, with
+        # the shared weights sliced once for all k subnets (Supernet.activate_many)
+        with self.supernet.activate_many(configs):
+            logits = self.supernet(x)
         total = x.new_zeros(())
-        for cfg, idx in zip(configs, chunks):
-            total = total + self.ce(self.forward(cfg, x[idx]), y[idx]) * (len(idx) / len(x))
+        for out, target in zip(logits.tensor_split(k), y.tensor_split(k)):
+            total = total + self.ce(out, target) * (len(target) / len(x))
         total.backward()  # one backward pass for all K subnets
         return {"loss": total.item()}
 

@@ -46,9 +46,10 @@ def test_param_split_adds_up(supernets):
     for net in supernets.values():
         split = net.param_split()
         extras = split["kernel_transforms"] + split["attention_variants"] + \
-            split["act_quant_ranges"]
+            split["act_quant_ranges"] + split["cropped_kernel_taps"]
         assert split["total"] == sum(p.numel() for p in net.parameters())
         assert split["largest_subnet"] + extras == split["total"]
         assert split["largest_subnet"] == sum(
             p.numel() for p in net.extract(net.largest_config()).parameters())
         assert split["kernel_transforms"] > 0 and split["act_quant_ranges"] > 0
+        assert split["cropped_kernel_taps"] > 0  # 8x8 inputs: the deep 7x7 kernels shrink

@@ -27,13 +27,24 @@ def conv_mask(m: ElasticConv2d) -> torch.Tensor:
     # a smaller kernel reads the centre of the next larger size through the transforms
     span = kmax if m._k == kmax else min(k for k in m.kernel_sizes if k > m._k)
     s = (kmax - span) // 2
+    rows, cols = slice(s, s + span), slice(s, s + span)
+    if m._k == kmax and m.in_hw is not None:
+        # no transform: only the live taps on the conv's input size (independent rule:
+        # a tap is live iff some output position reads an in-bounds pixel through it)
+        p = kmax // 2
+        live = []
+        for size in m.in_hw:
+            n_out = (size - 1) // m.stride + 1
+            taps = [t for t in range(kmax)
+                    if any(0 <= i * m.stride - p + t < size for i in range(n_out))]
+            live.append(slice(taps[0], taps[-1] + 1))
+        rows, cols = live
     if m.depthwise:
-        mask[: m._out, :, s: s + span, s: s + span] = True
+        mask[: m._out, :, rows, cols] = True
         return mask
     cg_out, cg_in = m._out // m._groups, m._in // m._groups
     for g in range(m._groups):
-        mask[g * cg_out:(g + 1) * cg_out, g * cg_in:(g + 1) * cg_in, s: s + span,
-             s: s + span] = True
+        mask[g * cg_out:(g + 1) * cg_out, g * cg_in:(g + 1) * cg_in, rows, cols] = True
     return mask
 
 

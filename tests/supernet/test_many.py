@@ -1,0 +1,94 @@
+"""Multi-architecture batches: ``activate_many`` computes each group exactly as its subnet
+would in a separate pass (outputs, batch-norm statistics, gradients)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nas.errors import ConfigError
+from nas.searchspace import get_space
+from nas.supernet import InputShapeError, SupernetError, build_supernet
+from nas.supernet.ops import shared_slices
+
+from .conftest import randomize
+
+
+def grads(net):
+    return [p.grad if p.grad is not None else None for p in net.parameters()]
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_groups_equal_separate_passes(name, mode):
+    torch.manual_seed(0)
+    space = get_space(name)
+    net = build_supernet(space, in_channels=3, num_classes=5, input_size=8)
+    randomize(net, 4)
+    ref = copy.deepcopy(net)
+    net.train(mode == "train")
+    ref.train(mode == "train")
+    cfgs = [space.min()] + space.sample_many(2, 8) + [space.max()]
+    x = torch.randn(12, 3, 8, 8)
+    y = torch.randint(0, 5, (12,))
+    with net.activate_many(cfgs) as active:
+        assert len(active) == 4 and net.active_config is None
+        out = net(x)
+    F.cross_entropy(out, y, reduction="sum").backward()
+    outs = []
+    for cfg, xi, yi in zip(cfgs, x.tensor_split(4), y.tensor_split(4)):
+        with ref.activate(cfg):
+            o = ref(xi)
+        F.cross_entropy(o, yi, reduction="sum").backward()
+        outs.append(o)
+    assert (out - torch.cat(outs)).abs().max().item() <= 1e-6
+    for (n, a), b in zip(net.named_buffers(), ref.buffers()):
+        assert torch.equal(a, b), n  # running statistics moved group after group
+    for (n, p), q in zip(net.named_parameters(), ref.parameters()):
+        assert (p.grad is None) == (q.grad is None), n
+        if p.grad is not None:
+            scale = q.grad.abs().max().item() + 1e-6
+            assert (p.grad - q.grad).abs().max().item() <= 1e-5 * scale, n
+
+
+def test_unequal_groups_and_errors(supernets):
+    net = supernets["resnet_like"]
+    space = net.space
+    cfgs = space.sample_many(3, 2)
+    x = torch.randn(7, 3, 8, 8)  # groups of 3, 2, 2
+    with torch.no_grad():
+        with net.activate_many(cfgs):
+            y = net(x)
+        for cfg, xi, yi in zip(cfgs, x.tensor_split(3), y.tensor_split(3)):
+            with net.activate(cfg):
+                assert torch.equal(net(xi), yi)
+    with pytest.raises(InputShapeError, match="cannot be split into 3 groups"):
+        with net.activate_many(cfgs), torch.no_grad():
+            net(x[:2])
+    with pytest.raises(SupernetError, match="no configs"):
+        with net.activate_many([]):
+            pass
+    bad = dict(space.max().flat())
+    bad["stages.0.width"] = 17
+    with pytest.raises(ConfigError, match="stages.0.width"):
+        with net.activate_many([space.min(), bad]):
+            pass
+    # the previous activation comes back afterwards
+    with net.activate(space.min()):
+        with net.activate_many(cfgs):
+            pass
+        assert net.active_config == space.min()
+    assert net.active_config is None
+
+
+def test_shared_slices_gradient():
+    w = torch.randn(6, 5, 3, 3, requires_grad=True)
+    a, b, c = shared_slices(w, [(6, 5), (2, 3), (4,)])
+    assert a.shape == (6, 5, 3, 3) and b.shape == (2, 3, 3, 3) and c.shape == (4, 5, 3, 3)
+    ((a * 2).sum() + (b * 3).sum()).backward()  # c unused: contributes nothing
+    ref = torch.full_like(w, 2.0)
+    ref[:2, :3] += 3.0
+    assert torch.equal(w.grad, ref)
