@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--seeds", type=int, default=5)
     e.add_argument("--model", default="auto",
                    help="a registered predictor (ridge, svr, rf, gbt, gp, mlp, ensemble, auto)")
+    e.add_argument("--target-transform", default="normal", choices=("normal", "none"),
+                   help="fit on rank-based normal scores (robust for accuracies; default) or "
+                        "on the raw values (e.g. additive latencies with ridge)")
     e.add_argument("--features", default="default", metavar="KINDS",
                    help="comma-separated feature kinds (encoding, graph, cost, zc); 'default': "
                         "every cheap kind the space supports; 'all': also zero-cost proxies")
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_table(
             args.table, space, args.target, n_train=args.n_train, n_test=args.n_test,
             seeds=args.seeds, model=args.model, features=kinds, proxies=proxies,
+            model_kwargs={"target_transform": args.target_transform},
             cache_dir=args.cache_dir, on_features=on_features,
             on_seed=lambda: bar.advance(seed_task))
     summary = result.summary()

@@ -71,6 +71,7 @@ def evaluate_features(X: np.ndarray, y: np.ndarray, *, n_train: int, n_test: int
 
 def evaluate_table(table: str | os.PathLike[str], space: Any, target: str, *, n_train: int,
                    n_test: int = 1000, seeds: int = 5, model: str = "auto",
+                   model_kwargs: dict[str, Any] | None = None,
                    features: Sequence[str] | None = None, proxies: Sequence[str] = ("synflow",),
                    cache_dir: str | os.PathLike[str] | None = None,
                    proxy_settings: ProxySettings | None = None,
@@ -86,15 +87,16 @@ def evaluate_table(table: str | os.PathLike[str], space: Any, target: str, *, n_
         on_features: progress while zero-cost features are computed: ``(done, total)``.
         on_seed: called after each seed.
     """
+    fz = Featurizer(space, kinds=features, proxies=proxies, cache_dir=cache_dir,
+                    proxy_settings=proxy_settings or ProxySettings())
+    get_predictor(model, **(model_kwargs or {}))  # bad names/options fail before any work
     configs, y = load_measurements(table, space, target)
     # validate the split before any expensive feature work
     used = np.unique(np.concatenate([np.concatenate(select_rows(len(y), n_train, n_test, sd))
                                      for sd in range(seeds)]))
-    fz = Featurizer(space, kinds=features, proxies=proxies, cache_dir=cache_dir,
-                    proxy_settings=proxy_settings or ProxySettings())
     X = np.zeros((len(y), len(fz.names())))
     prog = (lambda done: on_features(done, len(used))) if on_features else None
     X[used] = fz.transform([configs[i] for i in used], progress=prog)
     per_seed = evaluate_features(X, y, n_train=n_train, n_test=n_test, seeds=seeds,
-                                 model=model, progress=on_seed)
+                                 model=model, model_kwargs=model_kwargs, progress=on_seed)
     return EvaluationResult(model, target, n_train, n_test, tuple(fz.kinds), per_seed)

@@ -8,6 +8,9 @@ Feature groups (``kinds``):
 - ``graph``: family-specific structure features (for ``nb201``: which edges and
   input-to-output paths are alive, live-op counts, effective depth and receptive field, the
   op one-hot of the *live* cell, and a path encoding of the live paths).
+- ``counts``: for any space, how often each value occurs among the present categorical
+  dimensions that share one value list (``nb201``: how many edges run each operation, dead
+  edges included; they still cost time).
 - ``cost``: family-specific exact cost figures (``nb201``: log parameters, log MACs).
 - ``zc``: zero-cost proxies computed on the real, freshly initialised network
   (:mod:`nas.predictors.zerocost`); expensive, so cached in a directory of the caller's
@@ -33,7 +36,7 @@ from nas.predictors.zerocost import PROXIES, ProxySettings, proxy_matrix
 
 log = logging.getLogger(__name__)
 
-FEATURE_KINDS: tuple[str, ...] = ("encoding", "graph", "cost", "zc")
+FEATURE_KINDS: tuple[str, ...] = ("encoding", "counts", "graph", "cost", "zc")
 ZC_FILL = 0.0  # the feature value of a proxy whose log-score is -inf or undefined
 
 # family -> function(space, encodings) -> (matrix, names)
@@ -59,6 +62,8 @@ def available_kinds(space: Any) -> tuple[str, ...]:
     """The feature kinds this space supports."""
     fam = space.family
     out = ["encoding"]
+    if _value_groups(space):
+        out.append("counts")
     if fam in _GRAPH:
         out.append("graph")
     if fam in _COST:
@@ -98,6 +103,32 @@ def encoding_features(space: Any, enc: np.ndarray) -> tuple[np.ndarray, list[str
             cols.append(oh)
             names.extend(f"{path}={v}" for v in values)
     return np.concatenate(cols, axis=1), names
+
+
+def _value_groups(space: Any) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """Categorical dimensions grouped by identical value lists (groups of 2 or more)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for d, path in enumerate(space.paths):
+        dim = space.dimension(path)
+        if not dim.ordinal:
+            groups.setdefault(tuple(dim.values), []).append(d)
+    return [(v, ds) for v, ds in groups.items() if len(ds) >= 2]
+
+
+def count_features(space: Any, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """How often each value occurs among present categorical dimensions sharing its values."""
+    enc = np.asarray(enc, dtype=np.float64)
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    for values, dims in _value_groups(space):
+        sub = enc[:, dims]
+        last = {space.paths[d].rsplit(".", 1)[-1] for d in dims}
+        label = (last.pop() if len(last) == 1
+                 else f"{space.paths[dims[0]]}..{space.paths[dims[-1]]}")
+        for i, v in enumerate(values):
+            cols.append((sub == i).sum(axis=1).astype(np.float64))
+            names.append(f"count:{label}={v}")
+    return np.stack(cols, axis=1), names
 
 
 @dataclass
@@ -151,6 +182,8 @@ class Featurizer:
         for k in self.kinds:
             if k == "encoding":
                 m, nm = encoding_features(self.space, enc)
+            elif k == "counts":
+                m, nm = count_features(self.space, enc)
             elif k == "graph":
                 m, nm = _GRAPH[fam](self.space, enc)
             elif k == "cost":

@@ -213,13 +213,31 @@ def register_predictor(cls: type[Predictor]) -> type[Predictor]:
     return cls
 
 
+# modules of this package that register further predictors (imported on first lookup)
+_BUILTIN_MODULES = ("nas.predictors.latency_model",)
+
+
+def _load_builtins() -> None:
+    import importlib
+
+    for mod in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
 def list_predictors() -> list[str]:
     """Registered predictor names (``auto`` included)."""
+    _load_builtins()
     return sorted(PREDICTORS)
 
 
 def get_predictor(name: str, **kwargs: Any) -> Predictor:
     """A new, unfitted predictor by registered name."""
+    if name not in PREDICTORS:
+        _load_builtins()
     try:
         cls = PREDICTORS[name]
     except KeyError:
@@ -333,13 +351,24 @@ class GPPredictor(_SklearnPredictor):
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
-        kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=5.0,
+        kernel = (ConstantKernel(1.0, (1e-3, 1e4)) * Matern(length_scale=5.0,
                                                             length_scale_bounds=(1e-1, 1e3),
                                                             nu=2.5)
                   + WhiteKernel(0.1, (1e-4, 1.0)))
         return GaussianProcessRegressor(kernel=kernel, normalize_y=False,
                                         n_restarts_optimizer=self.params.get("restarts", 1),
                                         random_state=self.seed)
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            super()._fit(X, z)
+        for w in caught:
+            log.debug("gp: %s", w.message)
 
     def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, std = self.model_.predict(X, return_std=True)

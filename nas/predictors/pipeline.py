@@ -1,0 +1,90 @@
+"""A featurizer and a model together: fit on configs, predict configs or encodings.
+
+Prediction from encodings is vectorised and evaluates each distinct encoding once (search
+proposes many repeats; a finite space such as ``nb201`` has only 15,625 distinct cells), then
+scatters the results back.
+
+>>> from nas.searchspace import get_space
+>>> space = get_space("nb201")
+>>> cfgs = space.sample_many(40, 0)
+>>> y = [sum(c[p] == "nor_conv_3x3" for p in space.paths) for c in cfgs]
+>>> p = ConfigPredictor.create(space, "ridge").fit(cfgs, y)
+>>> p.predict_configs(cfgs[:2]).shape
+(2,)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from nas.errors import UsageError
+from nas.predictors.features import Featurizer
+from nas.predictors.models import Predictor, get_predictor, load_predictor, save_predictor
+
+
+@dataclass
+class ConfigPredictor:
+    """A :class:`Featurizer` plus a :class:`Predictor`."""
+
+    featurizer: Featurizer
+    model: Predictor
+
+    @classmethod
+    def create(cls, space: Any, model: str = "gbt", *, kinds: Sequence[str] | None = None,
+               seed: int = 0, **model_kwargs: Any) -> ConfigPredictor:
+        """A new, unfitted predictor for configs of ``space``."""
+        return cls(Featurizer(space, kinds=kinds), get_predictor(model, seed=seed,
+                                                                  **model_kwargs))
+
+    def fit(self, configs: Sequence[Any], y: Sequence[float] | np.ndarray) -> ConfigPredictor:
+        """Fit on configs and their measured values."""
+        self.model.fit(self.featurizer.transform(configs), np.asarray(y, dtype=np.float64))
+        return self
+
+    def predict_configs(self, configs: Sequence[Any]) -> np.ndarray:
+        """Predictions for configs."""
+        if self.featurizer.fast:
+            return self.predict_encodings(self.featurizer.space.encode_many(list(configs)))
+        return self.model.predict(self.featurizer.transform(configs))
+
+    def predict_encodings(self, enc: np.ndarray, *, std: bool = False) -> Any:
+        """Predictions (and standard deviations with ``std=True``) for rows of
+        ``space.encode_many``; only for featurizers without zero-cost proxies."""
+        if not self.featurizer.fast:
+            raise UsageError("zero-cost proxy features need the configs' networks; use "
+                             "predict_configs")
+        enc = np.asarray(enc, dtype=np.float64)
+        uniq, inverse = np.unique(enc, axis=0, return_inverse=True)
+        X, _ = self.featurizer.from_encoding(uniq)
+        inverse = inverse.ravel()
+        if std:
+            mean, s = self.model.predict_with_std(X)
+            return mean[inverse], s[inverse]
+        return self.model.predict(X)[inverse]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save the model with the space and feature kinds it expects (see
+        :func:`nas.predictors.models.save_predictor`)."""
+        fz = self.featurizer
+        save_predictor(self.model, path, extra={
+            "space": fz.space.name, "space_fingerprint": fz.space.fingerprint,
+            "kinds": list(fz.kinds), "proxies": list(fz.proxies)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], space: Any) -> ConfigPredictor:
+        """Load a predictor saved by :meth:`save` for configs of ``space``.
+
+        Raises:
+            UsageError: the file was saved for another space.
+        """
+        model, extra = load_predictor(path)
+        if extra.get("space_fingerprint") not in (None, space.fingerprint):
+            raise UsageError(f"{path}: predictor was fitted for space {extra.get('space')!r}, "
+                             f"not for this definition of {space.name!r}")
+        fz = Featurizer(space, kinds=extra.get("kinds"),
+                        proxies=tuple(extra.get("proxies") or ("synflow",)))
+        return cls(fz, model)

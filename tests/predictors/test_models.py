@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.errors import UsageError
+from nas.predictors.metrics import kendall_tau, rmse
+from nas.predictors.models import (
+    PredictorFileError,
+    RidgePredictor,
+    get_predictor,
+    list_predictors,
+    load_predictor,
+    save_predictor,
+)
+
+FAST = {"auto": {"candidates": ["ridge", "gbt"], "folds": 3},
+        "gbt": {"n_estimators": 200}, "mlp": {"epochs": 200},
+        "ensemble": {"members": ["gbt", "mlp"], "weights": [2, 1]}}
+
+
+def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n, 5))
+    y = 10 + np.sin(X[:, 0]) * 2 + X[:, 1] ** 2 + 0.5 * X[:, 2] + 0.05 * rng.normal(size=n)
+    return X, y
+
+
+@pytest.mark.parametrize("name", list_predictors())
+def test_beats_mean_baseline(name: str) -> None:
+    X, y = _data(300, 0)
+    Xt, yt = _data(400, 1)
+    p = get_predictor(name, seed=0, **FAST.get(name, {})).fit(X, y)
+    pred = p.predict(Xt)
+    assert pred.shape == (400,)
+    baseline = rmse(yt, np.full_like(yt, y.mean()))
+    if isinstance(p, RidgePredictor):  # linear: a nonlinear target is only partly learnable
+        assert rmse(yt, pred) < 0.9 * baseline
+        assert kendall_tau(yt, pred) > 0.3
+    else:
+        assert rmse(yt, pred) < 0.5 * baseline
+        assert kendall_tau(yt, pred) > 0.6
+
+
+@pytest.mark.parametrize("name", list_predictors())
+def test_save_load_identical(name: str, tmp_path: Path) -> None:
+    X, y = _data(120, 2)
+    Xt, _ = _data(50, 3)
+    p = get_predictor(name, seed=3, **FAST.get(name, {})).fit(X, y)
+    path = tmp_path / f"{name}.npz"
+    save_predictor(p, path, extra={"space": "toy"})
+    q, extra = load_predictor(path)
+    assert extra == {"space": "toy"}
+    assert q.name == name
+    np.testing.assert_array_equal(p.predict(Xt), q.predict(Xt))
+    if p.supports_std:
+        m1, s1 = p.predict_with_std(Xt)
+        m2, s2 = q.predict_with_std(Xt)
+        np.testing.assert_array_equal(s1, s2)
+        assert s1.shape == (50,) and np.all(s1 >= 0) and np.any(s1 > 0)
+
+
+def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
+    X, y = _data(60, 4)
+    with pytest.raises(UsageError, match="does not report uncertainty"):
+        get_predictor("ridge").fit(X, y).predict_with_std(X)
+    with pytest.raises(UsageError, match="unknown predictor 'nope'; known: auto"):
+        get_predictor("nope")
+    with pytest.raises(UsageError, match="fitted on 5 features"):
+        get_predictor("ridge").fit(X, y).predict(X[:, :3])
+    with pytest.raises(UsageError, match="NaN"):
+        get_predictor("ridge").fit(X, np.where(np.arange(60) == 3, np.nan, y))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(PredictorFileError, match="bad.npz"):
+        load_predictor(bad)
+    with pytest.raises(PredictorFileError, match="no such"):
+        load_predictor(tmp_path / "missing.npz")
+
+
+def test_same_seed_same_predictions() -> None:
+    X, y = _data(100, 5)
+    for name in ("rf", "gbt", "mlp"):
+        a = get_predictor(name, seed=7, **FAST.get(name, {})).fit(X, y).predict(X)
+        b = get_predictor(name, seed=7, **FAST.get(name, {})).fit(X, y).predict(X)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_config_predictor_dedupes_and_round_trips(tmp_path: Path) -> None:
+    from nas.predictors.pipeline import ConfigPredictor
+    from nas.searchspace import get_space
+
+    space = get_space("nb201")
+    cfgs = space.sample_many(80, 0)
+    y = np.array([sum(c[p] == "nor_conv_3x3" for p in space.paths) for c in cfgs], float)
+    p = ConfigPredictor.create(space, "rf", seed=1).fit(cfgs, y)
+    enc = space.encode_many(cfgs + cfgs[:10])
+    pred = p.predict_encodings(enc)
+    np.testing.assert_array_equal(pred[80:], pred[:10])
+    X = p.featurizer.transform(cfgs)
+    np.testing.assert_allclose(pred[:80], p.model.predict(X))
+    mean, std = p.predict_encodings(enc, std=True)
+    np.testing.assert_allclose(mean, pred)
+    p.save(tmp_path / "p.npz")
+    q = ConfigPredictor.load(tmp_path / "p.npz", space)
+    np.testing.assert_array_equal(q.predict_configs(cfgs), p.predict_configs(cfgs))
+    with pytest.raises(UsageError, match="fitted for space 'nb201'"):
+        ConfigPredictor.load(tmp_path / "p.npz", get_space("resnet_like"))

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.predictors.table import (
+    TableError,
+    load_measurements,
+    read_table,
+    select_rows,
+    table_configs,
+    table_target,
+)
+from nas.searchspace import get_space
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_arch_column(nb201_slice: Path, nb201_rows: list[dict[str, str]]) -> None:
+    space = get_space("nb201")
+    configs, y = load_measurements(nb201_slice, space, "cifar10_test_acc")
+    assert len(configs) == len(y) == len(nb201_rows)
+    assert space.format_arch(configs[5]) == nb201_rows[5]["arch"]
+    assert y[5] == pytest.approx(float(nb201_rows[5]["cifar10_test_acc"]))
+
+
+def test_dimension_columns(tmp_path: Path) -> None:
+    space = get_space("nb201")
+    cfgs = space.sample_many(3, 0)
+    lines = [",".join(space.paths) + ",acc"]
+    for i, c in enumerate(cfgs):
+        lines.append(",".join(str(c[p]) for p in space.paths) + f",{90 + i}")
+    path = _write(tmp_path / "t.csv", "\n".join(lines) + "\n")
+    configs, y = load_measurements(path, space, "acc")
+    assert configs == cfgs
+    np.testing.assert_array_equal(y, [90, 91, 92])
+
+
+def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
+    space = get_space("nb201")
+    arch = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
+    ok = f"arch,acc\n{arch},90\n"
+    p = _write(tmp_path / "a.csv", ok + f"{arch},oops\n")
+    with pytest.raises(TableError, match=r"a\.csv: row 2, column 'acc' is not a number: 'oops'"):
+        load_measurements(p, space, "acc")
+    p = _write(tmp_path / "b.csv", ok + f"{arch},\n")
+    with pytest.raises(TableError, match=r"b\.csv: row 2, column 'acc' is empty"):
+        load_measurements(p, space, "acc")
+    p = _write(tmp_path / "c.csv", ok)
+    with pytest.raises(TableError, match=r"c\.csv: no target column 'latency'.*arch, acc"):
+        load_measurements(p, space, "latency")
+    p = _write(tmp_path / "d.csv", "arch,acc\n|bogus~0|+|x|,90\n")
+    with pytest.raises(TableError, match=r"d\.csv: row 1, column 'arch'"):
+        load_measurements(p, space, "acc")
+    p = _write(tmp_path / "e.csv", "name,acc\nfoo,90\n")
+    with pytest.raises(TableError, match=r"e\.csv: no column maps rows to configs"):
+        table_configs(read_table(p), space)
+    p = _write(tmp_path / "f.csv", "arch,acc\n")
+    with pytest.raises(TableError, match="no data rows"):
+        read_table(p)
+    with pytest.raises(TableError, match="no such file"):
+        read_table(tmp_path / "missing.csv")
+    p = _write(tmp_path / "g.csv", ok + "x,1,2\n")
+    with pytest.raises(TableError, match=r"g\.csv:3: 3 cells"):
+        read_table(p)
+    p = _write(tmp_path / "h.csv", ok + f"{arch},inf\n")
+    with pytest.raises(TableError, match="not finite"):
+        table_target(read_table(p), "acc")
+    # a config value of another space, through dimension columns
+    header = ",".join(space.paths)
+    p = _write(tmp_path / "i.csv", header + ",acc\n" + ",".join(["conv_7x7"] * 6) + ",1\n")
+    with pytest.raises(TableError, match=r"i\.csv: row 1: not a config of space 'nb201'"):
+        table_configs(read_table(p), space)
+
+
+def test_select_rows_disjoint_and_seeded() -> None:
+    tr, te = select_rows(100, 20, 30, 0)
+    assert len(tr) == 20 and len(te) == 30 and not set(tr) & set(te)
+    tr2, te2 = select_rows(100, 40, 30, 0)
+    np.testing.assert_array_equal(te, te2)
+    with pytest.raises(TableError, match="fewer than n_train"):
+        select_rows(10, 8, 5, 0)
