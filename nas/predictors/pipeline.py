@@ -26,6 +26,19 @@ from nas.predictors.features import Featurizer
 from nas.predictors.models import Predictor, get_predictor, load_predictor, save_predictor
 
 
+def _distinct(space: Any, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of an encoding matrix and the inverse index. Uses an exact mixed-radix
+    integer code per row when the space is small enough for one to fit in 63 bits; otherwise
+    every row is kept (large spaces rarely repeat, and sorting wide rows costs more)."""
+    radix = np.array([len(space.values(p)) + 1 for p in space.paths], dtype=np.float64)
+    if enc.shape[0] == 0 or np.sum(np.log2(radix)) >= 62:
+        return enc, np.arange(enc.shape[0])
+    place = np.concatenate([[1], np.cumprod(radix[:-1])]).astype(np.int64)
+    code = (enc.astype(np.int64) + 1) @ place
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    return enc[first], inverse.ravel()
+
+
 @dataclass
 class ConfigPredictor:
     """A :class:`Featurizer` plus a :class:`Predictor`."""
@@ -58,9 +71,8 @@ class ConfigPredictor:
             raise UsageError("zero-cost proxy features need the configs' networks; use "
                              "predict_configs")
         enc = np.asarray(enc, dtype=np.float64)
-        uniq, inverse = np.unique(enc, axis=0, return_inverse=True)
+        uniq, inverse = _distinct(self.featurizer.space, enc)
         X, _ = self.featurizer.from_encoding(uniq)
-        inverse = inverse.ravel()
         if std:
             mean, s = self.model.predict_with_std(X)
             return mean[inverse], s[inverse]
