@@ -31,7 +31,8 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterator
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import special, stats

@@ -25,9 +25,10 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,8 @@ def synflow(net: Any, input_shape: Sequence[int]) -> float:
     net.zero_grad(set_to_none=True)
     out = net(torch.ones((1, *input_shape), dtype=torch.float64))
     out.sum().backward()
-    total = sum(float((w.detach() * w.grad).abs().sum()) for w in _weights(net) if w.grad is not None)
+    total = sum(float((w.detach() * w.grad).abs().sum())
+                for w in _weights(net) if w.grad is not None)
     return _safe_log(total)
 
 
