@@ -154,7 +154,7 @@ class ElasticConv2d(nn.Module):
             _chain=tuple(k for k in reversed(self.kernel_sizes[:-1]) if k >= kernel),
             _plain=(kernel == self.kernel_sizes[-1] and out_ch == self.max_out and not crop
                     and (self.depthwise or (in_ch == self.max_in and groups == 1))),
-            _setting=(in_ch, out_ch, kernel, groups, bits))
+            _setting=(in_ch, out_ch, kernel, groups, bits, *rows, *cols))
         if not hasattr(self, "_cache"):
             self._cache: Tensor | None = None
             self._cache_key: tuple[int, ...] = ()

@@ -21,7 +21,7 @@ def test_analytic_matches_fvcore(name, supernets):
         got = net.costs(cfg)
         ref = measured_costs(sub, 3, (8, 8))
         assert got.params == ref.params == sum(p.numel() for p in sub.parameters())
-        assert abs(got.flops - ref.flops) <= 0.01 * ref.flops, (cfg.to_json(), got, ref)
+        assert got.flops == ref.flops, (cfg.to_json(), got, ref)  # cropped kernels too
         assert got.size_bytes == ref.size_bytes
         assert analytic_costs(space, cfg, in_channels=3, num_classes=5, input_size=8) == got
 
