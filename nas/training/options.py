@@ -22,7 +22,8 @@ _CHOICES = {
 @dataclass
 class TrainOptions:
     """Everything a training run needs besides the space. Defaults train ``resnet_like`` on
-    ``digits`` with ``sandwich`` in about a minute on two cores."""
+    ``digits`` with ``sandwich`` in about two minutes on two cores (see
+    benchmarks/RESULTS.md)."""
 
     space: str = "resnet_like"
     data: str = "digits"
@@ -30,10 +31,10 @@ class TrainOptions:
     download: bool = False
     val_fraction: float = 0.1
     strategy: str = "sandwich"
-    epochs: int = 30
+    epochs: int = 12
     batch_size: int = 64
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = 0.2
     momentum: float = 0.9
     weight_decay: float = 5e-5
     schedule: str = "cosine"
@@ -42,7 +43,7 @@ class TrainOptions:
     grad_clip: float = 5.0
     kd_temperature: float = 1.0
     # sandwich: random subnets per step besides the largest and the smallest
-    num_random: int = 2
+    num_random: int = 1
     # multiarch: subnets (groups of the batch) per step
     groups: int = 4
     # poa: EMA momentum of the teacher, weight of the labels for the intact student
@@ -56,7 +57,7 @@ class TrainOptions:
     deterministic: bool = False
     checkpoint_minutes: float = 5.0
     eval_every: int = 1
-    bn_batches: int = 8
+    bn_batches: int = 4
     train_subset: int | None = None
     max_steps_per_epoch: int | None = None
 
