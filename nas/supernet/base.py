@@ -247,13 +247,15 @@ class Supernet(nn.Module):
 
         Execution: the groups run one after the other inside one autograd graph, and when
         gradients are on, every shared conv weight is sliced for all K subnets by one
-        operation whose backward writes the K gradients into a single buffer. So one
-        backward pass (and one optimizer step) covers K subnets, and the per-step memory
-        traffic over the shared weights (zero-filled full-size gradients, their sum,
-        clipping and the optimizer update) is paid once instead of K times.
-        (Channel-stacked grouped convolutions over zero-padded union weights were measured
-        slower on CPU: padding every group to the union kernel and width multiplies the
-        convolution work, which the small per-op overhead at 8x8 does not repay.)
+        operation whose backward writes the K gradients into a single buffer (one
+        full-size gradient per weight instead of K zero-filled ones summed). One backward
+        pass and one optimizer step then cover K subnets. Each group still runs its own
+        ops, so the forward and backward cost what K separate ones cost; what a training
+        step saves is the per-step work over the shared weights (gradient clipping, the
+        optimizer update), done once instead of K times (see ``benchmarks/RESULTS.md``).
+        Channel-stacked grouped convolutions over zero-padded union weights are not used:
+        kernels and widths are sampled per block and stage, and padding every group to the
+        union multiplies the convolution work (a 3x3 group padded to 7x7 does 5.4x its work).
         """
         cfgs = tuple(self.space.config(c) for c in configs)
         if not cfgs:
