@@ -53,6 +53,27 @@ def _hash_duplicates() -> Any:
     return HashDuplicates()
 
 
+def _spread_pick(F: np.ndarray, k: int) -> np.ndarray:
+    """``k`` indices of ``F`` (minimisation, several objectives): whole non-dominated fronts
+    in rank order; the front that does not fit whole is sampled evenly along its second
+    objective, so picks cover the trade-off instead of crowding at one end."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    out: list[int] = []
+    for front in NonDominatedSorting().do(F):
+        front = np.asarray(front)
+        room = k - len(out)
+        if room <= 0:
+            break
+        if len(front) <= room:
+            out.extend(front.tolist())
+        else:
+            front = front[np.argsort(F[front, 1], kind="stable")]
+            pos = np.unique(np.round(np.linspace(0, len(front) - 1, room)).astype(int))
+            out.extend(front[pos].tolist())
+    return np.asarray(out, dtype=np.int64)
+
+
 def _nondominated_order(F: np.ndarray) -> np.ndarray:
     """Indices sorted by (non-dominated rank, decreasing crowding distance)."""
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
@@ -74,7 +95,8 @@ class LINAS(Searcher):
     """Predictor-in-the-loop search; options:
 
     - ``population``: configs evaluated for real per round (default 10);
-    - ``initial``: size of the first, random population (default: ``population``);
+    - ``initial``: size of the first, random population (default: ``population``, twice that
+      with several objectives, so the first predictor spans the trade-off);
     - ``predictor``: a registered predictor name (``nas.predictors``; default ``gbt``) and
       ``predictor_params`` its settings (default: 300 trees at learning rate 0.05, a third
       of the stand-alone default's cost: the predictor is refitted every round);
@@ -204,7 +226,7 @@ class LINAS(Searcher):
     def ask(self) -> list[Config]:
         p = int(self.options["population"])
         if not self.X:
-            n0 = int(self.options["initial"] or p)
+            n0 = int(self.options["initial"] or (p if len(self.objectives) == 1 else 2 * p))
             return self.space.sample_many(n0, self.rng)
         self.rounds += 1
         predict = self._predict_fn()
@@ -221,9 +243,9 @@ class LINAS(Searcher):
         picked: list[Config] = []
         if fresh:
             sub = F[fresh]
-            order = (np.argsort(sub[:, 0], kind="stable") if sub.shape[1] == 1
-                     else _nondominated_order(sub))
-            picked = [configs[fresh[i]] for i in order[:n_exploit]]
+            order = (np.argsort(sub[:, 0], kind="stable")[:n_exploit] if sub.shape[1] == 1
+                     else _spread_pick(sub, n_exploit))
+            picked = [configs[fresh[i]] for i in order]
         for _ in range(50 * p):  # bounded: a small space may be nearly exhausted
             if len(picked) >= p:
                 break
