@@ -95,8 +95,9 @@ class LINAS(Searcher):
     """Predictor-in-the-loop search; options:
 
     - ``population``: configs evaluated for real per round (default 10);
-    - ``initial``: size of the first, random population (default: ``population``, twice that
-      with several objectives, so the first predictor spans the trade-off);
+    - ``initial``: size of the first, random population (default: ``population``; with
+      several objectives twice that, including the space's ``min()`` and ``max()``, so that
+      the first predictor and the front span the whole trade-off);
     - ``predictor``: a registered predictor name (``nas.predictors``; default ``gbt``) and
       ``predictor_params`` its settings (default: 300 trees at learning rate 0.05, a third
       of the stand-alone default's cost: the predictor is refitted every round);
@@ -227,7 +228,12 @@ class LINAS(Searcher):
         p = int(self.options["population"])
         if not self.X:
             n0 = int(self.options["initial"] or (p if len(self.objectives) == 1 else 2 * p))
-            return self.space.sample_many(n0, self.rng)
+            if len(self.objectives) == 1:
+                return self.space.sample_many(n0, self.rng)
+            # several objectives: anchor both ends of the trade-off, the rest at random
+            anchors = list(dict.fromkeys([self.space.min(), self.space.max()]))[:n0]
+            rest = [c for c in self.space.sample_many(n0, self.rng) if c not in anchors]
+            return anchors + rest[: n0 - len(anchors)]
         self.rounds += 1
         predict = self._predict_fn()
         if self._all is not None:
