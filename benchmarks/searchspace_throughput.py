@@ -44,23 +44,27 @@ def main() -> None:
     print(f"{'space':16s} {'sample_many+encode /s':>22s} {'sample /s':>10s} "
           f"{'mutate /s':>10s} {'crossover /s':>12s}")
     for name in args.spaces:
-        space = get_space(name)
-        rng = np.random.default_rng(0)
-        space.encode_many(space.sample_many(100, rng))  # warm up
+        print(bench(name, args.n, args.rounds))
 
-        def batch() -> None:
-            X = space.encode_many(space.sample_many(args.n, rng))
-            assert X.shape == (args.n, len(space))
 
-        bulk = rate(batch, args.n, args.rounds)
-        k = max(args.n // 20, 200)
-        pool = space.sample_many(64, rng)
-        single = rate(lambda: [space.sample(rng) for _ in range(k)], k, args.rounds)
-        mut = rate(lambda: [space.mutate(pool[i % 64], rng) for i in range(k)], k, args.rounds)
-        cx = rate(lambda: [space.crossover(pool[i % 64], pool[(i + 1) % 64], rng)
-                           for i in range(k)], k, args.rounds)
-        print(f"{name:16s} {bulk:22,.0f} {single:10,.0f} {mut:10,.0f} {cx:12,.0f}")
+def bench(name: str, n: int, rounds: int) -> str:
+    """One space's row: bulk sampling + encoding, then single sample/mutate/crossover."""
+    space = get_space(name)
+    rng = np.random.default_rng(0)
+    space.encode_many(space.sample_many(100, rng))  # warm up
 
+    def batch() -> None:
+        X = space.encode_many(space.sample_many(n, rng))
+        assert X.shape == (n, len(space))
+
+    bulk = rate(batch, n, rounds)
+    k = max(n // 20, 200)
+    pool = space.sample_many(64, rng)
+    single = rate(lambda: [space.sample(rng) for _ in range(k)], k, rounds)
+    mut = rate(lambda: [space.mutate(pool[i % 64], rng) for i in range(k)], k, rounds)
+    cx = rate(lambda: [space.crossover(pool[i % 64], pool[(i + 1) % 64], rng)
+                       for i in range(k)], k, rounds)
+    return f"{name:16s} {bulk:22,.0f} {single:10,.0f} {mut:10,.0f} {cx:12,.0f}"
 
 if __name__ == "__main__":
     main()
