@@ -25,13 +25,11 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,19 +50,6 @@ class PredictorFileError(NasError):
 
 class NotFittedError(NasError):
     """A predictor used before ``fit``."""
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (small models are slower with more)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _sklearn_version() -> str:
@@ -392,9 +377,11 @@ class MLPPredictor(Predictor):
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         import torch
 
+        from nas.predictors.profiling import pinned_threads
+
         gen = torch.Generator().manual_seed(self.seed)
         net = self._build(X.shape[1])
-        with torch_threads(1):
+        with pinned_threads(1):  # a small MLP is slower with more threads
             with torch.no_grad():
                 for p in net.parameters():
                     bound = 1.0 / np.sqrt(p.shape[-1])
