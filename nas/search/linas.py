@@ -5,7 +5,8 @@ Rounds of:
 1. evaluate a population for real (the first one random);
 2. refit one predictor per objective on everything evaluated so far (features from the
    space's encoding, plus family features where registered: :mod:`nas.predictors.features`);
-3. run an inner pymoo NSGA-II over the predictors only — thousands of candidates, vectorised,
+3. run an inner NSGA-II over the predictors only — thousands of candidates, vectorised
+   (:func:`nas.search.inner.nsga2`, or pymoo's NSGA-II with ``inner_engine="pymoo"``),
    seeded with the best configs found so far — and keep every candidate it visits;
 4. pick the next population among the not-yet-evaluated candidates: by non-dominated rank
    of the predicted objectives (crowding distance inside a rank), or, for one objective, by
@@ -102,6 +103,9 @@ class LINAS(Searcher):
       ``predictor_params`` its settings (default: 300 trees at learning rate 0.05, a third
       of the stand-alone default's cost: the predictor is refitted every round);
     - ``inner_pop`` x ``inner_generations``: the inner NSGA-II (default 100 x 50);
+    - ``inner_engine``: ``"numpy"`` (default; :func:`nas.search.inner.nsga2`, the same
+      algorithm and operators as pymoo's, vectorised over whole generations) or
+      ``"pymoo"`` (pymoo's NSGA-II through ask/tell);
     - ``explore``: share of each population drawn at random (default 0.1);
     - ``known``: ``{objective name: fn(configs) -> values}`` computed exactly, not learned;
     - ``features``: feature kinds for the predictors (default: all cheap kinds);
@@ -112,7 +116,8 @@ class LINAS(Searcher):
     name = "linas"
     defaults: dict[str, Any] = {"population": 10, "initial": None, "predictor": "gbt",
                                 "predictor_params": None, "inner_pop": 100,
-                                "inner_generations": 50, "explore": 0.1, "known": None,
+                                "inner_generations": 50, "inner_engine": "numpy",
+                                "explore": 0.1, "known": None,
                                 "features": None, "exhaustive_limit": 50_000}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -129,6 +134,9 @@ class LINAS(Searcher):
                 raise ValueError(f"linas: known objective {k!r} is not one of {names}")
         self.known: dict[int, Callable[[Sequence[Config]], np.ndarray]] = {
             names.index(k): fn for k, fn in known.items()}
+        if self.options["inner_engine"] not in ("numpy", "pymoo"):
+            raise ValueError(f"linas: inner_engine must be 'numpy' or 'pymoo', got "
+                             f"{self.options['inner_engine']!r}")
         self.rounds = 0
         self.last_inner_candidates = 0
         self._all: tuple[list[Config], np.ndarray, np.ndarray] | None = None
@@ -185,6 +193,14 @@ class LINAS(Searcher):
     def _inner_search(self, predict: Callable[..., np.ndarray]
                       ) -> tuple[list[Config], np.ndarray]:
         """NSGA-II on the predictors; every distinct candidate visited and its prediction."""
+        pop_size = int(self.options["inner_pop"])
+        gens = int(self.options["inner_generations"])
+        order = _nondominated_order(self.F)[: pop_size // 2]
+        if self.options["inner_engine"] == "numpy":
+            from nas.search.inner import nsga2
+
+            return nsga2(self.space, predict, pop_size=pop_size, generations=gens,
+                         rng=self.rng, initial=[self.X[i] for i in order])
         from pymoo.algorithms.moo.nsga2 import NSGA2
         from pymoo.core.population import Population
         from pymoo.termination.max_gen import MaximumGenerationTermination
@@ -193,11 +209,9 @@ class LINAS(Searcher):
         from nas.searchspace.adapters import pymoo_problem
 
         n_obj = len(self.objectives)
-        pop_size = int(self.options["inner_pop"])
         problem = pymoo_problem(self.space, n_obj=n_obj)
         ops = PymooSearcher.operators()
         # seed the inner population with the best evaluated configs, the rest random
-        order = _nondominated_order(self.F)[: pop_size // 2]
         seeds = self.space.encode_many([self.X[i] for i in order])
         lo, hi = self.space.bounds()
         seeds = np.where(seeds < 0, self.rng.integers(0, hi + 1, size=seeds.shape), seeds)
@@ -206,7 +220,6 @@ class LINAS(Searcher):
         algo = NSGA2(pop_size=pop_size, sampling=Population.new(X=np.vstack([seeds, rand])),
                      crossover=ops["crossover"], mutation=ops["mutation"],
                      eliminate_duplicates=_hash_duplicates())
-        gens = int(self.options["inner_generations"])
         algo.setup(problem, seed=int(self.rng.integers(2**31 - 1)),
                    termination=MaximumGenerationTermination(gens))
         seen: dict[Config, np.ndarray] = {}
