@@ -8,10 +8,19 @@ forward pass only reads them. No module changes another module in ``forward``.
 static module (:mod:`nas.supernet.static` or ``torch.nn``); extraction copies them.
 
 Eval-time caching: when autograd is off, a conv caches its derived (sliced, kernel-transformed,
-group-extracted, fake-quantized) weight, keyed on the active setting and the versions and
-storage of the tensors it is derived from (so in-place updates, ``load_state_dict`` and device
-moves invalidate it), so repeated eval forwards cost what the static layer costs. Training always
-derives the weight afresh (gradients flow through the slicing and the kernel transform).
+group-extracted, fake-quantized, cropped) weight as a *contiguous* tensor, so repeated eval
+forwards cost what the static layer costs. A slice ``w[:out, :in]`` or a kernel crop
+``w[:, :, r:r+n, c:c+n]`` of the shared weight is a strided view; handed to ``F.conv2d`` as is,
+the CPU convolution copies it to a contiguous tensor on every call and then runs a slower
+oneDNN path (the ``resnet_like`` max config ran 1.25-1.35x its extracted model in eval for
+this alone: see ``benchmarks/RESULTS.md``, issue 3). The cache is keyed on the active setting,
+the versions and storage addresses of the tensors it is derived from (so in-place updates,
+``load_state_dict`` and device moves invalidate it; the cache keeps those storages alive, so
+an address cannot be reused by another tensor while it is cached) and the number of optimizer
+steps taken in the process (fused optimizers update parameters without bumping their
+versions). Writes through ``.data`` bypass all of these: call :meth:`ElasticConv2d.clear_cache`
+(or :func:`clear_weight_caches`) after them. Training always derives the weight afresh
+(gradients flow through the slicing and the kernel transform).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nas.supernet.errors import SupernetError
 from nas.supernet.static import (
@@ -32,6 +42,25 @@ from nas.supernet.static import (
     mhsa_heads,
     se_hidden,
 )
+
+# optimizer steps taken in this process (any optimizer); part of every eval-cache key, because
+# fused optimizers update parameters in place without bumping their version counters
+_OPTIMIZER_STEPS = [0]
+
+
+def _count_optimizer_step(*_: object) -> None:
+    _OPTIMIZER_STEPS[0] += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
+
+def clear_weight_caches(module: nn.Module) -> None:
+    """Drop the eval-time weight caches of every elastic conv below ``module`` (needed only
+    after writing weights through ``.data``, which no cache key can see)."""
+    for m in module.modules():
+        if isinstance(m, ElasticConv2d):
+            m.clear_cache()
 
 
 def group_diagonal(w: Tensor, groups: int) -> Tensor:
@@ -156,8 +185,11 @@ class ElasticConv2d(nn.Module):
                     and (self.depthwise or (in_ch == self.max_in and groups == 1))),
             _setting=(in_ch, out_ch, kernel, groups, bits, *rows, *cols))
         if not hasattr(self, "_cache"):
-            self._cache: Tensor | None = None
-            self._cache_key: tuple[int, ...] = ()
+            self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget the cached eval-time weight (rebuilt on the next no-grad forward)."""
+        self.__dict__.update(_cache=None, _cache_key=(), _cache_refs=())
 
     @property
     def active_kernel(self) -> tuple[int, int]:
@@ -193,10 +225,13 @@ class ElasticConv2d(nn.Module):
             w = w[:, :, r0: r0 + rn, c0: c0 + cn]
         return w
 
+    def _sources(self) -> list[Tensor]:
+        """The parameters the active weight is derived from."""
+        return [self.weight, *(self.kernel_transform[f"{k}x{k}"] for k in self._chain)]
+
     def _source_key(self) -> tuple[int, ...]:
-        key = [*self._setting, self.weight._version, self.weight.data_ptr()]
-        for k in self._chain:
-            t = self.kernel_transform[f"{k}x{k}"]
+        key = [*self._setting, _OPTIMIZER_STEPS[0]]
+        for t in self._sources():
             key += [t._version, t.data_ptr()]
         return tuple(key)
 
@@ -210,8 +245,12 @@ class ElasticConv2d(nn.Module):
             return fake_quant_weight(self.derived_weight(), self._bits)
         key = self._source_key()
         if self._cache is None or key != self._cache_key:
-            self._cache = fake_quant_weight(self.derived_weight(), self._bits)
-            self._cache_key = key
+            # contiguous: a strided view of the shared weight would be copied by the conv on
+            # every call, and runs a slower convolution path (see the module docstring)
+            w = fake_quant_weight(self.derived_weight(), self._bits).contiguous()
+            # the detached sources keep the keyed storages alive (no address reuse)
+            self.__dict__.update(_cache=w, _cache_key=key,
+                                 _cache_refs=tuple(t.detach() for t in self._sources()))
         return self._cache
 
     def forward(self, x: Tensor) -> Tensor:

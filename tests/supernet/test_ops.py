@@ -7,7 +7,13 @@ import torch
 
 from nas.searchspace import Choice, Condition, Divides, Group, IntRange, Space, get_space
 from nas.supernet import build_supernet
-from nas.supernet.ops import ElasticBatchNorm2d, ElasticConv2d, group_diagonal
+from nas.supernet.ops import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    clear_weight_caches,
+    group_diagonal,
+)
+from nas.supernet.static import fake_quant_weight
 
 from .conftest import randomize
 
@@ -48,6 +54,92 @@ def test_elastic_conv_equals_torch_conv():
         assert torch.equal(cached, conv(x))
         conv.weight.mul_(2)
         assert torch.allclose(conv(x), 2 * ref(x), atol=1e-5)
+
+
+def _cached_convs():
+    """Elastic convs whose eval weight is a slice, a crop, a transform or a quantization of
+    the shared weight, with their active settings and inputs."""
+    torch.manual_seed(0)
+    out = []
+    c = ElasticConv2d(8, 8, (3, 7), in_hw=(2, 2))  # max kernel cropped: a strided view
+    c.set_active(8, 8, 7)
+    out.append((c, torch.randn(2, 8, 2, 2)))
+    c = ElasticConv2d(8, 8, (3,))  # channel slice: a strided view
+    c.set_active(4, 6, 3)
+    out.append((c, torch.randn(2, 4, 5, 5)))
+    c = ElasticConv2d(8, 8, (3, 5), elastic_groups=True)  # transform + groups
+    c.set_active(4, 4, 3, groups=2)
+    out.append((c, torch.randn(2, 4, 5, 5)))
+    c = ElasticConv2d(8, 8, (3,))  # fake-quantized full weight
+    c.set_active(8, 8, 3, bits=4)
+    out.append((c, torch.randn(2, 8, 5, 5)))
+    return out
+
+
+def _reference(conv, x):
+    with torch.no_grad():
+        w = fake_quant_weight(conv.derived_weight(), conv._bits).contiguous()
+        return torch.nn.functional.conv2d(x, w, None, conv.stride, conv._pad, 1, conv._groups)
+
+
+def test_eval_cache_is_contiguous_and_exact():
+    convs = _cached_convs()
+    # the crop and the channel slice are strided views of the shared weight ...
+    assert [c.derived_weight().is_contiguous() for c, _ in convs[:2]] == [False, False]
+    for conv, x in convs:
+        with torch.no_grad():
+            y = conv(x)
+            w = conv.active_weight()
+            assert w.is_contiguous()  # ... the eval cache is not
+            assert w is conv.active_weight()  # cached
+            assert torch.equal(y, _reference(conv, x))
+
+
+def test_eval_cache_is_invalidated():
+    for conv, x in _cached_convs():
+        with torch.no_grad():
+            before = conv(x)
+            conv.weight.mul_(2)  # in-place update: version bump
+            assert torch.allclose(conv(x), 2 * before, atol=1e-5)
+            conv.load_state_dict({"weight": conv.weight * 0.5}, strict=False)
+            assert torch.allclose(conv(x), before, atol=1e-5)
+            conv.weight.data.mul_(3)  # invisible to the key: clear explicitly
+            clear_weight_caches(conv)
+            assert torch.allclose(conv(x), 3 * before, atol=1e-5)
+            # a new storage for the weight (as a device move gives)
+            conv.weight.data = conv.weight.data / 3
+            assert torch.allclose(conv(x), before, atol=1e-5)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "sgd_fused", "adamw_fused"])
+def test_eval_cache_sees_optimizer_steps(opt):
+    # fused optimizers update in place without bumping versions; the step hook catches them
+    cls, kwargs = {"sgd": (torch.optim.SGD, {}),
+                   "sgd_fused": (torch.optim.SGD, {"fused": True}),
+                   "adamw_fused": (torch.optim.AdamW, {"fused": True})}[opt]
+    for conv, x in _cached_convs():
+        try:
+            o = cls(conv.parameters(), lr=0.5, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pytest.skip(f"{opt} not available")
+        with torch.no_grad():
+            conv(x)
+        conv(x).square().sum().backward()
+        o.step()
+        with torch.no_grad():
+            assert torch.equal(conv(x), _reference(conv, x))
+
+
+def test_supernet_eval_weights_are_contiguous():
+    net = build_supernet(get_space("resnet_like"), in_channels=3, num_classes=3,
+                         input_size=16).eval()
+    space = net.space
+    for cfg in [space.max(), space.min(), *space.sample_many(4, 1)]:
+        with net.activate(cfg), torch.no_grad():
+            net(torch.randn(1, 3, 16, 16))
+            for m in net.active_modules():
+                if isinstance(m, ElasticConv2d):
+                    assert m.active_weight().is_contiguous(), cfg.id
 
 
 @pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
