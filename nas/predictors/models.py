@@ -259,15 +259,43 @@ class RidgePredictor(Predictor):
 
 
 class _SklearnPredictor(Predictor):
-    """A scikit-learn regressor made by :meth:`_make`; rebuilt on load by refitting."""
+    """A scikit-learn regressor made by :meth:`_make`; rebuilt on load by refitting.
+
+    Predictions go through :mod:`nas.predictors.fast` where it knows the fitted model (tree
+    ensembles: bit-identical; RBF-SVR and GP means: equal up to rounding), else through
+    scikit-learn."""
 
     def _make(self) -> Any:
         raise NotImplementedError
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         self.model_ = self._make().fit(X, z)
+        self.fast_: Any = None
+        self._fast_ready = False
+
+    def _fast(self) -> Any:
+        """How the fitted model predicts fast: a compiled forest, ``"kernel"``, or ``None``
+        (scikit-learn)."""
+        from nas.predictors import fast
+
+        if not fast.ENABLED:
+            return None
+        if not getattr(self, "_fast_ready", False):
+            self.fast_ = fast.CompiledForest.from_sklearn(self.model_)
+            if self.fast_ is None and fast.kernel_predict(
+                    self.model_, np.zeros((1, self.model_.n_features_in_))) is not None:
+                self.fast_ = "kernel"
+            self._fast_ready = True
+        return self.fast_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
+        from nas.predictors.fast import kernel_predict
+
+        f = self._fast()
+        if f == "kernel":
+            return np.asarray(kernel_predict(self.model_, X), dtype=np.float64)
+        if f is not None:
+            return f.predict(X)
         return np.asarray(self.model_.predict(X), dtype=np.float64)
 
 

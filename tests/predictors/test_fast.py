@@ -1,0 +1,89 @@
+"""Fast prediction paths give scikit-learn's predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
+from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeRegressor
+
+from nas.predictors import fast
+from nas.predictors.models import get_predictor
+
+
+def _data(n: int = 300, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 5, size=(n, d)).astype(float)  # discrete: values sit on thresholds
+    X[:, -1] = rng.normal(size=n)  # and one continuous feature
+    y = X[:, 0] * X[:, 1] - X[:, 2] + np.sin(X[:, -1]) + 0.1 * rng.normal(size=n)
+    return X, y
+
+
+@pytest.mark.parametrize("model", [
+    GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=0),
+    GradientBoostingRegressor(n_estimators=30, max_depth=5, subsample=0.8, max_features=0.5,
+                              random_state=0),
+    RandomForestRegressor(n_estimators=20, random_state=0),  # deep trees: generic kernel
+    ExtraTreesRegressor(n_estimators=10, max_depth=6, random_state=0),
+    DecisionTreeRegressor(max_depth=12, random_state=0),
+], ids=["gbt3", "gbt5", "rf", "extra", "tree"])
+def test_forests_are_bit_identical(model) -> None:  # noqa: ANN001
+    X, y = _data()
+    model.fit(X, y)
+    f = fast.CompiledForest.from_sklearn(model)
+    assert f is not None
+    Xt, _ = _data(2000, seed=1)
+    Xt = np.vstack([Xt, X])  # training rows too (exactly on split thresholds' sides)
+    assert np.array_equal(f.predict(Xt), model.predict(Xt))
+    with pytest.raises(ValueError, match="features"):
+        f.predict(Xt[:, :3])
+
+
+def test_unsupported_models_fall_back() -> None:
+    X, y = _data()
+    assert fast.CompiledForest.from_sklearn(
+        GradientBoostingRegressor(loss="huber", n_estimators=5).fit(X, y)) is None
+    assert fast.CompiledForest.from_sklearn(SVR().fit(X, y)) is None
+    assert fast.kernel_predict(SVR(kernel="poly").fit(X, y), X) is None
+    assert fast.kernel_predict(RandomForestRegressor(n_estimators=2).fit(X, y), X) is None
+    ard = GaussianProcessRegressor(RBF(length_scale=np.ones(X.shape[1])), optimizer=None).fit(X, y)
+    assert fast.kernel_predict(ard, X) is None
+
+
+@pytest.mark.parametrize("model", [
+    SVR(C=3.0, epsilon=0.05, gamma="scale"),
+    SVR(gamma=0.3),
+    GaussianProcessRegressor(ConstantKernel(2.0) * Matern(3.0, nu=2.5) + WhiteKernel(0.1),
+                             random_state=0),
+    GaussianProcessRegressor(Matern(1.0, nu=1.5), normalize_y=True, alpha=1e-2),
+    GaussianProcessRegressor(ConstantKernel() * Matern(1.0, nu=0.5), alpha=1e-2),
+    GaussianProcessRegressor(ConstantKernel() * RBF(2.0) + WhiteKernel(), normalize_y=True),
+], ids=["svr", "svr-gamma", "gp-m52", "gp-m32-norm", "gp-m12", "gp-rbf"])
+def test_kernel_models_match(model) -> None:  # noqa: ANN001
+    X, y = _data(150)
+    model.fit(X, y)
+    Xt, _ = _data(3000, seed=2)
+    out = fast.kernel_predict(model, Xt, block=700)  # several blocks, a ragged last one
+    assert out is not None
+    assert np.allclose(out, model.predict(Xt), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["gbt", "rf", "svr", "gp", "ensemble"])
+def test_predictors_use_the_fast_path_with_the_same_results(name: str) -> None:
+    X, y = _data(120)
+    params = {"n_estimators": 40} if name in ("gbt", "rf") else {}
+    p = get_predictor(name, seed=0, **params).fit(X, y)
+    Xt, _ = _data(500, seed=3)
+    fast_pred = p.predict(Xt)
+    try:
+        fast.ENABLED = False
+        slow_pred = p.predict(Xt)
+    finally:
+        fast.ENABLED = True
+    assert np.allclose(fast_pred, slow_pred, rtol=1e-9, atol=1e-9)
+    if name in ("gbt", "rf"):
+        assert isinstance(p._fast(), fast.CompiledForest)
+        assert np.array_equal(fast_pred, slow_pred)
