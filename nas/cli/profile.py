@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per unit first")
     p.add_argument("--statistic", default="p10", choices=("min", "p10", "median", "mean"),
                    help="the statistic predictions target (default: p10)")
-    p.add_argument("--overhead-subnets", type=int, default=8, metavar="K",
+    p.add_argument("--overhead-subnets", type=int, default=24, metavar="K",
                    help="whole subnets measured to fit the per-network overhead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true",
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         "input_size": list(table.settings.input_size),
         "overhead_intercept_ms": table.overhead.intercept_ms,
         "overhead_per_block_ms": table.overhead.per_block_ms,
+        "overhead_scales": dict(table.overhead.scales),
     }
     if args.validate:
         val = validate_table(table, args.validate, seed=args.seed + 1_000_003, progress=show)
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                   f"({table.settings.device}, {table.settings.threads} thread(s), batch "
                   f"{table.settings.batch}, {args.input_size}px); overhead "
                   f"{table.overhead.intercept_ms:.3f} ms + "
-                  f"{table.overhead.per_block_ms:.4f} ms per block")
+                  f"{table.overhead.per_block_ms:.4f} ms per block, unit scales "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in table.overhead.scales.items()))
     if args.validate:
         console.print(f"validated on {result['validated']} random subnets ({table.statistic}): "
                       f"{100 * float(result['within_10pct']):.1f}% within ±10%, "  # type: ignore[arg-type]

@@ -5,7 +5,14 @@ produce (the stem, each block, the head), keyed by a signature that fully determ
 unit's cost, plus a per-network overhead fitted on a few measured whole subnets. A config's
 predicted latency is::
 
-    sum(units of the config) + intercept_ms + per_block_ms * n_blocks
+    intercept_ms + per_block_ms * n_blocks + sum over unit classes k of scale_k * sum_k
+
+where ``sum_k`` is the sum of the config's units of class ``k``: ``glue`` (stem, head),
+``float`` (blocks in float) and ``quant`` (blocks with fake-quantized weights and
+activations, ``bits=`` below 32 in their signature). The overhead terms are fitted on whole
+subnets measured on the device: isolated units miss what a network adds (Python dispatch
+between modules, caches evicted by the neighbouring layers; quantized blocks recompute their
+weights every call and suffer most).
 
 Where the units come from. A latency family (registered by supernet family name with
 :func:`register_latency_family`) lists the *positions* of a network (stem, stage ``s`` block
@@ -30,7 +37,8 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
      "positions": [{"name", "deps", "sizes", "presence", "present", "is_block",
                     "keys": [index into "keys" per combination; -1: not a valid combination]}],
      "keys": [signature, ...],
-     "overhead": {"intercept_ms", "per_block_ms", "subnets": [...]}}
+     "overhead": {"intercept_ms", "per_block_ms", "scales": {"glue", "float", "quant"},
+                  "subnets": [...]}}  # scales absent (all 1) in tables of nas <= 0.1
 
 Loading a table built for other settings (device, threads, batch, input size, torch version)
 logs a warning; a corrupt file or one for another space raises :class:`LatencyTableError`
@@ -46,6 +54,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -437,17 +446,36 @@ def current_settings(*, device: str = "cpu", threads: int = 1, batch: int = 1,
 
 
 # ---------------------------------------------------------------------- the table
+UNIT_CLASSES = ("glue", "float", "quant")
+
+
+def unit_class(signature: str, is_block: bool) -> int:
+    """Index in :data:`UNIT_CLASSES` of a unit: ``glue`` unless a block; a block is
+    ``quant`` when its signature has ``bits=B`` with ``B < 32``."""
+    if not is_block:
+        return 0
+    m = re.search(r"\bbits=(\d+)", signature)
+    return 2 if m and int(m.group(1)) < 32 else 1
+
+
 @dataclass
 class Overhead:
-    """Per-network overhead: ``intercept_ms + per_block_ms * n_blocks`` (stem, head and
-    glue not captured by the isolated units: Python dispatch, cache effects between units)."""
+    """What whole networks add to the sum of their isolated units:
+    ``intercept_ms + per_block_ms * n_blocks + sum_k scales[k] * unit_sum_k`` minus the plain
+    unit sum (see the module docstring; fitted by :func:`fit_overhead`)."""
 
     intercept_ms: float = 0.0
     per_block_ms: float = 0.0
     subnets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    scales: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {k: 1.0 for k in UNIT_CLASSES})
+
+    def scale_vector(self) -> np.ndarray:
+        return np.array([float(self.scales.get(k, 1.0)) for k in UNIT_CLASSES])
 
     def to_dict(self) -> dict[str, Any]:
         return {"intercept_ms": self.intercept_ms, "per_block_ms": self.per_block_ms,
+                "scales": {k: float(v) for k, v in self.scales.items()},
                 "subnets": self.subnets}
 
 
@@ -502,19 +530,37 @@ class LatencyTable:
                                      for m in self.maps]
         return self._luts[statistic]
 
+    def _class_luts(self) -> list[np.ndarray]:
+        if "__class__" not in self._luts:
+            out = []
+            for m in self.maps:
+                cls = np.array([unit_class(self.keys[k], m.is_block) if k >= 0 else 0
+                                for k in m.keys.tolist()], dtype=np.int64)
+                out.append(cls)
+            self._luts["__class__"] = out
+        return self._luts["__class__"]
+
     def unit_sums(self, configs: Sequence[Any] | np.ndarray, statistic: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
         """Per config: the sum of its units' latencies (ms) and its number of blocks.
 
         ``configs``: configs of the table's space, or their encoding matrix
         (``space.encode_many``)."""
+        by_class, blocks = self.class_sums(configs, statistic)
+        return by_class.sum(axis=1), blocks
+
+    def class_sums(self, configs: Sequence[Any] | np.ndarray, statistic: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Per config: the sums of its units' latencies (ms) by class (columns in the order
+        of :data:`UNIT_CLASSES`) and its number of blocks."""
         stat = statistic or self.statistic
         luts = self._lut(stat)
+        classes = self._class_luts()
         enc = self._encoding(configs)
         n = enc.shape[0]
-        total = np.zeros(n)
+        total = np.zeros((n, len(UNIT_CLASSES)))
         blocks = np.zeros(n, dtype=np.int64)
-        for m, lut in zip(self.maps, luts):
+        for m, lut, cls in zip(self.maps, luts, classes):
             flat = np.zeros(n, dtype=np.int64)
             for d, size in zip(m.deps, m.sizes):
                 col = enc[:, self._cols[d]]
@@ -527,8 +573,10 @@ class LatencyTable:
                     blocks += pres
             elif m.is_block:
                 blocks += 1
-            total += val
-        bad = np.flatnonzero(~np.isfinite(total))
+            c = cls[flat]
+            for k in range(len(UNIT_CLASSES)):
+                total[:, k] += np.where(c == k, val, 0.0)
+        bad = np.flatnonzero(~np.isfinite(total.sum(axis=1)))
         if bad.size:
             raise LatencyTableError(
                 f"{self._where()}: config #{int(bad[0])} uses a unit the table has no entry "
@@ -538,8 +586,9 @@ class LatencyTable:
     def predict_many(self, configs: Sequence[Any] | np.ndarray,
                      statistic: str | None = None) -> np.ndarray:
         """Predicted latency (ms) of many configs (or an encoding matrix), vectorised."""
-        total, blocks = self.unit_sums(configs, statistic)
-        return total + self.overhead.intercept_ms + self.overhead.per_block_ms * blocks
+        by_class, blocks = self.class_sums(configs, statistic)
+        oh = self.overhead
+        return by_class @ oh.scale_vector() + oh.intercept_ms + oh.per_block_ms * blocks
 
     def predict(self, config: Any, statistic: str | None = None) -> float:
         """Predicted latency (ms) of one config."""
@@ -614,8 +663,12 @@ class LatencyTable:
             entries = {str(k): {s: float(v[s]) for s in ("min", "p10", "median", "mean", "max")}
                        for k, v in doc["entries"].items()}
             oh = doc.get("overhead") or {}
+            scales = {k: float(v) for k, v in (oh.get("scales") or {}).items()}
+            if any(k not in UNIT_CLASSES for k in scales):
+                raise ValueError(f"overhead scales: unknown unit class in {sorted(scales)}")
             overhead = Overhead(float(oh.get("intercept_ms", 0.0)),
-                                float(oh.get("per_block_ms", 0.0)), list(oh.get("subnets", [])))
+                                float(oh.get("per_block_ms", 0.0)), list(oh.get("subnets", [])),
+                                {k: scales.get(k, 1.0) for k in UNIT_CLASSES})
             statistic = str(doc.get("statistic", DEFAULT_STATISTIC))
             complete = bool(doc.get("complete", False))
             date = str(doc.get("date", ""))
@@ -694,27 +747,47 @@ def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings,
     return out
 
 
-def fit_overhead(table: LatencyTable, configs: Sequence[Any], measured: Sequence[float]
-                 ) -> Overhead:
-    """Fit ``measured - unit_sum = intercept + per_block * n_blocks`` by least squares
-    (the intercept alone, their median, with fewer than 4 subnets or one block count)."""
-    sums, blocks = table.unit_sums(configs)
-    resid = np.asarray(measured, dtype=np.float64) - sums
-    if len(resid) >= 4 and np.ptp(blocks) > 0:
-        A = np.stack([np.ones_like(resid), blocks.astype(np.float64)], axis=1)
-        (a, c), *_ = np.linalg.lstsq(A, resid, rcond=None)
-    else:
-        a, c = float(np.median(resid)), 0.0
+def fit_overhead(table: LatencyTable, configs: Sequence[Any], measured: Sequence[float],
+                 *, prior: float = 0.05) -> Overhead:
+    """Fit the overhead terms on whole subnets measured on the device.
+
+    Minimises the squared *relative* error of ``intercept + per_block * n_blocks +
+    sum_k scale_k * unit_sum_k`` against ``measured``, with a ridge prior of weight
+    ``prior`` pulling the model towards the plain unit sum (scales 1, no intercept, no
+    per-block term), so that few subnets, or a unit class they do not contain, cannot
+    produce wild terms.
+    """
+    by_class, blocks = table.class_sums(configs)
+    m = np.asarray(measured, dtype=np.float64)
+    if m.size == 0:
+        return Overhead()
+    if np.any(~np.isfinite(m)) or np.any(m <= 0):
+        raise UsageError("fit_overhead: measured latencies must be positive numbers")
+    ref = float(np.median(m))
+    nb = float(max(np.median(blocks), 1))
+    # unknowns: intercept, per_block, scales...; rows divided by the measured value
+    A = np.column_stack([np.ones_like(m), blocks.astype(np.float64), by_class]) / m[:, None]
+    b = np.ones_like(m)
+    k = by_class.shape[1]
+    lam = np.sqrt(prior * len(m))
+    P = np.zeros((2 + k, 2 + k))
+    P[0, 0] = lam / ref
+    P[1, 1] = lam * nb / ref
+    P[2:, 2:] = lam * np.eye(k)
+    q = np.concatenate([[0.0, 0.0], lam * np.ones(k)])
+    theta, *_ = np.linalg.lstsq(np.vstack([A, P]), np.concatenate([b, q]), rcond=None)
+    sums = by_class.sum(axis=1)
     rows = [{"config": cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg),
-             "measured_ms": float(m), "unit_sum_ms": float(s), "n_blocks": int(b)}
-            for cfg, m, s, b in zip(configs, measured, sums, blocks)]
-    return Overhead(float(a), float(c), rows)
+             "measured_ms": float(x), "unit_sum_ms": float(s_), "n_blocks": int(nb_)}
+            for cfg, x, s_, nb_ in zip(configs, m, sums, blocks)]
+    return Overhead(float(theta[0]), float(theta[1]), rows,
+                    {c: float(v) for c, v in zip(UNIT_CLASSES, theta[2:])})
 
 
 def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, batch: int = 1,
                         threads: int = 1, device: str = "cpu", in_channels: int = 3,
                         num_classes: int = 10, warmup: int = 3, repeats: int = 15,
-                        statistic: str = DEFAULT_STATISTIC, overhead_subnets: int = 8,
+                        statistic: str = DEFAULT_STATISTIC, overhead_subnets: int = 24,
                         out: str | os.PathLike[str] | None = None, resume: bool = True,
                         chunk: int = 16, seed: int = 0, progress: bool = True,
                         save_every_s: float = 10.0) -> LatencyTable:

@@ -338,3 +338,34 @@ def test_cli_profile_errors(tiny_file: Path, tmp_path: Path, capsys) -> None:  #
     assert "bad.json" in capsys.readouterr().err
     assert main(["profile", "--space", str(tiny_file), "--out", str(bad), "--validate",
                  "1"]) == 2
+
+
+def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> None:  # noqa: ANN001
+    assert lat.unit_class("stem(in_ch=3,width=8)", False) == 0
+    assert lat.unit_class("ResBlockPlan(width=8,bits=32,stride=1)", True) == 1
+    assert lat.unit_class("ResBlockPlan(width=8,bits=4,stride=1)", True) == 2
+    assert lat.unit_class("MBBlockPlan(width=8,kernel=3)", True) == 1
+    t = LatencyTable.load(tiny_table.path, space=tiny_space)
+    rng = np.random.default_rng(0)
+    for k in t.keys:
+        t.entries[k]["p10"] = float(rng.uniform(0.5, 2.0))
+    t._luts.clear()
+    configs = list(tiny_space.grid())
+    by_class, blocks = t.class_sums(configs)
+    np.testing.assert_allclose(by_class.sum(1), t.unit_sums(configs)[0])
+    assert np.all(by_class[:, 2] == 0) and np.all(by_class[:, 0] > 0)  # no quantized blocks
+    # whole networks that cost 0.3 ms + 0.1 ms per block + 1.2x their blocks + 1x glue
+    measured = 0.3 + 0.1 * blocks + 1.2 * by_class[:, 1] + by_class[:, 0]
+    oh = lat.fit_overhead(t, configs, measured, prior=1e-6)
+    assert oh.scales["float"] == pytest.approx(1.2, rel=0.05)
+    t.overhead = oh
+    np.testing.assert_allclose(t.predict_many(configs), measured, rtol=0.02)
+    assert oh.scales["quant"] == pytest.approx(1.0)  # no data: the prior keeps it at 1
+    # the fitted terms survive a save/load round trip; old tables without scales load as 1
+    path = tiny_table.path.parent / "fitted.json"
+    t.save(path)
+    t2 = LatencyTable.load(path, space=tiny_space)
+    np.testing.assert_allclose(t2.predict_many(configs), t.predict_many(configs))
+    assert lat.Overhead(0.5, 0.25).scale_vector().tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(UsageError, match="positive"):
+        lat.fit_overhead(t, configs[:2], [1.0, -1.0])
