@@ -11,9 +11,10 @@ Eval-time caching: when autograd is off, a conv caches its derived (sliced, kern
 group-extracted, fake-quantized, cropped) weight as a *contiguous* tensor, so repeated eval
 forwards cost what the static layer costs. A slice ``w[:out, :in]`` or a kernel crop
 ``w[:, :, r:r+n, c:c+n]`` of the shared weight is a strided view; handed to ``F.conv2d`` as is,
-the CPU convolution copies it to a contiguous tensor on every call and then runs a slower
-oneDNN path (the ``resnet_like`` max config ran 1.25-1.35x its extracted model in eval for
-this alone: see ``benchmarks/RESULTS.md``, issue 3). The cache is keyed on the active setting,
+the CPU convolution copies it to a fresh contiguous tensor on every call, and for large
+weights that fresh allocation (page faults on new memory) costs more than the convolution
+itself: the ``resnet_like`` max config ran 1.25-1.35x its extracted model in eval for this
+alone (see ``benchmarks/RESULTS.md``, issue 3). The cache is keyed on the active setting,
 the versions and storage addresses of the tensors it is derived from (so in-place updates,
 ``load_state_dict`` and device moves invalidate it; the cache keeps those storages alive, so
 an address cannot be reused by another tensor while it is cached) and the number of optimizer
@@ -245,8 +246,8 @@ class ElasticConv2d(nn.Module):
             return fake_quant_weight(self.derived_weight(), self._bits)
         key = self._source_key()
         if self._cache is None or key != self._cache_key:
-            # contiguous: a strided view of the shared weight would be copied by the conv on
-            # every call, and runs a slower convolution path (see the module docstring)
+            # contiguous: a strided view of the shared weight would be copied by the conv into
+            # freshly allocated memory on every call (see the module docstring)
             w = fake_quant_weight(self.derived_weight(), self._bits).contiguous()
             # the detached sources keep the keyed storages alive (no address reuse)
             self.__dict__.update(_cache=w, _cache_key=key,
