@@ -40,7 +40,8 @@ _BLOCK_DEEP = 2048  # rows per work item for deep trees (less tree traffic per r
 try:  # numba ships with pymoo's AGE-MOEA dependency; without it, scikit-learn predicts
     import numba
 
-    _njit = numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)
+    _njit = {True: numba.njit(cache=True, nogil=True, fastmath=False, parallel=True),
+             False: numba.njit(cache=True, nogil=True, fastmath=False, parallel=False)}
 except Exception:  # pragma: no cover - numba missing or broken
     numba = None
 
@@ -127,14 +128,18 @@ def _generic_kernel() -> Any:
     return run
 
 
-_KERNELS: dict[str, Any] = {}
+_KERNELS: dict[tuple[str, bool], Any] = {}
+# below this many rows a single thread is faster: waking the pool costs more than it saves
+# (and, on a loaded machine, waits for a core)
+PARALLEL_MIN_ROWS = 8192
 
 
-def _kernel(kind: str) -> Any:
-    if kind not in _KERNELS:
+def _kernel(kind: str, n_rows: int) -> Any:
+    parallel = n_rows >= PARALLEL_MIN_ROWS
+    if (kind, parallel) not in _KERNELS:
         make = _perfect_kernel if kind == "perfect" else _generic_kernel
-        _KERNELS[kind] = _njit(make())
-    return _KERNELS[kind]
+        _KERNELS[kind, parallel] = _njit[parallel](make())
+    return _KERNELS[kind, parallel]
 
 
 def _pad_perfect(tree: Any, depth: int, scale: float
@@ -276,9 +281,9 @@ class CompiledForest:
         init = np.full(len(B), self.init)
         if self.kind == "perfect":
             feat, cut, leaf = self.arrays
-            out = _kernel("perfect")(B, feat, cut, leaf, self.depth, init, _BLOCK)
+            out = _kernel("perfect", len(B))(B, feat, cut, leaf, self.depth, init, _BLOCK)
         else:
-            out = _kernel("generic")(B, *self.arrays, init, _BLOCK_DEEP)
+            out = _kernel("generic", len(B))(B, *self.arrays, init, _BLOCK_DEEP)
         return out / self.divisor if self.divisor != 1.0 else out
 
 

@@ -30,7 +30,10 @@ def _data(n: int = 300, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     ExtraTreesRegressor(n_estimators=10, max_depth=6, random_state=0),
     DecisionTreeRegressor(max_depth=12, random_state=0),
 ], ids=["gbt3", "gbt5", "rf", "extra", "tree"])
-def test_forests_are_bit_identical(model) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("parallel", [False, True])
+def test_forests_are_bit_identical(model, parallel: bool,  # noqa: ANN001
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast, "PARALLEL_MIN_ROWS", 0 if parallel else 10**9)
     X, y = _data()
     model.fit(X, y)
     f = fast.CompiledForest.from_sklearn(model)
