@@ -15,12 +15,26 @@ of the model itself, the rest is the neighbours. Lookup tables and their validat
 target the **10th percentile** (``p10``, :data:`DEFAULT_STATISTIC`) by default: nearly as
 repeatable as the minimum, but not a single lucky call. ``median`` and ``min`` are reported
 too.
+
+The allocator. With glibc's defaults, a tensor of more than 128 KB (an attention map, a
+feature map at 32x32) is ``mmap``-ed and handed back to the OS when freed, so every call
+pays page faults for it — how many depends on the allocator's history, which made the same
+model measure up to 2x apart between two runs here (whole-subnet minima: 16% relative spread
+between consecutive runs; 2.8% with the allocator below). Measurements therefore first put
+the process's allocator in a *steady state* (:func:`steady_allocator`: glibc keeps freed
+memory and reuses it, as a long-running inference server's heap does after its first
+requests). That is process-wide and stays on; set ``NAS_STEADY_ALLOCATOR=0`` to measure
+with the allocator as it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -65,6 +79,29 @@ class LatencyStats:
         return LatencyStats(min=float(t.min()), p10=float(np.percentile(t, 10)),
                             median=float(np.median(t)), mean=float(t.mean()),
                             max=float(t.max()), repeats=int(t.size))
+
+
+_STEADY: bool | None = None
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+
+
+def steady_allocator() -> bool:
+    """Make glibc's allocator keep and reuse freed memory (no ``mmap`` for large blocks, no
+    trimming), once per process; see the module docstring. Returns whether it is in effect
+    (``False`` off Linux/glibc or with ``NAS_STEADY_ALLOCATOR=0``)."""
+    global _STEADY
+    if _STEADY is None:
+        _STEADY = False
+        if os.environ.get("NAS_STEADY_ALLOCATOR", "1") != "0" and sys.platform == "linux":
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                ok = (libc.mallopt(_M_MMAP_MAX, 0) == 1
+                      and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1)
+                _STEADY = bool(ok)
+            except (OSError, AttributeError):  # not glibc
+                _STEADY = False
+        log.debug("steady allocator: %s", _STEADY)
+    return _STEADY
 
 
 def check_statistic(statistic: str) -> str:
@@ -162,6 +199,7 @@ def measure_many(models: Sequence[nn.Module],
         shapes = [tuple(int(s) for s in sh) for sh in input_shapes]  # type: ignore[union-attr]
     if len(shapes) != len(models):
         raise UsageError(f"{len(models)} models but {len(shapes)} input shapes")
+    steady_allocator()
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     modes = [m.training for m in models]

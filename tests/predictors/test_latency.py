@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -369,3 +371,15 @@ def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> 
     assert lat.Overhead(0.5, 0.25).scale_vector().tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(UsageError, match="positive"):
         lat.fit_overhead(t, configs[:2], [1.0, -1.0])
+
+
+def test_steady_allocator_is_idempotent() -> None:
+    from nas.predictors import profiling
+
+    first = profiling.steady_allocator()
+    assert isinstance(first, bool) and profiling.steady_allocator() is first
+    if sys.platform == "linux" and os.environ.get("NAS_STEADY_ALLOCATOR", "1") != "0":
+        import platform
+
+        if platform.libc_ver()[0] == "glibc":
+            assert first
