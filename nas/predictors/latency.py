@@ -38,7 +38,14 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
                     "keys": [index into "keys" per combination; -1: not a valid combination]}],
      "keys": [signature, ...],
      "overhead": {"intercept_ms", "per_block_ms", "scales": {"glue", "float", "quant"},
-                  "subnets": [...]}}  # scales absent (all 1) in tables of nas <= 0.1
+                  "subnets": [...]},  # scales absent (all 1) in tables of nas <= 0.1
+     "reference": {"baseline": {"min", "p10", "median", "mean"},  # ms; absent: no drift
+                   "chunks": [{...}, ...]}}                        # correction
+
+Drift correction: every chunk of units (and of whole subnets, when validating or fitting
+the overhead) is timed together with :func:`nas.predictors.profiling.reference_model`, and
+its times are multiplied by ``baseline / reference time in that chunk``: all numbers are
+expressed at one machine state, the median of the reference over the build.
 
 Loading a table built for other settings (device, threads, batch, input size, torch version)
 logs a warning; a corrupt file or one for another space raises :class:`LatencyTableError`
@@ -70,9 +77,12 @@ from nas.errors import ConfigError, NasError, UsageError
 from nas.predictors.metrics import kendall_tau, mape, spearman, within_pct
 from nas.predictors.profiling import (
     DEFAULT_STATISTIC,
+    STATISTICS,
     LatencyStats,
     check_statistic,
+    drift_factors,
     measure_many,
+    reference_model,
     resolve_device,
 )
 from nas.utils.files import atomic_write_text
@@ -489,8 +499,10 @@ class LatencyTable:
                  keys: list[str], entries: dict[str, dict[str, float]], *,
                  statistic: str = DEFAULT_STATISTIC, overhead: Overhead | None = None,
                  date: str | None = None, complete: bool = False,
-                 path: str | os.PathLike[str] | None = None) -> None:
+                 path: str | os.PathLike[str] | None = None,
+                 reference: dict[str, Any] | None = None) -> None:
         self.space = space
+        self.reference = reference  # {"baseline": {stat: ms}, "chunks": [{stat: ms}, ...]}
         self.settings = settings
         self.maps = maps
         self.keys = keys
@@ -617,7 +629,8 @@ class LatencyTable:
                 "date": self.date, "statistic": self.statistic,
                 "entries": {k: self.entries[k] for k in self.keys if k in self.entries},
                 "positions": [m.to_dict() for m in self.maps], "keys": list(self.keys),
-                "overhead": self.overhead.to_dict()}
+                "overhead": self.overhead.to_dict(),
+                **({"reference": self.reference} if self.reference else {})}
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the table as JSON, atomically."""
@@ -671,6 +684,12 @@ class LatencyTable:
                                 {k: scales.get(k, 1.0) for k in UNIT_CLASSES})
             statistic = str(doc.get("statistic", DEFAULT_STATISTIC))
             complete = bool(doc.get("complete", False))
+            reference = doc.get("reference")
+            if reference is not None:
+                reference = {"baseline": {str(k): float(v) for k, v in
+                                          reference["baseline"].items()},
+                             "chunks": [{str(k): float(v) for k, v in c.items()}
+                                        for c in reference.get("chunks", [])]}
             date = str(doc.get("date", ""))
         except (KeyError, TypeError, ValueError, IndexError, NasError) as e:
             raise LatencyTableError(f"latency table {p}: corrupt ({type(e).__name__}: {e})"
@@ -698,7 +717,7 @@ class LatencyTable:
                                     "known key)")
         table = LatencyTable(space if space is not None else tspace, settings, maps, keys,
                              entries, statistic=statistic, overhead=overhead, date=date,
-                             complete=complete, path=p)
+                             complete=complete, path=p, reference=reference)
         if require_complete and not complete:
             raise LatencyTableError(f"latency table {p} is incomplete ({table.n_measured} of "
                                     f"{table.n_units} units measured); resume building it")
@@ -729,19 +748,36 @@ def build_subnets(space: Any, configs: Sequence[Any], settings: TableSettings
 
 def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings, *,
                     warmup: int | None = None, repeats: int | None = None, chunk: int = 50,
-                    seed: int = 0, progress: Callable[[int], None] | None = None
-                    ) -> list[LatencyStats]:
-    """Measure whole subnets of ``configs`` interleaved (in chunks of ``chunk``)."""
+                    seed: int = 0, progress: Callable[[int], None] | None = None,
+                    reference: dict[str, Any] | None = None,
+                    raw: list[LatencyStats] | None = None) -> list[LatencyStats]:
+    """Measure whole subnets of ``configs`` interleaved (in chunks of ``chunk``).
+
+    With a table's ``reference`` (``{"baseline": {stat: ms}}``), each chunk also times the
+    reference model and the results are drift-corrected to the baseline (see the module
+    docstring); the uncorrected stats are appended to ``raw`` when given."""
     out: list[LatencyStats] = []
     shape = (settings.in_channels, *settings.input_size)
+    ref = reference_model(settings.in_channels) if reference else None
     for i in range(0, len(configs), chunk):
         part = list(configs[i:i + chunk])
         models = build_subnets(space, part, settings)
-        out += measure_many(models, shape, device=settings.device, threads=settings.threads,
-                            batch=settings.batch,
-                            warmup=settings.warmup if warmup is None else warmup,
-                            repeats=settings.repeats if repeats is None else repeats,
-                            seed=seed + i)
+        if ref is not None:
+            models.append(ref)
+        stats = measure_many(models, shape, device=settings.device, threads=settings.threads,
+                             batch=settings.batch,
+                             warmup=settings.warmup if warmup is None else warmup,
+                             repeats=settings.repeats if repeats is None else repeats,
+                             seed=seed + i)
+        if ref is not None:
+            assert reference is not None
+            f = drift_factors(stats.pop(), reference["baseline"])
+            if raw is not None:
+                raw += stats
+            stats = [st.scaled(f) for st in stats]
+        elif raw is not None:
+            raw += stats
+        out += stats
         if progress:
             progress(len(part))
     return out
@@ -825,6 +861,7 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     log.info("space %s: %d distinct units over %d positions (enumerated in %.1f s)",
              space.name, len(keys), len(maps), time.perf_counter() - t0)
     entries: dict[str, dict[str, float]] = {}
+    reference: dict[str, Any] | None = None
     if out is not None and resume and Path(out).exists():
         old = LatencyTable.load(out, space=space, require_complete=False)
         diff = old.settings.differences(settings)
@@ -834,23 +871,44 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                 f"({'; '.join(diff) or 'warmup/repeats differ'}); remove it or choose "
                 "another output file")
         entries = {k: v for k, v in old.entries.items() if k in units}
+        reference = old.reference if entries else None
         log.info("resuming %s: %d of %d units already measured", out, len(entries), len(keys))
-    table = LatencyTable(space, settings, maps, keys, entries, statistic=statistic)
+    table = LatencyTable(space, settings, maps, keys, entries, statistic=statistic,
+                         reference=reference)
+    ref_model = reference_model(in_channels)
+    ref_shape = (in_channels, *settings.input_size)
     todo = [k for k in keys if k not in entries]
     last_save = time.perf_counter()
     with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv:
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
-            models = [units[k].build() for k in part]
-            stats = measure_many(models, [units[k].input_shape for k in part],
+            models = [units[k].build() for k in part] + [ref_model]
+            stats = measure_many(models, [units[k].input_shape for k in part] + [ref_shape],
                                  device=settings.device, threads=threads, batch=batch,
                                  warmup=warmup, repeats=repeats, seed=seed + i)
+            ref_now = stats.pop()
+            if table.reference is None:  # provisional baseline: the first chunk's
+                table.reference = {"baseline": {s_: ref_now.get(s_) for s_ in STATISTICS},
+                                   "chunks": []}
+            table.reference["chunks"].append({s_: ref_now.get(s_) for s_ in STATISTICS})
+            f = drift_factors(ref_now, table.reference["baseline"])
             for k, st in zip(part, stats):
-                entries[k] = st.to_dict()
+                entries[k] = st.scaled(f).to_dict()
             adv(len(part))
             if out is not None and time.perf_counter() - last_save > save_every_s:
                 table.save(out)
                 last_save = time.perf_counter()
+    if table.reference is not None and table.reference["chunks"]:
+        # final baseline: the reference's median over the whole build
+        chunks = table.reference["chunks"]
+        target = {s_: float(np.median([c[s_] for c in chunks])) for s_ in STATISTICS}
+        old_base = table.reference["baseline"]
+        for e in entries.values():
+            for s_ in STATISTICS:
+                e[s_] = e[s_] * target[s_] / old_base[s_]
+            e["max"] = e["max"] * target["median"] / old_base["median"]
+        table.reference["baseline"] = target
+        table._luts.clear()
     if out is not None:
         table.save(out)
     rng = np.random.default_rng(seed)
@@ -859,7 +917,7 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     with task_progress("measuring subnets for the overhead", len(configs),
                        enabled=progress) as adv:
         measured = measure_configs(space, configs, settings, seed=seed, progress=adv,
-                                   repeats=max(repeats, 20))
+                                   repeats=max(repeats, 20), reference=table.reference)
     table.overhead = fit_overhead(table, configs, [m.get(statistic) for m in measured])
     table.complete = True
     log.info("overhead: %.3f ms + %.4f ms per block; built in %.1f s",
@@ -878,6 +936,7 @@ class ValidationResult:
     measured: dict[str, np.ndarray]
     predicted: dict[str, np.ndarray]
     statistic: str
+    raw: dict[str, np.ndarray] | None = None  # before drift correction (when corrected)
 
     @property
     def measured_ms(self) -> np.ndarray:
@@ -901,6 +960,10 @@ class ValidationResult:
                                "measured_ms_median": float(np.median(self.measured_ms)),
                                "predicted_ms_median": float(np.median(self.predicted_ms))}
         out["by_statistic"] = {s: self.metrics(s) for s in self.measured}
+        if self.raw is not None:
+            t, p = self.raw[self.statistic], self.predicted_ms
+            out["uncorrected"] = {"within_10pct": within_pct(t, p, 10.0),
+                                  "kendall_tau": kendall_tau(t, p), "mape": mape(t, p)}
         return out
 
 
@@ -913,12 +976,16 @@ def validate_table(table: LatencyTable, n: int, *, seed: int = 12345, repeats: i
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise UsageError(f"validate: needs at least 2 subnets, got {n!r}")
     configs = table.space.sample_many(n, np.random.default_rng(seed))
+    raw: list[LatencyStats] = []
     with task_progress("validating on random subnets", n, enabled=progress) as adv:
         measured = measure_configs(table.space, configs, table.settings, seed=seed,
                                    progress=adv,
                                    repeats=repeats if repeats is not None
-                                   else max(table.settings.repeats, 20))
+                                   else max(table.settings.repeats, 20),
+                                   reference=table.reference, raw=raw)
     stats = ("min", "p10", "median", "mean")
     return ValidationResult({s: np.array([m.get(s) for m in measured]) for s in stats},
                             {s: table.predict_many(configs, s) for s in stats},
-                            table.statistic)
+                            table.statistic,
+                            {s: np.array([m.get(s) for m in raw]) for s in stats}
+                            if table.reference else None)

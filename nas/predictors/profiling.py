@@ -25,6 +25,13 @@ the process's allocator in a *steady state* (:func:`steady_allocator`: glibc kee
 memory and reuses it, as a long-running inference server's heap does after its first
 requests). That is process-wide and stays on; set ``NAS_STEADY_ALLOCATOR=0`` to measure
 with the allocator as it is.
+
+Drift. A shared machine also changes speed over minutes (other tenants' memory traffic,
+frequency): here, the same 50 subnets measured 0.76x and 0.97x of their predictions in two
+chunks a minute apart. :func:`reference_model` is a fixed small CNN that lookup tables time
+alongside every chunk of units or subnets; dividing by its time in that chunk and
+multiplying by its time when the table was built (:func:`drift_factors`) expresses every
+measurement at the table's machine state. Raw times are kept too.
 """
 
 from __future__ import annotations
@@ -70,6 +77,14 @@ class LatencyStats:
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
+    def scaled(self, factors: dict[str, float]) -> LatencyStats:
+        """These statistics multiplied per statistic (``max`` with the median's factor)."""
+        return LatencyStats(min=self.min * factors.get("min", 1.0),
+                            p10=self.p10 * factors.get("p10", 1.0),
+                            median=self.median * factors.get("median", 1.0),
+                            mean=self.mean * factors.get("mean", 1.0),
+                            max=self.max * factors.get("median", 1.0), repeats=self.repeats)
+
     @staticmethod
     def from_times(times_ms: Sequence[float] | np.ndarray) -> LatencyStats:
         """Statistics of a sequence of call times in milliseconds."""
@@ -102,6 +117,33 @@ def steady_allocator() -> bool:
                 _STEADY = False
         log.debug("steady allocator: %s", _STEADY)
     return _STEADY
+
+
+def reference_model(in_channels: int, *, width: int = 32, seed: int = 0) -> nn.Module:
+    """A fixed small CNN (two 3x3 convs of ``width`` channels, ReLU, global pooling and a
+    linear layer) timed next to every chunk of measured models to track the machine's
+    drift; its weights are seeded, so it is the same network in every process."""
+    gen = torch.Generator().manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return net.eval()
+
+
+def drift_factors(reference_now: LatencyStats, baseline: dict[str, float]
+                  ) -> dict[str, float]:
+    """Per statistic: ``baseline / reference_now``, the factor that expresses a time measured
+    now at the baseline's machine state (1 where the baseline lacks the statistic)."""
+    out = {}
+    for s in STATISTICS:
+        now = float(getattr(reference_now, s))
+        base = baseline.get(s)
+        out[s] = float(base) / now if base and now > 0 else 1.0
+    return out
 
 
 def check_statistic(statistic: str) -> str:

@@ -49,9 +49,20 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
 
 
 def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic: str,
-                   batch: int, threads: int, device: str) -> list[float]:
-    """Measured latency (ms, ``statistic``) of extracted models, interleaved."""
-    from nas.predictors.profiling import measure_many
+                   batch: int, threads: int, device: str,
+                   reference: dict[str, Any] | None = None
+                   ) -> tuple[list[float], list[float]]:
+    """Measured latency (ms, ``statistic``) of extracted models, interleaved: drift-corrected
+    to a table's ``reference`` baseline when given (the reference model is timed with
+    them), and uncorrected."""
+    from nas.predictors.profiling import drift_factors, measure_many, reference_model
 
-    stats = measure_many(models, input_shape, device=device, threads=threads, batch=batch)
-    return [s.get(statistic) for s in stats]
+    ref = reference_model(input_shape[0]) if reference else None
+    stats = measure_many(models + ([ref] if ref is not None else []), input_shape,
+                         device=device, threads=threads, batch=batch)
+    raw = [s.get(statistic) for s in stats[:len(models)]]
+    if ref is None:
+        return raw, raw
+    assert reference is not None
+    f = drift_factors(stats[-1], reference["baseline"])
+    return [s.scaled(f).get(statistic) for s in stats[:len(models)]], raw

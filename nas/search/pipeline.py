@@ -368,6 +368,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     c = costs(configs)
     b = net.build
     measured = np.full(len(configs), np.nan)
+    measured_raw = np.full(len(configs), np.nan)
     models = []
     for cfg in configs:
         model = net.extract(cfg).eval()
@@ -380,14 +381,17 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         from nas.search.latency_source import measure_models
 
         say(f"front: measuring the latency of {len(models)} extracted subnets")
-        measured = np.array(measure_models(
+        corrected, raw = measure_models(
             models, (b.in_channels, *b.input_size), statistic=latency.statistic,
-            batch=opts.latency_batch, threads=opts.latency_threads, device=opts.device))
+            batch=opts.latency_batch, threads=opts.latency_threads, device=opts.device,
+            reference=latency.reference)
+        measured, measured_raw = np.array(corrected), np.array(raw)
     rows = []
     for k, (i, cfg) in enumerate(zip(front_idx, configs)):
         rows.append({"id": cfg.id, "accuracy": float(result.values[i, 0]),
                      "latency_predicted_ms": float(c["latency"][k]),
                      "latency_measured_ms": float(measured[k]),
+                     "latency_measured_raw_ms": float(measured_raw[k]),
                      "flops": int(c["flops"][k]), "params": int(c["params"][k]),
                      "size_bytes": int(c["size"][k]), "file": f"pareto/{cfg.id}.pt",
                      "config": cfg.to_dict()})

@@ -307,8 +307,13 @@ def test_resume_measures_only_missing_units(tiny_table: LatencyTable, tiny_space
     monkeypatch.setattr(lat, "measure_many", counting)
     t = build_latency_table(tiny_space, input_size=16, warmup=1, repeats=3,
                             overhead_subnets=2, out=out, progress=False)
-    assert sizes == [5, 2]  # 5 missing units, then min and max subnets for the overhead
+    # 5 missing units, then min and max subnets for the overhead; each with the reference
+    assert sizes == [5 + 1, 2 + 1]
     assert t.complete and LatencyTable.load(out, space=tiny_space).n_measured == 12
+    ref = LatencyTable.load(out, space=tiny_space).reference
+    assert ref is not None and len(ref["chunks"]) >= 1
+    assert ref["baseline"]["p10"] == pytest.approx(
+        float(np.median([c["p10"] for c in ref["chunks"]])))
     # a partial table of other settings is not silently mixed in
     with pytest.raises(LatencyTableError, match="other settings"):
         build_latency_table(tiny_space, input_size=16, batch=2, warmup=1, repeats=3,
@@ -383,3 +388,21 @@ def test_steady_allocator_is_idempotent() -> None:
 
         if platform.libc_ver()[0] == "glibc":
             assert first
+
+
+def test_drift_correction(tiny_table: LatencyTable) -> None:
+    from nas.predictors.profiling import LatencyStats, drift_factors, reference_model
+
+    now = LatencyStats(min=2.0, p10=2.2, median=3.0, mean=3.5, max=9.0, repeats=5)
+    f = drift_factors(now, {"min": 1.0, "p10": 1.1, "median": 1.5, "mean": 1.75})
+    assert f == {"min": 0.5, "p10": 0.5, "median": 0.5, "mean": 0.5}
+    unit = LatencyStats(min=4.0, p10=4.4, median=6.0, mean=7.0, max=10.0, repeats=5)
+    assert unit.scaled(f) == LatencyStats(2.0, 2.2, 3.0, 3.5, 5.0, 5)
+    assert drift_factors(now, {}) == {s: 1.0 for s in ("min", "p10", "median", "mean")}
+    a, b = reference_model(3), reference_model(3)  # the same network in every process
+    x = torch.randn(1, 3, 8, 8)
+    assert torch.equal(a(x), b(x))
+    # validation reports the drift-corrected and the raw measurements
+    val = lat.validate_table(tiny_table, 3, repeats=3, progress=False)
+    assert val.raw is not None and set(val.raw) == set(val.measured)
+    assert "uncorrected" in val.summary()
