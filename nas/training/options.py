@@ -46,9 +46,17 @@ class TrainOptions:
     num_random: int = 1
     # multiarch: subnets (groups of the batch) per step
     groups: int = 4
-    # poa: EMA momentum of the teacher, weight of the labels for the intact student
+    # poa: EMA momentum of the teacher, its warm-up (momentum min(ema_momentum,
+    # (1 + t) / (ema_warmup + t)) after t updates; 0: constant), the teacher's softmax
+    # temperature (below kd_temperature: sharper targets), weight of the labels for the
+    # intact student, weight of the elastic student's distillation from the intact student,
+    # every how many steps the elastic student is the smallest subnet (0: always random)
     ema_momentum: float = 0.99
+    ema_warmup: int = 10
+    teacher_temperature: float = 0.5
     label_weight: float = 1.0
+    intact_kd_weight: float = 1.0
+    min_every: int = 2
     # progressive: fraction of epochs for each phase (full, +kernel, +depth, +width/rest)
     phases: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
     seed: int = 0
@@ -75,16 +83,16 @@ class TrainOptions:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UsageError(f"{name}: must be a positive integer, got {v!r}")
-        for name in ("num_random", "bn_batches"):
+        for name in ("num_random", "bn_batches", "ema_warmup", "min_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise UsageError(f"{name}: must be an integer >= 0, got {v!r}")
-        for name in ("lr", "kd_temperature", "checkpoint_minutes"):
+        for name in ("lr", "kd_temperature", "teacher_temperature", "checkpoint_minutes"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
                 raise UsageError(f"{name}: must be a number > 0, got {v!r}")
         for name in ("momentum", "weight_decay", "warmup_epochs", "label_smoothing",
-                     "grad_clip", "label_weight"):
+                     "grad_clip", "label_weight", "intact_kd_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise UsageError(f"{name}: must be a number >= 0, got {v!r}")
