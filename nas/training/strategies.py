@@ -197,7 +197,7 @@ class POA(Strategy):
       long runs start at 0.996 directly.
     - Every ``min_every``-th step the elastic student is the smallest subnet instead of a
       random one (the sandwich rule's lower bound; 0: always random). The paper samples the
-      elastic student at random only; without it the smallest subnet lagged (71 % against
+      elastic student at random only; without it the smallest subnet lagged (73 % against
       93 % on digits in one comparison).
     - Labels for the intact student and distillation of the logits stand in for the paper's
       self-supervised DINO/iBOT heads and multi-crop views, so the teacher and the students
