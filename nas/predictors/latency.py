@@ -820,6 +820,23 @@ def fit_overhead(table: LatencyTable, configs: Sequence[Any], measured: Sequence
                     {c: float(v) for c, v in zip(UNIT_CLASSES, theta[2:])})
 
 
+def overhead_configs(table: LatencyTable, k: int, rng: np.random.Generator) -> list[Any]:
+    """``k`` subnets to fit the overhead on, spread over the whole range of predicted
+    latency: the space's min and max, then, among 100·k random configs, those at evenly
+    spaced quantiles of their unit sum (so the smallest and largest networks a search
+    will meet are in the fit, not only typical ones)."""
+    space = table.space
+    fixed = list(dict.fromkeys([space.min(), space.max()]))[:k]
+    pool = [c for c in dict.fromkeys(space.sample_many(100 * max(k, 1), rng)) if c not in fixed]
+    room = k - len(fixed)
+    if room <= 0 or not pool:
+        return fixed
+    sums = table.unit_sums(pool)[0]
+    order = np.argsort(sums, kind="stable")
+    pos = np.unique(np.round(np.linspace(0, len(order) - 1, room)).astype(int))
+    return fixed + [pool[int(order[i])] for i in pos]
+
+
 def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, batch: int = 1,
                         threads: int = 1, device: str = "cpu", in_channels: int = 3,
                         num_classes: int = 10, warmup: int = 3, repeats: int = 15,
@@ -835,8 +852,9 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
         threads, device: where and how they run (threads pinned, restored afterwards).
         warmup, repeats: per unit; units are timed interleaved in groups of ``chunk``.
         statistic: the statistic predictions target (see :mod:`nas.predictors.profiling`).
-        overhead_subnets: whole subnets measured to fit the overhead (random ones plus the
-            smallest and largest config).
+        overhead_subnets: whole subnets measured to fit the overhead (the smallest and
+            largest config, the rest spread over the range of predicted latency; see
+            :func:`overhead_configs`).
         out: where the table is written (partial results atomically every ``save_every_s``
             seconds, so an interrupted build can resume).
         resume: continue from a partial (or complete) table at ``out`` built for the same
@@ -912,8 +930,7 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     if out is not None:
         table.save(out)
     rng = np.random.default_rng(seed)
-    configs = [space.min(), space.max()] + space.sample_many(max(overhead_subnets - 2, 0), rng)
-    configs = list(dict.fromkeys(configs))
+    configs = overhead_configs(table, overhead_subnets, rng)
     with task_progress("measuring subnets for the overhead", len(configs),
                        enabled=progress) as adv:
         measured = measure_configs(space, configs, settings, seed=seed, progress=adv,

@@ -406,3 +406,15 @@ def test_drift_correction(tiny_table: LatencyTable) -> None:
     val = lat.validate_table(tiny_table, 3, repeats=3, progress=False)
     assert val.raw is not None and set(val.raw) == set(val.measured)
     assert "uncorrected" in val.summary()
+
+
+def test_overhead_subnets_span_the_latency_range(tiny_table: LatencyTable) -> None:
+    rng = np.random.default_rng(0)
+    cs = lat.overhead_configs(tiny_table, 6, rng)
+    space = tiny_table.space
+    assert cs[:2] == [space.min(), space.max()] and len(cs) == len(set(cs)) == 6
+    sums = tiny_table.unit_sums(cs)[0]
+    everything = tiny_table.unit_sums(list(space.grid()))[0]
+    assert sums.min() == pytest.approx(everything.min())  # the cheapest network is in
+    assert sums.max() == pytest.approx(everything.max())  # and the most expensive
+    assert np.all(np.diff(sums[2:]) >= 0)  # the rest in order over the range
