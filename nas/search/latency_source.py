@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 # Per-unit repeats for the table a search builds for itself: enough for a stable p10 of
@@ -49,20 +51,33 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
 
 
 def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic: str,
-                   batch: int, threads: int, device: str,
-                   reference: dict[str, Any] | None = None
+                   batch: int, threads: int, device: str, table: Any = None
                    ) -> tuple[list[float], list[float]]:
-    """Measured latency (ms, ``statistic``) of extracted models, interleaved: drift-corrected
-    to a table's ``reference`` baseline when given (the reference model is timed with
-    them), and uncorrected."""
-    from nas.predictors.profiling import drift_factors, measure_many, reference_model
+    """Measured latency (ms, ``statistic``) of extracted models, interleaved, as
+    ``(drift-corrected, raw)``.
 
-    ref = reference_model(input_shape[0]) if reference else None
-    stats = measure_many(models + ([ref] if ref is not None else []), input_shape,
-                         device=device, threads=threads, batch=batch)
+    With a lookup ``table`` that has fitted overhead subnets, those subnets are measured
+    again in the same interleaved rounds and the models' times are multiplied by the median
+    of (their time when the table was built / their time now): real networks of the space
+    as the drift reference, measured in the same context as the models. Without one, both
+    lists are the raw times."""
+    from nas.predictors.latency import build_subnets
+    from nas.predictors.profiling import measure_many
+
+    subs = list(getattr(getattr(table, "overhead", None), "subnets", None) or [])
+    ref_models: list[Any] = []
+    then: list[float] = []
+    if subs:
+        space = table.space
+        cfgs = [space.config(r["config"]) for r in subs]
+        ref_models = build_subnets(space, cfgs, table.settings)
+        then = [float(r["measured_ms"]) for r in subs]
+    stats = measure_many(models + ref_models, input_shape, device=device, threads=threads,
+                         batch=batch)
     raw = [s.get(statistic) for s in stats[:len(models)]]
-    if ref is None:
+    if not ref_models or statistic != table.statistic:
         return raw, raw
-    assert reference is not None
-    f = drift_factors(stats[-1], reference["baseline"])
-    return [s.scaled(f).get(statistic) for s in stats[:len(models)]], raw
+    now = np.array([s.get(statistic) for s in stats[len(models):]])
+    factor = float(np.median(np.asarray(then) / now))
+    log.info("front latency: drift factor %.3f from %d reference subnets", factor, len(now))
+    return [r * factor for r in raw], raw

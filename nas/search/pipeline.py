@@ -384,7 +384,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         corrected, raw = measure_models(
             models, (b.in_channels, *b.input_size), statistic=latency.statistic,
             batch=opts.latency_batch, threads=opts.latency_threads, device=opts.device,
-            reference=latency.reference)
+            table=latency)
         measured, measured_raw = np.array(corrected), np.array(raw)
     rows = []
     for k, (i, cfg) in enumerate(zip(front_idx, configs)):
