@@ -47,8 +47,6 @@ except Exception:  # pragma: no cover - numba missing or broken
 
 
 def _perfect_kernel() -> Any:
-    from numba import prange
-
     def run(B: np.ndarray, feat: np.ndarray, cut: np.ndarray, leaf: np.ndarray,
             depth: int, init: np.ndarray, block: int) -> np.ndarray:
         n = B.shape[0]
@@ -57,7 +55,7 @@ def _perfect_kernel() -> Any:
         first_leaf = 2**depth - 1
         lanes = 8
         n_blocks = (n + block - 1) // block
-        for b in prange(n_blocks):
+        for b in numba.prange(n_blocks):
             lo = b * block
             hi = min(n, lo + block)
             acc = init[lo:hi].copy()
@@ -85,8 +83,6 @@ def _perfect_kernel() -> Any:
 
 
 def _generic_kernel() -> Any:
-    from numba import prange
-
     def run(B: np.ndarray, feat: np.ndarray, cut: np.ndarray, child: np.ndarray,
             value: np.ndarray, roots: np.ndarray, depths: np.ndarray,
             init: np.ndarray, block: int) -> np.ndarray:
@@ -95,7 +91,7 @@ def _generic_kernel() -> Any:
         out = np.empty(n)
         lanes = 8
         n_blocks = (n + block - 1) // block
-        for b in prange(n_blocks):
+        for b in numba.prange(n_blocks):
             lo = b * block
             hi = min(n, lo + block)
             acc = init[lo:hi].copy()
