@@ -320,52 +320,56 @@ def _matern_or_rbf(kernel: Any) -> tuple[str, float, float, float] | None:
     return None
 
 
+def kernel_supported(model: Any) -> bool:
+    """Whether :func:`kernel_predict` handles this fitted model."""
+    name = type(model).__name__
+    if name == "SVR":
+        return model.kernel == "rbf"
+    if name == "GaussianProcessRegressor":
+        return (_matern_or_rbf(model.kernel_) is not None and np.ndim(model.alpha_) == 1
+                and np.size(getattr(model, "_y_train_std", 1.0)) == 1
+                and np.size(getattr(model, "_y_train_mean", 0.0)) == 1)
+    return False
+
+
 def kernel_predict(model: Any, X: np.ndarray, block: int = 4096) -> np.ndarray | None:
     """Predictions of a fitted ``SVR`` (RBF kernel) or ``GaussianProcessRegressor``
-    (posterior mean; ``C * Matern(nu=0.5/1.5/2.5) or RBF + White`` kernels), or ``None``."""
-    name = type(model).__name__
+    (posterior mean; ``C * Matern(nu=0.5/1.5/2.5) or RBF + White`` kernels), or ``None``
+    when :func:`kernel_supported` says no."""
+    if not kernel_supported(model):
+        return None
     X = np.asarray(X, dtype=np.float64)
-    if name == "SVR":
-        if model.kernel != "rbf":
-            return None
+    out = np.empty(len(X))
+    if type(model).__name__ == "SVR":
         S = np.asarray(model.support_vectors_, dtype=np.float64)
         coef = np.asarray(model.dual_coef_, dtype=np.float64)[0]
         gamma = float(model._gamma)
         S_sq = np.einsum("ij,ij->i", S, S)
-        out = np.empty(len(X))
         for s in range(0, len(X), block):
             D = _sq_dists(X[s:s + block], S, S_sq)
             D *= -gamma
             np.exp(D, out=D)
             out[s:s + block] = D @ coef
         return out + float(model.intercept_[0])
-    if name == "GaussianProcessRegressor":
-        spec = _matern_or_rbf(model.kernel_)
-        if spec is None or np.ndim(model.alpha_) != 1:
-            return None
-        kind, const, ls, nu = spec
-        T = np.asarray(model.X_train_, dtype=np.float64) / ls
-        alpha = np.asarray(model.alpha_, dtype=np.float64)
-        T_sq = np.einsum("ij,ij->i", T, T)
-        out = np.empty(len(X))
-        for s in range(0, len(X), block):
-            D = _sq_dists(X[s:s + block] / ls, T, T_sq)
-            if kind == "rbf":
-                K = np.exp(-0.5 * D)
+    kind, const, ls, nu = _matern_or_rbf(model.kernel_)  # type: ignore[misc]
+    T = np.asarray(model.X_train_, dtype=np.float64) / ls
+    alpha = np.asarray(model.alpha_, dtype=np.float64)
+    T_sq = np.einsum("ij,ij->i", T, T)
+    for s in range(0, len(X), block):
+        D = _sq_dists(X[s:s + block] / ls, T, T_sq)
+        if kind == "rbf":
+            K = np.exp(-0.5 * D)
+        else:
+            d = np.sqrt(D)
+            if nu == 0.5:
+                K = np.exp(-d)
+            elif nu == 1.5:
+                d *= np.sqrt(3.0)
+                K = (1.0 + d) * np.exp(-d)
             else:
-                d = np.sqrt(D)
-                if nu == 0.5:
-                    K = np.exp(-d)
-                elif nu == 1.5:
-                    d *= np.sqrt(3.0)
-                    K = (1.0 + d) * np.exp(-d)
-                else:
-                    d *= np.sqrt(5.0)
-                    K = (1.0 + d + d * d / 3.0) * np.exp(-d)
-            out[s:s + block] = const * (K @ alpha)
-        y_std = np.ravel(getattr(model, "_y_train_std", 1.0))
-        y_mean = np.ravel(getattr(model, "_y_train_mean", 0.0))
-        if y_std.size != 1 or y_mean.size != 1:
-            return None
-        return out * float(y_std[0]) + float(y_mean[0])
-    return None
+                d *= np.sqrt(5.0)
+                K = (1.0 + d + d * d / 3.0) * np.exp(-d)
+        out[s:s + block] = const * (K @ alpha)
+    y_std = float(np.ravel(getattr(model, "_y_train_std", 1.0))[0])
+    y_mean = float(np.ravel(getattr(model, "_y_train_mean", 0.0))[0])
+    return out * y_std + y_mean

@@ -284,8 +284,7 @@ class _SklearnPredictor(Predictor):
             return None
         if not getattr(self, "_fast_ready", False):
             self.fast_ = fast.CompiledForest.from_sklearn(self.model_)
-            if self.fast_ is None and fast.kernel_predict(
-                    self.model_, np.zeros((1, self.model_.n_features_in_))) is not None:
+            if self.fast_ is None and fast.kernel_supported(self.model_):
                 self.fast_ = "kernel"
             self._fast_ready = True
         return self.fast_
