@@ -51,24 +51,33 @@ def rank_and_crowding(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank, crowd
 
 
-def _survive(F: np.ndarray, n: int) -> np.ndarray:
+def _survive(F: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """NSGA-II's elitist survival: whole fronts in rank order, the last one cut by
-    decreasing crowding distance. Returns ``n`` indices of ``F``."""
+    decreasing crowding distance. Returns ``n`` indices of ``F`` and the survivors' crowding
+    distance within their front among the survivors (what :func:`rank_and_crowding` of
+    ``F[indices]`` gives, without sorting again)."""
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-    out: list[np.ndarray] = []
+    def crowding(front: np.ndarray) -> np.ndarray:
+        return calc_crowding_distance(F[front]) if len(front) > 2 else np.full(len(front),
+                                                                              np.inf)
+
+    keep: list[np.ndarray] = []
+    crowd: list[np.ndarray] = []
     room = n
     for front in NonDominatedSorting().do(F, n_stop_if_ranked=n):
         front = np.asarray(front, dtype=np.int64)
+        cd = crowding(front)
         if len(front) > room:
-            cd = calc_crowding_distance(F[front]) if len(front) > 2 else np.full(len(front), np.inf)
             front = front[np.argsort(-cd, kind="stable")[:room]]
-        out.append(front)
+            cd = crowding(front)
+        keep.append(front)
+        crowd.append(cd)
         room -= len(front)
         if room <= 0:
             break
-    return np.concatenate(out)
+    return np.concatenate(keep), np.concatenate(crowd)
 
 
 def _tournament(F: np.ndarray, crowd: np.ndarray, n: int,
@@ -274,11 +283,10 @@ def nsga2(space: Space, evaluate: Evaluate, *, pop_size: int = 100, generations:
         X_all = np.vstack([X, Xk])
         F_all = np.vstack([F, Fk])
         keys_all = pop_keys_list + _keys(e)
-        keep = _survive(F_all, pop_size)
+        keep, crowd = _survive(F_all, pop_size)
         X, F = X_all[keep], F_all[keep]
         pop_keys_list = [keys_all[i] for i in keep.tolist()]
         pop_keys = set(pop_keys_list)
-        _, crowd = rank_and_crowding(F)
         if callback is not None:
             callback(gen, F)
 

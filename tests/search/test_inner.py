@@ -126,3 +126,16 @@ def test_linas_engines() -> None:
             F = f(cs, space.encode_many(cs)) * np.array([-1.0, 1.0])
             s.tell(cs, F)
         assert s.last_inner_candidates > 0
+
+
+def test_survival_crowding_is_that_of_the_survivors() -> None:
+    from nas.search.inner import _survive
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        m = int(rng.integers(1, 4))
+        F = rng.integers(0, 6, size=(int(rng.integers(3, 80)), m)).astype(float)
+        n = int(rng.integers(1, len(F) + 1))
+        keep, crowd = _survive(F, n)
+        assert len(keep) == n == len(set(keep.tolist()))
+        assert np.array_equal(crowd, rank_and_crowding(F[keep])[1])
