@@ -514,6 +514,7 @@ class LatencyTable:
         self.path = Path(path) if path is not None else None
         self._cols = {p: i for i, p in enumerate(space.paths)}
         self._luts: dict[str, list[np.ndarray]] = {}
+        self._class_lut: list[np.ndarray] | None = None
 
     # ------------------------------------------------------------------ info
     @property
@@ -543,14 +544,13 @@ class LatencyTable:
         return self._luts[statistic]
 
     def _class_luts(self) -> list[np.ndarray]:
-        if "__class__" not in self._luts:
-            out = []
-            for m in self.maps:
-                cls = np.array([unit_class(self.keys[k], m.is_block) if k >= 0 else 0
-                                for k in m.keys.tolist()], dtype=np.int64)
-                out.append(cls)
-            self._luts["__class__"] = out
-        return self._luts["__class__"]
+        """Per position, the unit class (:func:`unit_class`) of each combination."""
+        if self._class_lut is None:
+            # a block's class per key (one look at each signature), then per position
+            block_cls = np.array([unit_class(k, True) for k in self.keys] + [0])
+            self._class_lut = [np.where(m.keys >= 0, block_cls[m.keys], 0) if m.is_block
+                               else np.zeros(len(m.keys), dtype=np.int64) for m in self.maps]
+        return self._class_lut
 
     def unit_sums(self, configs: Sequence[Any] | np.ndarray, statistic: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
