@@ -104,17 +104,10 @@ def _generic_kernel() -> Any:
                     m = min(lanes, hi - i)  # leaves loop onto themselves
                     for k in range(m):
                         a[k] = root
-                    for step in range(depth):
+                    for _ in range(depth):
                         for k in range(m):
                             node = a[k]
                             a[k] = child[node, np.int64(B[i + k, feat[node]] > cut[node])]
-                        if step % 4 == 3:  # all eight at their leaves: stop early
-                            done = True
-                            for k in range(m):
-                                if child[a[k], 0] != a[k]:
-                                    done = False
-                            if done:
-                                break
                     for k in range(m):
                         acc[i + k - lo] += value[a[k]]
                     i += m
