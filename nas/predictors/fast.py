@@ -9,12 +9,17 @@ methods build the full test-by-train distance matrix with ``cdist``. Here:
   feature (how many of the forest's split thresholds on that feature lie below its value;
   our features are discrete, a dozen bins at most, so a block of rows fits in L1 as bytes),
   and a split test ``x <= threshold_j`` becomes ``bin <= j``, exactly. Within a block one
-  tree at a time visits every row, eight traversals in flight without branches. Trees of
-  depth <= :data:`PERFECT_DEPTH` are padded into perfect binary trees (a shallow leaf
-  becomes a node that always goes left, with the leaf's value below it); deeper ones keep
-  their nodes, leaves looping onto themselves. The arithmetic is scikit-learn's (float32
-  features against float64 thresholds; leaf values accumulated in the same order), so
-  predictions are bit-identical.
+  tree at a time visits every row. Trees of depth <= :data:`PERFECT_DEPTH` are padded into
+  perfect binary trees (a shallow leaf becomes a node that always goes left, with the leaf's
+  value below it) and evaluated level by level: each node of a level compares one feature's
+  contiguous bins for all rows of the block, and a row keeps the result of the node it sits
+  at; the positions are bytes, so these loops run 32 rows per SIMD instruction, with no
+  gathers until the leaf values (5-6x faster than walking each row down its path, even for
+  depth-8 trees). Deeper trees keep their nodes and are walked row by row, eight
+  traversals in flight, leaves looping onto themselves. The arithmetic is scikit-learn's
+  (float32 features against float64 thresholds; leaf values accumulated in the same order),
+  so predictions are bit-identical. Several forests (an ensemble's members) can share one
+  binning and one kernel call.
 - :func:`kernel_predict` evaluates RBF-SVR and Matérn/RBF Gaussian-process means with
   squared distances from one matrix product per block of rows (BLAS), identical to
   scikit-learn's up to floating-point rounding (relative 1e-9).
@@ -34,7 +39,7 @@ log = logging.getLogger(__name__)
 
 ENABLED = True  # set to False to predict through scikit-learn only
 PERFECT_DEPTH = 8  # pad trees up to this depth into perfect trees (2^8 leaves each)
-_BLOCK = 512  # rows per parallel work item (perfect trees)
+_BLOCK = 2048  # rows per parallel work item (perfect trees)
 _BLOCK_DEEP = 2048  # rows per work item for deep trees (less tree traffic per row)
 
 try:  # numba ships with pymoo's AGE-MOEA dependency; without it, scikit-learn predicts
@@ -47,36 +52,47 @@ except Exception:  # pragma: no cover - numba missing or broken
 
 
 def _perfect_kernel() -> Any:
-    def run(B: np.ndarray, feat: np.ndarray, cut: np.ndarray, leaf: np.ndarray,
-            depth: int, init: np.ndarray, block: int) -> np.ndarray:
-        n = B.shape[0]
+    def run(Bt: np.ndarray, feat: np.ndarray, cut: np.ndarray, leaf: np.ndarray,
+            group: np.ndarray, depth: int, init: np.ndarray, block: int) -> np.ndarray:
+        n = Bt.shape[1]
         n_trees = feat.shape[0]
-        out = np.empty(n)
-        first_leaf = 2**depth - 1
-        lanes = 8
+        out = np.empty((init.shape[0], n))
         n_blocks = (n + block - 1) // block
         for b in numba.prange(n_blocks):
             lo = b * block
             hi = min(n, lo + block)
-            acc = init[lo:hi].copy()
-            a = np.zeros(lanes, np.int64)
+            m = hi - lo
+            acc = np.empty((init.shape[0], m))
+            for g in range(init.shape[0]):
+                acc[g, :] = init[g]
+            # each row's node within the current level, and its test there; bytes (a
+            # level has at most 2^PERFECT_DEPTH = 256 nodes), so 32 rows per SIMD op
+            pos = np.empty(m, np.uint8)
+            go = np.empty(m, np.uint8)
             for t in range(n_trees):  # one small tree at a time over a block of rows
                 ft = feat[t]
                 ct = cut[t]
+                pos[:] = 0
+                first = 0  # the level's first node (breadth-first numbering)
+                for level in range(depth):
+                    # level by level: every node of the level tests all rows (contiguous
+                    # bytes of one feature), and a row keeps the test of the node it is at;
+                    # no gathers, so the loops run in SIMD lanes
+                    go[:] = 0
+                    for j in range(1 << level):
+                        row = Bt[ft[first + j], lo:hi]
+                        c = ct[first + j]
+                        here = np.uint8(j)
+                        for r in range(m):
+                            go[r] |= np.uint8(pos[r] == here) & np.uint8(row[r] > c)
+                    for r in range(m):
+                        pos[r] = (pos[r] << np.uint8(1)) | go[r]
+                    first += 1 << level
                 lf = leaf[t]
-                i = lo
-                while i < hi:  # eight independent traversals in flight
-                    m = min(lanes, hi - i)
-                    for k in range(m):
-                        a[k] = 0
-                    for _ in range(depth):
-                        for k in range(m):
-                            node = a[k]
-                            a[k] = 2 * node + 1 + np.int64(B[i + k, ft[node]] > ct[node])
-                    for k in range(m):
-                        acc[i + k - lo] += lf[a[k] - first_leaf]
-                    i += m
-            out[lo:hi] = acc
+                a = acc[group[t]]
+                for r in range(m):
+                    a[r] += lf[pos[r]]
+            out[:, lo:hi] = acc
         return out
 
     return run
@@ -84,35 +100,82 @@ def _perfect_kernel() -> Any:
 
 def _generic_kernel() -> Any:
     def run(B: np.ndarray, feat: np.ndarray, cut: np.ndarray, child: np.ndarray,
-            value: np.ndarray, roots: np.ndarray, depths: np.ndarray,
+            value: np.ndarray, roots: np.ndarray, depths: np.ndarray, group: np.ndarray,
             init: np.ndarray, block: int) -> np.ndarray:
         n = B.shape[0]
         n_trees = roots.shape[0]
-        out = np.empty(n)
-        lanes = 8
+        out = np.empty((init.shape[0], n))
         n_blocks = (n + block - 1) // block
         for b in numba.prange(n_blocks):
             lo = b * block
             hi = min(n, lo + block)
-            acc = init[lo:hi].copy()
-            a = np.zeros(lanes, np.int64)
+            acc = np.empty((init.shape[0], hi - lo))
+            for g in range(init.shape[0]):
+                acc[g, :] = init[g]
             for t in range(n_trees):  # one tree at a time over a block of rows
                 root = roots[t]
                 depth = depths[t]
+                at = acc[group[t]]
                 i = lo
-                while i < hi:  # eight independent traversals in flight, branch-free:
-                    m = min(lanes, hi - i)  # leaves loop onto themselves
-                    for k in range(m):
-                        a[k] = root
+                # eight independent traversals in flight, branch-free (leaves loop onto
+                # themselves), their nodes in registers
+                while i + 8 <= hi:
+                    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = root
                     for _ in range(depth):
-                        for k in range(m):
-                            node = a[k]
-                            a[k] = child[node, np.int64(B[i + k, feat[node]] > cut[node])]
-                    for k in range(m):
-                        acc[i + k - lo] += value[a[k]]
-                    i += m
-            out[lo:hi] = acc
+                        a0 = child[a0, np.int64(B[i, feat[a0]] > cut[a0])]
+                        a1 = child[a1, np.int64(B[i + 1, feat[a1]] > cut[a1])]
+                        a2 = child[a2, np.int64(B[i + 2, feat[a2]] > cut[a2])]
+                        a3 = child[a3, np.int64(B[i + 3, feat[a3]] > cut[a3])]
+                        a4 = child[a4, np.int64(B[i + 4, feat[a4]] > cut[a4])]
+                        a5 = child[a5, np.int64(B[i + 5, feat[a5]] > cut[a5])]
+                        a6 = child[a6, np.int64(B[i + 6, feat[a6]] > cut[a6])]
+                        a7 = child[a7, np.int64(B[i + 7, feat[a7]] > cut[a7])]
+                    r = i - lo
+                    at[r] += value[a0]
+                    at[r + 1] += value[a1]
+                    at[r + 2] += value[a2]
+                    at[r + 3] += value[a3]
+                    at[r + 4] += value[a4]
+                    at[r + 5] += value[a5]
+                    at[r + 6] += value[a6]
+                    at[r + 7] += value[a7]
+                    i += 8
+                while i < hi:  # the block's last rows
+                    a0 = root
+                    for _ in range(depth):
+                        a0 = child[a0, np.int64(B[i, feat[a0]] > cut[a0])]
+                    at[i - lo] += value[a0]
+                    i += 1
+            out[:, lo:hi] = acc
         return out
+
+    return run
+
+
+def _bin_kernel() -> Any:
+    def run(X: np.ndarray, cuts: np.ndarray, n_cuts: np.ndarray, Bt: np.ndarray,
+            block: int) -> None:
+        n, d = X.shape
+        n_blocks = (n + block - 1) // block
+        for b in numba.prange(n_blocks):
+            lo = b * block
+            hi = min(n, lo + block)
+            for j in range(d):
+                c = cuts[j]
+                k = n_cuts[j]
+                for i in range(lo, hi):
+                    x = np.float64(X[i, j])
+                    a = 0  # how many cuts lie below x: the first cut >= x
+                    e = k
+                    if x != x:  # NaN sorts last, as in np.searchsorted
+                        a = k
+                    while a < e:
+                        mid = (a + e) >> 1
+                        if c[mid] < x:
+                            a = mid + 1
+                        else:
+                            e = mid
+                    Bt[j, i] = a
 
     return run
 
@@ -126,7 +189,8 @@ PARALLEL_MIN_ROWS = 8192
 def _kernel(kind: str, n_rows: int) -> Any:
     parallel = n_rows >= PARALLEL_MIN_ROWS
     if (kind, parallel) not in _KERNELS:
-        make = _perfect_kernel if kind == "perfect" else _generic_kernel
+        make = {"perfect": _perfect_kernel, "generic": _generic_kernel,
+                "bins": _bin_kernel}[kind]
         _KERNELS[kind, parallel] = _njit[parallel](make())
     return _KERNELS[kind, parallel]
 
@@ -164,6 +228,10 @@ class CompiledForest:
     ``RandomForestRegressor``/``ExtraTreesRegressor`` or ``DecisionTreeRegressor`` as flat
     arrays, predicting bit-identically to scikit-learn (see the module docstring).
 
+    Several forests can be compiled into one (:meth:`merged`): their rows are binned once and
+    their trees run in one kernel call, each into its own output row
+    (:meth:`predict_groups`).
+
     >>> from sklearn.ensemble import GradientBoostingRegressor
     >>> X = np.random.default_rng(0).normal(size=(200, 4)); y = X[:, 0] * X[:, 1]
     >>> m = GradientBoostingRegressor(n_estimators=20, max_depth=3).fit(X, y)
@@ -172,10 +240,16 @@ class CompiledForest:
     True
     """
 
-    def __init__(self, trees: list[Any], scales: list[float], init: float, divisor: float
-                 ) -> None:
-        self.init = float(init)
-        self.divisor = float(divisor)
+    def __init__(self, trees: list[Any], scales: list[float], init: float | list[float],
+                 divisor: float | list[float], group: list[int] | None = None) -> None:
+        self.inits = np.atleast_1d(np.asarray(init, dtype=np.float64))
+        self.divisors = np.atleast_1d(np.asarray(divisor, dtype=np.float64))
+        group_arr = np.zeros(len(trees), np.int64) if group is None else np.asarray(group)
+        if (len(self.inits) != len(self.divisors) or group_arr.shape != (len(trees),)
+                or group_arr.min() < 0 or group_arr.max() >= len(self.inits)):
+            raise ValueError("one init and divisor per group, and a group for every tree")
+        self.group = group_arr.astype(np.int64)
+        self._source = (list(trees), list(scales))
         self.n_features = int(trees[0].n_features)
         depth = max(int(t.max_depth) for t in trees)
         self.depth = depth
@@ -188,6 +262,10 @@ class CompiledForest:
         most = max((len(c) for c in self.cuts), default=0)
         self.bin_dtype = (np.uint8 if most < 255 else np.uint16 if most < 65535
                           else np.uint32)
+        self._cut_table = np.full((self.n_features, max(most, 1)), np.inf)
+        for j, c in enumerate(self.cuts):
+            self._cut_table[j, :len(c)] = c
+        self._n_cuts = np.array([len(c) for c in self.cuts], dtype=np.int64)
         never = np.iinfo(self.bin_dtype).max  # a padding node: never go right
 
         def cut_index(feature: np.ndarray, threshold: np.ndarray) -> np.ndarray:
@@ -224,6 +302,30 @@ class CompiledForest:
             self.arrays = (feat.astype(np.int32), cut_index(feat, thr), child, value,
                            offs[:-1].astype(np.int64), depths)
 
+    @property
+    def n_groups(self) -> int:
+        return len(self.inits)
+
+    @classmethod
+    def merged(cls, forests: list[CompiledForest]) -> CompiledForest:
+        """One forest computing every one of ``forests`` (output row ``g`` of
+        :meth:`predict_groups` is ``forests[g].predict``, bit for bit)."""
+        if len({f.n_features for f in forests}) != 1:
+            raise ValueError("merged forests must read the same features")
+        trees: list[Any] = []
+        scales: list[float] = []
+        group: list[int] = []
+        inits: list[float] = []
+        divisors: list[float] = []
+        for f in forests:
+            base = len(inits)
+            trees += f._source[0]
+            scales += f._source[1]
+            group += (f.group + base).tolist()
+            inits += f.inits.tolist()
+            divisors += f.divisors.tolist()
+        return cls(trees, scales, inits, divisors, group)
+
     @classmethod
     def from_sklearn(cls, model: Any) -> CompiledForest | None:
         """Compile ``model``; ``None`` if it is not a supported single-output regressor or
@@ -255,25 +357,36 @@ class CompiledForest:
         return None
 
     def bins(self, X: np.ndarray) -> np.ndarray:
-        """Each row's bin per feature (scikit-learn's float32 view of the features)."""
-        X32 = np.asarray(X, dtype=np.float32)
+        """Each row's bin per feature (scikit-learn's float32 view of the features), as a
+        ``(n_features, n_rows)`` array: one feature's bins are contiguous."""
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
         if X32.ndim != 2 or X32.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got shape {X32.shape}")
-        B = np.zeros(X32.shape, dtype=self.bin_dtype)
-        for j, c in enumerate(self.cuts):
-            if len(c):
-                B[:, j] = np.searchsorted(c, X32[:, j].astype(np.float64), side="left")
-        return B
+        Bt = np.empty((self.n_features, len(X32)), dtype=self.bin_dtype)
+        _kernel("bins", len(X32))(X32, self._cut_table, self._n_cuts, Bt, _BLOCK_DEEP)
+        return Bt
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        B = self.bins(X)
-        init = np.full(len(B), self.init)
+    def predict_groups(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of every group, shape ``(n_groups, n_rows)``."""
+        Bt = self.bins(X)
+        n = Bt.shape[1]
         if self.kind == "perfect":
             feat, cut, leaf = self.arrays
-            out = _kernel("perfect", len(B))(B, feat, cut, leaf, self.depth, init, _BLOCK)
+            out = _kernel("perfect", n)(Bt, feat, cut, leaf, self.group, self.depth,
+                                        self.inits, _BLOCK)
         else:
-            out = _kernel("generic", len(B))(B, *self.arrays, init, _BLOCK_DEEP)
-        return out / self.divisor if self.divisor != 1.0 else out
+            B = np.ascontiguousarray(Bt.T)  # deep trees: one row's bins together
+            out = _kernel("generic", n)(B, *self.arrays, self.group, self.inits, _BLOCK_DEEP)
+        for g, d in enumerate(self.divisors):
+            if d != 1.0:
+                out[g] /= d
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions, shape ``(n_rows,)`` (a single forest)."""
+        if self.n_groups != 1:
+            raise ValueError(f"a merged forest of {self.n_groups}: use predict_groups")
+        return self.predict_groups(X)[0]
 
 
 # ---------------------------------------------------------------------- kernel methods

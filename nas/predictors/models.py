@@ -472,9 +472,43 @@ class EnsemblePredictor(Predictor):
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         self._weights()
         self.members_ = [m.fit(X, z) for m in self._members()]
+        self._merged_ready = False
+
+    def _merged(self) -> tuple[Any, list[int]] | None:
+        """The compiled tree members (the same standardisation: all fitted on the same
+        features) as one forest, and their positions; ``None`` below two of them."""
+        from nas.predictors import fast
+
+        if not fast.ENABLED:
+            return None
+        if not getattr(self, "_merged_ready", False):
+            self.merged_ = None
+            idx = [i for i, m in enumerate(self.members_)
+                   if isinstance(m, _SklearnPredictor)
+                   and isinstance(m._fast(), fast.CompiledForest)]
+            if idx:
+                first = self.members_[idx[0]]
+                idx = [i for i in idx
+                       if np.array_equal(self.members_[i].x_mean_, first.x_mean_)
+                       and np.array_equal(self.members_[i].x_scale_, first.x_scale_)]
+            if len(idx) >= 2:
+                forest = fast.CompiledForest.merged([self.members_[i]._fast() for i in idx])
+                self.merged_ = (forest, idx)
+            self._merged_ready = True
+        return self.merged_
 
     def _all(self, X: np.ndarray) -> np.ndarray:
-        return np.stack([m.predict(X) for m in self.members_])
+        rows: list[np.ndarray | None] = [None] * len(self.members_)
+        merged = self._merged()
+        if merged is not None:  # one binning and one kernel call for all tree members
+            forest, idx = merged
+            Xm = self.members_[idx[0]]._x(X)
+            for i, z in zip(idx, forest.predict_groups(Xm)):
+                rows[i] = self.members_[i]._y_back(z)
+        for i, m in enumerate(self.members_):
+            if rows[i] is None:
+                rows[i] = m.predict(X)
+        return np.stack(rows)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return self._weights() @ self._all(X)

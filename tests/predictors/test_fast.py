@@ -45,6 +45,36 @@ def test_forests_are_bit_identical(model, parallel: bool,  # noqa: ANN001
         f.predict(Xt[:, :3])
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_merged_forests_give_each_members_predictions(parallel: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast, "PARALLEL_MIN_ROWS", 0 if parallel else 10**9)
+    X, y = _data()
+    Xt = np.vstack([_data(1500, seed=4)[0], X])
+    shallow = [GradientBoostingRegressor(n_estimators=30, max_depth=d, subsample=0.8,
+                                         random_state=d).fit(X, y) for d in (3, 5)]
+    deep = RandomForestRegressor(n_estimators=10, random_state=0).fit(X, y)
+    for models in (shallow, shallow + [deep]):  # perfect-tree and deep-tree kernels
+        forests = [fast.CompiledForest.from_sklearn(m) for m in models]
+        merged = fast.CompiledForest.merged(forests)
+        out = merged.predict_groups(Xt)
+        assert out.shape == (len(models), len(Xt))
+        for row, m in zip(out, models):
+            assert np.array_equal(row, m.predict(Xt))
+        with pytest.raises(ValueError, match="predict_groups"):
+            merged.predict(Xt)
+
+
+def test_ensemble_runs_its_tree_members_as_one_forest() -> None:
+    X, y = _data(120)
+    p = get_predictor("ensemble", seed=0, members=["gbt", "mlp", "gbt"]).fit(X, y)
+    forest, idx = p._merged()
+    assert idx == [0, 2] and forest.n_groups == 2
+    Xt, _ = _data(400, seed=5)
+    alone = np.stack([m.predict(Xt) for m in p.members_])
+    assert np.array_equal(p._all(Xt), alone)
+
+
 def test_unsupported_models_fall_back() -> None:
     X, y = _data()
     assert fast.CompiledForest.from_sklearn(
