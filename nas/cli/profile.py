@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per unit first")
     p.add_argument("--statistic", default="p10", choices=("min", "p10", "median", "mean"),
                    help="the statistic predictions target (default: p10)")
-    p.add_argument("--overhead-subnets", type=int, default=24, metavar="K",
+    p.add_argument("--overhead-subnets", type=int, default=48, metavar="K",
                    help="whole subnets measured to fit the per-network overhead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true",

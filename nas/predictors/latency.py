@@ -40,12 +40,18 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
      "overhead": {"intercept_ms", "per_block_ms", "scales": {"glue", "float", "quant"},
                   "subnets": [...]},  # scales absent (all 1) in tables of nas <= 0.1
      "reference": {"baseline": {"min", "p10", "median", "mean"},  # ms; absent: no drift
-                   "chunks": [{...}, ...]}}                        # correction
+                   "chunks": [{...}, ...],                         # correction
+                   "attention": {"baseline": {...}, "chunks": [...]}}}  # absent: one
+                                                                        # reference
 
 Drift correction: every chunk of units (and of whole subnets, when validating or fitting
 the overhead) is timed together with :func:`nas.predictors.profiling.reference_model`, and
 its times are multiplied by ``baseline / reference time in that chunk``: all numbers are
-expressed at one machine state, the median of the reference over the build.
+expressed at one machine state, the median of the reference over the build. Spaces with
+``mhsa`` units also time :func:`nas.predictors.profiling.attention_reference` in every
+chunk: attention units are corrected by it (their speed follows memory traffic, which the
+CNN reference does not track), and a whole subnet by the blend of both factors weighted by
+the table's predicted share of its attention units.
 
 Loading a table built for other settings (device, threads, batch, input size, torch version)
 logs a warning; a corrupt file or one for another space raises :class:`LatencyTableError`
@@ -76,9 +82,11 @@ from torch import nn
 from nas.errors import ConfigError, NasError, UsageError
 from nas.predictors.metrics import kendall_tau, mape, spearman, within_pct
 from nas.predictors.profiling import (
+    ATTENTION_REFERENCE_CHANNELS,
     DEFAULT_STATISTIC,
     STATISTICS,
     LatencyStats,
+    attention_reference,
     check_statistic,
     drift_factors,
     measure_many,
@@ -456,14 +464,18 @@ def current_settings(*, device: str = "cpu", threads: int = 1, batch: int = 1,
 
 
 # ---------------------------------------------------------------------- the table
-UNIT_CLASSES = ("glue", "float", "quant")
+UNIT_CLASSES = ("glue", "float", "quant", "mhsa")
 
 
 def unit_class(signature: str, is_block: bool) -> int:
-    """Index in :data:`UNIT_CLASSES` of a unit: ``glue`` unless a block; a block is
-    ``quant`` when its signature has ``bits=B`` with ``B < 32``."""
+    """Index in :data:`UNIT_CLASSES` of a unit: ``glue`` unless a block; a block is ``mhsa``
+    when it has multi-head self-attention (quantized or not: the attention over all
+    positions dominates it), else ``quant`` when its signature has ``bits=B`` with
+    ``B < 32``, else ``float``."""
     if not is_block:
         return 0
+    if re.search(r"\battention=mhsa\b", signature):
+        return 3
     m = re.search(r"\bbits=(\d+)", signature)
     return 2 if m and int(m.group(1)) < 32 else 1
 
@@ -560,6 +572,13 @@ class LatencyTable:
         (``space.encode_many``)."""
         by_class, blocks = self.class_sums(configs, statistic)
         return by_class.sum(axis=1), blocks
+
+    def attention_shares(self, configs: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Per config: the fraction of its unit time in ``mhsa`` units (0 where none), the
+        weight of the attention reference when its measurement is drift-corrected."""
+        by_class, _ = self.class_sums(configs)
+        total = by_class.sum(axis=1)
+        return np.where(total > 0, by_class[:, UNIT_CLASSES.index("mhsa")] / total, 0.0)
 
     def class_sums(self, configs: Sequence[Any] | np.ndarray, statistic: str | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -686,10 +705,15 @@ class LatencyTable:
             complete = bool(doc.get("complete", False))
             reference = doc.get("reference")
             if reference is not None:
-                reference = {"baseline": {str(k): float(v) for k, v in
-                                          reference["baseline"].items()},
-                             "chunks": [{str(k): float(v) for k, v in c.items()}
-                                        for c in reference.get("chunks", [])]}
+                def _ref(d: Mapping[str, Any]) -> dict[str, Any]:
+                    return {"baseline": {str(k): float(v) for k, v in d["baseline"].items()},
+                            "chunks": [{str(k): float(v) for k, v in c.items()}
+                                       for c in d.get("chunks", [])]}
+
+                att = reference.get("attention")
+                reference = _ref(reference)
+                if att is not None:
+                    reference["attention"] = _ref(att)
             date = str(doc.get("date", ""))
         except (KeyError, TypeError, ValueError, IndexError, NasError) as e:
             raise LatencyTableError(f"latency table {p}: corrupt ({type(e).__name__}: {e})"
@@ -750,37 +774,65 @@ def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings,
                     warmup: int | None = None, repeats: int | None = None, chunk: int = 50,
                     seed: int = 0, progress: Callable[[int], None] | None = None,
                     reference: dict[str, Any] | None = None,
+                    attention_shares: Sequence[float] | None = None,
                     raw: list[LatencyStats] | None = None) -> list[LatencyStats]:
     """Measure whole subnets of ``configs`` interleaved (in chunks of ``chunk``).
 
     With a table's ``reference`` (``{"baseline": {stat: ms}}``), each chunk also times the
     reference model and the results are drift-corrected to the baseline (see the module
-    docstring); the uncorrected stats are appended to ``raw`` when given."""
+    docstring); when the reference has an ``attention`` part and ``attention_shares`` (per
+    config, :meth:`LatencyTable.attention_shares`) are given, the attention reference is
+    timed too and each config's factor blends both by its share. The uncorrected stats are
+    appended to ``raw`` when given."""
     out: list[LatencyStats] = []
     shape = (settings.in_channels, *settings.input_size)
     ref = reference_model(settings.in_channels) if reference else None
+    att = (attention_reference() if reference and reference.get("attention")
+           and attention_shares is not None else None)
+    att_shape = (ATTENTION_REFERENCE_CHANNELS, *settings.input_size)
+    if att is not None and len(attention_shares) != len(configs):  # type: ignore[arg-type]
+        raise UsageError(f"{len(configs)} configs but {len(attention_shares)} "  # type: ignore
+                         "attention shares")
     for i in range(0, len(configs), chunk):
         part = list(configs[i:i + chunk])
         models = build_subnets(space, part, settings)
+        shapes = [shape] * len(models)
         if ref is not None:
             models.append(ref)
-        stats = measure_many(models, shape, device=settings.device, threads=settings.threads,
+            shapes.append(shape)
+        if att is not None:
+            models.append(att)
+            shapes.append(att_shape)
+        stats = measure_many(models, shapes, device=settings.device, threads=settings.threads,
                              batch=settings.batch,
                              warmup=settings.warmup if warmup is None else warmup,
                              repeats=settings.repeats if repeats is None else repeats,
                              seed=seed + i)
         if ref is not None:
             assert reference is not None
+            f_att = (drift_factors(stats.pop(), reference["attention"]["baseline"])
+                     if att is not None else None)
             f = drift_factors(stats.pop(), reference["baseline"])
             if raw is not None:
                 raw += stats
-            stats = [st.scaled(f) for st in stats]
+            if f_att is None:
+                stats = [st.scaled(f) for st in stats]
+            else:
+                assert attention_shares is not None
+                stats = [st.scaled(_blend(f, f_att, float(attention_shares[i + j])))
+                         for j, st in enumerate(stats)]
         elif raw is not None:
             raw += stats
         out += stats
         if progress:
             progress(len(part))
     return out
+
+
+def _blend(f: dict[str, float], g: dict[str, float], share: float) -> dict[str, float]:
+    """Drift factors of a network whose time is ``share`` attention units (factor ``g``) and
+    the rest other units (factor ``f``)."""
+    return {s: (1.0 - share) * f[s] + share * g.get(s, 1.0) for s in f}
 
 
 def fit_overhead(table: LatencyTable, configs: Sequence[Any], measured: Sequence[float],
@@ -840,7 +892,7 @@ def overhead_configs(table: LatencyTable, k: int, rng: np.random.Generator) -> l
 def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, batch: int = 1,
                         threads: int = 1, device: str = "cpu", in_channels: int = 3,
                         num_classes: int = 10, warmup: int = 3, repeats: int = 15,
-                        statistic: str = DEFAULT_STATISTIC, overhead_subnets: int = 24,
+                        statistic: str = DEFAULT_STATISTIC, overhead_subnets: int = 48,
                         out: str | os.PathLike[str] | None = None, resume: bool = True,
                         chunk: int = 16, seed: int = 0, progress: bool = True,
                         save_every_s: float = 10.0) -> LatencyTable:
@@ -895,37 +947,61 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                          reference=reference)
     ref_model = reference_model(in_channels)
     ref_shape = (in_channels, *settings.input_size)
+    attn_keys = {k for k in keys if unit_class(k, True) == UNIT_CLASSES.index("mhsa")}
+    # a second reference for attention units (a resumed table built without one keeps one)
+    use_att = bool(attn_keys) and (reference is None or "attention" in reference)
+    att_model = attention_reference() if use_att else None
+    att_shape = (ATTENTION_REFERENCE_CHANNELS, *settings.input_size)
     todo = [k for k in keys if k not in entries]
     last_save = time.perf_counter()
     with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv:
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
             models = [units[k].build() for k in part] + [ref_model]
-            stats = measure_many(models, [units[k].input_shape for k in part] + [ref_shape],
-                                 device=settings.device, threads=threads, batch=batch,
-                                 warmup=warmup, repeats=repeats, seed=seed + i)
+            shapes = [units[k].input_shape for k in part] + [ref_shape]
+            if att_model is not None:
+                models.append(att_model)
+                shapes.append(att_shape)
+            stats = measure_many(models, shapes, device=settings.device, threads=threads,
+                                 batch=batch, warmup=warmup, repeats=repeats, seed=seed + i)
+            att_now = stats.pop() if att_model is not None else None
             ref_now = stats.pop()
             if table.reference is None:  # provisional baseline: the first chunk's
                 table.reference = {"baseline": {s_: ref_now.get(s_) for s_ in STATISTICS},
                                    "chunks": []}
+                if att_now is not None:
+                    table.reference["attention"] = {
+                        "baseline": {s_: att_now.get(s_) for s_ in STATISTICS}, "chunks": []}
             table.reference["chunks"].append({s_: ref_now.get(s_) for s_ in STATISTICS})
             f = drift_factors(ref_now, table.reference["baseline"])
+            f_att = f
+            if att_now is not None:
+                att_ref = table.reference["attention"]
+                att_ref["chunks"].append({s_: att_now.get(s_) for s_ in STATISTICS})
+                f_att = drift_factors(att_now, att_ref["baseline"])
             for k, st in zip(part, stats):
-                entries[k] = st.scaled(f).to_dict()
+                entries[k] = st.scaled(f_att if k in attn_keys else f).to_dict()
             adv(len(part))
             if out is not None and time.perf_counter() - last_save > save_every_s:
                 table.save(out)
                 last_save = time.perf_counter()
     if table.reference is not None and table.reference["chunks"]:
-        # final baseline: the reference's median over the whole build
-        chunks = table.reference["chunks"]
-        target = {s_: float(np.median([c[s_] for c in chunks])) for s_ in STATISTICS}
-        old_base = table.reference["baseline"]
-        for e in entries.values():
-            for s_ in STATISTICS:
-                e[s_] = e[s_] * target[s_] / old_base[s_]
-            e["max"] = e["max"] * target["median"] / old_base["median"]
-        table.reference["baseline"] = target
+        # final baselines: each reference's median over the whole build
+        att_ref = table.reference.get("attention")
+        for ref_, which in ((table.reference, lambda k: not (att_ref and k in attn_keys)),
+                            (att_ref, lambda k: k in attn_keys)):
+            if not ref_ or not ref_["chunks"]:
+                continue
+            chunks = ref_["chunks"]
+            target = {s_: float(np.median([c[s_] for c in chunks])) for s_ in STATISTICS}
+            old_base = ref_["baseline"]
+            for k, e in entries.items():
+                if not which(k):
+                    continue
+                for s_ in STATISTICS:
+                    e[s_] = e[s_] * target[s_] / old_base[s_]
+                e["max"] = e["max"] * target["median"] / old_base["median"]
+            ref_["baseline"] = target
         table._luts.clear()
     if out is not None:
         table.save(out)
@@ -934,7 +1010,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     with task_progress("measuring subnets for the overhead", len(configs),
                        enabled=progress) as adv:
         measured = measure_configs(space, configs, settings, seed=seed, progress=adv,
-                                   repeats=max(repeats, 20), reference=table.reference)
+                                   repeats=max(repeats, 20), reference=table.reference,
+                                   attention_shares=table.attention_shares(configs))
     table.overhead = fit_overhead(table, configs, [m.get(statistic) for m in measured])
     table.complete = True
     log.info("overhead: %.3f ms + %.4f ms per block; built in %.1f s",
@@ -999,7 +1076,8 @@ def validate_table(table: LatencyTable, n: int, *, seed: int = 12345, repeats: i
                                    progress=adv,
                                    repeats=repeats if repeats is not None
                                    else max(table.settings.repeats, 20),
-                                   reference=table.reference, raw=raw)
+                                   reference=table.reference,
+                                   attention_shares=table.attention_shares(configs), raw=raw)
     stats = ("min", "p10", "median", "mean")
     return ValidationResult({s: np.array([m.get(s) for m in measured]) for s in stats},
                             {s: table.predict_many(configs, s) for s in stats},

@@ -32,6 +32,13 @@ chunks a minute apart. :func:`reference_model` is a fixed small CNN that lookup 
 alongside every chunk of units or subnets; dividing by its time in that chunk and
 multiplying by its time when the table was built (:func:`drift_factors`) expresses every
 measurement at the table's machine state. Raw times are kept too.
+
+One reference does not track everything: self-attention over all positions of a 32x32 map
+streams multi-megabyte score matrices through memory, and its speed follows the machine's
+memory traffic, not its arithmetic. Timed side by side every ~6 s for two minutes here, a
+stage-0 ``mhsa`` block's ratio to the CNN reference varied with a coefficient of variation of
+8.5% (12.7x-16.6x), its ratio to :func:`attention_reference` (the same attention alone) by
+1.3%. Tables therefore time both and correct attention units by the second.
 """
 
 from __future__ import annotations
@@ -132,6 +139,34 @@ def reference_model(in_channels: int, *, width: int = 32, seed: int = 0) -> nn.M
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
     return net.eval()
+
+
+ATTENTION_REFERENCE_CHANNELS = 32  # channels of attention_reference's input
+
+
+class _AttentionReference(nn.Module):
+    def __init__(self, channels: int, gen: torch.Generator) -> None:
+        super().__init__()
+        self.heads = max(1, channels // 16)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        with torch.no_grad():
+            for p in self.qkv.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        attn = torch.softmax(torch.matmul(q.transpose(-2, -1), k), dim=-1)
+        return torch.matmul(v, attn.transpose(-2, -1)).reshape(b, c, h, w)
+
+
+def attention_reference(channels: int = ATTENTION_REFERENCE_CHANNELS, *, seed: int = 0
+                        ) -> nn.Module:
+    """A fixed self-attention layer (1x1 q/k/v projection, softmax attention over all
+    positions; input ``(channels, H, W)``) timed next to every chunk to track the drift of
+    memory-bound attention units (see the module docstring); seeded like
+    :func:`reference_model`."""
+    return _AttentionReference(channels, torch.Generator().manual_seed(seed)).eval()
 
 
 def drift_factors(reference_now: LatencyStats, baseline: dict[str, float]

@@ -352,6 +352,8 @@ def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> 
     assert lat.unit_class("ResBlockPlan(width=8,bits=32,stride=1)", True) == 1
     assert lat.unit_class("ResBlockPlan(width=8,bits=4,stride=1)", True) == 2
     assert lat.unit_class("MBBlockPlan(width=8,kernel=3)", True) == 1
+    assert lat.unit_class("ResBlockPlan(width=8,attention=mhsa,bits=4,stride=1)", True) == 3
+    assert lat.unit_class("ResBlockPlan(width=8,attention=se,bits=32,stride=1)", True) == 1
     t = LatencyTable.load(tiny_table.path, space=tiny_space)
     rng = np.random.default_rng(0)
     for k in t.keys:
@@ -373,7 +375,7 @@ def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> 
     t.save(path)
     t2 = LatencyTable.load(path, space=tiny_space)
     np.testing.assert_allclose(t2.predict_many(configs), t.predict_many(configs))
-    assert lat.Overhead(0.5, 0.25).scale_vector().tolist() == [1.0, 1.0, 1.0]
+    assert lat.Overhead(0.5, 0.25).scale_vector().tolist() == [1.0] * len(lat.UNIT_CLASSES)
     with pytest.raises(UsageError, match="positive"):
         lat.fit_overhead(t, configs[:2], [1.0, -1.0])
 
@@ -406,6 +408,39 @@ def test_drift_correction(tiny_table: LatencyTable) -> None:
     val = lat.validate_table(tiny_table, 3, repeats=3, progress=False)
     assert val.raw is not None and set(val.raw) == set(val.measured)
     assert "uncorrected" in val.summary()
+
+
+def test_attention_units_have_their_own_drift_reference(tiny_file: Path,
+                                                       tmp_path: Path) -> None:
+    from nas.predictors.profiling import attention_reference
+
+    text = tiny_file.read_text().replace(
+        "    - {name: width, type: choice, values: [8, 16]}\n",
+        "    - {name: width, type: choice, values: [8, 16]}\n"
+        "    - {name: attention, type: choice, values: [none, mhsa]}\n", 1)
+    assert text != tiny_file.read_text()
+    (tmp_path / "att.yaml").write_text(text)
+    space = load_space(tmp_path / "att.yaml")
+    table = build_latency_table(space, input_size=8, warmup=1, repeats=3, overhead_subnets=3,
+                                chunk=4, out=tmp_path / "att.json", progress=False)
+    ref = table.reference
+    assert ref is not None and len(ref["attention"]["chunks"]) == len(ref["chunks"]) > 1
+    for part in (ref, ref["attention"]):  # rebased to the median over the build
+        assert part["baseline"]["p10"] == pytest.approx(
+            float(np.median([c["p10"] for c in part["chunks"]])))
+    configs = list(space.grid())
+    shares = table.attention_shares(configs)
+    has_mhsa = np.array([c["stages.0.attention"] == "mhsa" for c in configs])
+    assert np.all(shares[~has_mhsa] == 0) and np.all((shares[has_mhsa] > 0)
+                                                      & (shares[has_mhsa] < 1))
+    assert lat._blend({"p10": 1.0}, {"p10": 2.0}, 0.25) == {"p10": 1.25}
+    reloaded = LatencyTable.load(tmp_path / "att.json", space=space)
+    assert reloaded.reference == ref
+    val = lat.validate_table(reloaded, 3, repeats=3, progress=False)
+    assert np.all(np.isfinite(val.measured_ms)) and val.raw is not None
+    a, b = attention_reference(), attention_reference()  # the same layer in every process
+    x = torch.randn(1, 32, 4, 4)
+    assert torch.equal(a(x), b(x))
 
 
 def test_overhead_subnets_span_the_latency_range(tiny_table: LatencyTable) -> None:
