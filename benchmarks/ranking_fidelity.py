@@ -7,6 +7,12 @@ each strategy's supernet then ranks them by inherited validation accuracy after 
 recalibration. Prints the stand-alone and inherited accuracies and Kendall's tau per strategy.
 
     python benchmarks/ranking_fidelity.py [--data digits] [--epochs 30] [--strategies ...]
+        [--resize S] [--train-subset N] [--val-fraction F]
+
+``--resize S`` area-downsamples the dataset's images to S x S first (e.g. Fashion-MNIST to
+7 x 7, which a CPU can train 11 times in a session; the data stays real), written to a
+temporary ``.npz`` that the trainer reads; ``--train-subset N`` trains every network (the
+stand-alone ones and the supernets) on the same seeded N training images.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import kendalltau
 
-from nas.data import TensorLoader, load_dataset, split
+from nas.data import TensorLoader, load_dataset, split, subset
 from nas.searchspace import Config, Space, get_space
 from nas.supernet import analytic_costs, build_subnet
 from nas.training import TrainOptions, evaluate_config, train
@@ -64,6 +70,23 @@ def train_standalone(model: torch.nn.Module, opts: TrainOptions, x: torch.Tensor
             step += 1
 
 
+def resized_npz(name: str, size: int, out: Path) -> str:
+    """``name``'s images area-downsampled to ``size`` x ``size`` (pixel values in [0, 1]) as
+    a ``.npz`` file the trainer can load."""
+    data = load_dataset(name)
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+
+    def small(x: torch.Tensor) -> np.ndarray:
+        raw = (x * std + mean).clamp(0, 1)
+        return F.adaptive_avg_pool2d(raw, size).numpy().astype(np.float32)
+
+    path = out / f"{data.name}_{size}x{size}.npz"
+    np.savez(path, x_train=small(data.x_train), y_train=data.y_train.numpy(),
+             x_test=small(data.x_test), y_test=data.y_test.numpy())
+    return str(path)
+
+
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
@@ -79,23 +102,35 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["sandwich", "poa", "uniform"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resize", type=int, default=None)
+    ap.add_argument("--train-subset", type=int, default=None)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    tmp = tempfile.TemporaryDirectory()
+    if args.resize:
+        args.data = resized_npz(args.data, args.resize, Path(tmp.name))
     space = get_space(args.space)
     data = load_dataset(args.data)
-    parts = split(data, seed=args.seed)
+    parts = split(data, args.val_fraction, seed=args.seed)
+    x_train, y_train = parts.train
+    if args.train_subset:
+        x_train, y_train = subset(x_train, y_train, args.train_subset, seed=args.seed)
+    print(f"{data.describe()}; training on {len(x_train)}, validating on {len(parts.val[0])}",
+          flush=True)
     build = {"in_channels": data.in_channels, "num_classes": data.num_classes,
              "input_size": data.input_size}
     base = TrainOptions(space=args.space, data=args.data, epochs=args.epochs, seed=args.seed,
-                        threads=args.threads)
+                        threads=args.threads, val_fraction=args.val_fraction,
+                        train_subset=args.train_subset)
     configs = spanning_configs(space, args.subnets, build, args.seed)
     flops = [analytic_costs(space, c, **build).flops for c in configs]
     t = time.perf_counter()
     alone = []
     for i, cfg in enumerate(configs):
         model = build_subnet(space, cfg, **build)
-        train_standalone(model, base, *parts.train, seed=args.seed + i)
+        train_standalone(model, base, x_train, y_train, seed=args.seed + i)
         alone.append(accuracy(model, *parts.val))
         print(f"stand-alone {i}: {flops[i] / 1e6:7.2f} MFLOPs  val {alone[-1]:.2f}%", flush=True)
     print(f"stand-alone training: {time.perf_counter() - t:.0f}s")
@@ -106,13 +141,14 @@ def main() -> None:
             net = train(base.replace(strategy=name), Path(d) / "run", progress=False).supernet
         inherited = []
         for cfg in configs:
-            calib = TensorLoader(*parts.train, 64, shuffle=True,
+            calib = TensorLoader(x_train, y_train, 64, shuffle=True,
                                  generator=torch.Generator().manual_seed(args.seed))
             inherited.append(evaluate_config(net, cfg, val, calib, 16)["top1"])
         tau = kendalltau(alone, inherited).statistic
         print(f"{name:10s} tau {tau:+.3f}  inherited {[round(a, 1) for a in inherited]}  "
               f"({time.perf_counter() - t:.0f}s)", flush=True)
     print(f"stand-alone accuracies {[round(a, 1) for a in alone]}")
+    tmp.cleanup()
 
 
 if __name__ == "__main__":
