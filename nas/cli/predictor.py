@@ -1,4 +1,9 @@
-"""``nas predictor evaluate``: fit a predictor on a table of measurements, report metrics."""
+"""``nas predictor evaluate|fit|predict``: predictors from tables of measurements.
+
+``evaluate`` fits on N random rows and reports metrics on M others (several seeds); ``fit``
+fits on every row and saves the predictor (``.npz``: JSON header and arrays, no pickle);
+``predict`` applies a saved predictor to the rows of a table or to configs in a JSON file.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--n-train", type=int, required=True)
     e.add_argument("--n-test", type=int, default=1000)
     e.add_argument("--seeds", type=int, default=5)
+    _model_arguments(e)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    f = sub.add_parser("fit", help="fit on every row of a table and save the predictor")
+    f.add_argument("--table", required=True, metavar="CSV")
+    add_space_argument(f)
+    f.add_argument("--target", required=True, metavar="COLUMN")
+    f.add_argument("--out", required=True, metavar="PRED.npz",
+                   help="where the fitted predictor is written (atomically)")
+    _model_arguments(f)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+
+    q = sub.add_parser("predict", help="predict the rows of a table or configs in a file")
+    q.add_argument("--predictor", required=True, metavar="PRED.npz",
+                   help="a predictor written by `nas predictor fit`")
+    add_space_argument(q)
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--table", metavar="CSV",
+                     help="rows mapped to configs like `fit` does (other columns are kept)")
+    src.add_argument("--configs", metavar="JSON",
+                     help="a JSON list of configs, or one config per line (JSON lines)")
+    q.add_argument("--std", action="store_true",
+                   help="also the predictive standard deviation (gp, rf, ensemble)")
+    q.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="cache of zero-cost proxy values (predictors fitted with 'zc')")
+    q.add_argument("--out", default=None, metavar="CSV",
+                   help="write a CSV here (atomically) instead of printing it")
+
+
+def _model_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--model", default="auto",
                    help="a registered predictor (ridge, svr, rf, gbt, gp, mlp, ensemble, auto)")
     e.add_argument("--target-transform", default="normal", choices=("normal", "none"),
@@ -31,7 +67,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "grad_norm, jacov)")
     e.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="cache zero-cost proxy values in DIR (recommended with 'zc')")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _kinds(text: str, space: object) -> list[str] | None:
@@ -48,15 +83,147 @@ def _kinds(text: str, space: object) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.predictor_command == "fit":
+        return _fit(args)
+    if args.predictor_command == "predict":
+        return _predict(args)
+    return _evaluate(args)
+
+
+def _check_model(name: str) -> None:
+    from nas.predictors.models import list_predictors
+
+    if name not in list_predictors():
+        raise UsageError(f"unknown --model {name!r}; known: {', '.join(list_predictors())}")
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nas.predictors.features import Featurizer
+    from nas.predictors.metrics import all_metrics
+    from nas.predictors.models import get_predictor
+    from nas.predictors.pipeline import ConfigPredictor
+    from nas.predictors.table import load_measurements
+    from nas.searchspace import load_space
+
+    _check_model(args.model)
+    space = load_space(args.space)
+    fz = Featurizer(space, kinds=_kinds(args.features, space),
+                    proxies=[p.strip() for p in args.proxies.split(",") if p.strip()],
+                    cache_dir=args.cache_dir)
+    model = get_predictor(args.model, seed=args.seed, target_transform=args.target_transform)
+    configs, y = load_measurements(args.table, space, args.target)
+    if len(y) < 2:
+        raise UsageError(f"{args.table}: a predictor needs at least 2 rows, got {len(y)}")
+    with err_console.status(f"fitting {args.model} on {len(y)} rows"):
+        pred = ConfigPredictor(fz, model).fit(configs, y)
+        fitted = pred.predict_configs(configs)
+    pred.save(args.out, extra={"target": args.target, "table": str(args.table),
+                               "rows": int(len(y))})
+    info = {"out": str(args.out), "model": args.model, "rows": int(len(y)),
+            "target": args.target, "features": list(fz.kinds),
+            "chosen": model.params.get("chosen"),
+            "cv_kendall_tau": getattr(model, "cv_scores_", None),
+            "training_fit": all_metrics(y, np.asarray(fitted))}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        chosen = f" (auto chose {info['chosen']})" if info["chosen"] else ""
+        fit = info["training_fit"]
+        console.print(f"fitted {args.model}{chosen} on {len(y)} rows of {args.table} "
+                      f"({args.target}; features {', '.join(fz.kinds)}) -> {args.out}")
+        console.print(f"on its own training rows: Kendall tau {fit['kendall_tau']:.3f}, "
+                      f"MAPE {fit['mape']:.2f}% (use `nas predictor evaluate` for held-out "
+                      "figures)")
+    return 0
+
+
+def _read_configs(path: str, space: object) -> list[object]:
+    from pathlib import Path
+
+    from nas.errors import ConfigError
+
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f"--configs {path}: cannot read ({e.strerror})") from None
+    try:
+        doc = json.loads(text)
+        items = doc if isinstance(doc, list) else [doc]
+    except json.JSONDecodeError:
+        items = []
+        for k, line in enumerate(text.splitlines()):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"--configs {path}: line {k + 1} is not JSON ({e.msg})"
+                                     ) from None
+    out = []
+    for k, item in enumerate(items):
+        try:
+            out.append(space.config(item))  # type: ignore[attr-defined]
+        except (ConfigError, TypeError, ValueError) as e:
+            raise UsageError(f"--configs {path}: config #{k + 1}: {e}") from None
+    if not out:
+        raise UsageError(f"--configs {path}: no configs in the file")
+    return out
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from nas.predictors.pipeline import ConfigPredictor
+    from nas.predictors.table import read_table, table_configs
+    from nas.searchspace import load_space
+    from nas.utils import atomic_write_text
+
+    space = load_space(args.space)
+    pred, info = ConfigPredictor.load_with_info(args.predictor, space, args.cache_dir)
+    if args.std and not pred.model.supports_std:
+        raise UsageError(f"--std: predictor {pred.model.name!r} does not report uncertainty")
+    name = f"predicted_{info.get('target') or 'value'}"
+    if args.table:
+        table = read_table(args.table)
+        configs = table_configs(table, space)
+        header = list(table.columns)
+        rows = [list(r) for r in table.rows]
+    else:
+        configs = _read_configs(args.configs, space)
+        header = ["config"]
+        rows = [[c.to_json()] for c in configs]  # type: ignore[attr-defined]
+    if args.std:
+        X = pred.featurizer.transform(configs)
+        mean, std = pred.model.predict_with_std(X)
+    else:
+        mean, std = pred.predict_configs(configs), None
+    header.append(name)
+    if std is not None:
+        header.append(f"{name}_std")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for i, r in enumerate(rows):
+        w.writerow(r + [repr(float(mean[i]))] + ([repr(float(std[i]))] if std is not None
+                                                  else []))
+    if args.out:
+        atomic_write_text(args.out, buf.getvalue())
+        err_console.print(f"{len(rows)} predictions -> {args.out}")
+    else:
+        print(buf.getvalue(), end="")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     from rich.table import Table
 
     from nas.predictors.evaluate import evaluate_table
-    from nas.predictors.models import list_predictors
     from nas.searchspace import load_space
 
-    if args.model not in list_predictors():
-        raise UsageError(f"unknown --model {args.model!r}; known: {', '.join(list_predictors())}")
+    _check_model(args.model)
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     space = load_space(args.space)

@@ -79,25 +79,36 @@ class ConfigPredictor:
             return mean[inverse], s[inverse]
         return self.model.predict(X)[inverse]
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str],
+             extra: dict[str, Any] | None = None) -> None:
         """Save the model with the space and feature kinds it expects (see
-        :func:`nas.predictors.models.save_predictor`)."""
+        :func:`nas.predictors.models.save_predictor`); ``extra``: more JSON-able metadata
+        (e.g. the target's name), returned by :meth:`load_with_info`."""
         fz = self.featurizer
         save_predictor(self.model, path, extra={
-            "space": fz.space.name, "space_fingerprint": fz.space.fingerprint,
+            **(extra or {}), "space": fz.space.name, "space_fingerprint": fz.space.fingerprint,
             "kinds": list(fz.kinds), "proxies": list(fz.proxies)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], space: Any) -> ConfigPredictor:
+    def load(cls, path: str | os.PathLike[str], space: Any,
+             cache_dir: str | os.PathLike[str] | None = None) -> ConfigPredictor:
         """Load a predictor saved by :meth:`save` for configs of ``space``.
 
         Raises:
             UsageError: the file was saved for another space.
         """
+        return cls.load_with_info(path, space, cache_dir)[0]
+
+    @classmethod
+    def load_with_info(cls, path: str | os.PathLike[str], space: Any,
+                       cache_dir: str | os.PathLike[str] | None = None
+                       ) -> tuple[ConfigPredictor, dict[str, Any]]:
+        """:meth:`load`, plus the metadata saved with the predictor."""
         model, extra = load_predictor(path)
         if extra.get("space_fingerprint") not in (None, space.fingerprint):
             raise UsageError(f"{path}: predictor was fitted for space {extra.get('space')!r}, "
                              f"not for this definition of {space.name!r}")
         fz = Featurizer(space, kinds=extra.get("kinds"),
-                        proxies=tuple(extra.get("proxies") or ("synflow",)))
-        return cls(fz, model)
+                        proxies=tuple(extra.get("proxies") or ("synflow",)),
+                        cache_dir=cache_dir)
+        return cls(fz, model), extra

@@ -42,3 +42,67 @@ def test_evaluate_table_output_and_errors(nb201_slice: Path,
     rc = main(["predictor", "evaluate", "--table", str(nb201_slice), "--space", "nb201",
                "--target", "cifar10_test_acc", "--n-train", "250", "--n-test", "100"])
     assert rc == 1 and "fewer than n_train" in capsys.readouterr().err
+
+
+def test_fit_then_predict(nb201_slice: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    import numpy as np
+
+    from nas.predictors.pipeline import ConfigPredictor
+    from nas.predictors.table import read_table, table_configs
+    from nas.searchspace import get_space
+
+    model = tmp_path / "gp.npz"
+    rc = main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+               "--target", "cifar10_test_acc", "--model", "gp", "--out", str(model), "--json"])
+    info = json.loads(capsys.readouterr().out)
+    assert rc == 0 and model.exists() and info["rows"] == 300 and info["model"] == "gp"
+    assert info["training_fit"]["kendall_tau"] > 0.5
+    out = tmp_path / "pred.csv"
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+               "--table", str(nb201_slice), "--std", "--out", str(out)])
+    assert rc == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 300 and rows[0]["arch"]  # the table's own columns are kept
+    got = np.array([float(r["predicted_cifar10_test_acc"]) for r in rows])
+    std = np.array([float(r["predicted_cifar10_test_acc_std"]) for r in rows])
+    space = get_space("nb201")
+    configs = table_configs(read_table(nb201_slice), space)
+    expect = ConfigPredictor.load(model, space).predict_configs(configs)
+    np.testing.assert_allclose(got, expect, rtol=1e-12)
+    assert np.all(std >= 0) and std.max() > 0
+    # configs from a JSON-lines file, printed
+    lines = tmp_path / "configs.jsonl"
+    lines.write_text("\n".join(c.to_json() for c in configs[:3]) + "\n")
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+               "--configs", str(lines)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(printed) == 4 and printed[0] == "config,predicted_cifar10_test_acc"
+    assert float(printed[1].rsplit(",", 1)[1]) == pytest.approx(expect[0], rel=1e-12)
+
+
+def test_predict_errors(nb201_slice: Path, tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "ridge.npz"
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "latency_gold_6226_ms", "--model", "ridge",
+                 "--out", str(model)]) == 0
+    capsys.readouterr()
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+               "--table", str(nb201_slice), "--std"])
+    assert rc == 2 and "does not report uncertainty" in capsys.readouterr().err
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "resnet_like",
+               "--table", str(nb201_slice)])
+    assert rc != 0 and "fitted for space 'nb201'" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"edge_0_1": "conv_9x9"}]')
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+               "--configs", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "config #1" in err and "bad.json" in err
+    rc = main(["predictor", "predict", "--predictor", str(tmp_path / "missing.npz"),
+               "--space", "nb201", "--table", str(nb201_slice)])
+    assert rc != 0 and "missing.npz" in capsys.readouterr().err
