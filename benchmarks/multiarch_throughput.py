@@ -3,13 +3,14 @@ images·subnets per second of 4 separate passes).
 
 Both sides train the same 4 sampled subnets on the same batch of B images, each subnet on its
 own B/4 images: ``multiarch`` does it in one step (one grouped forward through
-``Supernet.activate_many``, which slices every shared weight once for all K subnets, one
-backward, one optimizer step); "separate" does 4 full training steps (forward, backward,
-clip, optimizer step each); "looped" is the former ``multiarch`` (K ``activate`` forwards in
-one graph, each slicing the shared weights itself, one backward, one optimizer step).
-Timed interleaved, median of R repetitions, in one run.
+``Supernet.activate_many``, one backward, one optimizer step); "separate" does 4 full
+training steps (forward, backward, clip, optimizer step each); "looped" is the same single
+step written by hand (K ``activate`` forwards in one graph), a check on ``activate_many``'s
+own overhead.
+Timed interleaved (the order rotating every repetition), median of R repetitions, in one run.
 
     python benchmarks/multiarch_throughput.py [--space resnet_like] [--batch 64] [--reps 7]
+        [--default-allocator]
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=4)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="leave glibc's allocator as it is (by default it keeps freed memory, "
+                         "as `nas train` makes it: nas.utils.memory.steady_allocator)")
     args = ap.parse_args()
+    if not args.default_allocator:
+        from nas.utils.memory import steady_allocator
+
+        print(f"steady allocator: {steady_allocator()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -80,8 +88,11 @@ def main() -> None:
     multiarch(0)
     looped(0)
     separate(0)  # warm-up
+    sides = [("multiarch", multiarch), ("looped", looped), ("separate", separate)]
     for r in range(args.reps):
-        for name, fn in (("multiarch", multiarch), ("looped", looped), ("separate", separate)):
+        # rotate the order every rep: whichever side runs first after another pays for it
+        # (a fixed order made the first side look 10-20% slower)
+        for name, fn in sides[r % 3:] + sides[:r % 3]:
             t = time.perf_counter()
             fn(r + 1)  # same seed: the same K subnets on both sides
             times[name].append(time.perf_counter() - t)

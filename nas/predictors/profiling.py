@@ -44,11 +44,7 @@ stage-0 ``mhsa`` block's ratio to the CNN reference varied with a coefficient of
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -58,6 +54,7 @@ import torch
 from torch import nn
 
 from nas.errors import UsageError
+from nas.utils.memory import steady_allocator
 
 log = logging.getLogger(__name__)
 
@@ -101,29 +98,6 @@ class LatencyStats:
         return LatencyStats(min=float(t.min()), p10=float(np.percentile(t, 10)),
                             median=float(np.median(t)), mean=float(t.mean()),
                             max=float(t.max()), repeats=int(t.size))
-
-
-_STEADY: bool | None = None
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
-
-
-def steady_allocator() -> bool:
-    """Make glibc's allocator keep and reuse freed memory (no ``mmap`` for large blocks, no
-    trimming), once per process; see the module docstring. Returns whether it is in effect
-    (``False`` off Linux/glibc or with ``NAS_STEADY_ALLOCATOR=0``)."""
-    global _STEADY
-    if _STEADY is None:
-        _STEADY = False
-        if os.environ.get("NAS_STEADY_ALLOCATOR", "1") != "0" and sys.platform == "linux":
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                ok = (libc.mallopt(_M_MMAP_MAX, 0) == 1
-                      and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1)
-                _STEADY = bool(ok)
-            except (OSError, AttributeError):  # not glibc
-                _STEADY = False
-        log.debug("steady allocator: %s", _STEADY)
-    return _STEADY
 
 
 def reference_model(in_channels: int, *, width: int = 32, seed: int = 0) -> nn.Module:

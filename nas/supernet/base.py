@@ -29,7 +29,6 @@ from nas.supernet.ops import (
     ElasticConv2d,
     active_leaves,
     collect_state,
-    shared_slices,
 )
 
 log = logging.getLogger(__name__)
@@ -245,14 +244,14 @@ class Supernet(nn.Module):
         after group, as K separate passes in that order would). Returns the K groups' outputs
         concatenated in batch order. All configs are validated before any tensor is touched.
 
-        Execution: the groups run one after the other inside one autograd graph, and when
-        gradients are on, every shared conv weight is sliced for all K subnets by one
-        operation whose backward writes the K gradients into a single buffer (one
-        full-size gradient per weight instead of K zero-filled ones summed). One backward
-        pass and one optimizer step then cover K subnets. Each group still runs its own
+        Execution: the groups run one after the other inside one autograd graph, so one
+        backward pass and one optimizer step cover K subnets. Each group still runs its own
         ops, so the forward and backward cost what K separate ones cost; what a training
         step saves is the per-step work over the shared weights (gradient clipping, the
         optimizer update), done once instead of K times (see ``benchmarks/RESULTS.md``).
+        (Slicing each shared weight for all K groups in one autograd function with a single
+        gradient buffer was tried and removed: its Python backward and zero-filled buffers
+        made steps 10-17% slower than autograd's own slicing.)
         Channel-stacked grouped convolutions over zero-padded union weights are not used:
         kernels and widths are sampled per block and stage, and padding every group to the
         union multiplies the convolution work (a 3x3 group padded to 7x7 does 5.4x its work).
@@ -280,42 +279,15 @@ class Supernet(nn.Module):
             raise InputShapeError(f"input: a batch of {x.shape[0]} cannot be split into "
                                   f"{k} groups (one per active config)")
         parts = x.tensor_split(k)
-        shared = self._shared_slices(plans) if torch.is_grad_enabled() else None
         outs = []
         try:
-            for i, (plan, part) in enumerate(zip(plans, parts)):
+            for plan, part in zip(plans, parts):
                 self._apply_plan(plan)
-                if shared is not None:
-                    for m, src in shared[i]:
-                        m.__dict__["_source"] = src  # a plain attribute, not a buffer
-                try:
-                    outs.append(self._forward(part))
-                finally:
-                    if shared is not None:
-                        for m, _ in shared[i]:
-                            m.__dict__["_source"] = None
+                outs.append(self._forward(part))
         finally:
             if self._plan is not None:
                 self._apply_plan(self._plan)
         return torch.cat(outs)
-
-    def _shared_slices(self, plans: tuple[Any, ...]
-                       ) -> list[list[tuple[ElasticConv2d, Tensor]]]:
-        """Per group, ``(conv, its slice of the conv's weight)`` for every conv the group's
-        subnet runs, each weight sliced for all groups by one :func:`shared_slices`."""
-        users: dict[int, tuple[ElasticConv2d, list[tuple[int, tuple[int, ...]]]]] = {}
-        for i, plan in enumerate(plans):
-            self._apply_plan(plan)
-            for _, child in self.named_children():
-                for m in (child, *active_leaves(child)):
-                    if isinstance(m, ElasticConv2d) and m.weight.requires_grad:
-                        users.setdefault(id(m), (m, []))[1].append((i, m.slice_spec()))
-        out: list[list[tuple[ElasticConv2d, Tensor]]] = [[] for _ in plans]
-        for m, uses in users.values():
-            views = shared_slices(m.weight, [spec for _, spec in uses])
-            for (i, _), v in zip(uses, views):
-                out[i].append((m, v))
-        return out
 
     def _set(self, cfg: Config, plan: Any) -> None:
         self._apply_plan(plan)

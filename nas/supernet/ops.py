@@ -75,38 +75,6 @@ def group_diagonal(w: Tensor, groups: int) -> Tensor:
                                                                            kh, kw)
 
 
-class _SharedSlices(torch.autograd.Function):
-    """Leading slices ``w[:n0, :n1, ...]`` of one tensor, one per spec, whose gradients go
-    into a single tensor of ``w``'s shape in the backward pass. Slicing a parameter K times
-    the ordinary way materialises K zero-filled, full-size gradients and adds them up; on a
-    large supernet that memory traffic costs more than the small convolutions themselves."""
-
-    @staticmethod
-    def forward(ctx, weight: Tensor, specs: tuple[tuple[int, ...], ...]  # noqa: ANN001
-                ) -> tuple[Tensor, ...]:
-        ctx.specs = specs
-        ctx.shape = weight.shape
-        ctx.set_materialize_grads(False)
-        return tuple(weight[tuple(slice(0, n) for n in spec)] for spec in specs)
-
-    @staticmethod
-    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, None]:  # noqa: ANN001
-        out: Tensor | None = None
-        for spec, g in zip(ctx.specs, grads):
-            if g is None:
-                continue
-            if out is None:
-                out = g.new_zeros(ctx.shape)
-            out[tuple(slice(0, n) for n in spec)] += g
-        return out, None
-
-
-def shared_slices(weight: Tensor, specs: Sequence[tuple[int, ...]]) -> tuple[Tensor, ...]:
-    """``weight[:a, :b]`` for each ``(a, b)`` in ``specs`` (leading dims; shorter specs slice
-    fewer dims), with one gradient buffer for all of them (see :class:`_SharedSlices`)."""
-    return _SharedSlices.apply(weight, tuple(tuple(int(n) for n in s) for s in specs))
-
-
 class ElasticConv2d(nn.Module):
     """Conv with elastic input/output channels, kernel size and groups.
 
@@ -149,9 +117,6 @@ class ElasticConv2d(nn.Module):
         self.kernel_transform = nn.ParameterDict(
             {f"{k}x{k}": nn.Parameter(torch.eye(k * k)) for k in ks[:-1]}
         )
-        # the active slice of ``weight`` when the supernet shares slicing between the
-        # subnets of a multi-architecture batch (set and cleared by the supernet)
-        self._source: Tensor | None = None
         self.set_active(self.max_in, self.max_out, kmax, 1, 32)
 
     def slice_spec(self) -> tuple[int, ...]:
@@ -201,16 +166,14 @@ class ElasticConv2d(nn.Module):
     def derived_weight(self) -> Tensor:
         """The active weight before fake quantization: sliced, group-extracted,
         kernel-transformed and cropped to the live taps (differentiable)."""
-        w = self._source
-        if w is None:
-            w = self.weight
-            if self._plain:
-                return w
-            if self.depthwise:
-                if self._out != self.max_out:
-                    w = w[: self._out]
-            elif self._out != self.max_out or self._in != self.max_in:
-                w = w[: self._out, : self._in]
+        w = self.weight
+        if self._plain:
+            return w
+        if self.depthwise:
+            if self._out != self.max_out:
+                w = w[: self._out]
+        elif self._out != self.max_out or self._in != self.max_in:
+            w = w[: self._out, : self._in]
         if self._groups > 1 and not self.depthwise:
             w = group_diagonal(w, self._groups)
         cur = self.kernel_sizes[-1]
@@ -238,8 +201,6 @@ class ElasticConv2d(nn.Module):
 
     def active_weight(self) -> Tensor:
         """The weight the forward pass uses (derived, then fake-quantized)."""
-        if self._source is not None:
-            return fake_quant_weight(self.derived_weight(), self._bits)
         if self._plain and self._bits >= 32:
             return self.weight
         if torch.is_grad_enabled():

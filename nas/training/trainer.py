@@ -42,6 +42,7 @@ from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.strategies import make_strategy
 from nas.utils.files import atomic_torch_save, atomic_write_text
+from nas.utils.memory import steady_allocator
 from nas.utils.progress import training_progress
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _configure_torch(opts: TrainOptions) -> None:
+    # glibc keeps freed memory: every step allocates the same activation and gradient sizes,
+    # which it would otherwise page-fault afresh (nas.utils.memory; NAS_STEADY_ALLOCATOR=0
+    # turns it off)
+    steady_allocator()
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if opts.deterministic:

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from nas.errors import ConfigError
 from nas.searchspace import get_space
 from nas.supernet import InputShapeError, SupernetError, build_supernet
-from nas.supernet.ops import shared_slices
 
 from .conftest import randomize
 
@@ -82,13 +81,3 @@ def test_unequal_groups_and_errors(supernets):
             pass
         assert net.active_config == space.min()
     assert net.active_config is None
-
-
-def test_shared_slices_gradient():
-    w = torch.randn(6, 5, 3, 3, requires_grad=True)
-    a, b, c = shared_slices(w, [(6, 5), (2, 3), (4,)])
-    assert a.shape == (6, 5, 3, 3) and b.shape == (2, 3, 3, 3) and c.shape == (4, 5, 3, 3)
-    ((a * 2).sum() + (b * 3).sum()).backward()  # c unused: contributes nothing
-    ref = torch.full_like(w, 2.0)
-    ref[:2, :3] += 3.0
-    assert torch.equal(w.grad, ref)
