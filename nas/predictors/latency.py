@@ -47,11 +47,14 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
 Drift correction: every chunk of units (and of whole subnets, when validating or fitting
 the overhead) is timed together with :func:`nas.predictors.profiling.reference_model`, and
 its times are multiplied by ``baseline / reference time in that chunk``: all numbers are
-expressed at one machine state, the median of the reference over the build. Spaces with
-``mhsa`` units also time :func:`nas.predictors.profiling.attention_reference` in every
-chunk: attention units are corrected by it (their speed follows memory traffic, which the
-CNN reference does not track), and a whole subnet by the blend of both factors weighted by
-the table's predicted share of its attention units.
+expressed at one machine state, the median of the reference over the build. Tables with
+memory-bound attention units (``mhsa`` over at least
+:data:`MEMORY_BOUND_ATTENTION_POSITIONS` positions, e.g. stage 0 at 32x32; not at 8x8,
+where attention is as cheap as its neighbours) also time
+:func:`nas.predictors.profiling.attention_reference` in every chunk: those units are
+corrected by it (their speed follows memory traffic, which the CNN reference does not
+track), and a whole subnet by the blend of both factors weighted by the table's predicted
+share of its attention units.
 
 Loading a table built for other settings (device, threads, batch, input size, torch version)
 logs a warning; a corrupt file or one for another space raises :class:`LatencyTableError`
@@ -465,17 +468,23 @@ def current_settings(*, device: str = "cpu", threads: int = 1, batch: int = 1,
 
 # ---------------------------------------------------------------------- the table
 UNIT_CLASSES = ("glue", "float", "quant", "mhsa")
+# attention over at least this many positions is memory-bound: its score matrix (>= 1 MiB
+# per head in float32) leaves a core's private cache
+MEMORY_BOUND_ATTENTION_POSITIONS = 512
 
 
 def unit_class(signature: str, is_block: bool) -> int:
     """Index in :data:`UNIT_CLASSES` of a unit: ``glue`` unless a block; a block is ``mhsa``
-    when it has multi-head self-attention (quantized or not: the attention over all
-    positions dominates it), else ``quant`` when its signature has ``bits=B`` with
-    ``B < 32``, else ``float``."""
+    when it has multi-head self-attention over at least
+    :data:`MEMORY_BOUND_ATTENTION_POSITIONS` positions (quantized or not: that attention
+    dominates it, and its speed follows memory traffic), else ``quant`` when its signature
+    has ``bits=B`` with ``B < 32``, else ``float``."""
     if not is_block:
         return 0
     if re.search(r"\battention=mhsa\b", signature):
-        return 3
+        hw = re.search(r"\bhw=(\d+)x(\d+)", signature)
+        if hw is None or int(hw.group(1)) * int(hw.group(2)) >= MEMORY_BOUND_ATTENTION_POSITIONS:
+            return 3
     m = re.search(r"\bbits=(\d+)", signature)
     return 2 if m and int(m.group(1)) < 32 else 1
 

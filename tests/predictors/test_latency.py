@@ -353,6 +353,10 @@ def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> 
     assert lat.unit_class("ResBlockPlan(width=8,bits=4,stride=1)", True) == 2
     assert lat.unit_class("MBBlockPlan(width=8,kernel=3)", True) == 1
     assert lat.unit_class("ResBlockPlan(width=8,attention=mhsa,bits=4,stride=1)", True) == 3
+    big = "ResBlockPlan(width=8,attention=mhsa,bits=32,in_hw=32x32,hw=32x32)"
+    assert lat.unit_class(big, True) == 3  # 1,024 positions: memory-bound attention
+    small = "ResBlockPlan(width=8,attention=mhsa,bits=4,in_hw=32x32,hw=16x16)"
+    assert lat.unit_class(small, True) == 2  # 256 positions: a block like the others
     assert lat.unit_class("ResBlockPlan(width=8,attention=se,bits=32,stride=1)", True) == 1
     t = LatencyTable.load(tiny_table.path, space=tiny_space)
     rng = np.random.default_rng(0)
@@ -421,7 +425,10 @@ def test_attention_units_have_their_own_drift_reference(tiny_file: Path,
     assert text != tiny_file.read_text()
     (tmp_path / "att.yaml").write_text(text)
     space = load_space(tmp_path / "att.yaml")
-    table = build_latency_table(space, input_size=8, warmup=1, repeats=3, overhead_subnets=3,
+    small = build_latency_table(space, input_size=8, warmup=1, repeats=2, overhead_subnets=2,
+                                chunk=8, progress=False)
+    assert "attention" not in small.reference  # 64 positions: no memory-bound attention
+    table = build_latency_table(space, input_size=32, warmup=1, repeats=3, overhead_subnets=3,
                                 chunk=4, out=tmp_path / "att.json", progress=False)
     ref = table.reference
     assert ref is not None and len(ref["attention"]["chunks"]) == len(ref["chunks"]) > 1
