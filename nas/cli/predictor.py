@@ -125,7 +125,8 @@ def _fit(args: argparse.Namespace) -> int:
             "target": args.target, "features": list(fz.kinds),
             "chosen": model.params.get("chosen"),
             "cv_kendall_tau": getattr(model, "cv_scores_", None),
-            "training_fit": all_metrics(y, np.asarray(fitted))}
+            "training_fit": {k: (float(v) if np.isfinite(v) else None)
+                             for k, v in all_metrics(y, np.asarray(fitted)).items()}}
     if args.json:
         print(json.dumps(info))
     else:
@@ -133,9 +134,12 @@ def _fit(args: argparse.Namespace) -> int:
         fit = info["training_fit"]
         console.print(f"fitted {args.model}{chosen} on {len(y)} rows of {args.table} "
                       f"({args.target}; features {', '.join(fz.kinds)}) -> {args.out}")
-        console.print(f"on its own training rows: Kendall tau {fit['kendall_tau']:.3f}, "
-                      f"MAPE {fit['mape']:.2f}% (use `nas predictor evaluate` for held-out "
-                      "figures)")
+        def num(v: float | None, fmt: str) -> str:
+            return "n/a" if v is None else format(v, fmt)
+
+        console.print(f"on its own training rows: Kendall tau {num(fit['kendall_tau'], '.3f')}"
+                      f", MAPE {num(fit['mape'], '.2f')}% (use `nas predictor evaluate` for "
+                      "held-out figures)")
     return 0
 
 
@@ -145,13 +149,18 @@ def _read_configs(path: str, space: object) -> list[object]:
     from nas.errors import ConfigError
 
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise UsageError(f"--configs {path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--configs {path}: not a UTF-8 text file") from None
     try:
         doc = json.loads(text)
         items = doc if isinstance(doc, list) else [doc]
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if text.lstrip().startswith("["):  # one JSON list: report where it breaks
+            raise UsageError(f"--configs {path}: not valid JSON at line {e.lineno}, column "
+                             f"{e.colno} ({e.msg})") from None
         items = []
         for k, line in enumerate(text.splitlines()):
             if line.strip():
@@ -194,20 +203,20 @@ def _predict(args: argparse.Namespace) -> int:
         configs = _read_configs(args.configs, space)
         header = ["config"]
         rows = [[c.to_json()] for c in configs]  # type: ignore[attr-defined]
-    if args.std:
-        X = pred.featurizer.transform(configs)
-        mean, std = pred.model.predict_with_std(X)
+    if args.std and pred.featurizer.fast:
+        mean, std = pred.predict_encodings(space.encode_many(configs), std=True)
+    elif args.std:
+        mean, std = pred.model.predict_with_std(pred.featurizer.transform(configs))
     else:
         mean, std = pred.predict_configs(configs), None
-    header.append(name)
-    if std is not None:
-        header.append(f"{name}_std")
+    new_cols = [name] + ([f"{name}_std"] if std is not None else [])
+    keep = [j for j, c in enumerate(header) if c not in new_cols]  # a re-run replaces them
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
+    w.writerow([header[j] for j in keep] + new_cols)
     for i, r in enumerate(rows):
-        w.writerow(r + [repr(float(mean[i]))] + ([repr(float(std[i]))] if std is not None
-                                                  else []))
+        w.writerow([r[j] for j in keep] + [repr(float(mean[i]))]
+                   + ([repr(float(std[i]))] if std is not None else []))
     if args.out:
         atomic_write_text(args.out, buf.getvalue())
         err_console.print(f"{len(rows)} predictions -> {args.out}")

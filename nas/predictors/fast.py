@@ -38,7 +38,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENABLED = True  # set to False to predict through scikit-learn only
-PERFECT_DEPTH = 8  # pad trees up to this depth into perfect trees (2^8 leaves each)
+PERFECT_DEPTH = 8  # pad trees up to this depth into perfect trees (2^8 leaves; at most 8)
 _BLOCK = 2048  # rows per parallel work item (perfect trees)
 _BLOCK_DEEP = 2048  # rows per work item for deep trees (less tree traffic per row)
 
@@ -275,7 +275,7 @@ class CompiledForest:
                 out[sel] = np.searchsorted(self.cuts[j], threshold[sel])
             return out.astype(self.bin_dtype)
 
-        if depth <= PERFECT_DEPTH:
+        if depth <= min(PERFECT_DEPTH, 8):  # the kernel's byte lanes hold 2^8 positions
             parts = [_pad_perfect(t, depth, s) for t, s in zip(trees, scales)]
             feat = np.stack([p[0] for p in parts])
             thr = np.stack([p[1] for p in parts])
@@ -310,6 +310,8 @@ class CompiledForest:
     def merged(cls, forests: list[CompiledForest]) -> CompiledForest:
         """One forest computing every one of ``forests`` (output row ``g`` of
         :meth:`predict_groups` is ``forests[g].predict``, bit for bit)."""
+        if not forests:
+            raise ValueError("merged: no forests given")
         if len({f.n_features for f in forests}) != 1:
             raise ValueError("merged forests must read the same features")
         trees: list[Any] = []

@@ -37,12 +37,15 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
      "positions": [{"name", "deps", "sizes", "presence", "present", "is_block",
                     "keys": [index into "keys" per combination; -1: not a valid combination]}],
      "keys": [signature, ...],
-     "overhead": {"intercept_ms", "per_block_ms", "scales": {"glue", "float", "quant"},
-                  "subnets": [...]},  # scales absent (all 1) in tables of nas <= 0.1
+     "overhead": {"intercept_ms", "per_block_ms",
+                  "scales": {"glue", "float", "quant", "mhsa"}, "class_scheme": 2,
+                  "memory_bound_attention_positions": 512, "subnets": [...]},
+                  # scales absent (all 1) in the oldest tables; class_scheme absent: 1
+                  # (no mhsa class: attention blocks were float/quant)
      "reference": {"baseline": {"min", "p10", "median", "mean"},  # ms; absent: no drift
                    "chunks": [{...}, ...],                         # correction
-                   "attention": {"baseline": {...}, "chunks": [...]}}}  # absent: one
-                                                                        # reference
+                   "attention": {"baseline": {...}, "chunks": [...],  # absent: one
+                                 "input_shape": [C, H, W]}}}          # reference
 
 Drift correction: every chunk of units (and of whole subnets, when validating or fitting
 the overhead) is timed together with :func:`nas.predictors.profiling.reference_model`, and
@@ -473,18 +476,31 @@ UNIT_CLASSES = ("glue", "float", "quant", "mhsa")
 MEMORY_BOUND_ATTENTION_POSITIONS = 512
 
 
-def unit_class(signature: str, is_block: bool) -> int:
+# how units are classed: 1 = glue/float/quant (tables of nas <= 0.1), 2 = also ``mhsa``
+CLASS_SCHEME = 2
+
+
+def attention_positions(signature: str) -> int | None:
+    """Positions a memory-bound attention unit attends over (``None``: not one; see
+    :func:`unit_class`)."""
+    if not re.search(r"\battention=mhsa\b", signature):
+        return None
+    hw = re.search(r"\bhw=(\d+)x(\d+)", signature)
+    n = int(hw.group(1)) * int(hw.group(2)) if hw else MEMORY_BOUND_ATTENTION_POSITIONS
+    return n if n >= MEMORY_BOUND_ATTENTION_POSITIONS else None
+
+
+def unit_class(signature: str, is_block: bool, scheme: int = CLASS_SCHEME) -> int:
     """Index in :data:`UNIT_CLASSES` of a unit: ``glue`` unless a block; a block is ``mhsa``
     when it has multi-head self-attention over at least
     :data:`MEMORY_BOUND_ATTENTION_POSITIONS` positions (quantized or not: that attention
     dominates it, and its speed follows memory traffic), else ``quant`` when its signature
-    has ``bits=B`` with ``B < 32``, else ``float``."""
+    has ``bits=B`` with ``B < 32``, else ``float``. ``scheme=1`` classes as tables built
+    before the ``mhsa`` class did (their fitted scales assume it)."""
     if not is_block:
         return 0
-    if re.search(r"\battention=mhsa\b", signature):
-        hw = re.search(r"\bhw=(\d+)x(\d+)", signature)
-        if hw is None or int(hw.group(1)) * int(hw.group(2)) >= MEMORY_BOUND_ATTENTION_POSITIONS:
-            return 3
+    if scheme >= 2 and attention_positions(signature) is not None:
+        return 3
     m = re.search(r"\bbits=(\d+)", signature)
     return 2 if m and int(m.group(1)) < 32 else 1
 
@@ -500,6 +516,7 @@ class Overhead:
     subnets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     scales: dict[str, float] = dataclasses.field(
         default_factory=lambda: {k: 1.0 for k in UNIT_CLASSES})
+    class_scheme: int = CLASS_SCHEME  # how the scales' classes were assigned
 
     def scale_vector(self) -> np.ndarray:
         return np.array([float(self.scales.get(k, 1.0)) for k in UNIT_CLASSES])
@@ -507,6 +524,8 @@ class Overhead:
     def to_dict(self) -> dict[str, Any]:
         return {"intercept_ms": self.intercept_ms, "per_block_ms": self.per_block_ms,
                 "scales": {k: float(v) for k, v in self.scales.items()},
+                "class_scheme": self.class_scheme,
+                "memory_bound_attention_positions": MEMORY_BOUND_ATTENTION_POSITIONS,
                 "subnets": self.subnets}
 
 
@@ -568,7 +587,8 @@ class LatencyTable:
         """Per position, the unit class (:func:`unit_class`) of each combination."""
         if self._class_lut is None:
             # a block's class per key (one look at each signature), then per position
-            block_cls = np.array([unit_class(k, True) for k in self.keys] + [0])
+            scheme = self.overhead.class_scheme
+            block_cls = np.array([unit_class(k, True, scheme) for k in self.keys] + [0])
             self._class_lut = [np.where(m.keys >= 0, block_cls[m.keys], 0) if m.is_block
                                else np.zeros(len(m.keys), dtype=np.int64) for m in self.maps]
         return self._class_lut
@@ -707,22 +727,35 @@ class LatencyTable:
             scales = {k: float(v) for k, v in (oh.get("scales") or {}).items()}
             if any(k not in UNIT_CLASSES for k in scales):
                 raise ValueError(f"overhead scales: unknown unit class in {sorted(scales)}")
+            # tables written before the mhsa class (no class_scheme) keep their classing
+            scheme = int(oh.get("class_scheme", 1))
+            if (scheme >= 2 and int(oh.get("memory_bound_attention_positions",
+                                           MEMORY_BOUND_ATTENTION_POSITIONS))
+                    != MEMORY_BOUND_ATTENTION_POSITIONS):
+                log.warning("latency table %s: its overhead was fitted with another attention "
+                            "class threshold; rebuild it for exact predictions", p)
             overhead = Overhead(float(oh.get("intercept_ms", 0.0)),
                                 float(oh.get("per_block_ms", 0.0)), list(oh.get("subnets", [])),
-                                {k: scales.get(k, 1.0) for k in UNIT_CLASSES})
+                                {k: scales.get(k, 1.0) for k in UNIT_CLASSES},
+                                min(scheme, CLASS_SCHEME))
             statistic = str(doc.get("statistic", DEFAULT_STATISTIC))
             complete = bool(doc.get("complete", False))
             reference = doc.get("reference")
             if reference is not None:
-                def _ref(d: Mapping[str, Any]) -> dict[str, Any]:
+                def _ref(d: Any) -> dict[str, Any]:
+                    if not isinstance(d, Mapping):
+                        raise TypeError(f"reference: expected an object, got {type(d).__name__}")
                     return {"baseline": {str(k): float(v) for k, v in d["baseline"].items()},
                             "chunks": [{str(k): float(v) for k, v in c.items()}
                                        for c in d.get("chunks", [])]}
 
-                att = reference.get("attention")
+                att = reference.get("attention") if isinstance(reference, Mapping) else None
                 reference = _ref(reference)
                 if att is not None:
                     reference["attention"] = _ref(att)
+                    if "input_shape" in att:
+                        reference["attention"]["input_shape"] = [int(v) for v in
+                                                                 att["input_shape"]]
             date = str(doc.get("date", ""))
         except (KeyError, TypeError, ValueError, IndexError, NasError) as e:
             raise LatencyTableError(f"latency table {p}: corrupt ({type(e).__name__}: {e})"
@@ -798,7 +831,8 @@ def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings,
     ref = reference_model(settings.in_channels) if reference else None
     att = (attention_reference() if reference and reference.get("attention")
            and attention_shares is not None else None)
-    att_shape = (ATTENTION_REFERENCE_CHANNELS, *settings.input_size)
+    att_shape = tuple(reference["attention"].get("input_shape")
+                      or (ATTENTION_REFERENCE_CHANNELS, *settings.input_size)) if att else ()
     if att is not None and len(attention_shares) != len(configs):  # type: ignore[arg-type]
         raise UsageError(f"{len(configs)} configs but {len(attention_shares)} "  # type: ignore
                          "attention shares")
@@ -836,6 +870,18 @@ def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings,
         if progress:
             progress(len(part))
     return out
+
+
+def _attention_hw(units: Mapping[str, Unit], keys: set[str], positions: int
+                  ) -> tuple[int, int]:
+    """The output resolution of the attention units that attend over ``positions``."""
+    for k in sorted(keys):
+        if attention_positions(k) == positions:
+            hw = re.search(r"\bhw=(\d+)x(\d+)", k)
+            if hw:
+                return int(hw.group(1)), int(hw.group(2))
+            return tuple(units[k].input_shape[1:3])  # type: ignore[return-value]
+    raise ValueError("no attention unit attends over that many positions")
 
 
 def _blend(f: dict[str, float], g: dict[str, float], share: float) -> dict[str, float]:
@@ -878,7 +924,8 @@ def fit_overhead(table: LatencyTable, configs: Sequence[Any], measured: Sequence
              "measured_ms": float(x), "unit_sum_ms": float(s_), "n_blocks": int(nb_)}
             for cfg, x, s_, nb_ in zip(configs, m, sums, blocks)]
     return Overhead(float(theta[0]), float(theta[1]), rows,
-                    {c: float(v) for c, v in zip(UNIT_CLASSES, theta[2:])})
+                    {c: float(v) for c, v in zip(UNIT_CLASSES, theta[2:])},
+                    table.overhead.class_scheme)
 
 
 def overhead_configs(table: LatencyTable, k: int, rng: np.random.Generator) -> list[Any]:
@@ -957,10 +1004,15 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     ref_model = reference_model(in_channels)
     ref_shape = (in_channels, *settings.input_size)
     attn_keys = {k for k in keys if unit_class(k, True) == UNIT_CLASSES.index("mhsa")}
-    # a second reference for attention units (a resumed table built without one keeps one)
+    # a second reference for attention units (a resumed table built without one keeps one),
+    # attending over as many positions as the largest of them
     use_att = bool(attn_keys) and (reference is None or "attention" in reference)
+    if not attn_keys and reference is not None:
+        reference.pop("attention", None)
     att_model = attention_reference() if use_att else None
-    att_shape = (ATTENTION_REFERENCE_CHANNELS, *settings.input_size)
+    positions = max((attention_positions(k) or 0 for k in attn_keys), default=0)
+    att_hw = _attention_hw(units, attn_keys, positions) if use_att else (0, 0)
+    att_shape = (ATTENTION_REFERENCE_CHANNELS, *att_hw)
     todo = [k for k in keys if k not in entries]
     last_save = time.perf_counter()
     with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv:
@@ -980,7 +1032,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                                    "chunks": []}
                 if att_now is not None:
                     table.reference["attention"] = {
-                        "baseline": {s_: att_now.get(s_) for s_ in STATISTICS}, "chunks": []}
+                        "baseline": {s_: att_now.get(s_) for s_ in STATISTICS}, "chunks": [],
+                        "input_shape": list(att_shape)}
             table.reference["chunks"].append({s_: ref_now.get(s_) for s_ in STATISTICS})
             f = drift_factors(ref_now, table.reference["baseline"])
             f_att = f

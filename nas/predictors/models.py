@@ -474,15 +474,17 @@ class EnsemblePredictor(Predictor):
         self.members_ = [m.fit(X, z) for m in self._members()]
         self._merged_ready = False
 
-    def _merged(self) -> tuple[Any, list[int]] | None:
+    def _merged(self) -> list[tuple[Any, list[int]]]:
         """The compiled tree members (the same standardisation: all fitted on the same
-        features) as one forest, and their positions; ``None`` below two of them."""
+        features) merged into forests that run in one kernel call each, with their
+        positions: members of the same kernel kind and, for padded perfect trees, the same
+        depth (merging a shallow forest with a deeper one would pad it to that depth)."""
         from nas.predictors import fast
 
         if not fast.ENABLED:
-            return None
+            return []
         if not getattr(self, "_merged_ready", False):
-            self.merged_ = None
+            self.merged_: list[tuple[Any, list[int]]] = []
             idx = [i for i, m in enumerate(self.members_)
                    if isinstance(m, _SklearnPredictor)
                    and isinstance(m._fast(), fast.CompiledForest)]
@@ -491,17 +493,21 @@ class EnsemblePredictor(Predictor):
                 idx = [i for i in idx
                        if np.array_equal(self.members_[i].x_mean_, first.x_mean_)
                        and np.array_equal(self.members_[i].x_scale_, first.x_scale_)]
-            if len(idx) >= 2:
-                forest = fast.CompiledForest.merged([self.members_[i]._fast() for i in idx])
-                self.merged_ = (forest, idx)
+            groups: dict[tuple[str, int], list[int]] = {}
+            for i in idx:
+                f = self.members_[i]._fast()
+                groups.setdefault((f.kind, f.depth if f.kind == "perfect" else 0), []).append(i)
+            for members in groups.values():
+                if len(members) >= 2:
+                    forest = fast.CompiledForest.merged([self.members_[i]._fast()
+                                                         for i in members])
+                    self.merged_.append((forest, members))
             self._merged_ready = True
         return self.merged_
 
     def _all(self, X: np.ndarray) -> np.ndarray:
         rows: list[np.ndarray | None] = [None] * len(self.members_)
-        merged = self._merged()
-        if merged is not None:  # one binning and one kernel call for all tree members
-            forest, idx = merged
+        for forest, idx in self._merged():  # one binning and one kernel call per forest
             Xm = self.members_[idx[0]]._x(X)
             for i, z in zip(idx, forest.predict_groups(Xm)):
                 rows[i] = self.members_[i]._y_back(z)

@@ -119,11 +119,6 @@ class ElasticConv2d(nn.Module):
         )
         self.set_active(self.max_in, self.max_out, kmax, 1, 32)
 
-    def slice_spec(self) -> tuple[int, ...]:
-        """The leading slice of ``weight`` the active setting reads: ``(out, in)``, or
-        ``(out,)`` when depthwise."""
-        return (self._out,) if self.depthwise else (self._out, self._in)
-
     def set_active(self, in_ch: int, out_ch: int, kernel: int, groups: int = 1,
                    bits: int = 32) -> None:
         """Activate ``in_ch -> out_ch`` channels, a ``kernel`` kernel, ``groups`` groups and

@@ -106,3 +106,27 @@ def test_predict_errors(nb201_slice: Path, tmp_path: Path,
     rc = main(["predictor", "predict", "--predictor", str(tmp_path / "missing.npz"),
                "--space", "nb201", "--table", str(nb201_slice)])
     assert rc != 0 and "missing.npz" in capsys.readouterr().err
+
+
+def test_predict_configs_file_errors_and_rerun(nb201_slice: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "rf.npz"
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "cifar10_test_acc", "--model", "rf", "--out", str(model)]) == 0
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"edge_0_1": "skip_connect"},\n  ,\n]\n')
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+               "--configs", str(broken)])
+    assert rc == 2 and "line 3" in capsys.readouterr().err
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    rc = main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+               "--configs", str(binary)])
+    assert rc == 2 and "UTF-8" in capsys.readouterr().err
+    # predicting a file that already holds the prediction columns replaces them
+    first, second = tmp_path / "p1.csv", tmp_path / "p2.csv"
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--table", str(nb201_slice), "--std", "--out", str(first)]) == 0
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--table", str(first), "--std", "--out", str(second)]) == 0
+    assert first.read_text() == second.read_text()

@@ -68,11 +68,20 @@ def test_merged_forests_give_each_members_predictions(parallel: bool,
 def test_ensemble_runs_its_tree_members_as_one_forest() -> None:
     X, y = _data(120)
     p = get_predictor("ensemble", seed=0, members=["gbt", "mlp", "gbt"]).fit(X, y)
-    forest, idx = p._merged()
+    [(forest, idx)] = p._merged()
     assert idx == [0, 2] and forest.n_groups == 2
     Xt, _ = _data(400, seed=5)
     alone = np.stack([m.predict(Xt) for m in p.members_])
     assert np.array_equal(p._all(Xt), alone)
+    # a deep forest is not merged with the padded shallow ones (it would make them walk
+    # row by row); two deep ones are
+    p = get_predictor("ensemble", seed=0, members=["gbt", "rf", "gbt", "rf"],
+                      n_estimators=20).fit(X, y)
+    assert sorted(idx for _, idx in p._merged()) == [[0, 2], [1, 3]]
+    alone = np.stack([m.predict(Xt) for m in p.members_])
+    assert np.array_equal(p._all(Xt), alone)
+    with pytest.raises(ValueError, match="no forests"):
+        fast.CompiledForest.merged([])
 
 
 def test_unsupported_models_fall_back() -> None:

@@ -441,8 +441,17 @@ def test_attention_units_have_their_own_drift_reference(tiny_file: Path,
     assert np.all(shares[~has_mhsa] == 0) and np.all((shares[has_mhsa] > 0)
                                                       & (shares[has_mhsa] < 1))
     assert lat._blend({"p10": 1.0}, {"p10": 2.0}, 0.25) == {"p10": 1.25}
+    assert ref["attention"]["input_shape"] == [32, 32, 32]  # the attention units' own map
     reloaded = LatencyTable.load(tmp_path / "att.json", space=space)
     assert reloaded.reference == ref
+    # a table written before the mhsa class keeps its classing (its scales assume it)
+    doc = json.loads((tmp_path / "att.json").read_text())
+    del doc["overhead"]["class_scheme"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    old = LatencyTable.load(tmp_path / "old.json", space=space)
+    assert old.overhead.class_scheme == 1
+    assert all((c != 3).all() for c in old._class_luts())
+    assert any((c == 3).any() for c in reloaded._class_luts())
     val = lat.validate_table(reloaded, 3, repeats=3, progress=False)
     assert np.all(np.isfinite(val.measured_ms)) and val.raw is not None
     a, b = attention_reference(), attention_reference()  # the same layer in every process
