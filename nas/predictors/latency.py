@@ -480,13 +480,19 @@ MEMORY_BOUND_ATTENTION_POSITIONS = 512
 CLASS_SCHEME = 2
 
 
+def _signature_hw(signature: str) -> tuple[int, int] | None:
+    """A unit's output resolution from its signature's ``hw=HxW`` field."""
+    hw = re.search(r"\bhw=(\d+)x(\d+)", signature)
+    return (int(hw.group(1)), int(hw.group(2))) if hw else None
+
+
 def attention_positions(signature: str) -> int | None:
     """Positions a memory-bound attention unit attends over (``None``: not one; see
     :func:`unit_class`)."""
     if not re.search(r"\battention=mhsa\b", signature):
         return None
-    hw = re.search(r"\bhw=(\d+)x(\d+)", signature)
-    n = int(hw.group(1)) * int(hw.group(2)) if hw else MEMORY_BOUND_ATTENTION_POSITIONS
+    hw = _signature_hw(signature)
+    n = hw[0] * hw[1] if hw else MEMORY_BOUND_ATTENTION_POSITIONS
     return n if n >= MEMORY_BOUND_ATTENTION_POSITIONS else None
 
 
@@ -872,18 +878,6 @@ def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings,
     return out
 
 
-def _attention_hw(units: Mapping[str, Unit], keys: set[str], positions: int
-                  ) -> tuple[int, int]:
-    """The output resolution of the attention units that attend over ``positions``."""
-    for k in sorted(keys):
-        if attention_positions(k) == positions:
-            hw = re.search(r"\bhw=(\d+)x(\d+)", k)
-            if hw:
-                return int(hw.group(1)), int(hw.group(2))
-            return tuple(units[k].input_shape[1:3])  # type: ignore[return-value]
-    raise ValueError("no attention unit attends over that many positions")
-
-
 def _blend(f: dict[str, float], g: dict[str, float], share: float) -> dict[str, float]:
     """Drift factors of a network whose time is ``share`` attention units (factor ``g``) and
     the rest other units (factor ``f``)."""
@@ -1010,8 +1004,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     if not attn_keys and reference is not None:
         reference.pop("attention", None)
     att_model = attention_reference() if use_att else None
-    positions = max((attention_positions(k) or 0 for k in attn_keys), default=0)
-    att_hw = _attention_hw(units, attn_keys, positions) if use_att else (0, 0)
+    att_hw = max((_signature_hw(k) or settings.input_size for k in attn_keys),
+                  key=lambda hw: hw[0] * hw[1], default=settings.input_size)
     att_shape = (ATTENTION_REFERENCE_CHANNELS, *att_hw)
     todo = [k for k in keys if k not in entries]
     last_save = time.perf_counter()

@@ -250,8 +250,8 @@ class Supernet(nn.Module):
         step saves is the per-step work over the shared weights (gradient clipping, the
         optimizer update), done once instead of K times (see ``benchmarks/RESULTS.md``).
         (Slicing each shared weight for all K groups in one autograd function with a single
-        gradient buffer was tried and removed: its Python backward and zero-filled buffers
-        made steps 10-17% slower than autograd's own slicing.)
+        gradient buffer was tried and removed: in alternating runs its steps were no faster
+        than with autograd's own slicing, 262-265 against 243-252 ms.)
         Channel-stacked grouped convolutions over zero-padded union weights are not used:
         kernels and widths are sampled per block and stage, and padding every group to the
         union multiplies the convolution work (a 3x3 group padded to 7x7 does 5.4x its work).
