@@ -217,7 +217,7 @@ class StagedFamily(LatencyFamily):
         return family_class(self.family)
 
     def positions(self, space: Any, build: Any) -> list[Position]:
-        from nas.supernet.resnet import n_stages
+        from nas.supernet.base import n_stages
 
         cls = self._cls()
 

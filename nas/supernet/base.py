@@ -93,6 +93,41 @@ def values(space: Space, path: str, default: Any) -> tuple[Any, ...]:
     return tuple(space.values(path)) if space.has(path) else (default,)
 
 
+def n_stages(space: Space) -> int:
+    """Number of stages: ``stages.0.width``, ``stages.1.width``, ... present in the space."""
+    s = 0
+    while space.has(f"stages.{s}.width"):
+        s += 1
+    return s
+
+
+Layout = tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]
+
+
+def stage_layout(space: Space, build: BuildArgs, downsamples: Callable[[int], bool]) -> Layout:
+    """Stem stride and resolution, and per stage the first block's stride and the stage's
+    resolution; fixed by the input size, the same for every config. The stem has stride 2
+    from 64 pixels up; stage ``s`` halves the resolution when ``downsamples(s)`` (never below
+    1 pixel)."""
+    h, w = build.input_size
+    stem_stride = 2 if min(h, w) >= 64 else 1
+    hw = (down(h, stem_stride), down(w, stem_stride))
+    stem_hw = hw
+    out = []
+    for s in range(n_stages(space)):
+        stride = stride_for(hw) if downsamples(s) else 1
+        hw = (down(hw[0], stride), down(hw[1], stride))
+        out.append((stride, hw))
+    return stem_stride, stem_hw, out
+
+
+def require_dimensions(space: Space, family: str, paths: Iterable[str]) -> None:
+    """Raise :class:`SupernetError` naming the first of ``paths`` the space lacks."""
+    for p in paths:
+        if not space.has(p):
+            raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension {p!r}")
+
+
 _FAMILIES: dict[str, type[Supernet]] = {}
 
 

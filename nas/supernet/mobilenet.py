@@ -21,14 +21,15 @@ from nas.searchspace import Config, Space
 from nas.supernet.base import (
     BuildArgs,
     Costs,
+    Layout,
     Supernet,
-    down,
+    n_stages,
     register_family,
-    stride_for,
+    require_dimensions,
+    stage_layout,
     values,
 )
 from nas.supernet.blocks import ConvBNAct, ElasticStage, Head, MBConv, Stage, SubnetModel, Tally
-from nas.supernet.errors import SupernetError
 from nas.supernet.ops import (
     ElasticActQuant,
     ElasticAttention,
@@ -36,7 +37,7 @@ from nas.supernet.ops import (
     ElasticConv2d,
     ElasticLinear,
 )
-from nas.supernet.resnet import _attn_params, n_stages
+from nas.supernet.resnet import _attn_params
 from nas.supernet.static import (
     InputCheck,
     QConv2d,
@@ -79,31 +80,15 @@ class MobileNetPlan:
     out_hw: tuple[int, int]
 
 
-Layout = tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]
-
-
 def layout(space: Space, build: BuildArgs) -> Layout:
-    """Stem stride and resolution; per stage the first block's stride and the resolution."""
-    h, w = build.input_size
-    stem_stride = 2 if min(h, w) >= 64 else 1
-    hw = (down(h, stem_stride), down(w, stem_stride))
-    stem_hw = hw
-    out = []
-    for s in range(n_stages(space)):
-        nominal = STAGE_STRIDES[s] if s < len(STAGE_STRIDES) else 1
-        stride = stride_for(hw) if nominal == 2 else 1
-        hw = (down(hw[0], stride), down(hw[1], stride))
-        out.append((stride, hw))
-    return stem_stride, stem_hw, out
+    """Stem and stage strides and resolutions: stage ``s`` halves when ``STAGE_STRIDES[s]`` is 2."""
+    return stage_layout(space, build,
+                        lambda s: s < len(STAGE_STRIDES) and STAGE_STRIDES[s] == 2)
 
 
 def _required(space: Space, family: str) -> None:
-    need = ["stem.width", "head.width", "stages.0.width"]
-    need += [f"stages.{s}.depth" for s in range(n_stages(space))]
-    missing = [p for p in need if not space.has(p)]
-    if missing:
-        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
-                            f"{missing[0]!r}")
+    require_dimensions(space, family, ["stem.width", "head.width", "stages.0.width",
+                                       *(f"stages.{s}.depth" for s in range(n_stages(space)))])
 
 
 @register_family("mobilenet_like")

@@ -22,10 +22,12 @@ from nas.searchspace import Config, Space
 from nas.supernet.base import (
     BuildArgs,
     Costs,
+    Layout,
     Supernet,
-    down,
+    n_stages,
     register_family,
-    stride_for,
+    require_dimensions,
+    stage_layout,
     values,
 )
 from nas.supernet.blocks import (
@@ -37,7 +39,6 @@ from nas.supernet.blocks import (
     SubnetModel,
     Tally,
 )
-from nas.supernet.errors import SupernetError
 from nas.supernet.ops import (
     ElasticActQuant,
     ElasticAttention,
@@ -84,41 +85,14 @@ class ResNetPlan:
     out_hw: tuple[int, int]
 
 
-def n_stages(space: Space) -> int:
-    """Number of stages: ``stages.0.width``, ``stages.1.width``, ... present in the space."""
-    s = 0
-    while space.has(f"stages.{s}.width"):
-        s += 1
-    return s
-
-
-Layout = tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]
-
-
 def layout(space: Space, build: BuildArgs) -> Layout:
-    """Stem stride and resolution, and per stage the first block's stride and the stage's
-    resolution; fixed by the input size, the same for every config."""
-    h, w = build.input_size
-    stem_stride = 2 if min(h, w) >= 64 else 1
-    hw = (down(h, stem_stride), down(w, stem_stride))
-    stem_hw = hw
-    out = []
-    for s in range(n_stages(space)):
-        stride = stride_for(hw) if s > 0 else 1
-        hw = (down(hw[0], stride), down(hw[1], stride))
-        out.append((stride, hw))
-    return stem_stride, stem_hw, out
+    """Stem and stage strides and resolutions: every stage after the first halves."""
+    return stage_layout(space, build, lambda s: s > 0)
 
 
 def _required(space: Space, family: str) -> None:
-    missing = [p for p in ("stem.width", "stages.0.width", "stages.0.depth") if not space.has(p)]
-    if missing:
-        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
-                            f"{missing[0]!r}")
-    for s in range(n_stages(space)):
-        if not space.has(f"stages.{s}.depth"):
-            raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
-                                f"'stages.{s}.depth'")
+    require_dimensions(space, family, ["stem.width", "stages.0.width", "stages.0.depth",
+                                       *(f"stages.{s}.depth" for s in range(n_stages(space)))])
 
 
 @register_family("resnet_like")
