@@ -566,6 +566,10 @@ class Space:
                     f"{dim.path}: got {_fmt(v)}, allowed: {dim.spec.describe_values()}"
                 )
             idx[d] = i
+        return self._checked(idx)
+
+    def _checked(self, idx: list[int]) -> Config:
+        """The config of value indices ``idx``, after the constraints and predicates."""
         bad = self._violations(idx)
         if bad:
             raise ConfigError(bad[0])
@@ -613,14 +617,7 @@ class Space:
                     f"{dim.path}: encoded value {x!r} is not an index in 0..{dim.n - 1}"
                 )
             idx[d] = int(x)
-        bad = self._violations(idx)
-        if bad:
-            raise ConfigError(bad[0])
-        cfg = Config._make(self, tuple(idx))
-        msg = self._check_predicates(cfg)
-        if msg:
-            raise ConfigError(msg)
-        return cfg
+        return self._checked(idx)
 
     def repair(self, vector: Sequence[float] | np.ndarray) -> Config:
         """The valid config nearest to any real vector (lenient :meth:`decode`).
