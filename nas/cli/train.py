@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.errors import UsageError
     from nas.searchspace import load_space
     from nas.training import TrainOptions, train
+    from nas.training.strategies import list_strategies
 
     progress = not args.no_progress
     if args.resume:
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             overrides["download"] = True
         opts = (TrainOptions.from_yaml(args.config, overrides) if args.config
                 else TrainOptions.from_dict(overrides, where="flags"))
+        if opts.strategy not in list_strategies():
+            raise UsageError(f"--strategy: unknown strategy {opts.strategy!r}; known: "
+                             f"{', '.join(list_strategies())}")
         space = load_space(opts.space)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         console.print(f"run directory: {out}")

@@ -6,8 +6,6 @@ See the :mod:`nas.supernet` docstring for the file formats.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from nas.errors import NasError
 from nas.searchspace import Config, Space
 from nas.supernet.base import BuildArgs, Supernet, build_subnet, build_supernet
 from nas.supernet.errors import CheckpointError
-from nas.utils.files import atomic_torch_save
+from nas.utils.files import atomic_torch_save, torch_load_weights
 
 SUPERNET_FORMAT = "nas.supernet"
 SUBNET_FORMAT = "nas.subnet"
@@ -50,11 +48,9 @@ def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any
     if not p.is_file():
         raise CheckpointError(f"{p}: no such file")
     try:
-        payload = torch.load(p, map_location=device or "cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: not a readable {kind} checkpoint ({first})") from None
+        payload = torch_load_weights(p, map_location=device or "cpu")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{p}: not a readable {kind} checkpoint ({e})") from None
     want = SUPERNET_FORMAT if kind == "supernet" else SUBNET_FORMAT
     if not isinstance(payload, dict) or payload.get("format") != want:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

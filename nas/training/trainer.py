@@ -22,9 +22,7 @@ import json
 import logging
 import math
 import os
-import pickle
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,7 @@ from nas.supernet import Supernet, build_supernet, save_supernet
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.strategies import make_strategy
-from nas.utils.files import atomic_torch_save, atomic_write_text
+from nas.utils.files import atomic_torch_save, atomic_write_text, torch_load_weights
 from nas.utils.memory import steady_allocator
 from nas.utils.progress import training_progress
 
@@ -103,11 +101,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.is_file():
         raise TrainingError(f"{p}: no such checkpoint")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError, AttributeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TrainingError(f"{p}: corrupt or truncated training checkpoint ({first})") from None
+        payload = torch_load_weights(p)
+    except (OSError, ValueError) as e:
+        raise TrainingError(f"{p}: corrupt or truncated training checkpoint ({e})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{p}: not a training checkpoint (expected format "
                             f"{CHECKPOINT_FORMAT!r})")

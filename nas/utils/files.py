@@ -48,3 +48,33 @@ def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def torch_load_weights(path: str | os.PathLike[str], map_location: object = "cpu") -> object:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, nothing
+    executed. Whatever the file holds, a failure is a ``ValueError`` whose message is the
+    reader's first line (the weights-only unpickler raises ``IndexError``, ``KeyError`` and
+    others on arbitrary bytes, not only ``UnpicklingError``); a missing or unreadable file is
+    an ``OSError`` as usual."""
+    import torch
+
+    with open(path, "rb") as f:  # OSError for missing / unreadable files, as usual
+        try:
+            return torch.load(f, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - garbage input can raise anything here
+            raise ValueError(_load_error(e)) from None
+
+
+def _load_error(e: Exception) -> str:
+    """The informative part of a failed weights-only load: the unpickler's own reason (not
+    torch's advice to retry with ``weights_only=False``, which would run the file's code)."""
+    import pickle
+    import re
+
+    text = str(e).strip()
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    line = m.group(1) if m else (text.splitlines()[0] if text else "")
+    line = line.split(". ")[0].strip().rstrip(".")
+    if isinstance(e, (pickle.UnpicklingError, RuntimeError)) and line:
+        return line
+    return f"{type(e).__name__}: {line}" if line else type(e).__name__

@@ -65,6 +65,17 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
         load_supernet(wrong)
     with pytest.raises(CheckpointError, match="no such file"):
         load_supernet(tmp_path / "missing.pt")
+    # a text file (the weights-only unpickler raises IndexError on it) and a pickle that
+    # would run code: clear errors, neither torch's traceback nor its advice to unpickle
+    text = tmp_path / "text.pt"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(CheckpointError, match=r"text.pt: not a readable supernet checkpoint \("):
+        load_supernet(text)
+    evil = tmp_path / "evil.pt"
+    torch.save({"f": pytest.raises}, evil)
+    with pytest.raises(CheckpointError, match="Unsupported global") as e:
+        load_supernet(evil)
+    assert "weights_only` set to `False`" not in str(e.value)
 
 
 def test_subnet_round_trip(supernets, x, tmp_path):

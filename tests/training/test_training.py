@@ -199,6 +199,12 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
     assert "drop --epochs" in capsys.readouterr().err
+    # a bad strategy is refused before anything is announced or created
+    assert main(["train", "--space", str(space_file), "--strategy", "greedy",
+                 "--out", str(tmp_path / "never")]) == 2
+    out, err = capsys.readouterr()
+    assert "--strategy: unknown strategy 'greedy'; known: multiarch" in err
+    assert "run directory" not in out and not (tmp_path / "never").exists()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # already complete
     capsys.readouterr()
     cfg = tmp_path / "c.json"
