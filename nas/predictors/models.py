@@ -29,6 +29,8 @@ import io
 import json
 import logging
 import os
+import zipfile
+import zlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -637,8 +639,12 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise PredictorFileError(f"{path}: no such predictor file") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise PredictorFileError(f"{path}: not a readable predictor file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        why = ("not an .npz archive; pickled data is never loaded" if "pickle" in str(e)
+               else "corrupt or truncated .npz archive"
+               if isinstance(e, (zipfile.BadZipFile, zlib.error))
+               else str(e))
+        raise PredictorFileError(f"{path}: not a readable predictor file ({why})") from None
     try:
         header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
         if header.get("format") != "nas-predictor":

@@ -78,6 +78,18 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
         load_predictor(bad)
     with pytest.raises(PredictorFileError, match="no such"):
         load_predictor(tmp_path / "missing.npz")
+    # a real predictor file cut short, or with a damaged member: one clear error each
+    good = tmp_path / "good.npz"
+    save_predictor(get_predictor("ridge").fit(X, y), good)
+    raw = good.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(PredictorFileError, match=r"cut.npz: .*corrupt or truncated"):
+        load_predictor(tmp_path / "cut.npz")
+    import pickle
+
+    (tmp_path / "pickled.npz").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(PredictorFileError, match="pickled data is never loaded"):
+        load_predictor(tmp_path / "pickled.npz")
 
 
 def test_same_seed_same_predictions() -> None:
