@@ -32,6 +32,8 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,8 +262,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             d = _ArrayOnlyUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"cifar10: {path} not found") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({e})") from None
+    except Exception as e:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything
+        raise DataError(f"{path}: not a CIFAR-10 python batch "
+                        f"({type(e).__name__}: {e})") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
         raise DataError(f"{path}: not a CIFAR-10 python batch (no data/labels)")
     x = np.asarray(d[b"data"], dtype=np.uint8)
@@ -302,8 +305,11 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        why = ("pickled data is never loaded" if "pickle" in str(e)
+               else "corrupt or truncated archive"
+               if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)) else str(e))
+        raise DataError(f"{path}: not a readable .npz file ({why})") from None
     xs = []
     for key in ("x_train", "x_test"):
         x = arrays[key]

@@ -141,6 +141,10 @@ def test_cifar10_batches_and_restricted_unpickling(tmp_path: Path) -> None:
     (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
     with pytest.raises(DataError, match="refusing to load builtins.print"):
         load_cifar10(str(tmp_path))
+    # a batch of arbitrary bytes: the unpickler raises whatever it meets, reported in one line
+    (tmp_path / "test_batch").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(DataError, match="test_batch: not a CIFAR-10 python batch"):
+        load_cifar10(str(tmp_path))
 
 
 def test_npz_and_image_folder(tmp_path: Path) -> None:
@@ -153,6 +157,10 @@ def test_npz_and_image_folder(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", x_train=np.zeros((2, 4, 4)))
     with pytest.raises(DataError, match="missing arrays"):
         load_dataset(str(tmp_path / "bad.npz"))
+    raw = (tmp_path / "d.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="cut.npz: not a readable .npz file"):
+        load_dataset(str(tmp_path / "cut.npz"))
 
     from PIL import Image
 
