@@ -144,13 +144,10 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
 
 def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say: Callable
               ) -> Any:
+    """Train the search's own supernet in ``out/supernet`` (resuming a killed run)."""
     from nas.supernet import load_supernet
     from nas.training import TrainOptions, train
 
-    if opts.supernet:
-        net = load_supernet(opts.supernet, space=space, device=opts.device)
-        say(f"supernet: {opts.supernet}")
-        return net
     run = out / "supernet"
     done = run / "supernet.pt"
     changes: dict[str, Any] = {"space": space.name, "data": opts.data,
@@ -186,17 +183,28 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         torch.set_num_threads(opts.threads)
     space = load_space(opts.space)
     out = Path(out)
+    t0 = time.perf_counter()
+    # inputs that can be checked before the output directory is created: a bad dataset or
+    # supernet file leaves nothing behind
+    data = load_dataset(opts.data, root=opts.data_root)
+    given = None
+    if opts.supernet:
+        from nas.supernet import load_supernet
+
+        given = load_supernet(opts.supernet, space=space, device=opts.device)
     _prepare_out(out, opts, space)
     say(f"output directory: {out}")
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
 
     # 1. supernet
     t = time.perf_counter()
-    net = _supernet(opts, space, out, progress, say)
+    if given is not None:
+        say(f"supernet: {opts.supernet}")
+        net = given
+    else:
+        net = _supernet(opts, space, out, progress, say)
     net.eval()
     timings["supernet_s"] = time.perf_counter() - t
-    data = load_dataset(opts.data, root=opts.data_root)
     b = net.build
     if (data.in_channels, data.num_classes, (data.input_size,) * 2) != (
             b.in_channels, b.num_classes, tuple(b.input_size)):

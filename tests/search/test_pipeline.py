@@ -87,6 +87,14 @@ def test_errors(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["search", "--space", "resnet_like", "--supernet", str(ckpt), "--out",
                  str(tmp_path / "x"), "--no-progress"]) == 1
     assert "checkpoint holds space 'tiny_resnet', not 'resnet_like'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before the output directory was made
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    assert _search(tmp_path / "w", space_file, bad) == 1
+    assert "bad.pt: not a readable supernet checkpoint" in capsys.readouterr().err
+    assert _search(tmp_path / "v", space_file, ckpt, "--data", "nope") == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "v").exists()
     assert _search(tmp_path / "y", space_file, ckpt, "--strategy", "annealing") == 2
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "notes.txt").write_text("mine")
