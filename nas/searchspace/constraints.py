@@ -242,7 +242,10 @@ class Predicate:
 def constraint_from_dict(d: Any, field: tuple[str | int, ...] = ()) -> Constraint | Predicate:
     """Build a constraint from its ``to_dict`` form."""
     if not isinstance(d, Mapping):
-        raise SpaceDefinitionError(f"a constraint must be a mapping, got {d!r}", field)
+        raise SpaceDefinitionError(
+            f"a constraint must be a mapping with a type (divides, compare, forbid, predicate), "
+            f"e.g. {{type: compare, left: stages.1.width, op: '>=', right: stages.0.width}}; "
+            f"got {d!r}", field)
     kind = d.get("type")
     fields = {
         "divides": ("divisor", "dividend"),

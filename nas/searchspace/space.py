@@ -912,6 +912,14 @@ def _node_from_dict(d: Any, field: tuple[str | int, ...]) -> Any:
     if "name" not in d:
         raise SpaceDefinitionError(f"a {kind} needs a name", field)
     when = _when_from(d.get("when"), field + ("when",))
+    children: tuple[Any, ...] = ()
+    if kind == "group":
+        # built outside the try below: a child's error already carries its full location
+        raw_children = d.get("children")
+        if not isinstance(raw_children, list):
+            raise SpaceDefinitionError("a group needs a list of children", field + ("children",))
+        children = tuple(_node_from_dict(c, field + ("children", i))
+                         for i, c in enumerate(raw_children))
     try:
         if kind == "choice":
             if "values" not in d:
@@ -926,11 +934,6 @@ def _node_from_dict(d: Any, field: tuple[str | int, ...]) -> Any:
                     raise SpaceDefinitionError(f"an int range needs {k}", ())
             return IntRange(d["name"], d["low"], d["high"], d.get("step", 1),
                             default=d.get("default"), when=when)
-        raw_children = d.get("children")
-        if not isinstance(raw_children, list):
-            raise SpaceDefinitionError("a group needs a list of children", ("children",))
-        children = tuple(_node_from_dict(c, field + ("children", i))
-                         for i, c in enumerate(raw_children))
         if "repeat" in d:
             n = d["repeat"]
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:

@@ -70,6 +70,13 @@ def test_yaml_space_with_repeat(tmp_path: Path) -> None:
      r"x\.yaml:5: constraints\[0\]: .*reads 'b', which is not a dimension"),
     ("name: x\ndims:\n  - !!python/object:os.system {}\n",
      r"x\.yaml:3: malformed YAML"),
+    # an error two groups deep names its own location once (it was repeated per level)
+    ("name: x\ndims:\n  - name: g\n    type: group\n    children:\n      - name: h\n"
+     "        type: group\n        children:\n          - {name: a, type: choice, values: [1]}\n"
+     "          - {name: b, type: int, low: 3, high: 1}\n",
+     r"x\.yaml:10: dims\[0\]\.children\[0\]\.children\[1\]: b: high \(1\) must be >= low"),
+    ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\nconstraints:\n  - a >= 1\n",
+     r"x\.yaml:5: constraints\[0\]: a constraint must be a mapping with a type \(divides, "),
 ])
 def test_yaml_errors_name_file_line_and_field(tmp_path: Path, text: str, pattern: str) -> None:
     p = tmp_path / "x.yaml"
