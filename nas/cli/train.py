@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     from nas.errors import UsageError
     from nas.searchspace import load_space
     from nas.training import TrainOptions, train
-    from nas.training.strategies import list_strategies
 
     progress = not args.no_progress
     if args.resume:
@@ -50,21 +49,19 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume continues with the run's own options; drop "
                              f"--{given[0].replace('_', '-')}")
         t = time.perf_counter()
-        result = train(TrainOptions(), args.resume, resume=True, progress=progress)
+        result = train(TrainOptions(), args.resume, resume=True, progress=progress,
+                       announce=lambda run: console.print(f"resuming {run}"))
     else:
         overrides = {f: getattr(args, f) for f in _FLAGS if getattr(args, f) is not None}
         if args.download:
             overrides["download"] = True
         opts = (TrainOptions.from_yaml(args.config, overrides) if args.config
                 else TrainOptions.from_dict(overrides, where="flags"))
-        if opts.strategy not in list_strategies():
-            raise UsageError(f"--strategy: unknown strategy {opts.strategy!r}; known: "
-                             f"{', '.join(list_strategies())}")
         space = load_space(opts.space)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
-        console.print(f"run directory: {out}")
         t = time.perf_counter()
-        result = train(opts, out, progress=progress, space=space)
+        result = train(opts, out, progress=progress, space=space,
+                       announce=lambda run: console.print(f"run directory: {run}"))
     last = result.history[-1] if result.history else {}
     accs = "  ".join(f"{k.replace('val_acc_', 'val acc ')} {v:.2f}%" for k, v in last.items()
                      if k.startswith("val_acc_"))

@@ -125,11 +125,14 @@ def _configure_torch(opts: TrainOptions) -> None:
 
 def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool = False,
           progress: bool = True, space: Space | None = None,
-          stop_after_steps: int | None = None) -> TrainResult:
+          stop_after_steps: int | None = None,
+          announce: Callable[[Path], None] | None = None) -> TrainResult:
     """Train a supernet per ``opts`` into ``run_dir``; with ``resume``, continue the run there.
 
-    ``stop_after_steps`` stops (as if killed) after that many optimizer steps in this call,
-    right after any checkpoint due at that point — for tests of resumption.
+    ``announce(run_dir)`` is called once the inputs are checked (options, space, data,
+    strategy) and the run directory exists, before the first step. ``stop_after_steps``
+    stops (as if killed) after that many optimizer steps in this call, right after any
+    checkpoint due at that point — for tests of resumption.
     """
     run = Path(run_dir)
     ckpt_path = run / "checkpoint.pt"
@@ -192,6 +195,8 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         space.save(run / "space.yaml")
         log.info("training %s on %s with %s into %s", space.name, parts.describe(),
                  opts.strategy, run)
+    if announce is not None:
+        announce(run)
 
     def checkpoint(next_epoch: int, next_step: int,
                    sums: dict[str, float] | None = None, done: int = 0, images: int = 0) -> None:

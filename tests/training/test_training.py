@@ -203,8 +203,13 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     assert main(["train", "--space", str(space_file), "--strategy", "greedy",
                  "--out", str(tmp_path / "never")]) == 2
     out, err = capsys.readouterr()
-    assert "--strategy: unknown strategy 'greedy'; known: multiarch" in err
+    assert "unknown strategy 'greedy'; known: multiarch" in err
     assert "run directory" not in out and not (tmp_path / "never").exists()
+    assert main(["train", "--space", str(space_file), "--data", str(tmp_path / "none.npz"),
+                 "--out", str(tmp_path / "never")]) == 1
+    out, err = capsys.readouterr()
+    assert "none.npz" in err and "run directory" not in out
+    assert not (tmp_path / "never").exists()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # already complete
     capsys.readouterr()
     cfg = tmp_path / "c.json"
