@@ -305,10 +305,14 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        why = ("pickled data is never loaded" if "pickle" in str(e)
-               else "corrupt or truncated archive"
-               if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)) else str(e))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError) as e:
+        # (a damaged zip header can also claim an unknown compression method, zip version or
+        # encryption: NotImplementedError / RuntimeError from zipfile)
+        why = ("pickled data is never loaded"
+               if isinstance(e, ValueError) and "allow_pickle" in str(e)
+               else str(e) if isinstance(e, (ValueError, OSError))
+               else "corrupt or truncated archive")
         raise DataError(f"{path}: not a readable .npz file ({why})") from None
     xs = []
     for key in ("x_train", "x_test"):

@@ -639,11 +639,14 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise PredictorFileError(f"{path}: no such predictor file") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        why = ("not an .npz archive; pickled data is never loaded" if "pickle" in str(e)
-               else "corrupt or truncated .npz archive"
-               if isinstance(e, (zipfile.BadZipFile, zlib.error))
-               else str(e))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
+            RuntimeError) as e:
+        # (a damaged zip header can also claim an unknown compression method, zip version or
+        # encryption: NotImplementedError / RuntimeError from zipfile)
+        why = ("not an .npz archive; pickled data is never loaded"
+               if isinstance(e, ValueError) and "allow_pickle" in str(e)
+               else str(e) if isinstance(e, (ValueError, OSError))
+               else "corrupt or truncated .npz archive")
         raise PredictorFileError(f"{path}: not a readable predictor file ({why})") from None
     try:
         header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))

@@ -171,6 +171,15 @@ def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say:
     return train(topts, run, progress=progress, space=space).supernet
 
 
+def _check_fit(data: Any, net: Any, opts: SearchOptions) -> None:
+    b = net.build
+    if (data.in_channels, data.num_classes, (data.input_size,) * 2) != (
+            b.in_channels, b.num_classes, tuple(b.input_size)):
+        raise UsageError(f"--data {opts.data}: {data.describe()} does not fit the supernet "
+                         f"(built for {b.in_channels} channels, {b.input_size[0]}x"
+                         f"{b.input_size[1]}, {b.num_classes} classes)")
+
+
 def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
@@ -184,33 +193,33 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     space = load_space(opts.space)
     out = Path(out)
     t0 = time.perf_counter()
-    # inputs that can be checked before the output directory is created: a bad dataset or
-    # supernet file leaves nothing behind
+    timings: dict[str, float] = {}
+    # inputs that can be checked before the output directory is created: a bad dataset, a bad
+    # supernet file or a dataset that does not fit it leaves nothing behind
     data = load_dataset(opts.data, root=opts.data_root)
-    given = None
+    net = None
     if opts.supernet:
         from nas.supernet import load_supernet
 
-        given = load_supernet(opts.supernet, space=space, device=opts.device)
+        t = time.perf_counter()
+        net = load_supernet(opts.supernet, space=space, device=opts.device)
+        timings["supernet_s"] = time.perf_counter() - t
+        _check_fit(data, net, opts)
+    else:
+        del data  # training loads its own copy; do not hold two while it runs
     _prepare_out(out, opts, space)
     say(f"output directory: {out}")
-    timings: dict[str, float] = {}
 
     # 1. supernet
-    t = time.perf_counter()
-    if given is not None:
+    if net is not None:
         say(f"supernet: {opts.supernet}")
-        net = given
     else:
+        t = time.perf_counter()
         net = _supernet(opts, space, out, progress, say)
+        timings["supernet_s"] = time.perf_counter() - t
+        data = load_dataset(opts.data, root=opts.data_root)
+        _check_fit(data, net, opts)
     net.eval()
-    timings["supernet_s"] = time.perf_counter() - t
-    b = net.build
-    if (data.in_channels, data.num_classes, (data.input_size,) * 2) != (
-            b.in_channels, b.num_classes, tuple(b.input_size)):
-        raise UsageError(f"--data {opts.data}: {data.describe()} does not fit the supernet "
-                         f"(built for {b.in_channels} channels, {b.input_size[0]}x"
-                         f"{b.input_size[1]}, {b.num_classes} classes)")
     parts = split(data, seed=opts.seed)
     val = TensorLoader(*parts.val, 256, device=opts.device)
 

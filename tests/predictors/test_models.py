@@ -85,6 +85,12 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
     (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(PredictorFileError, match=r"cut.npz: .*corrupt or truncated"):
         load_predictor(tmp_path / "cut.npz")
+    damaged = bytearray(raw)
+    mid = len(raw) // 2
+    damaged[mid: mid + 64] = bytes(64)  # inside a compressed member
+    (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+    with pytest.raises(PredictorFileError, match=r"damaged.npz: .*corrupt or truncated"):
+        load_predictor(tmp_path / "damaged.npz")
     import pickle
 
     (tmp_path / "pickled.npz").write_bytes(pickle.dumps({"a": 1}))

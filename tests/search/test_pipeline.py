@@ -95,6 +95,14 @@ def test_errors(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert _search(tmp_path / "v", space_file, ckpt, "--data", "nope") == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "w").exists() and not (tmp_path / "v").exists()
+    import numpy as np
+
+    other = tmp_path / "rgb12.npz"  # 3x12x12, 3 classes: does not fit the 1x8x8 supernet
+    np.savez(other, x_train=np.zeros((30, 3, 12, 12), np.uint8), y_train=np.arange(30) % 3,
+             x_test=np.zeros((6, 3, 12, 12), np.uint8), y_test=np.arange(6) % 3)
+    assert _search(tmp_path / "u", space_file, ckpt, "--data", str(other)) == 2
+    assert "does not fit the supernet" in capsys.readouterr().err
+    assert not (tmp_path / "u").exists()
     assert _search(tmp_path / "y", space_file, ckpt, "--strategy", "annealing") == 2
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "notes.txt").write_text("mine")

@@ -196,6 +196,7 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     run = tmp_path / "run"
     assert main(["train", "--space", str(space_file), "--config", str(opts), "--epochs", "1",
                  "--out", str(run), "--no-progress"]) == 0
+    assert f"run directory: {run}" in capsys.readouterr().out.replace("\n", "")
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
     assert "drop --epochs" in capsys.readouterr().err
@@ -211,7 +212,7 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     assert "none.npz" in err and "run directory" not in out
     assert not (tmp_path / "never").exists()
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # already complete
-    capsys.readouterr()
+    assert f"resuming {run}" in capsys.readouterr().out.replace("\n", "")
     cfg = tmp_path / "c.json"
     cfg.write_text(tiny_space.min().to_json())
     assert main(["eval", "--supernet", str(run / "supernet.pt"), "--config", str(cfg),
