@@ -133,3 +133,21 @@ def test_latency_target_builds_a_table_and_measures_the_front(
                  "latency", "--budget", "8", "--strategy", "random", "--out", str(out),
                  "--no-progress", "--threads", "1"]) == 0
     assert (out / "latency.json").stat().st_mtime == mtime
+
+
+def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --supernet the search trains one into its output directory first (and a
+    second run of the same command finds it trained)."""
+    space, space_file, _ = tiny_supernet
+    out = tmp_path / "own"
+    args = ["search", "--space", str(space_file), "--target", "params", "--budget", "4",
+            "--train-epochs", "1", "--out", str(out), "--no-progress", "--threads", "1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "supernet: training 1 epochs" in printed and "Pareto front" in printed
+    assert (out / "supernet" / "supernet.pt").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 4 and summary["timings"]["supernet_s"] > 0
+    assert main(args) == 0
+    assert "supernet: trained already" in capsys.readouterr().out
