@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # with its own (larger) defaults.
 SEARCH_WARMUP = 2
 SEARCH_REPEATS = 7
+# reference subnets (the table's overhead subnets) that set one front model's drift factor
+LOCAL_REFERENCES = 16
 
 
 def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device: str,
@@ -57,10 +59,13 @@ def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic
     ``(drift-corrected, raw)``.
 
     With a lookup ``table`` that has fitted overhead subnets, those subnets are measured
-    again in the same interleaved rounds and the models' times are multiplied by the median
-    of (their time when the table was built / their time now): real networks of the space
-    as the drift reference, measured in the same context as the models. Without one, both
-    lists are the raw times."""
+    again in the same interleaved rounds and each model's time is multiplied by the median
+    of (their time when the table was built / their time now) over the ``LOCAL_REFERENCES``
+    subnets closest to it in measured time: real networks of the space, of the model's
+    size, as the drift reference, measured in the same context as the models (small and
+    large networks do not drift alike: in one measured front the 1 ms subnets had sped up
+    1.75× since the build, the median reference 1.51×). Without a table, both lists are the
+    raw times."""
     from nas.predictors.latency import build_subnets
     from nas.predictors.profiling import measure_many
 
@@ -78,6 +83,12 @@ def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic
     if not ref_models or statistic != table.statistic:
         return raw, raw
     now = np.array([s.get(statistic) for s in stats[len(models):]])
-    factor = float(np.median(np.asarray(then) / now))
-    log.info("front latency: drift factor %.3f from %d reference subnets", factor, len(now))
-    return [r * factor for r in raw], raw
+    ratio = np.asarray(then) / now
+    k = min(LOCAL_REFERENCES, len(now))
+    factors = []
+    for r in raw:  # the k references nearest in (log) measured time
+        near = np.argsort(np.abs(np.log(now) - np.log(r)), kind="stable")[:k]
+        factors.append(float(np.median(ratio[near])))
+    log.info("front latency: drift factors %.3f-%.3f (all %d reference subnets: %.3f)",
+             min(factors), max(factors), len(now), float(np.median(ratio)))
+    return [r * f for r, f in zip(raw, factors)], raw
