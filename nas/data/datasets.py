@@ -32,8 +32,6 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ import numpy as np
 import torch
 
 from nas.errors import NasError, UsageError
+from nas.utils.files import NPZ_LOAD_ERRORS, npz_load_error
 
 log = logging.getLogger(__name__)
 
@@ -305,15 +304,8 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-            RuntimeError) as e:
-        # (a damaged zip header can also claim an unknown compression method, zip version or
-        # encryption: NotImplementedError / RuntimeError from zipfile)
-        why = ("pickled data is never loaded"
-               if isinstance(e, ValueError) and "allow_pickle" in str(e)
-               else str(e) if isinstance(e, (ValueError, OSError))
-               else "corrupt or truncated archive")
-        raise DataError(f"{path}: not a readable .npz file ({why})") from None
+    except NPZ_LOAD_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npz file ({npz_load_error(e)})") from None
     xs = []
     for key in ("x_train", "x_test"):
         x = arrays[key]

@@ -964,8 +964,7 @@ def overhead_configs(table: LatencyTable, k: int, rng: np.random.Generator) -> l
     if not cands:
         return fixed
     logs = np.log(np.maximum(table.unit_sums(cands)[0], 1e-9))
-    order = np.argsort(logs, kind="stable")
-    targets = np.linspace(logs[order[0]], logs[order[-1]], room)
+    targets = np.linspace(logs.min(), logs.max(), room)
     chosen: list[int] = []
     free = np.ones(len(cands), dtype=bool)
     for t in targets:  # the nearest unused candidate to each target

@@ -29,8 +29,6 @@ import io
 import json
 import logging
 import os
-import zipfile
-import zlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -38,7 +36,7 @@ import numpy as np
 from scipy import special, stats
 
 from nas.errors import NasError, UsageError
-from nas.utils.files import atomic_write_bytes
+from nas.utils.files import NPZ_LOAD_ERRORS, atomic_write_bytes, npz_load_error
 
 log = logging.getLogger(__name__)
 
@@ -639,15 +637,9 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
             arrays = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise PredictorFileError(f"{path}: no such predictor file") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-            RuntimeError) as e:
-        # (a damaged zip header can also claim an unknown compression method, zip version or
-        # encryption: NotImplementedError / RuntimeError from zipfile)
-        why = ("not an .npz archive; pickled data is never loaded"
-               if isinstance(e, ValueError) and "allow_pickle" in str(e)
-               else str(e) if isinstance(e, (ValueError, OSError))
-               else "corrupt or truncated .npz archive")
-        raise PredictorFileError(f"{path}: not a readable predictor file ({why})") from None
+    except NPZ_LOAD_ERRORS as e:
+        raise PredictorFileError(f"{path}: not a readable predictor file "
+                                 f"({npz_load_error(e)})") from None
     try:
         header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
         if header.get("format") != "nas-predictor":

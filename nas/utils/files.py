@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 
@@ -53,9 +55,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def torch_load_weights(path: str | os.PathLike[str], map_location: object = "cpu") -> object:
     """``torch.load(path, weights_only=True)``: tensors and plain containers only, nothing
     executed. Whatever the file holds, a failure is a ``ValueError`` whose message is the
-    reader's first line (the weights-only unpickler raises ``IndexError``, ``KeyError`` and
-    others on arbitrary bytes, not only ``UnpicklingError``); a missing or unreadable file is
-    an ``OSError`` as usual."""
+    reader's own reason in one line (:func:`_load_error`; the weights-only unpickler raises
+    ``IndexError``, ``KeyError`` and others on arbitrary bytes, not only
+    ``UnpicklingError``); a missing or unreadable file is an ``OSError`` as usual."""
     import torch
 
     with open(path, "rb") as f:  # OSError for missing / unreadable files, as usual
@@ -78,3 +80,20 @@ def _load_error(e: Exception) -> str:
     if isinstance(e, (pickle.UnpicklingError, RuntimeError)) and line:
         return line
     return f"{type(e).__name__}: {line}" if line else type(e).__name__
+
+
+# what np.load(path, allow_pickle=False) raises on a file that is not a readable .npz archive
+# (a damaged zip header can also claim an unknown compression method, zip version or
+# encryption: NotImplementedError / RuntimeError from zipfile)
+NPZ_LOAD_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error,
+                   NotImplementedError, RuntimeError)
+
+
+def npz_load_error(e: BaseException) -> str:
+    """The reason, in a few words, for one of :data:`NPZ_LOAD_ERRORS` (numpy's advice to load
+    pickles is not passed on)."""
+    if isinstance(e, ValueError) and "allow_pickle" in str(e):
+        return "not an .npz archive; pickled data is never loaded"
+    if isinstance(e, (ValueError, OSError)):
+        return str(e)
+    return "corrupt or truncated .npz archive"
