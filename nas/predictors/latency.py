@@ -360,14 +360,40 @@ def enumerate_units(space: Any, build: Any) -> tuple[list[_PositionMap], dict[st
     """Every position's lookup map and every distinct unit the space can produce.
 
     Each combination of a position's deps is turned into a plan by the family's
-    ``make_plan`` (other dimensions at their largest values); combinations the family
-    rejects (e.g. a cardinality that does not divide the width) map to ``INVALID``.
+    ``make_plan``, the other dimensions at their largest values -- or, where that plan is
+    rejected because of them (another block of the stage with a cardinality that does not
+    divide a narrower width, say), at the largest values the space's constraints allow
+    alongside the combination. Combinations the family rejects map to ``INVALID``.
     """
     from nas.supernet import family_class
 
     fam = latency_family(space.family)
     cls = family_class(space.family)
     base = dict(space.max().flat())
+
+    def plan_for(fixed: Mapping[str, Any]) -> Any:
+        """The family's plan with ``fixed`` (``_ABSENT``: dimension left out), or ``None``."""
+        given = {d: v for d, v in fixed.items() if v is not _ABSENT}
+        for attempt in range(2):
+            if attempt == 0:
+                flat = {**base, **given}
+            else:
+                try:
+                    completed = space.complete(given)
+                except ConfigError:
+                    return None
+                if completed is None:
+                    return None
+                flat = dict(completed.flat())
+            for d, v in fixed.items():
+                if v is _ABSENT:
+                    flat.pop(d, None)
+            try:
+                return cls.make_plan(space, flat, build)
+            except (ConfigError, KeyError):
+                continue
+        return None
+
     units: dict[str, Unit] = {}
     order: dict[str, int] = {}
     maps = []
@@ -376,16 +402,8 @@ def enumerate_units(space: Any, build: Any) -> tuple[list[_PositionMap], dict[st
         sizes = tuple(len(s) for s in slots)
         keys = np.full(int(np.prod(sizes)) if sizes else 1, INVALID, dtype=np.int64)
         for i, combo in enumerate(itertools.product(*slots)):
-            flat = dict(base)
-            for d, v in zip(pos.deps, combo):
-                if v is _ABSENT:
-                    flat.pop(d, None)
-                else:
-                    flat[d] = v
-            try:
-                unit = pos.unit(cls.make_plan(space, flat, build))
-            except (ConfigError, KeyError):
-                continue
+            plan = plan_for(dict(zip(pos.deps, combo)))
+            unit = None if plan is None else pos.unit(plan)
             if unit is None:
                 continue
             if unit.key not in order:
@@ -396,12 +414,8 @@ def enumerate_units(space: Any, build: Any) -> tuple[list[_PositionMap], dict[st
         if pos.presence is not None:
             flags = []
             for v in space.values(pos.presence):
-                flat = dict(base)
-                flat[pos.presence] = v
-                try:
-                    flags.append(pos.unit(cls.make_plan(space, flat, build)) is not None)
-                except (ConfigError, KeyError):
-                    flags.append(False)
+                plan = plan_for({pos.presence: v})
+                flags.append(plan is not None and pos.unit(plan) is not None)
             present = tuple(flags)
         maps.append(_PositionMap(pos.name, pos.deps, sizes, pos.presence, present,
                                  pos.is_block, keys))

@@ -473,6 +473,32 @@ class Space:
         """Every dimension at its default (constraints permitting)."""
         return self._extreme("default")
 
+    def complete(self, values: Mapping[str, Any], *, prefer: str = "max") -> Config | None:
+        """A valid config that takes ``values`` (dotted path -> value) where given and, in
+        every other dimension, the value nearest its ``prefer`` end (``"max"``, ``"min"`` or
+        ``"default"``) that the constraints allow. ``None`` when no valid config takes all
+        of ``values`` (including when a given dimension cannot exist alongside the others).
+        """
+        if prefer not in ("min", "max", "default"):
+            raise ConfigError(f"prefer: must be 'min', 'max' or 'default', got {prefer!r}")
+        pref: list[int | None] = [
+            0 if prefer == "min" else d.n - 1 if prefer == "max" else d.default_idx
+            for d in self._dims]
+        pinned = set()
+        for path, value in values.items():
+            if path not in self._index:
+                raise ConfigError(self._unknown(str(path)))
+            dim = self._dims[self._index[path]]
+            i = dim.keys.get(value_key(value))
+            if i is None:
+                raise ConfigError(f"{path}: {value!r} is not one of {list(dim.values)}")
+            pref[dim.index] = i
+            pinned.add(dim.index)
+        cfg = self._solve(pref, None, pinned=frozenset(pinned))
+        if cfg is None or any(cfg._idx[d] < 0 for d in pinned):
+            return None
+        return cfg
+
     def config(self, data: Config | Mapping[str, Any]) -> Config:
         """Build and validate a config from a nested dict (lists for numbered groups) or a flat
         dict of dotted paths. Raises :class:`ConfigError` naming the field, the value and what

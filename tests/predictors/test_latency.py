@@ -25,7 +25,16 @@ from nas.predictors.latency import (
     plan_signature,
 )
 from nas.predictors.profiling import LatencyStats, measure_latency, measure_many
-from nas.searchspace import get_space, load_space
+from nas.searchspace import (
+    Choice,
+    Condition,
+    Divides,
+    Group,
+    IntRange,
+    Space,
+    get_space,
+    load_space,
+)
 from nas.supernet import BuildArgs, family_class
 
 TINY = """\
@@ -187,18 +196,35 @@ def test_prediction_is_sum_of_entries_plus_overhead(tiny_table: LatencyTable,
                                t.predict_many(tiny_space.encode_many(configs)))
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+def _cardinality_first_space() -> Space:
+    """The README's example: cardinality listed 1, 2, 16, so ``max()`` takes 16 groups, which
+    a width of 24 cannot hold -- units with width 24 must still be enumerated."""
+    blocks = [Group(str(i), [Choice("kernel", (3, 5, 7)), Choice("cardinality", (1, 2, 16))],
+                    when=None if i == 0 else Condition("stages.0.depth", ">", i))
+              for i in range(3)]
+    return Space("readme_resnet", [
+        Group("stem", [Choice("width", (16, 32))]),
+        Group("stages", [Group("0", [
+            IntRange("depth", 1, 3), Choice("width", (24, 32, 48)),
+            Choice("attention", ("none", "se", "mhsa")), Choice("bits", (4, 8, 32), default=32),
+            Group("blocks", blocks)])]),
+    ], constraints=[Divides(f"stages.0.blocks.{i}.cardinality", "stages.0.width")
+                    for i in range(3)], family="resnet_like")
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "cardinality_first"])
 def test_lookup_matches_the_family_plans(name: str) -> None:
     """For random configs, the vectorised lookup picks exactly the units of the family's plan
     (entries set to random values; the sum over the plan's blocks computed directly)."""
-    space = get_space(name)
+    space = _cardinality_first_space() if name == "cardinality_first" else get_space(name)
     build = BuildArgs.make(3, 10, 32)
     maps, units = enumerate_units(space, build)
     rng = np.random.default_rng(0)
     vals = {k: float(v) for k, v in zip(units, rng.uniform(1, 2, len(units)))}
     entries = {k: {s: vals[k] for s in ("min", "p10", "median", "mean", "max")} for k in units}
     table = LatencyTable(space, current_settings(), maps, list(units), entries, complete=True)
-    configs = space.sample_many(25, rng) + [space.min(), space.max()]
+    configs = space.sample_many(25 if name != "cardinality_first" else 200, rng) + [
+        space.min(), space.max()]
     cls = family_class(space.family)
     for cfg, got in zip(configs, table.unit_sums(configs)[0]):
         plan = cls.make_plan(space, cfg, build)

@@ -155,6 +155,25 @@ def test_neighbours_change_exactly_one_existing_dimension() -> None:
     }
 
 
+def test_complete_pins_given_values_and_prefers_an_end() -> None:
+    s = Space("c", [Choice("width", (24, 32)), IntRange("depth", 1, 2), Group("blocks", (
+        Group("0", (Choice("groups", (1, 2, 16)),)),
+        Group("1", (Choice("groups", (1, 2, 16)),), when=Condition("depth", ">", 1)),
+    ))], [Divides("blocks.0.groups", "width"), Divides("blocks.1.groups", "width")])
+    c = s.complete({"width": 24})
+    assert c is not None and c.flat() == {"width": 24, "depth": 2, "blocks.0.groups": 2,
+                                          "blocks.1.groups": 2}
+    assert s.complete({"width": 32}).flat()["blocks.1.groups"] == 16
+    assert s.complete({"width": 32}, prefer="min").flat() == {"width": 32, "depth": 1,
+                                                               "blocks.0.groups": 1}
+    assert s.complete({"width": 24, "blocks.0.groups": 16}) is None   # 16 does not divide 24
+    assert s.complete({"depth": 1, "blocks.1.groups": 2}) is None     # block 1 cannot exist
+    with pytest.raises(ConfigError, match="blocks.0.groups: 3 is not one of"):
+        s.complete({"blocks.0.groups": 3})
+    with pytest.raises(ConfigError, match="prefer"):
+        s.complete({}, prefer="largest")
+
+
 def test_predicates_are_enforced_and_counted() -> None:
     register_predicate("even_sum", lambda c: (c["a"] + c["b"]) % 2 == 0)
     s = Space("p", [IntRange("a", 0, 3), IntRange("b", 0, 3)],
