@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from nas.errors import UsageError
+from nas.utils.device import resolve_device  # noqa: F401 - re-exported (was defined here)
 from nas.utils.memory import steady_allocator
 
 log = logging.getLogger(__name__)
@@ -178,19 +179,6 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def resolve_device(device: torch.device | str) -> torch.device:
-    """A torch device, checked to be usable here (a clear error for a missing GPU)."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise UsageError(f"device: {device!r} is not a torch device ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device: {device!r} asked for but CUDA is not available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"device: {dev.type!r} is not supported; use cpu or cuda[:N]")
-    return dev
 
 
 def _check_counts(warmup: int, repeats: int, batch: int) -> None:

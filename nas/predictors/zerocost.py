@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import NasError, UsageError
+from nas.utils.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ def compute_proxies(build: Callable[[], Any], settings: ProxySettings,
 class ProxyCache:
     """Proxy values keyed by (space fingerprint, architecture id, settings), stored as one
     JSON object per line in ``<directory>/proxies-<space>-<settings key>.jsonl``. Appends are
-    line-atomic enough for one writer; unreadable lines raise :class:`ProxyCacheError`."""
+    line-atomic enough for one writer; a torn last line (a killed writer) is dropped on
+    loading, any other unreadable line raises :class:`ProxyCacheError`."""
 
     def __init__(self, directory: str | os.PathLike[str], space_name: str, fingerprint: str,
                  settings: ProxySettings) -> None:
@@ -198,18 +200,44 @@ class ProxyCache:
             f"proxies-{space_name}-{fingerprint[:12]}-{settings.key()}.jsonl")
         self._values: dict[str, dict[str, float]] = {}
         if self.path.exists():
-            with open(self.path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                        self._values.setdefault(str(rec["id"]), {}).update(
-                            {str(k): float(v) for k, v in rec["values"].items()})
-                    except (ValueError, KeyError, TypeError, AttributeError) as e:
-                        raise ProxyCacheError(
-                            f"{self.path}:{lineno}: not a proxy cache record ({e}); delete the "
-                            "file to recompute") from None
+            self._load()
+
+    def _load(self) -> None:
+        """Read the file. A torn last record (a kill during :meth:`put`) is dropped with a
+        warning and the file rewritten without it, so that later appends start on a line of
+        their own; any other unreadable record raises :class:`ProxyCacheError`."""
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()  # the file ends with a newline, as it should
+        last = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+        keep = []
+        rewrite = not data.endswith(b"\n") and bool(data)
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+                if lineno == last:
+                    log.warning("%s:%d: dropping the torn last record, left by an "
+                                "interrupted write (%s); its values are recomputed",
+                                self.path, lineno, e)
+                    rewrite = True
+                    continue
+                raise ProxyCacheError(
+                    f"{self.path}:{lineno}: not a proxy cache record ({e}); delete the file "
+                    "to recompute") from None
+            try:  # whole JSON of the wrong shape: not torn, a bad file
+                vals = {str(k): float(v) for k, v in rec["values"].items()}
+                self._values.setdefault(str(rec["id"]), {}).update(vals)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ProxyCacheError(
+                    f"{self.path}:{lineno}: not a proxy cache record (expected {{\"id\": ..., "
+                    "\"values\": {proxy: number}}); delete the file to recompute") from None
+            keep.append(line)
+        if rewrite:
+            atomic_write_bytes(self.path, b"".join(k + b"\n" for k in keep))
 
     def get(self, arch_id: str, proxies: Iterable[str]) -> dict[str, float]:
         """The cached values among ``proxies`` (possibly fewer, possibly none)."""

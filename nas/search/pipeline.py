@@ -38,7 +38,7 @@ from nas.errors import NasError, UsageError
 from nas.search.base import Objective, hypervolume, make_searcher, pareto_mask, run_search, to_min
 from nas.search.constraints import Limit
 from nas.searchspace import Config, Space, load_space
-from nas.utils.files import atomic_write_text
+from nas.utils.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class SearchOptions:
     threads: int | None = None
 
     def validate(self) -> None:
+        """Raise :class:`UsageError` naming the ``nas search`` flag (or, for options without
+        one, the option) and what is allowed. Called before anything is written."""
         if not self.targets:
             raise UsageError("--target: give at least one of " + ", ".join(TARGETS))
         for t in self.targets:
@@ -79,10 +81,28 @@ class SearchOptions:
                 raise UsageError(f"--target {t!r} is not allowed; allowed: {', '.join(TARGETS)}")
         if len(set(self.targets)) != len(self.targets):
             raise UsageError(f"--target: repeated targets {self.targets}")
-        if self.budget < 2:
-            raise UsageError(f"--budget must be >= 2, got {self.budget}")
+        _check_int("--budget", self.budget, 1)  # one evaluation: a front of one, still valid
+        _check_int("--seed", self.seed, 0)
+        if self.train_epochs is not None:
+            _check_int("--train-epochs", self.train_epochs, 1)
+        if self.threads is not None:
+            _check_int("--threads", self.threads, 1)
+        for name, lo in (("bn_batches", 0), ("latency_batch", 1), ("latency_threads", 1),
+                         ("max_export", 1)):
+            _check_int(name, getattr(self, name), lo)
         for c in self.constraints:
             Limit.parse(c)
+        from nas.search.base import list_searchers
+        from nas.training.strategies import list_strategies
+        from nas.utils.device import resolve_device
+
+        if self.strategy not in list_searchers():
+            raise UsageError(f"--strategy {self.strategy!r} is not a searcher; known: "
+                             f"{', '.join(list_searchers())}")
+        if self.train_strategy not in list_strategies():
+            raise UsageError(f"train_strategy: {self.train_strategy!r} is not a training "
+                             f"strategy; known: {', '.join(list_strategies())}")
+        resolve_device(self.device, field="--device")
 
     def identity(self) -> dict[str, Any]:
         """What must match for an output directory to be resumed."""
@@ -102,22 +122,105 @@ class Candidate:
     size: int
 
 
+def _check_int(flag: str, v: Any, lo: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise UsageError(f"{flag} must be an integer >= {lo}, got {v!r}")
+    if v < lo:
+        raise UsageError(f"{flag} must be >= {lo}, got {v}")
+
+
 HISTORY_FIELDS = ["id", "accuracy", "accuracy_source", "latency_ms", "latency_source",
                   "flops", "params", "size_bytes", "feasible", "seconds", "config"]
 
 
+_FLOAT_FIELDS = ("accuracy", "latency_ms", "flops", "params", "size_bytes")
+
+
+def _history_row(line: bytes, space: Space) -> dict[str, Any]:
+    """One data line of ``history.csv`` as a row with its ``_config``; ``ValueError`` (with
+    the reason) for anything that is not a whole, readable row."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    fields = next(csv.reader([text]), [])
+    if len(fields) != len(HISTORY_FIELDS):
+        raise ValueError(f"{len(fields)} fields, expected {len(HISTORY_FIELDS)}")
+    row = dict(zip(HISTORY_FIELDS, fields))
+    for k in _FLOAT_FIELDS:
+        try:
+            float(row[k])
+        except ValueError:
+            raise ValueError(f"{k}: {row[k]!r} is not a number") from None
+    try:
+        cfg = space.config(json.loads(row["config"]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config: not JSON ({e})") from None
+    except NasError as e:
+        raise ValueError(f"config: {e}") from None
+    return {**row, "_config": cfg}
+
+
 def _read_history(path: Path, space: Space) -> list[dict[str, Any]]:
+    """The rows of ``history.csv`` (an absent or empty file: none).
+
+    A kill during an append can leave the last line torn: an unreadable last line is dropped
+    with a warning and the file rewritten (atomically) without it, so that later appends
+    start on a line of their own. Anything else unreadable (the header, a line before the
+    last) raises :class:`SearchError` naming the file and line: evaluations are never
+    silently dropped or repeated.
+    """
     if not path.exists():
         return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the file ends with a newline, as it should
+    header_line = ",".join(HISTORY_FIELDS)
+    head = lines[0].rstrip(b"\r").decode("utf-8", "replace") if lines else ""
+    if len(lines) <= 1 and header_line.startswith(head) and head != header_line:
+        # empty, or killed while writing the header: nothing was evaluated yet
+        log.warning("%s: incomplete header (the search was interrupted); rewriting it", path)
+        atomic_write_text(path, header_line + "\r\n")
+        return []
+    if next(csv.reader([head]), []) != HISTORY_FIELDS:
+        shown = head if len(head) <= 80 else head[:77] + "..."
+        raise SearchError(f"{path}:1: not a search history header (got {shown!r}, expected "
+                          f"{header_line!r}); repair the file or choose another --out")
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            try:
-                cfg = space.config(json.loads(row["config"]))
-                rows.append({**row, "_config": cfg})
-            except (json.JSONDecodeError, NasError, KeyError) as e:
-                log.warning("%s: skipping an unreadable row (%s)", path, e)
+    keep = [lines[0]]
+    rewrite = not data.endswith(b"\n")
+    last = max(i for i, line in enumerate(lines, 1) if line.strip())
+    for i, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        try:
+            rows.append(_history_row(line.rstrip(b"\r"), space))
+        except ValueError as e:
+            if i < last:
+                raise SearchError(f"{path}:{i}: not a search history row ({e}); repair or "
+                                  "remove that line, or choose another --out") from None
+            log.warning("%s:%d: dropping the torn last row, left by an interrupted append "
+                        "(%s); that evaluation does not count", path, i, e)
+            rewrite = True
+            continue
+        keep.append(line)
+    if rewrite:
+        atomic_write_bytes(path, b"\n".join(keep) + b"\n")
     return rows
+
+
+# options that only steer the search phase: the supernet and latency table of an output
+# directory do not depend on them, only its history.csv does
+_SEARCH_PHASE = ("targets", "constraints", "strategy", "bn_batches")
+
+
+def _only_search_phase_differs(old: dict[str, Any], ident: dict[str, Any]) -> bool:
+    if {k: v for k, v in old.items() if k != "options"} != {
+            k: v for k, v in ident.items() if k != "options"}:
+        return False
+    a, b = old["options"], ident["options"]
+    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in _SEARCH_PHASE)
 
 
 def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
@@ -127,12 +230,21 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
     if manifest.exists():
         try:
             old = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
-            raise SearchError(f"{manifest}: corrupt; remove it or choose another --out") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if not isinstance(old, dict) or not isinstance(old.get("options"), dict):
+            raise SearchError(f"{manifest}: corrupt; remove it or choose another --out")
         if old != ident:
             diff = [k for k in ident["options"] if old.get("options", {}).get(k)
                     != ident["options"][k]]
             what = ", ".join(diff) if diff else "space definition"
+            if (_only_search_phase_differs(old, ident)
+                    and not (out / "history.csv").exists()):
+                # stopped before its first evaluation (an infeasible --constraint, a kill
+                # while the supernet trained): what is there does not depend on these
+                log.info("%s: no evaluation yet; taking the new %s", out, what)
+                atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
+                return
             raise UsageError(f"{out} holds a different search (differs in: {what}); "
                              "choose another --out or repeat its options to resume")
         return
@@ -142,21 +254,29 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
     atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
 
 
-def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say: Callable
-              ) -> Any:
-    """Train the search's own supernet in ``out/supernet`` (resuming a killed run)."""
-    from nas.supernet import load_supernet
-    from nas.training import TrainOptions, train
+def _train_options(opts: SearchOptions, space: Space) -> Any:
+    """The options of the search's own supernet training (built before anything is written:
+    a bad value fails while the output directory is still untouched)."""
+    from nas.training import TrainOptions
 
-    run = out / "supernet"
-    done = run / "supernet.pt"
     changes: dict[str, Any] = {"space": space.name, "data": opts.data,
                                "data_root": opts.data_root, "strategy": opts.train_strategy,
                                "seed": opts.seed, "device": opts.device,
                                "threads": opts.threads}
-    if opts.train_epochs:
+    if opts.train_epochs is not None:  # 0 is an error (validate), not "the default"
         changes["epochs"] = opts.train_epochs
-    topts = TrainOptions().replace(**changes)
+    return TrainOptions().replace(**changes)
+
+
+def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say: Callable
+              ) -> Any:
+    """Train the search's own supernet in ``out/supernet`` (resuming a killed run)."""
+    from nas.supernet import load_supernet
+    from nas.training import train
+
+    run = out / "supernet"
+    done = run / "supernet.pt"
+    topts = _train_options(opts, space)
     if (run / "checkpoint.pt").exists():
         from nas.training import load_checkpoint
 
@@ -186,11 +306,15 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     from nas.data import TensorLoader, load_dataset, split
     from nas.training import evaluate_config
 
+    # every option is checked before the output directory is created: a bad value leaves
+    # nothing behind that a corrected re-run would find mismatched
     opts.validate()
     limits = [Limit.parse(c) for c in opts.constraints]
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
     space = load_space(opts.space)
+    if not opts.supernet:
+        _train_options(opts, space)
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
     out = Path(out)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -285,7 +409,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             for tg in opts.targets])
     if known:
         say(f"search: resuming with {len(known)} evaluations from {hist_path}")
-    new_file = not hist_path.exists()
+    new_file = not hist_path.exists() or hist_path.stat().st_size == 0
     hist = open(hist_path, "a", newline="", encoding="utf-8")
     writer = csv.DictWriter(hist, fieldnames=HISTORY_FIELDS)
     if new_file:

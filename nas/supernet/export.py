@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -65,23 +66,47 @@ def _memoized_script_frontend() -> Iterator[None]:
             rec.get_jit_def, rec.get_overload_annotations = orig_def, orig_over
 
 
+@contextlib.contextmanager
+def _atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
+    """A temporary file name beside ``path`` to write to; renamed onto ``path`` when the
+    block succeeds, removed when it fails, so ``path`` is never left half-written (and an
+    older file there survives a failed export)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the export private
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def export_torchscript(model: nn.Module, path: str | os.PathLike[str] | None = None
                        ) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` the model (and save it to ``path`` if given). Scripting reuses
-    TorchScript's parse of each class's methods across module instances and calls
-    (:func:`_memoized_script_frontend`), so exporting many subnets stays cheap."""
+    """``torch.jit.script`` the model (and save it to ``path`` if given, atomically: a
+    temporary file beside it, then a rename). Scripting reuses TorchScript's parse of each
+    class's methods across module instances and calls (:func:`_memoized_script_frontend`),
+    so exporting many subnets stays cheap."""
     with _memoized_script_frontend():
         scripted = torch.jit.script(model)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        scripted.save(str(path))
+        with _atomic_output(path) as tmp:
+            scripted.save(tmp)
     return scripted
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, in_channels: int,
                 input_size: tuple[int, int], opset: int = 17) -> None:
     """Export to ONNX with a dynamic batch dimension (TorchScript-based exporter, no
-    onnxscript needed)."""
+    onnxscript needed); written to a temporary file beside ``path``, then renamed."""
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -91,11 +116,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, in_channels: 
     x = torch.zeros(1, in_channels, *input_size, device=p.device, dtype=p.dtype)
     was_training = model.training
     model.eval()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _atomic_output(path) as tmp:
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), str(path), input_names=["input"],
+            torch.onnx.export(model, (x,), tmp, input_names=["input"],
                               output_names=["logits"], opset_version=opset,
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                               dynamo=False)

@@ -73,3 +73,51 @@ def test_featurizer_kinds_and_graph_features() -> None:
     counts, names = Featurizer(space, kinds=("counts",)).from_encoding(space.encode_many(cfgs))
     assert names[0] == "count:edge_0_1..edge_2_3=none"
     assert counts[2].tolist() == [5, 0, 0, 1, 0]  # dead edges are counted (they still run)
+
+
+def _cache_with(tmp_path: Path, n: int):
+    from nas.predictors.zerocost import ProxyCache
+
+    space = get_space("nb201")
+    cache = ProxyCache(tmp_path, space.name, space.fingerprint, SMALL)
+    for i in range(n):
+        cache.put(f"arch{i}", {"synflow": float(i), "snip": float("-inf")})
+    return cache
+
+
+def test_proxy_cache_drops_a_torn_last_record(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A kill during an append leaves half a record: only that record is lost, and the file
+    is repaired so that the next appends are readable."""
+    from nas.predictors.zerocost import ProxyCache
+
+    space = get_space("nb201")
+    path = _cache_with(tmp_path, 5).path
+    data = path.read_bytes()
+    path.write_bytes(data[:-12])  # the fifth record, torn
+    with caplog.at_level("WARNING", logger="nas.predictors.zerocost"):
+        cache = ProxyCache(tmp_path, space.name, space.fingerprint, SMALL)
+    assert f"{path.name}:5: dropping the torn last record" in caplog.text
+    assert [cache.get(f"arch{i}", ["synflow"]) for i in range(5)] == [
+        {"synflow": float(i)} for i in range(4)] + [{}]
+    assert cache.get("arch1", ["snip"]) == {"snip": float("-inf")}
+    assert path.read_bytes() == data[:data.rindex(b"\n", 0, -1) + 1]  # rewritten without it
+    cache.put("arch4", {"synflow": 4.0})
+    caplog.clear()
+    again = ProxyCache(tmp_path, space.name, space.fingerprint, SMALL)
+    assert again.get("arch4", ["synflow"]) == {"synflow": 4.0} and not caplog.text
+
+
+def test_proxy_cache_bad_middle_record_is_an_error(tmp_path: Path) -> None:
+    from nas.predictors.zerocost import ProxyCache, ProxyCacheError
+
+    space = get_space("nb201")
+    path = _cache_with(tmp_path, 3).path
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:-10] + "\n" + lines[2])
+    with pytest.raises(ProxyCacheError, match=rf"{path.name}:2: not a proxy cache record"):
+        ProxyCache(tmp_path, space.name, space.fingerprint, SMALL)
+    # a whole record of the wrong shape is not torn: an error even when last
+    path.write_text(lines[0] + '{"id": "x", "values": [1]}\n')
+    with pytest.raises(ProxyCacheError, match=rf"{path.name}:2: not a proxy cache record"):
+        ProxyCache(tmp_path, space.name, space.fingerprint, SMALL)

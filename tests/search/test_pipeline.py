@@ -37,6 +37,14 @@ def _search(tmp: Path, space_file: Path, ckpt: Path, *extra: str) -> int:
                  "--threads", "1", *extra])
 
 
+def _exit_status(argv: list[str]) -> int:
+    """``main(argv)``, or the status of the ``SystemExit`` of a flag refused by argparse."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
+
+
 def test_search_outputs_and_resume(tiny_supernet, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     space, space_file, ckpt = tiny_supernet
@@ -76,9 +84,12 @@ def test_constraints(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert "--constraint params<=10 is infeasible" in err and "the best params seen" in err
     assert _search(tmp_path / "b", space_file, ckpt, "--constraint", "latency<=banana") == 2
+    assert not (tmp_path / "b").exists()
     limit = 6000
-    assert _search(tmp_path / "c", space_file, ckpt, "--constraint", f"params<={limit}") == 0
-    front = json.loads((tmp_path / "c" / "pareto.json").read_text())
+    # the infeasible search stopped before any evaluation: the corrected constraint can take
+    # over its directory (other options cannot: that directory's supernet is not theirs)
+    assert _search(tmp_path / "a", space_file, ckpt, "--constraint", f"params<={limit}") == 0
+    front = json.loads((tmp_path / "a" / "pareto.json").read_text())
     assert front and all(r["params"] <= limit for r in front)
 
 
@@ -143,6 +154,12 @@ def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
     out = tmp_path / "own"
     args = ["search", "--space", str(space_file), "--target", "params", "--budget", "4",
             "--train-epochs", "1", "--out", str(out), "--no-progress", "--threads", "1"]
+    # a bad value first: refused before anything is written, so the corrected command is
+    # not told that the directory holds a different search
+    assert _exit_status([*args, "--train-epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--train-epochs" in err and "must be >= 1, got 0" in err
+    assert not out.exists()
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "supernet: training 1 epochs" in printed and "Pareto front" in printed
@@ -151,3 +168,136 @@ def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
     assert summary["evaluations"] == 4 and summary["timings"]["supernet_s"] > 0
     assert main(args) == 0
     assert "supernet: trained already" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("train_epochs", -1, "--train-epochs must be >= 1, got -1"),
+    ("train_epochs", 0, "--train-epochs must be >= 1, got 0"),
+    ("seed", -1, "--seed must be >= 0, got -1"),
+    ("threads", -1, "--threads must be >= 1, got -1"),
+    ("threads", 0, "--threads must be >= 1, got 0"),
+    ("budget", 0, "--budget must be >= 1, got 0"),
+    ("device", "banana", "--device: 'banana' is not a device"),
+    ("strategy", "annealing", "--strategy 'annealing' is not a searcher; known: "),
+    ("max_export", 0, "max_export must be >= 1, got 0"),
+])
+def test_bad_options_are_refused_before_anything_is_written(
+        tiny_supernet, tmp_path: Path, option: str, value: object, message: str) -> None:
+    """Each option is checked before the output directory is made: otherwise its search.json
+    records the bad value and the corrected command is refused as a different search."""
+    from nas.errors import UsageError
+    from nas.search.pipeline import SearchOptions, run_search_job
+
+    space, space_file, _ = tiny_supernet
+    out = tmp_path / "s4"
+    opts = SearchOptions(**{"space": str(space_file), "targets": ["params"], "budget": 4,
+                            option: value})
+    with pytest.raises(UsageError) as err:
+        run_search_job(opts, out, progress=False, say=lambda m: None)
+    assert str(err.value).startswith(message)
+    assert not out.exists()
+
+
+def test_search_options_validate_types() -> None:
+    from nas.errors import UsageError
+    from nas.search.pipeline import SearchOptions
+
+    SearchOptions(train_epochs=1, threads=1, seed=0).validate()
+    for kw, message in (({"train_epochs": 1.5}, "--train-epochs must be an integer >= 1"),
+                        ({"threads": True}, "--threads must be an integer >= 1"),
+                        ({"budget": "12"}, "--budget must be an integer >= 1, got '12'"),
+                        ({"max_export": 0}, "max_export must be >= 1, got 0"),
+                        ({"strategy": "annealing"}, "--strategy 'annealing' is not a searcher"),
+                        ({"train_strategy": "nope"}, "train_strategy: 'nope' is not a training")):
+        with pytest.raises(UsageError, match=message):
+            SearchOptions(**kw).validate()
+
+
+def _history_file(path: Path, space: Space, n: int) -> list[str]:
+    """A history.csv of ``n`` evaluations of ``space`` (as the search writes it)."""
+    from nas.search.pipeline import HISTORY_FIELDS
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        for i, cfg in enumerate(space.sample_many(n, 7)):
+            w.writerow({"id": cfg.id, "accuracy": f"{50 + i}.0000", "accuracy_source":
+                        "measured", "latency_ms": "nan", "latency_source": "none",
+                        "flops": 1000 + i, "params": 100 + i, "size_bytes": 400 + i,
+                        "feasible": 1, "seconds": "0.010", "config": cfg.to_json()})
+    return [c.id for c in space.sample_many(n, 7)]
+
+
+@pytest.mark.parametrize("cut", ["in the config", "before the config", "in the first row"])
+def test_history_torn_last_row_is_dropped(tmp_path: Path, cut: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """What a kill during an append leaves: the torn last row is dropped (with a warning)
+    and the file rewritten without it, so the next append starts on its own line."""
+    from nas.search.pipeline import _read_history
+
+    space = tiny_resnet()
+    path = tmp_path / "history.csv"
+    ids = _history_file(path, space, 3)
+    data = path.read_bytes()
+    last = data.rindex(b"\n", 0, -1) + 1
+    keep = {"in the config": len(data) - 20, "before the config": last + 30,
+            "in the first row": 150}[cut]  # the audit's `head -c 150`
+    path.write_bytes(data[:keep])
+    with caplog.at_level("WARNING", logger="nas.search.pipeline"):
+        rows = _read_history(path, space)
+    n = 0 if cut == "in the first row" else 2
+    assert [r["id"] for r in rows] == ids[:n]
+    assert "history.csv:" in caplog.text and "dropping the torn last row" in caplog.text
+    assert path.read_bytes() == data[:data.index(b"\n") + 1 if n == 0 else last]
+    with open(path, "a", newline="", encoding="utf-8") as f:  # the search appends again
+        f.write(data[last:].decode())
+    caplog.clear()
+    assert [r["id"] for r in _read_history(path, space)] == ids[:n] + ids[2:]
+    assert not caplog.text
+
+
+def test_history_unreadable_rows_and_headers_are_errors(tmp_path: Path) -> None:
+    from nas.search.pipeline import SearchError, _read_history
+
+    space = tiny_resnet()
+    path = tmp_path / "history.csv"
+    _history_file(path, space, 3)
+    lines = path.read_bytes().decode().split("\r\n")
+    path.write_text("\r\n".join([lines[0], lines[1][:60], *lines[2:]]), newline="")
+    with pytest.raises(SearchError, match=r"history.csv:2: not a search history row"):
+        _read_history(path, space)
+    path.write_text("\r\n".join([lines[0], lines[1].replace(",50.0000,", ",x,"),
+                                   *lines[2:]]), newline="")
+    with pytest.raises(SearchError, match=r"history.csv:2: not a search history row "
+                                          r"\(accuracy: 'x' is not a number\)"):
+        _read_history(path, space)
+    # a header that is not ours: an error (not a re-evaluation of everything, appended twice)
+    path.write_text("\r\n".join(["garbage,,,", *lines[1:]]), newline="")
+    with pytest.raises(SearchError, match=r"history.csv:1: not a search history header "
+                                          r"\(got 'garbage,,,'"):
+        _read_history(path, space)
+    # empty (killed before the header was written): no rows, and the header is written
+    path.write_bytes(b"")
+    assert _read_history(path, space) == []
+    assert path.read_bytes().decode() == lines[0] + "\r\n"
+
+
+def test_search_resumes_after_a_torn_history_row(tiny_supernet, tmp_path: Path) -> None:
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "5") == 0
+    hist = out / "history.csv"
+    before = list(csv.DictReader(open(hist, newline="")))
+    hist.write_bytes(hist.read_bytes()[:-30])  # killed while appending the fifth row
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "5") == 0
+    rows = list(csv.DictReader(open(hist, newline="")))
+    assert len(rows) == 5 and len({r["id"] for r in rows}) == 5
+    assert rows[:4] == before[:4]  # kept, not re-evaluated
+    assert all(space.contains(json.loads(r["config"])) for r in rows)
+
+
+def test_budget_of_one(tiny_supernet, tmp_path: Path) -> None:
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "one"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "1") == 0
+    assert len(json.loads((out / "pareto.json").read_text())) == 1
