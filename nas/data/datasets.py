@@ -87,7 +87,21 @@ def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
             x = x[:, None]
         return x.astype(np.float32) / scale
 
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and y.size
+                                               and np.all(np.isfinite(y))
+                                               and np.all(y == np.round(y))):
+            if y.size:
+                raise DataError(f"{name}: {key} must hold integer class labels, got dtype "
+                                f"{y.dtype}" + (" with fractional values"
+                                                if y.dtype.kind == "f" else ""))
+    if np.asarray(x_train).shape[0] == 0:
+        raise DataError(f"{name}: the training set is empty")
     xt, xs = prep(x_train), prep(x_test)
+    for key, x in (("x_train", xt), ("x_test", xs)):
+        if not np.all(np.isfinite(x)):
+            raise DataError(f"{name}: {key} holds NaN or infinite pixel values")
     if xt.shape[1:] != xs.shape[1:]:
         raise DataError(f"{name}: train images are {xt.shape[1:]}, test images {xs.shape[1:]}")
     if xt.shape[2] != xt.shape[3]:
@@ -255,10 +269,26 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
+_MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
+
+
+def _check_pickle_ops(data: bytes) -> None:
+    """Walk the opcodes before unpickling: a memo index no real pickle of this size can use
+    would make the unpickler allocate its memo up to that index (a 9-byte file can ask for
+    gigabytes), and truncated or unknown opcodes are refused here, cheaply."""
+    import pickletools
+
+    limit = len(data)
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in _MEMO_OPS and not 0 <= int(arg) <= limit:
+            raise ValueError(f"memo index {arg} out of range for a {limit}-byte pickle")
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with open(path, "rb") as f:
-            d = _ArrayOnlyUnpickler(f, encoding="bytes").load()
+        data = path.read_bytes()
+        _check_pickle_ops(data)
+        d = _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"cifar10: {path} not found") from None
     except Exception as e:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything

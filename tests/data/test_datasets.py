@@ -141,9 +141,12 @@ def test_cifar10_batches_and_restricted_unpickling(tmp_path: Path) -> None:
     (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
     with pytest.raises(DataError, match="refusing to load builtins.print"):
         load_cifar10(str(tmp_path))
-    # batches of arbitrary bytes: the unpickler raises whatever it meets (here OverflowError
-    # and MemoryError, which are not unpickling errors), reported in one line
-    for junk in (b"\x80\x02\x8e\x95\xe2\xbeFP?=\xc3\xcd\xefG", b"\x80\x02K@r\xa1|y^"):
+    # batches of arbitrary bytes, reported in one line: a huge length prefix, memo indices in
+    # the gigabytes (the unpickler would allocate its memo up to them: 12 GB for the second,
+    # which can exhaust the machine's memory instead of failing -- refused by the opcode
+    # check first), an unhashable dict key (TypeError inside the unpickler)
+    for junk in (b"\x80\x02\x8e\x95\xe2\xbeFP?=\xc3\xcd\xefG", b"\x80\x02K@r\xa1|y^",
+                 b"\x80\x02K@j\xff\xff\xff\x7f.", b"\x80\x02}(]K\x01u."):
         (tmp_path / "test_batch").write_bytes(junk)
         with pytest.raises(DataError, match="test_batch: not a CIFAR-10 python batch"):
             load_cifar10(str(tmp_path))
