@@ -1,9 +1,13 @@
-"""Helpers shared by CLI commands: console output and the not-yet-available message."""
+"""Helpers shared by CLI commands: console output, argument types and path checks."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 
@@ -26,3 +30,93 @@ def add_space_argument(p: argparse.ArgumentParser, flag: bool = True) -> None:
         p.add_argument("--space", required=True, metavar="NAME|FILE", help=help_)
     else:
         p.add_argument("space", metavar="NAME|FILE", help=help_)
+
+
+# ---------------------------------------------------------------- argument types
+# argparse turns an ArgumentTypeError into ``nas CMD: error: argument --flag: MESSAGE``
+# (one line, exit status 2) before any work starts.
+def int_at_least(lo: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= lo``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}"
+                                             ) from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def float_in(lo: float, hi: float = math.inf, *, lo_open: bool = False,
+             hi_open: bool = True) -> Callable[[str], float]:
+    """An argparse ``type``: a finite float in the interval from ``lo`` to ``hi``."""
+    lo_s, hi_s = ("(" if lo_open else "["), (")" if hi_open else "]")
+    what = (f"a finite number > {lo:g}" if hi == math.inf and lo_open else
+            f"a finite number >= {lo:g}" if hi == math.inf else
+            f"a number in {lo_s}{lo:g}, {hi:g}{hi_s}")
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        ok = (math.isfinite(v) and (v > lo if lo_open else v >= lo)
+              and (v < hi if hi_open else v <= hi))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return v
+    parse.__name__ = what
+    return parse
+
+
+def device_arg(text: str) -> str:
+    """An argparse ``type``: a device this machine has (cpu, cuda, cuda:N)."""
+    from nas.errors import UsageError
+    from nas.utils.device import resolve_device
+
+    try:
+        resolve_device(text, field="device")
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("device: ")) from None
+    return text
+
+
+# ---------------------------------------------------------------- paths
+def input_file(path: str | None, flag: str) -> None:
+    """A clear usage error unless ``path`` (given with ``flag``) is an existing file."""
+    from nas.errors import UsageError
+
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory, not a file")
+    if not p.exists():
+        raise UsageError(f"{flag} {path}: no such file")
+
+
+def output_path(path: str | os.PathLike[str] | None, flag: str, *,
+                directory: bool = False) -> None:
+    """A clear usage error, before any work, when ``path`` cannot be written: a directory
+    where a file goes (or the reverse), a parent that is a file, or no permission."""
+    from nas.errors import UsageError
+
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists():
+        if directory and not p.is_dir():
+            raise UsageError(f"{flag} {path}: exists and is not a directory")
+        if not directory and p.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory; give a file name")
+    parent = p if directory and p.exists() else p.parent
+    anc = parent
+    while not anc.exists():  # the nearest existing ancestor decides
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UsageError(f"{flag} {path}: {anc} is a file, not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: {anc} is not writable")

@@ -7,7 +7,7 @@ import json
 
 from rich.table import Table
 
-from nas.cli._common import add_space_argument, console
+from nas.cli._common import add_space_argument, console, input_file, int_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,9 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_space_argument(p)
     p.add_argument("--objective", action="append", required=True, metavar="COLUMN:max|min",
                    help="a column to maximise or minimise (repeat for several)")
-    p.add_argument("--strategy", required=True, help="searcher name (see nas.search)")
-    p.add_argument("--budget", type=int, required=True, help="queries (table rows) per run")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--strategy", required=True,
+                   help="searcher: random, evolution, nsga2, agemoea, unsga3, moead, optuna-tpe, "
+                        "optuna-nsga2, linas")
+    p.add_argument("--budget", type=int_at_least(1), required=True,
+                   help="queries (table rows) per run")
+    p.add_argument("--seeds", type=int_at_least(1), default=5, help="runs per searcher "
+                   "(default: 5)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="searcher option, e.g. population=20 (value parsed as JSON if it can)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -42,13 +46,19 @@ def _options(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from nas.errors import UsageError
     from nas.search.base import Objective, make_searcher
     from nas.search.replay import load_replay_table, replay
     from nas.searchspace import load_space
     from nas.utils.progress import task_progress
 
+    input_file(args.table, "--table")
     space = load_space(args.space)
     objectives = [Objective.parse(o) for o in args.objective]
+    cols = [o.name for o in objectives]
+    dup = next((c for c in cols if cols.count(c) > 1), None)
+    if dup is not None:
+        raise UsageError(f"--objective: column {dup!r} is given more than once")
     options = _options(args.option)
     make_searcher(args.strategy, space, objectives, seed=0, **options)  # fail fast on names
     table = load_replay_table(args.table, space, objectives)

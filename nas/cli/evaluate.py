@@ -7,21 +7,24 @@ import json
 
 from rich.table import Table
 
-from nas.cli._common import console
+from nas.cli._common import console, device_arg, input_file, int_at_least
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supernet", required=True, metavar="CKPT")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config", metavar="CONFIG.json", help="a config file of the space")
-    g.add_argument("--sample", type=int, metavar="N", help="N random configs (and min, max)")
+    g.add_argument("--sample", type=int_at_least(0), metavar="N",
+                   help="N random configs (and min, max)")
     p.add_argument("--data", default="digits", help="dataset the supernet was trained on")
     p.add_argument("--data-root")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="validation split (default; what search uses) or the test set")
-    p.add_argument("--bn-batches", type=int, default=8, help="BN recalibration batches")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--bn-batches", type=int_at_least(0), default=8,
+                   help="BN recalibration batches (default: 8)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of the split and the sampled configs (default: 0)")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--json", action="store_true", help="one JSON object per config")
 
 
@@ -34,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from nas.supernet import load_supernet
     from nas.training import evaluate_config
 
+    input_file(args.supernet, "--supernet")
+    input_file(args.config, "--config")
     net = load_supernet(args.supernet, device=args.device)
     space = net.space
     data = load_dataset(args.data, root=args.data_root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.errors import UsageError
+from nas.cli._common import device_arg, input_file, output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,12 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="where to write the model")
     p.add_argument("--format", choices=("state_dict", "torchscript", "onnx"),
                    default="state_dict", help="output format (default: state_dict)")
-    p.add_argument("--device", default="cpu", help="device to extract on (default: cpu)")
+    p.add_argument("--device", type=device_arg, default="cpu",
+                   help="device to extract on (default: cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from nas.searchspace import load_config
     from nas.supernet import (
         export_onnx,
@@ -35,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         save_subnet,
     )
 
-    if not Path(args.config).is_file():
-        raise UsageError(f"--config: {args.config}: no such file")
+    input_file(args.supernet, "--supernet")
+    input_file(args.config, "--config")
+    output_path(args.out, "--out")
     net = load_supernet(args.supernet, device=args.device)
     cfg = load_config(net.space, args.config)
     model = net.extract(cfg).eval()

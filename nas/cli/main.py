@@ -10,13 +10,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from nas import __version__
 from nas.errors import NasError, UsageError
 
 # command name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "spaces": ("nas.cli.spaces", "list, show, sample and validate search spaces"),
+    "spaces": ("nas.cli.spaces", "list, show, sample, validate and export search spaces"),
     "train": ("nas.cli.train", "train a weight-sharing supernet"),
     "search": ("nas.cli.search", "search a space for the accuracy/latency Pareto front"),
     "extract": ("nas.cli.extract", "extract a subnet from a supernet checkpoint"),
@@ -30,6 +31,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    """``--debug`` also after the command and its actions (``nas spaces sample X --debug``);
+    SUPPRESS keeps a subparser from resetting ``nas --debug train ...`` to False."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks on errors")
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_debug(child)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         mod = importlib.import_module(module)
         mod.add_arguments(p)
+        _add_debug(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -81,6 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file that cannot be read or written: name it, not a temp file
+        if args.debug:
+            raise
+        name = e.filename if e.filename is not None else ""
+        if name and Path(str(name)).name.startswith(".") and str(name).endswith(".tmp") \
+                and e.filename2 is not None:
+            name = e.filename2  # an atomic write's temporary file: name the target
+        where = f"{name}: " if name else ""
+        print(f"nas {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except Exception as e:  # an unexpected failure is still one line unless --debug
         if args.debug:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from nas.cli._common import add_space_argument, console, err_console
+from nas.cli._common import (
+    add_space_argument,
+    console,
+    err_console,
+    input_file,
+    int_at_least,
+    output_path,
+)
 from nas.errors import UsageError
 
 
@@ -20,9 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--table", required=True, metavar="CSV")
     add_space_argument(e)
     e.add_argument("--target", required=True, metavar="COLUMN")
-    e.add_argument("--n-train", type=int, required=True)
-    e.add_argument("--n-test", type=int, default=1000)
-    e.add_argument("--seeds", type=int, default=5)
+    e.add_argument("--n-train", type=int_at_least(2), required=True,
+                   help="rows the predictor is fitted on")
+    e.add_argument("--n-test", type=int_at_least(2), default=1000,
+                   help="other rows the metrics are computed on (default: 1000)")
+    e.add_argument("--seeds", type=int_at_least(1), default=5,
+                   help="random train/test draws, averaged (default: 5)")
     _model_arguments(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -33,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     f.add_argument("--out", required=True, metavar="PRED.npz",
                    help="where the fitted predictor is written (atomically)")
     _model_arguments(f)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: 0)")
     f.add_argument("--json", action="store_true", help="print one JSON object")
 
     q = sub.add_parser("predict", help="predict the rows of a table or configs in a file")
@@ -55,13 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _model_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--model", default="auto",
-                   help="a registered predictor (ridge, svr, rf, gbt, gp, mlp, ensemble, auto)")
+                   help="a registered predictor: ridge, layerwise, svr, rf, gbt, gp, mlp, "
+                        "ensemble, auto (default: auto, chosen by cross-validation)")
     e.add_argument("--target-transform", default="normal", choices=("normal", "none"),
                    help="fit on rank-based normal scores (robust for accuracies; default) or "
                         "on the raw values (e.g. additive latencies with ridge)")
     e.add_argument("--features", default="default", metavar="KINDS",
-                   help="comma-separated feature kinds (encoding, graph, cost, zc); 'default': "
-                        "every cheap kind the space supports; 'all': also zero-cost proxies")
+                   help="comma-separated feature kinds (encoding, counts, graph, cost, zc); "
+                        "'default': every cheap kind the space supports; 'all': also "
+                        "zero-cost proxies")
     e.add_argument("--proxies", default="synflow", metavar="NAMES",
                    help="zero-cost proxies for the 'zc' kind (synflow, naswot, snip, "
                         "grad_norm, jacov)")
@@ -83,6 +95,11 @@ def _kinds(text: str, space: object) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    input_file(getattr(args, "table", None), "--table")
+    input_file(getattr(args, "predictor", None), "--predictor")
+    input_file(getattr(args, "configs", None), "--configs")
+    output_path(getattr(args, "out", None), "--out")
+    output_path(getattr(args, "cache_dir", None), "--cache-dir", directory=True)
     if args.predictor_command == "fit":
         return _fit(args)
     if args.predictor_command == "predict":
@@ -233,8 +250,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from nas.searchspace import load_space
 
     _check_model(args.model)
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     space = load_space(args.space)
     kinds = _kinds(args.features, space)
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]

@@ -6,31 +6,44 @@ import argparse
 import json
 import math
 
-from nas.cli._common import add_space_argument, console
+from nas.cli._common import (
+    add_space_argument,
+    console,
+    device_arg,
+    int_at_least,
+    output_path,
+)
 from nas.errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_space_argument(p)
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--validate", type=int, default=20, metavar="N",
-                   help="check the table on N random subnets (0: skip)")
-    p.add_argument("--repeats", type=int, default=10, help="timed calls per unit")
-    p.add_argument("--warmup", type=int, default=2, help="untimed calls per unit first")
+    p.add_argument("--input-size", type=int_at_least(1), default=32,
+                   help="input resolution in pixels (default: 32)")
+    p.add_argument("--batch", type=int_at_least(1), default=1, help="batch size (default: 1)")
+    p.add_argument("--threads", type=int_at_least(1), default=1,
+                   help="torch CPU threads (default: 1)")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--in-channels", type=int_at_least(1), default=3,
+                   help="input channels of the networks (default: 3)")
+    p.add_argument("--num-classes", type=int_at_least(1), default=10,
+                   help="classes of the networks' head (default: 10)")
+    p.add_argument("--validate", type=int_at_least(0), default=20, metavar="N",
+                   help="check the table on N random subnets (0: skip; default: 20)")
+    p.add_argument("--repeats", type=int_at_least(1), default=10,
+                   help="timed calls per unit (default: 10)")
+    p.add_argument("--warmup", type=int_at_least(0), default=2,
+                   help="untimed calls per unit first (default: 2)")
     p.add_argument("--statistic", default="p10", choices=("min", "p10", "median", "mean"),
                    help="the statistic predictions target (default: p10)")
-    p.add_argument("--overhead-subnets", type=int, default=48, metavar="K",
-                   help="whole subnets measured to fit the per-network overhead")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overhead-subnets", type=int_at_least(2), default=48, metavar="K",
+                   help="whole subnets measured to fit the per-network overhead (default: 48)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: 0)")
     p.add_argument("--fresh", action="store_true",
                    help="start over instead of resuming a partial table at --out")
     p.add_argument("--out", required=True, metavar="LUT.json")
     p.add_argument("--json", action="store_true", help="print one machine-readable line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,18 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from nas.predictors.latency import build_latency_table, validate_table
     from nas.searchspace import load_space
 
-    for name in ("input_size", "batch", "threads", "in_channels", "num_classes", "repeats"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got "
-                             f"{getattr(args, name)}")
-    if args.validate < 0 or args.validate == 1:
+    if args.validate == 1:
         raise UsageError(f"--validate must be 0 or at least 2, got {args.validate}")
-    if args.warmup < 0:
-        raise UsageError(f"--warmup must be at least 0, got {args.warmup}")
+    output_path(args.out, "--out")
     space = load_space(args.space)
     if args.fresh and Path(args.out).exists():
         Path(args.out).unlink()
-    show = not args.json or console.is_terminal
+    show = not args.no_progress and (not args.json or console.is_terminal)
     table = build_latency_table(
         space, input_size=args.input_size, batch=args.batch, threads=args.threads,
         device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,

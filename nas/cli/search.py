@@ -8,7 +8,14 @@ import json
 
 from rich.table import Table
 
-from nas.cli._common import add_space_argument, console
+from nas.cli._common import (
+    add_space_argument,
+    console,
+    device_arg,
+    input_file,
+    int_at_least,
+    output_path,
+)
 
 TARGETS = ("latency", "flops", "params", "size")
 
@@ -18,17 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", nargs="+", choices=TARGETS, default=["latency"],
                    help="cost objective(s) minimised jointly with accuracy (default: latency)")
     p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
-                   help="hard limit, e.g. latency<=3ms, params<=1e6, size<=256KB (repeatable)")
+                   help="hard limit, quoted for the shell: 'latency<=3ms', 'params<=1e6', "
+                        "'size<=256KB', 'accuracy>=90' (repeatable)")
     p.add_argument("--supernet", metavar="CKPT", help="search an existing supernet checkpoint "
                    "instead of training one")
     p.add_argument("--data", default="digits", help="dataset name or path (default: digits)")
     p.add_argument("--data-root", help="directory of the dataset's files")
-    p.add_argument("--strategy", default="linas", help="searcher (default: linas)")
-    p.add_argument("--budget", type=int, default=60, help="real evaluations (default: 60)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--train-epochs", type=int, help="epochs of the quick supernet training")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--strategy", default="linas",
+                   help="searcher: linas (default), random, evolution, nsga2, agemoea, unsga3, "
+                        "moead, optuna-tpe, optuna-nsga2")
+    p.add_argument("--budget", type=int_at_least(1), default=60,
+                   help="real evaluations (default: 60)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: 0)")
+    p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--train-epochs", type=int_at_least(1),
+                   help="epochs of the quick supernet training (default: 12)")
+    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads")
     p.add_argument("--out", metavar="DIR", help="output directory; the same command with the "
                    "same --out resumes (default: runs/search-<space>-<hash of the options>)")
     p.add_argument("--no-progress", action="store_true")
@@ -44,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
                          budget=args.budget, seed=args.seed, device=args.device,
                          train_epochs=args.train_epochs, threads=args.threads)
     opts.validate()
+    input_file(args.supernet, "--supernet")
+    output_path(args.out, "--out", directory=True)
     space = load_space(opts.space)
     from nas.search import make_searcher
     from nas.search.base import Objective

@@ -1,4 +1,4 @@
-"""``nas spaces``: list, show, sample and validate search spaces."""
+"""``nas spaces``: list, show, sample, validate and export search spaces."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from rich.table import Table
 
-from nas.cli._common import console
+from nas.cli._common import console, int_at_least, output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,8 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("space", metavar="NAME|FILE")
     s = sub.add_parser("sample", help="random valid configs, one JSON object per line")
     s.add_argument("space", metavar="NAME|FILE")
-    s.add_argument("--n", type=int, default=1, help="how many (default 1)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--n", type=int_at_least(0), default=1, help="how many (default 1)")
+    s.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
     s.add_argument("--with-id", action="store_true", help="wrap as {space, id, config}")
     s = sub.add_parser("validate", help="check a config file against a space")
     s.add_argument("space", metavar="NAME|FILE")
@@ -64,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"  - {c}")
         return 0
     if cmd == "sample":
-        if args.n < 0:
-            raise UsageError(f"--n must be >= 0, got {args.n}")
         out = sys.stdout
         for cfg in space.sample_many(args.n, args.seed):
             obj = ({"space": space.name, "id": cfg.id, "config": cfg.to_dict()}
@@ -77,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"valid: {args.config} is a config of {space.name} (id {cfg.id})")
         return 0
     if cmd == "export":
+        if not str(args.out).lower().endswith((".yaml", ".yml", ".json")):
+            raise UsageError(f"--out {args.out}: the file name must end in .yaml, .yml or "
+                             ".json (it decides the format)")
+        output_path(args.out, "--out")
         space.save(args.out)
         print(f"wrote {args.out}")
         return 0

@@ -6,11 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from nas.cli._common import console
+from nas.cli._common import console, device_arg, float_in, input_file, int_at_least, output_path
 
 # flags that map one to one onto TrainOptions fields
 _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr", "optimizer",
           "device", "seed", "threads", "label_smoothing", "num_random", "groups")
+# runtime settings a resumed run may change (they do not change what is computed on CPU)
+_RESUME_FLAGS = ("threads", "device")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,16 +26,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "flags override it")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/train-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=("sgd", "adamw"))
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--num-random", type=int, help="sandwich: random subnets per step")
-    p.add_argument("--groups", type=int, help="multiarch: subnets per step")
-    p.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int_at_least(1), help="training epochs (default: 12)")
+    p.add_argument("--batch-size", type=int_at_least(1), help="images per step (default: 64)")
+    p.add_argument("--lr", type=float_in(0, lo_open=True),
+                   help="peak learning rate (default: 0.05 for sgd)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), help="sgd (default) or adamw")
+    p.add_argument("--label-smoothing", type=float_in(0, 1),
+                   help="label smoothing of the largest subnet's loss (default: 0.1)")
+    p.add_argument("--num-random", type=int_at_least(0), help="sandwich: random subnets per step")
+    p.add_argument("--groups", type=int_at_least(1), help="multiarch: subnets per step")
+    p.add_argument("--device", type=device_arg, help="cpu (default), cuda, cuda:1, ...; with "
+                   "--resume, the device to continue on")
+    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads; with --resume, "
+                   "the threads to continue with")
+    p.add_argument("--seed", type=int_at_least(0), help="random seed (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,14 +50,26 @@ def run(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     if args.resume:
-        given = [f for f in _FLAGS + ("config", "out") if getattr(args, f, None) is not None]
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise UsageError(f"--resume {args.resume}: no such run directory")
+        if not (run_dir / "checkpoint.pt").exists():
+            raise UsageError(f"--resume {args.resume}: not a run directory (no checkpoint.pt; "
+                             "`nas train --out DIR` makes one)")
+        given = [f for f in _FLAGS + ("config", "out")
+                 if f not in _RESUME_FLAGS and getattr(args, f, None) is not None]
         if given:
             raise UsageError(f"--resume continues with the run's own options; drop "
-                             f"--{given[0].replace('_', '-')}")
+                             f"--{given[0].replace('_', '-')} (only --threads and --device may "
+                             "change)")
+        runtime = {f: getattr(args, f) for f in _RESUME_FLAGS if getattr(args, f) is not None}
         t = time.perf_counter()
         result = train(TrainOptions(), args.resume, resume=True, progress=progress,
-                       announce=lambda run: console.print(f"resuming {run}"))
+                       announce=lambda run: console.print(f"resuming {run}"),
+                       resume_overrides=runtime)
     else:
+        input_file(args.config, "--config")
+        output_path(args.out, "--out", directory=True)
         overrides = {f: getattr(args, f) for f in _FLAGS if getattr(args, f) is not None}
         if args.download:
             overrides["download"] = True
@@ -62,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         result = train(opts, out, progress=progress, space=space,
                        announce=lambda run: console.print(f"run directory: {run}"))
+    if result.already_complete:
+        console.print(f"{result.run_dir} is already complete ({result.epochs_done} epochs); "
+                      "nothing to do")
+        console.print(f"supernet: {result.run_dir / 'supernet.pt'}")
+        return 0
     last = result.history[-1] if result.history else {}
     accs = "  ".join(f"{k.replace('val_acc_', 'val acc ')} {v:.2f}%" for k, v in last.items()
                      if k.startswith("val_acc_"))

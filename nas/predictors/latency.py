@@ -1024,6 +1024,10 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     from nas.utils.progress import task_progress
 
     check_statistic(statistic)
+    if isinstance(overhead_subnets, bool) or not isinstance(overhead_subnets, int) \
+            or overhead_subnets < 2:
+        raise UsageError(f"overhead_subnets: must be an int >= 2 (whole subnets measured to "
+                         f"fit the overhead), got {overhead_subnets!r}")
     settings = current_settings(device=device, threads=threads, batch=batch,
                                 input_size=input_size, in_channels=in_channels,
                                 num_classes=num_classes, warmup=warmup, repeats=repeats)

@@ -8,6 +8,7 @@ worker). Values are given in their natural units with each objective's direction
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -105,6 +106,9 @@ class Searcher(ABC):
     multi_objective: ClassVar[bool] = True
     min_objectives: ClassVar[int] = 1
     defaults: ClassVar[dict[str, Any]] = {}
+    # numeric options: name -> (kind "int" | "float", low, high), both ends inclusive. Options
+    # not listed here are checked against their default's type (ints >= 1, finite floats).
+    option_ranges: ClassVar[dict[str, tuple[str, float, float]]] = {}
 
     def __init__(self, space: Space, objectives: Sequence[Objective], *, seed: int = 0,
                  **options: Any) -> None:
@@ -121,6 +125,8 @@ class Searcher(ABC):
             known = ", ".join(sorted(self.defaults)) or "none"
             raise UsageError(f"searcher {self.name!r}: unknown option {unknown[0]!r} "
                              f"(known: {known})")
+        for key, value in options.items():
+            self._check_option(key, value)
         self.space = space
         self.objectives = tuple(objectives)
         self.seed = seed
@@ -128,6 +134,29 @@ class Searcher(ABC):
         self.options = {**self.defaults, **options}
         self.X: list[Config] = []  # everything told, in order
         self.F = np.empty((0, len(self.objectives)))  # minimisation values of X
+
+    def _check_option(self, key: str, value: Any) -> None:
+        """A clear error for an option value of the wrong type or out of range."""
+        default = self.defaults[key]
+        if value is None and default is None:
+            return
+        kind, lo, hi = self.option_ranges.get(key, (
+            "bool" if isinstance(default, bool) else "int" if isinstance(default, int)
+            else "float" if isinstance(default, float) else "str" if isinstance(default, str)
+            else "", 1, math.inf))
+        where = f"searcher {self.name!r}: option {key}"
+        if kind == "str" and not isinstance(value, str):
+            raise UsageError(f"{where}: must be a string, got {value!r}")
+        if kind == "bool" and not isinstance(value, bool):
+            raise UsageError(f"{where}: must be true or false, got {value!r}")
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)
+                              or not lo <= value <= hi):
+            span = f">= {lo:g}" if hi == math.inf else f"in {lo:g}..{hi:g}"
+            raise UsageError(f"{where}: must be an integer {span}, got {value!r}")
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not math.isfinite(value) or not lo <= value <= hi):
+            span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+            raise UsageError(f"{where}: must be a number {span}, got {value!r}")
 
     @abstractmethod
     def ask(self) -> list[Config]:

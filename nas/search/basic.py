@@ -38,6 +38,7 @@ class RegularizedEvolution(Searcher):
     name = "evolution"
     defaults: dict[str, Any] = {"population": 20, "sample_size": 5, "crossover": 0.0,
                                 "mutation_rate": None}
+    option_ranges = {"crossover": ("float", 0.0, 1.0), "mutation_rate": ("float", 0.0, 1.0)}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

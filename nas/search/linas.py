@@ -19,6 +19,7 @@ as ``known`` functions: the inner search then uses them exactly instead of a pre
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -119,6 +120,8 @@ class LINAS(Searcher):
                                 "inner_generations": 50, "inner_engine": "numpy",
                                 "explore": 0.1, "known": None,
                                 "features": None, "exhaustive_limit": 50_000}
+    option_ranges = {"explore": ("float", 0.0, 1.0), "initial": ("int", 1, math.inf),
+                     "exhaustive_limit": ("int", 0, math.inf)}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

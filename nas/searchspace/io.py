@@ -1,7 +1,8 @@
 """Loading and saving spaces and configs as YAML or JSON.
 
 YAML is read with ``yaml.SafeLoader`` only. Errors in a file name the file, the line and the
-field: ``space.yaml:17: dims[0].children[2].children[0]: kernel: values must be unique, got [3, 3]``.
+field, e.g. ``space.yaml:17: dims[0].children[2].children[0]: kernel: values must be unique,
+got [3, 3]``.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ def load_space(name_or_path: str | os.PathLike[str] | Space) -> Space:
         return name_or_path
     text = os.fspath(name_or_path)
     looks_like_file = text.endswith((".yaml", ".yml", ".json")) or os.sep in text
+    if Path(text).is_dir() and text not in _SPACES:
+        raise UsageError(f"space {text!r}: is a directory; give a space name (see `nas "
+                         "spaces`) or a YAML/JSON space file")
     if looks_like_file or (Path(text).is_file() and text not in _SPACES):
         from nas.searchspace.io import load_space_file
 

@@ -4,8 +4,15 @@ resumable training loop, and subnet evaluation with BN recalibration."""
 from nas.training.evaluate import evaluate, evaluate_config, recalibrate_bn
 from nas.training.options import TrainOptions
 from nas.training.strategies import kd_loss, list_strategies, make_strategy, register_strategy
-from nas.training.trainer import TrainingError, TrainResult, load_checkpoint, train
+from nas.training.trainer import (
+    TrainingDivergedError,
+    TrainingError,
+    TrainResult,
+    load_checkpoint,
+    train,
+)
 
-__all__ = ["TrainOptions", "TrainResult", "TrainingError", "evaluate", "evaluate_config",
+__all__ = ["TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError", "evaluate",
+           "evaluate_config",
            "kd_loss", "list_strategies", "load_checkpoint", "make_strategy", "recalibrate_bn",
            "register_strategy", "train"]

@@ -4,14 +4,19 @@ rejected), overridable from the command line."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from nas.errors import SpaceDefinitionError, UsageError
+from nas.utils.device import resolve_device
 
-from nas.errors import UsageError
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -74,6 +79,19 @@ class TrainOptions:
 
     def validate(self) -> None:
         """Raise :class:`UsageError` naming the option and what is allowed."""
+        for name in ("space", "data", "strategy", "device"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v:
+                raise UsageError(f"{name}: must be a non-empty string, got {v!r}")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise UsageError(f"data_root: must be a directory path or null, got "
+                             f"{self.data_root!r}")
+        for name in ("download", "deterministic"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise UsageError(f"{name}: must be true or false, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise UsageError(f"seed: must be an integer >= 0, got {self.seed!r}")
         for name, allowed in _CHOICES.items():
             v = getattr(self, name)
             if v not in allowed:
@@ -89,13 +107,14 @@ class TrainOptions:
                 raise UsageError(f"{name}: must be an integer >= 0, got {v!r}")
         for name in ("lr", "kd_temperature", "teacher_temperature", "checkpoint_minutes"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v <= 0:
-                raise UsageError(f"{name}: must be a number > 0, got {v!r}")
+            if not _finite(v) or v <= 0:
+                raise UsageError(f"{name}: must be a finite number > 0, got {v!r}")
         for name in ("momentum", "weight_decay", "warmup_epochs", "label_smoothing",
-                     "grad_clip", "label_weight", "intact_kd_weight"):
+                     "grad_clip", "label_weight", "intact_kd_weight", "val_fraction",
+                     "ema_momentum"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0:
-                raise UsageError(f"{name}: must be a number >= 0, got {v!r}")
+            if not _finite(v) or v < 0:
+                raise UsageError(f"{name}: must be a finite number >= 0, got {v!r}")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
         if not 0 <= self.ema_momentum < 1:
@@ -103,7 +122,7 @@ class TrainOptions:
         if self.label_smoothing >= 1:
             raise UsageError(f"label_smoothing: must be < 1, got {self.label_smoothing!r}")
         if (not isinstance(self.phases, list) or len(self.phases) != 4
-                or any(not isinstance(p, (int, float)) or p < 0 for p in self.phases)
+                or any(not _finite(p) or p < 0 for p in self.phases)
                 or sum(self.phases) <= 0):
             raise UsageError(f"phases: must be 4 non-negative numbers (full, kernel, depth, "
                              f"width), got {self.phases!r}")
@@ -111,6 +130,7 @@ class TrainOptions:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise UsageError(f"{name}: must be a positive integer or null, got {v!r}")
+        resolve_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,18 +157,27 @@ class TrainOptions:
     def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None
                   ) -> TrainOptions:
         """Options from a YAML file, then ``overrides`` (e.g. command-line flags) on top."""
-        try:
-            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise UsageError(f"{path}: no such file") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise UsageError(f"{path}{line}: malformed YAML") from None
+        from nas.searchspace.io import read_document
+
+        if Path(path).is_dir():
+            raise UsageError(f"{path}: is a directory, not an options file")
+        try:  # YAML (safe loader; duplicate keys are errors) or JSON, by suffix
+            doc, _ = read_document(path)
+        except SpaceDefinitionError as e:
+            raise UsageError(str(e)) from None
+        doc = {} if doc is None else doc
         if not isinstance(doc, dict):
             raise UsageError(f"{path}: must be a mapping of option: value")
-        doc.update(overrides or {})
-        return cls.from_dict(doc, where=str(path))
+        lines = getattr(doc, "lines", {})
+        given = dict(doc)
+        try:
+            cls.from_dict(given, where="")  # the file alone: errors point into it
+        except UsageError as e:
+            msg = str(e).removeprefix(": ")
+            m = re.match(r"unknown option '([^']*)'|(\w+):", msg)
+            line = lines.get(m.group(1) or m.group(2)) if m else None
+            raise UsageError(f"{path}{f':{line}' if line else ''}: {msg}") from None
+        return cls.from_dict({**given, **(overrides or {})}, where="options")
 
     def replace(self, **changes: Any) -> TrainOptions:
         return self.from_dict({**self.to_dict(), **changes})

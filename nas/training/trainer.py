@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,17 @@ class TrainingError(NasError):
     """A run directory or training checkpoint that cannot be used."""
 
 
+class TrainingDivergedError(TrainingError):
+    """The loss became NaN or infinite: the run cannot continue as configured."""
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
     supernet: Supernet
     epochs_done: int
     history: list[dict[str, Any]]
+    already_complete: bool = False  # a resumed run that had finished before this call
 
 
 def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], float]:
@@ -126,20 +131,29 @@ def _configure_torch(opts: TrainOptions) -> None:
 def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool = False,
           progress: bool = True, space: Space | None = None,
           stop_after_steps: int | None = None,
-          announce: Callable[[Path], None] | None = None) -> TrainResult:
+          announce: Callable[[Path], None] | None = None,
+          resume_overrides: Mapping[str, Any] | None = None) -> TrainResult:
     """Train a supernet per ``opts`` into ``run_dir``; with ``resume``, continue the run there.
 
     ``announce(run_dir)`` is called once the inputs are checked (options, space, data,
     strategy) and the run directory exists, before the first step. ``stop_after_steps``
     stops (as if killed) after that many optimizer steps in this call, right after any
-    checkpoint due at that point — for tests of resumption.
+    checkpoint due at that point — for tests of resumption. ``resume_overrides`` changes
+    runtime options of a resumed run (``threads``, ``device``); nothing else may change.
+    A non-finite loss stops the run with :class:`TrainingDivergedError` (the last
+    checkpoint is kept).
     """
     run = Path(run_dir)
     ckpt_path = run / "checkpoint.pt"
     state: dict[str, Any] | None = None
     if resume:
         state = load_checkpoint(ckpt_path)
-        opts = TrainOptions.from_dict(state["options"], where=str(ckpt_path))
+        changes = dict(resume_overrides or {})
+        bad = sorted(set(changes) - {"threads", "device"})
+        if bad:
+            raise UsageError(f"resume_overrides: {bad[0]!r} cannot change on resume (only "
+                             "threads and device)")
+        opts = TrainOptions.from_dict({**state["options"], **changes}, where=str(ckpt_path))
         space = Space.from_dict(state["space"])
     elif ckpt_path.exists():
         raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "
@@ -213,6 +227,9 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
 
     last_ckpt = time.monotonic()
     steps_this_call = 0
+    if epoch >= opts.epochs:
+        log.info("%s is already complete (%d epochs); nothing to do", run, epoch)
+        return TrainResult(run, net, epoch, history, already_complete=True)
     with training_progress(enabled=progress, total_epochs=opts.epochs,
                            steps_per_epoch=steps_per_epoch) as bar:
         while epoch < opts.epochs:
@@ -231,6 +248,13 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                     continue  # already done before the interruption
                 optimizer.zero_grad(set_to_none=True)
                 losses = strategy.step(x, y)
+                bad = next((k for k, v in losses.items() if not math.isfinite(v)), None)
+                if bad is not None:
+                    raise TrainingDivergedError(
+                        f"training diverged: loss {bad!r} is {losses[bad]} at epoch "
+                        f"{epoch + 1}, step {i + 1}; lower the learning rate (lr "
+                        f"{opts.lr:g}) or raise warmup_epochs. The last checkpoint "
+                        f"({ckpt_path}) is from before; start a new run")
                 if opts.grad_clip:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
                 optimizer.step()

@@ -128,8 +128,18 @@ def test_cli_extract_errors(ckpt, tmp_path, capsys):
     assert code == 1 and "belongs to space 'resnet_like'" in err and len(err.splitlines()) == 1
     code = main(["extract", "--supernet", str(tmp_path / "none.pt"), "--config",
                  str(cfg_path), "--out", str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err  # a missing input file is a usage error, like --config's
+    assert code == 2 and "--supernet" in err and "no such file" in err \
+        and len(err.splitlines()) == 1
+    d = tmp_path / "adir"
+    d.mkdir()
+    code = main(["extract", "--supernet", str(d), "--config", str(cfg_path),
+                 "--out", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err
-    assert code == 1 and "no such file" in err and len(err.splitlines()) == 1
+    assert code == 2 and "is a directory, not a file" in err and len(err.splitlines()) == 1
+    code = main(["extract", "--supernet", str(ckpt), "--config", str(cfg_path), "--out", str(d)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a directory; give a file name" in err
     bad_cfg = tmp_path / "bad.json"
     bad_cfg.write_text(json.dumps({"stem": {"width": 17}}))
     code = main(["extract", "--supernet", str(ckpt), "--config", str(bad_cfg),

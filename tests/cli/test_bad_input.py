@@ -1,0 +1,200 @@
+"""Bad input on the command line: one line naming the flag or field, the right exit status,
+nothing written. (Found by running every command with bad values.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas.cli.main import main
+from nas.data import DataError
+from nas.errors import UsageError
+from nas.training import TrainingDivergedError, TrainOptions, register_strategy, train
+from nas.training.strategies import Strategy
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse errors exit 2 from inside the parser
+        code = int(e.code or 0)
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["spaces", "sample", "nb201", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+    (["spaces", "sample", "nb201", "--n", "x"], "argument --n: must be an integer >= 0"),
+    (["train", "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+    (["train", "--lr", "nan"], "argument --lr: must be a finite number > 0, got nan"),
+    (["train", "--label-smoothing", "1"], "argument --label-smoothing: must be a number in [0, 1)"),
+    (["train", "--device", "nosuch"], "argument --device: 'nosuch' is not a device"),
+    (["search", "--space", "resnet_like", "--threads", "0"], "argument --threads: must be >= 1"),
+    (["search", "--space", "resnet_like", "--train-epochs", "0"],
+     "argument --train-epochs: must be >= 1, got 0"),
+    (["eval", "--supernet", "x.pt", "--sample", "1", "--bn-batches", "-1"],
+     "argument --bn-batches: must be >= 0"),
+    (["profile", "--space", "resnet_like", "--out", "l.json", "--overhead-subnets", "0"],
+     "argument --overhead-subnets: must be >= 2"),
+    (["predictor", "evaluate", "--table", "t.csv", "--space", "nb201", "--target", "a",
+      "--n-train", "0"], "argument --n-train: must be >= 2"),
+])
+def test_bad_numbers_and_devices_are_usage_errors(argv, expect, capsys) -> None:  # noqa: ANN001
+    code, err = run(capsys, *argv)
+    assert code == 2 and expect in one_line(err)
+
+
+def test_cuda_without_a_gpu_is_named(capsys) -> None:  # noqa: ANN001
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = run(capsys, "train", "--device", "cuda")
+    assert code == 2 and "'cuda' asked for but CUDA is not available here" in one_line(err)
+
+
+def test_paths_are_checked_before_any_work(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    cases = [
+        (["train", "--out", str(afile)], "exists and is not a directory"),
+        (["train", "--out", str(afile / "sub")], "is a file, not a directory"),
+        (["train", "--config", str(adir)], f"--config {adir}: is a directory, not a file"),
+        (["search", "--space", "resnet_like", "--out", str(afile)], "is not a directory"),
+        (["search", "--space", "resnet_like", "--supernet", str(adir)], "is a directory"),
+        (["eval", "--supernet", str(adir), "--sample", "1"], "is a directory, not a file"),
+        (["spaces", "export", "nb201", "--out", str(tmp_path / "x.txt")],
+         "must end in .yaml, .yml or .json"),
+        (["spaces", "export", "nb201", "--out", str(afile / "x.yaml")], "is a file"),
+        (["spaces", "show", str(adir)], "is a directory; give a space name"),
+        (["profile", "--space", "resnet_like", "--out", str(adir)], "is a directory; give a file"),
+        (["predictor", "fit", "--table", str(adir), "--space", "nb201", "--target", "a",
+          "--out", str(tmp_path / "p.npz")], "--table"),
+        (["benchmark", "--table", str(adir), "--space", "nb201", "--objective", "a:max",
+          "--strategy", "random", "--budget", "5"], "is a directory, not a file"),
+    ]
+    for argv, expect in cases:
+        code, err = run(capsys, *argv)
+        assert code == 2 and expect in one_line(err), (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # nothing written
+
+
+def test_debug_is_accepted_after_the_command(capsys) -> None:  # noqa: ANN001
+    with pytest.raises(UsageError):  # --debug re-raises instead of printing one line
+        main(["train", "--config", "/nonexistent.yaml", "--debug"])
+    code, _ = run(capsys, "spaces", "sample", "nb201", "--debug")
+    assert code == 0
+
+
+def test_train_options_file_errors_name_line_and_field(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    cases = {
+        "seed: abc\n": ":1: seed: must be an integer >= 0, got 'abc'",
+        "epochs: 1\nepochs: 2\n": ":2: malformed YAML: duplicate key 'epochs'",
+        "epochs: 1\ndeterministic: 'yes'\n": ":2: deterministic: must be true or false",
+        "lr: .nan\n": ":1: lr: must be a finite number > 0",
+        "data: 5\n": ":1: data: must be a non-empty string, got 5",
+        "device: 7\n": ":1: device: must be a non-empty string, got 7",
+        "device: tpu\n": ":1: device: 'tpu' is not a device",
+        "epochs: 2\nbogus: 1\n": ":2: unknown option 'bogus'",
+        "a: [1\n": "malformed YAML: expected ',' or ']'",
+    }
+    for i, (text, expect) in enumerate(cases.items()):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(text)
+        code, err = run(capsys, "train", "--config", str(path), "--out", str(tmp_path / "r"))
+        assert code == 2 and expect in one_line(err), (text, err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_search_options_check_searcher_options(capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    from nas.search import make_searcher
+    from nas.search.base import Objective
+    from nas.searchspace import get_space
+
+    space, objs = get_space("nb201"), [Objective("a", "max")]
+    for name, opts, expect in [
+        ("evolution", {"population": "abc"}, "option population: must be an integer >= 1"),
+        ("evolution", {"population": 0}, "option population: must be an integer >= 1, got 0"),
+        ("evolution", {"population": 1.5}, "must be an integer >= 1, got 1.5"),
+        ("evolution", {"crossover": 2.0}, "option crossover: must be a number in [0, 1]"),
+        ("nsga2", {"pop_size": -1}, "option pop_size"),
+        ("random", {"batch": 0}, "option batch"),
+        ("linas", {"inner_engine": 3}, "option inner_engine: must be a string"),
+    ]:
+        with pytest.raises(UsageError, match=expect.replace("[", r"\[").replace("]", r"\]")):
+            make_searcher(name, space, objs, **opts)
+    make_searcher("evolution", space, objs, population=5, mutation_rate=None)
+
+
+def test_resume_checks_and_runtime_overrides(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    code, err = run(capsys, "train", "--resume", str(tmp_path))
+    assert code == 2 and "not a run directory (no checkpoint.pt" in one_line(err)
+    code, err = run(capsys, "train", "--resume", str(tmp_path / "nope"))
+    assert code == 2 and "no such run directory" in one_line(err)
+    cfg = tmp_path / "quick.yaml"
+    cfg.write_text("epochs: 1\nmax_steps_per_epoch: 1\neval_every: 1\nbn_batches: 1\n")
+    run_dir = tmp_path / "run"
+    assert run(capsys, "train", "--config", str(cfg), "--out", str(run_dir),
+               "--no-progress")[0] == 0
+    code, err = run(capsys, "train", "--resume", str(run_dir), "--epochs", "3")
+    assert code == 2 and "drop --epochs (only --threads and --device may change)" in err
+    code = main(["train", "--resume", str(run_dir), "--threads", "1", "--device", "cpu",
+                 "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "already complete (1 epochs)" in out
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path: Path) -> None:
+    @register_strategy
+    class _Diverging(Strategy):
+        name = "_test_diverging"
+
+        def step(self, x, y):  # noqa: ANN001, ANN202
+            loss = self.ce(self.forward(self.space.min(), x), y) * float("nan")
+            loss.backward()
+            return {"loss": loss.item()}
+
+    opts = TrainOptions(strategy="_test_diverging", epochs=1, max_steps_per_epoch=2)
+    with pytest.raises(TrainingDivergedError, match="loss 'loss' is nan at epoch 1, step 1"):
+        train(opts, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no NaN written as JSON
+
+
+def test_npz_data_is_checked(tmp_path: Path) -> None:
+    from nas.data import load_dataset
+
+    x = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
+    y = np.arange(20) % 10
+    xn = x.copy()
+    xn[0, 0, 0] = np.nan
+    cases = {
+        "nan": (dict(x_train=xn, y_train=y, x_test=x, y_test=y), "x_train holds NaN"),
+        "frac": (dict(x_train=x, y_train=y + 0.5, x_test=x, y_test=y),
+                 "y_train must hold integer class labels, got dtype float64 with fractional"),
+        "empty": (dict(x_train=x[:0], y_train=y[:0], x_test=x, y_test=y),
+                  "the training set is empty"),
+    }
+    for name, (arrays, expect) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(DataError, match=expect):
+            load_dataset(str(tmp_path / f"{name}.npz"))
+    np.savez(tmp_path / "whole.npz", x_train=x, y_train=y.astype(float), x_test=x, y_test=y)
+    assert load_dataset(str(tmp_path / "whole.npz")).num_classes == 10  # 3.0 is a label
+
+
+def test_benchmark_rejects_repeated_objectives(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    table = tmp_path / "t.csv"
+    table.write_text("edge_0_1,a\n" + "\n".join(f"none,{i}" for i in range(3)) + "\n")
+    code, err = run(capsys, "benchmark", "--table", str(table), "--space", "nb201",
+                    "--objective", "a:max", "--objective", "a:min", "--strategy", "random",
+                    "--budget", "2")
+    assert code == 2 and "column 'a' is given more than once" in one_line(err)
