@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from rich.table import Table
 
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args.option)
     make_searcher(args.strategy, space, objectives, seed=0, **options)  # fail fast on names
     table = load_replay_table(args.table, space, objectives)
+    if args.budget > len(table.lookup):
+        logging.getLogger("nas.benchmark").warning(
+            "--budget %d is more than the table's %d distinct configs: each run ends when "
+            "it has queried them all", args.budget, len(table.lookup))
     strategies = [args.strategy] + (["random"] if args.strategy != "random" else [])
     results = {}
     with task_progress(f"{args.seeds} seeds x {len(strategies)} searchers",

@@ -255,7 +255,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
-                  transient=True, disable=args.json and not err_console.is_terminal) as bar:
+                  transient=True, disable=not err_console.is_terminal) as bar:
         feat_task = bar.add_task("features", total=None)
         seed_task = bar.add_task("fit/evaluate seeds", total=args.seeds)
 

@@ -240,8 +240,8 @@ def load_fashion_mnist(root: str | None = None, download: bool = False) -> Image
             else:
                 raise DataError(
                     f"fashion-mnist: {base / fname} not found; install Debian's "
-                    "dataset-fashion-mnist, point --data-root at the IDX files, or allow "
-                    "downloading"
+                    "dataset-fashion-mnist, point --data-root at the IDX files, or download "
+                    "them first (`nas train --data fashion-mnist --download`)"
                 )
         arrays[fname.split("-idx")[0]] = read_idx(path)
     return _finish("fashion-mnist", arrays["train-images"], arrays["train-labels"],
@@ -310,7 +310,8 @@ def load_cifar10(root: str | None = None, download: bool = False) -> ImageData:
     if not (base / "test_batch").exists():
         if not download:
             raise DataError(f"cifar10: no python batches in {base}; pass the directory that "
-                            "holds data_batch_1..5 and test_batch, or allow downloading")
+                            "holds data_batch_1..5 and test_batch, or download it first "
+                            "(`nas train --data cifar10 --download`)")
         archive = download_file(CIFAR10_URL, base / "cifar-10-python.tar.gz", CIFAR10_MD5)
         with tarfile.open(archive) as tar:
             tar.extractall(base, filter="data")

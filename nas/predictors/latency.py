@@ -1045,8 +1045,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
         if diff or (old.settings.warmup, old.settings.repeats) != (warmup, repeats):
             raise LatencyTableError(
                 f"latency table {out} was built with other settings "
-                f"({'; '.join(diff) or 'warmup/repeats differ'}); remove it or choose "
-                "another output file")
+                f"({'; '.join(diff) or 'warmup/repeats differ'}); start over with "
+                "`nas profile --fresh`, remove it, or choose another output file")
         entries = {k: v for k, v in old.entries.items() if k in units}
         reference = old.reference if entries else None
         log.info("resuming %s: %d of %d units already measured", out, len(entries), len(keys))

@@ -640,6 +640,9 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
     except NPZ_LOAD_ERRORS as e:
         raise PredictorFileError(f"{path}: not a readable predictor file "
                                  f"({npz_load_error(e)})") from None
+    if "header" not in arrays:
+        raise PredictorFileError(f"{path}: not a predictor file (an .npz archive without a "
+                                 "'header'; `nas predictor fit` writes predictor files)")
     try:
         header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
         if header.get("format") != "nas-predictor":

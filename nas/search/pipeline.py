@@ -312,7 +312,14 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     limits = [Limit.parse(c) for c in opts.constraints]
     space = load_space(opts.space)
     if not opts.supernet:
+        from nas.supernet import family_class
+
+        family_class(space.family)  # a space without a supernet: say so before any work
         _train_options(opts, space)
+    if "latency" in opts.targets:
+        from nas.predictors.latency import latency_family
+
+        latency_family(space.family)
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
     out = Path(out)
