@@ -198,3 +198,23 @@ def test_benchmark_rejects_repeated_objectives(tmp_path: Path, capsys) -> None: 
                     "--objective", "a:max", "--objective", "a:min", "--strategy", "random",
                     "--budget", "2")
     assert code == 2 and "column 'a' is given more than once" in one_line(err)
+
+
+def test_search_refuses_spaces_without_a_supernet_before_writing(tmp_path: Path,
+                                                                  capsys) -> None:  # noqa: ANN001
+    for space in ("vit_like", "nb201"):
+        out = tmp_path / space
+        code, err = run(capsys, "search", "--space", space, "--out", str(out), "--no-progress")
+        assert code == 2 and f"no supernet family '{space}'" in one_line(err)
+        assert not out.exists()
+
+
+def test_an_npz_that_is_not_a_predictor(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x=np.zeros(3))
+    configs = tmp_path / "c.jsonl"
+    configs.write_text('{"edge_0_1": "none", "edge_0_2": "none", "edge_1_2": "none", '
+                       '"edge_0_3": "none", "edge_1_3": "none", "edge_2_3": "none"}\n')
+    code, err = run(capsys, "predictor", "predict", "--predictor", str(path), "--space",
+                    "nb201", "--configs", str(configs))
+    assert code == 1 and "not a predictor file" in one_line(err)
