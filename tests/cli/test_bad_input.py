@@ -153,7 +153,12 @@ def test_resume_checks_and_runtime_overrides(tmp_path: Path, capsys) -> None:  #
     assert code == 0 and "already complete (1 epochs)" in out
 
 
-def test_a_diverging_run_stops_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from nas.training import strategies
+
+    # registered for this test only: the registry is global and other tests list it
+    monkeypatch.setattr(strategies, "_STRATEGIES", dict(strategies._STRATEGIES))
+
     @register_strategy
     class _Diverging(Strategy):
         name = "_test_diverging"
