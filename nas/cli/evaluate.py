@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="CONFIG.json", help="a config file of the space")
     g.add_argument("--sample", type=int_at_least(0), metavar="N",
                    help="N random configs (and min, max)")
-    p.add_argument("--data", default="digits", help="dataset the supernet was trained on")
+    p.add_argument("--data", help="dataset the supernet was trained on (default: the one its "
+                   "checkpoint names)")
     p.add_argument("--data-root")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="validation split (default; what search uses) or the test set")
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     input_file(args.config, "--config")
     net = load_supernet(args.supernet, device=args.device)
     space = net.space
+    args.data = args.data or net.checkpoint_meta.get("data") or "digits"
     data = load_dataset(args.data, root=args.data_root)
     b = net.build
     if (data.in_channels, data.num_classes) != (b.in_channels, b.num_classes) or \

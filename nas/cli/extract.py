@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.cli._common import device_arg, input_file, output_path
+from nas.cli._common import device_arg, input_file, int_at_least, output_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default="state_dict", help="output format (default: state_dict)")
     p.add_argument("--device", type=device_arg, default="cpu",
                    help="device to extract on (default: cpu)")
+    p.add_argument("--data", help="training data for the batch-norm recalibration (default: "
+                   "the data the supernet was trained on, from its checkpoint)")
+    p.add_argument("--data-root", help="directory of the dataset's files")
+    p.add_argument("--bn-batches", type=int_at_least(0), default=8,
+                   help="batches the subnet's batch-norm statistics are recalibrated on before "
+                        "extraction, as `nas eval` does (default: 8; 0: keep the checkpoint's "
+                        "running statistics, which belong to whichever config was calibrated "
+                        "last)")
+    p.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seed of the split and the calibration batches (default: 0, as `nas "
+                        "eval`)")
+
+
+def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
+    """The config's batch-norm statistics from the training split, exactly as ``nas eval``
+    computes them (same split, batches and seed): the extracted model then scores what
+    ``nas eval`` reports for the config."""
+    import torch
+
+    from nas.data import TensorLoader, load_dataset, split
+    from nas.errors import UsageError
+    from nas.training import recalibrate_bn
+
+    name = args.data or net.checkpoint_meta.get("data") or "digits"  # type: ignore[attr-defined]
+    data = load_dataset(name, root=args.data_root)
+    b = net.build  # type: ignore[attr-defined]
+    if (data.in_channels, data.num_classes) != (b.in_channels, b.num_classes) or \
+            (data.input_size, data.input_size) != tuple(b.input_size):
+        raise UsageError(f"--data {name}: {data.describe()} does not fit the supernet (built "
+                         f"for {b.in_channels} channels, {b.input_size[0]}x{b.input_size[1]}, "
+                         f"{b.num_classes} classes); give its training data or --bn-batches 0")
+    parts = split(data, seed=args.seed)
+    calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
+                         generator=torch.Generator().manual_seed(args.seed))
+    recalibrate_bn(net, cfg, calib, args.bn_batches)  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     output_path(args.out, "--out")
     net = load_supernet(args.supernet, device=args.device)
     cfg = load_config(net.space, args.config)
+    if args.bn_batches > 0:
+        _recalibrate(net, cfg, args)
     model = net.extract(cfg).eval()
     b = net.build
     if args.format == "state_dict":

@@ -304,7 +304,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
     from nas.data import TensorLoader, load_dataset, split
-    from nas.training import evaluate_config
+    from nas.training import evaluate_config, recalibrate_bn
 
     # every option is checked before the output directory is created: a bad value leaves
     # nothing behind that a corrected re-run would find mismatched
@@ -424,6 +424,12 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         hist.flush()
     calib_gen_seed = opts.seed + 1
 
+    def calib_loader() -> TensorLoader:
+        # the same batches for every config, so a subnet's statistics (and accuracy) do not
+        # depend on when it was evaluated -- and the export reproduces them exactly
+        return TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
+                            generator=torch.Generator().manual_seed(calib_gen_seed))
+
     def evaluate(configs: list[Config]) -> np.ndarray:
         out_vals = []
         c = costs(configs)
@@ -431,9 +437,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         for i, cfg in enumerate(configs):
             ts = time.perf_counter()
             if ok[i]:
-                calib = TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
-                                     generator=torch.Generator().manual_seed(calib_gen_seed))
-                acc = evaluate_config(net, cfg, val, calib, opts.bn_batches)["top1"]
+                acc = evaluate_config(net, cfg, val, calib_loader(), opts.bn_batches)["top1"]
             else:
                 acc = 0.0  # outside the hard limits: not evaluated, never on the front
             row = {"id": cfg.id, "accuracy": f"{acc:.4f}",
@@ -476,7 +480,11 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
     # 4. front, export, measured latency
     t = time.perf_counter()
-    front = _export_front(net, result, opts, out, latency, costs, feasible, say)
+    def calibrate(cfg: Config) -> None:
+        if opts.bn_batches > 0:
+            recalibrate_bn(net, cfg, calib_loader(), opts.bn_batches)
+
+    front = _export_front(net, result, opts, out, latency, costs, feasible, say, calibrate)
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     F = to_min(result.values, objectives)
@@ -495,7 +503,12 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
 
 def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency: Any,
-                  costs: Callable, feasible: Callable, say: Callable) -> list[dict[str, Any]]:
+                  costs: Callable, feasible: Callable, say: Callable,
+                  calibrate: Callable[[Config], None]) -> list[dict[str, Any]]:
+    """Extract, save and time the front. Each subnet's batch-norm statistics are
+    recalibrated exactly as when it was evaluated (``calibrate``) before extraction: the
+    supernet's running statistics belong to whichever config was calibrated last, so an
+    extraction without it would carry another subnet's statistics."""
     from nas.supernet import save_subnet
 
     objectives = result.objectives
@@ -519,6 +532,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     measured_raw = np.full(len(configs), np.nan)
     models = []
     for cfg in configs:
+        calibrate(cfg)
         model = net.extract(cfg).eval()
         save_subnet(model, cfg, pdir / f"{cfg.id}.pt", in_channels=b.in_channels,
                     num_classes=b.num_classes, input_size=tuple(b.input_size))

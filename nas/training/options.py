@@ -62,8 +62,11 @@ class TrainOptions:
     label_weight: float = 1.0
     intact_kd_weight: float = 1.0
     min_every: int = 2
-    # progressive: fraction of epochs for each phase (full, +kernel, +depth, +width/rest)
+    # progressive: fraction of epochs for each phase (full, +kernel, +depth, +width/rest;
+    # every phase with a nonzero share gets at least one epoch) and the subnets sampled per
+    # step in phases 1-3 (OFA: 1 for elastic kernel, 2 for depth, 4 for width)
     phases: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
+    progressive_subnets: list[int] = field(default_factory=lambda: [1, 2, 4])
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -126,6 +129,15 @@ class TrainOptions:
                 or sum(self.phases) <= 0):
             raise UsageError(f"phases: must be 4 non-negative numbers (full, kernel, depth, "
                              f"width), got {self.phases!r}")
+        if self.phases[0] <= 0:
+            raise UsageError(f"phases: the first (the full network, the teacher of the later "
+                             f"phases) must be > 0, got {self.phases!r}")
+        if (not isinstance(self.progressive_subnets, list) or len(self.progressive_subnets) != 3
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
+                       for k in self.progressive_subnets)):
+            raise UsageError(f"progressive_subnets: must be 3 integers >= 1 (subnets per step "
+                             f"in the kernel, depth and width phases), got "
+                             f"{self.progressive_subnets!r}")
         for name in ("train_subset", "max_steps_per_epoch", "threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

@@ -295,17 +295,52 @@ def sample_open(space: Space, base: Config, open_paths: frozenset[str],
     return space.repair(vec)
 
 
+def phase_ends(phases: list[float], epochs: int) -> list[int]:
+    """End epoch (exclusive) of each progressive phase: the shares of ``phases`` rounded, with
+    at least one epoch for every phase of nonzero share (a UsageError when ``epochs`` cannot
+    hold them) and none for a zero share."""
+    w = np.asarray(phases, dtype=float)
+    need = int((w > 0).sum())
+    if epochs < need:
+        raise UsageError(f"progressive: {epochs} epoch(s) cannot hold its {need} phases of "
+                         f"nonzero share (phases {list(phases)}); give at least {need} epochs")
+    ideal = np.round(np.cumsum(w / w.sum()) * epochs).astype(int)
+    ends: list[int] = []
+    prev = 0
+    for p in range(len(w)):
+        later = int((w[p + 1:] > 0).sum())
+        if w[p] > 0:
+            end = min(max(int(ideal[p]), prev + 1), epochs - later)
+        else:
+            end = prev
+        ends.append(end)
+        prev = end
+    return ends
+
+
 @register_strategy
 class Progressive(Strategy):
+    """OFA progressive shrinking (Cai et al., "Once-for-All", ICLR 2020): phase 0 trains the
+    full network; phase 1 opens the kernel sizes, phase 2 also depth, phase 3 everything else
+    (width, attention, bits), each previously opened choice staying open. From phase 1 on,
+    every step trains ``progressive_subnets[phase - 1]`` sampled subnets (OFA: 1, 2, 4),
+    each on the labels plus knowledge distillation from the frozen full network of the end of
+    phase 0 (batch-statistics batch norm, as OFA runs its teacher in train mode: its running
+    statistics are whatever the last BN recalibration left). Entering the width phase, the
+    channels are sorted by importance (``Supernet.reorder_channels``, the full network's
+    function unchanged) and the optimizer's state is reset, as OFA starts each phase afresh.
+    Not done: OFA's per-phase learning-rate restarts and its gradual depth/width opening
+    (here one cosine schedule over the run; depth and width open at once)."""
+
     name = "progressive"
 
     def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
         super().__init__(supernet, opts, rng)
-        w = np.asarray(opts.phases, dtype=float)
-        bounds = np.round(np.cumsum(w / w.sum()) * opts.epochs).astype(int)
-        self.phase_ends = bounds.tolist()  # phase p covers epochs [ends[p-1], ends[p])
+        self.phase_ends = phase_ends(opts.phases, opts.epochs)
         self.phase = 0
         self.teacher: _Teacher | None = None
+        self.channels_sorted = False
+        self.reset_optimizer = False  # read (and cleared) by the trainer
 
     def phase_of(self, epoch: int) -> int:
         for p, end in enumerate(self.phase_ends):
@@ -316,24 +351,36 @@ class Progressive(Strategy):
     def on_epoch_start(self, epoch: int) -> None:
         self.phase = self.phase_of(epoch)
         if self.phase > 0 and self.teacher is None:
-            self.teacher = _Teacher(self.supernet)  # the trained full network, frozen
+            # the trained full network, frozen
+            self.teacher = _Teacher(self.supernet, batch_stats=True)
+        if self.phase == 3 and not self.channels_sorted:
+            self.supernet.reorder_channels()
+            self.channels_sorted = True
+            self.reset_optimizer = True
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
         if self.phase == 0 or self.teacher is None:
             loss = self.ce(self.forward(self._max, x), y)
             loss.backward()
             return {"loss": loss.item(), "phase": 0.0}
-        cfg = sample_open(self.space, self._max, open_dims(self.space, self.phase), self.rng)
-        logits = self.forward(cfg, x)
         target = self.teacher.logits(self._max, x)
-        loss = self.ce(logits, y) + kd_loss(logits, target, self.opts.kd_temperature)
-        loss.backward()
-        return {"loss": loss.item(), "phase": float(self.phase)}
+        k = self.opts.progressive_subnets[self.phase - 1]
+        opened = open_dims(self.space, self.phase)
+        total = 0.0
+        for _ in range(k):
+            cfg = sample_open(self.space, self._max, opened, self.rng)
+            logits = self.forward(cfg, x)
+            loss = self.ce(logits, y) + kd_loss(logits, target, self.opts.kd_temperature)
+            (loss / k).backward()  # OFA accumulates the subnets' gradients, averaged
+            total += loss.item()
+        return {"loss": total / k, "phase": float(self.phase)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": None if self.teacher is None else self.teacher.net.state_dict()}
+        return {"teacher": None if self.teacher is None else self.teacher.net.state_dict(),
+                "channels_sorted": self.channels_sorted}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.channels_sorted = bool(state.get("channels_sorted", False))
         if state.get("teacher") is not None:
-            self.teacher = _Teacher(self.supernet)
+            self.teacher = _Teacher(self.supernet, batch_stats=True)
             self.teacher.net.load_state_dict(state["teacher"])

@@ -235,6 +235,11 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         while epoch < opts.epochs:
             net.train()
             strategy.on_epoch_start(epoch)
+            if getattr(strategy, "reset_optimizer", False):
+                # the strategy permuted the weights (progressive: channel sorting): momentum
+                # buffers no longer line up with them, so the next phase starts afresh
+                optimizer.state.clear()
+                strategy.reset_optimizer = False  # type: ignore[attr-defined]
             gen.set_state(epoch_gen_state)
             sums: dict[str, float] = dict(partial["sums"])
             done, images = int(partial["done"]), int(partial["images"])

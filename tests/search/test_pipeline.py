@@ -301,3 +301,23 @@ def test_budget_of_one(tiny_supernet, tmp_path: Path) -> None:
     out = tmp_path / "one"
     assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "1") == 0
     assert len(json.loads((out / "pareto.json").read_text())) == 1
+
+
+def test_exported_subnets_score_their_recorded_accuracy(tiny_supernet, tmp_path: Path) -> None:
+    """Each exported subnet carries its own recalibrated batch-norm statistics: its accuracy
+    on the validation split equals the one recorded for it (extracting without recalibrating
+    gave every subnet the statistics of whichever config was evaluated last)."""
+    from nas.data import load_dataset, split
+    from nas.supernet import load_subnet
+
+    _, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--seed", "1") == 0
+    x, y = split(load_dataset("digits"), seed=1).val
+    front = json.loads((out / "pareto.json").read_text())
+    assert len(front) >= 2
+    for r in front:
+        model, _ = load_subnet(out / r["file"])
+        with torch.no_grad():
+            acc = 100.0 * float((model.eval()(x).argmax(1) == y).float().mean())
+        assert acc == pytest.approx(r["accuracy"], abs=1e-3), r["id"]

@@ -221,3 +221,71 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     assert row["id"] == tiny_space.min().id and 0 <= row["top1"] <= 100 and row["params"] > 0
     assert main(["eval", "--supernet", str(run / "supernet.pt"), "--sample", "1",
                  "--data", "fashion-mnist", "--data-root", str(tmp_path)]) == 1
+    capsys.readouterr()
+    # the extracted model scores what `nas eval` reports: extract recalibrates the config's
+    # batch-norm statistics the same way (the checkpoint's belong to the last config
+    # calibrated, here the smallest; the search export test shows the difference it makes)
+    from nas.data import load_dataset, split
+    from nas.supernet import load_subnet
+
+    cfg.write_text(tiny_space.max().to_json())
+    assert main(["eval", "--supernet", str(run / "supernet.pt"), "--config", str(cfg),
+                 "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)["top1"]
+    x, y = split(load_dataset("digits"), seed=0).val
+    got = {}
+    for bn in ("8",):
+        model_path = tmp_path / f"m{bn}.pt"
+        assert main(["extract", "--supernet", str(run / "supernet.pt"), "--config", str(cfg),
+                     "--out", str(model_path), "--bn-batches", bn]) == 0
+        model, _ = load_subnet(model_path)
+        with torch.no_grad():
+            got[bn] = 100.0 * float((model.eval()(x).argmax(1) == y).float().mean())
+    assert got["8"] == pytest.approx(want, abs=1e-3)
+
+
+def test_progressive_phase_epochs() -> None:
+    from nas.training.strategies import phase_ends
+
+    assert phase_ends([0.25] * 4, 12) == [3, 6, 9, 12]
+    assert phase_ends([0.25] * 4, 4) == [1, 2, 3, 4]      # every phase gets an epoch
+    assert phase_ends([0.1, 0.1, 0.1, 0.7], 10) == [1, 2, 3, 10]
+    assert phase_ends([0.5, 0.5, 0, 0], 4) == [2, 4, 4, 4]  # zero shares are skipped
+    with pytest.raises(UsageError, match="2 epoch\\(s\\) cannot hold its 4 phases"):
+        phase_ends([0.25] * 4, 2)
+    with pytest.raises(UsageError, match="phases: the first .* must be > 0"):
+        TrainOptions(phases=[0, 0.5, 0.5, 0])
+    with pytest.raises(UsageError, match="progressive_subnets"):
+        TrainOptions(progressive_subnets=[1, 0, 2])
+
+
+def test_progressive_teacher_sorting_and_optimizer_reset(tiny_space: Space, tmp_path: Path,
+                                                         monkeypatch) -> None:  # noqa: ANN001
+    """The teacher normalises with batch statistics (its running statistics are whatever the
+    last BN recalibration left: the smallest subnet's, after each epoch's evaluation); the
+    width phase starts with the channels sorted and a fresh optimizer state."""
+    from nas.training import strategies
+
+    seen: dict[str, object] = {}
+    orig_start = strategies.Progressive.on_epoch_start
+
+    def spy(self, epoch):  # noqa: ANN001, ANN202
+        sorted_before = self.channels_sorted
+        orig_start(self, epoch)
+        if self.teacher is not None:
+            seen["teacher_training"] = self.teacher.net.training
+        if self.channels_sorted and not sorted_before:
+            seen["sorted_at"] = epoch
+            seen["reset"] = self.reset_optimizer
+    monkeypatch.setattr(strategies.Progressive, "on_epoch_start", spy)
+    calls = []
+    from nas.supernet.resnet import ResNetSupernet
+
+    orig_sort = ResNetSupernet.reorder_channels
+    monkeypatch.setattr(ResNetSupernet, "reorder_channels",
+                        lambda self: (calls.append(1), orig_sort(self))[1])
+    opts = TrainOptions(strategy="progressive", epochs=4, max_steps_per_epoch=2,
+                        progressive_subnets=[1, 2, 2], **FAST)
+    r = train(opts, tmp_path / "run", space=tiny_space, progress=False)
+    assert [row["phase"] for row in r.history] == [0.0, 1.0, 2.0, 3.0]
+    assert seen == {"teacher_training": True, "sorted_at": 3, "reset": True} and calls == [1]
