@@ -28,9 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_space_argument(e)
     e.add_argument("--target", required=True, metavar="COLUMN")
     e.add_argument("--n-train", type=int_at_least(2), required=True,
-                   help="rows the predictor is fitted on")
+                   help="distinct configs the predictor is fitted on (all their rows)")
     e.add_argument("--n-test", type=int_at_least(2), default=1000,
-                   help="other rows the metrics are computed on (default: 1000)")
+                   help="other configs the metrics are computed on (default: 1000)")
     e.add_argument("--seeds", type=int_at_least(1), default=5,
                    help="random train/test draws, averaged (default: 5)")
     _model_arguments(e)
@@ -273,7 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     t = Table(title=f"{args.model} on {args.target}: {args.n_train} train / {args.n_test} test "
-                    f"rows, {args.seeds} seeds, features {', '.join(result.features)}")
+                    f"configs, {args.seeds} seeds, features {', '.join(result.features)}")
     t.add_column("metric")
     t.add_column("mean", justify="right")
     t.add_column("std", justify="right")

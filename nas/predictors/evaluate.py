@@ -50,13 +50,20 @@ def evaluate_features(X: np.ndarray, y: np.ndarray, *, n_train: int, n_test: int
                       seeds: int | Sequence[int], model: str = "auto",
                       model_kwargs: dict[str, Any] | None = None,
                       progress: Callable[[], None] | None = None,
+                      groups: Sequence[Any] | None = None,
                       ) -> list[dict[str, float]]:
     """Per-seed metrics of ``model`` fitted on ``n_train`` random rows of (X, y) and
-    evaluated on ``n_test`` other rows (see :func:`nas.predictors.table.select_rows`)."""
+    evaluated on ``n_test`` other rows (see :func:`nas.predictors.table.select_rows`).
+
+    Args:
+        groups: a key per row (its config): rows with the same key (repeated measurements
+            of one config) are all on the same side of every split, and ``n_train`` /
+            ``n_test`` count distinct keys. ``None``: every row is independent.
+    """
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     out = []
     for sd in seed_list:
-        tr, te = select_rows(len(y), n_train, n_test, sd)
+        tr, te = select_rows(len(y), n_train, n_test, sd, groups)
         pred = get_predictor(model, seed=sd, **(model_kwargs or {})).fit(X[tr], y[tr])
         metrics = all_metrics(y[te], pred.predict(X[te]))
         metrics["seed"] = sd
@@ -81,6 +88,11 @@ def evaluate_table(table: str | os.PathLike[str], space: Any, target: str, *, n_
     """Fit on ``n_train`` random rows of a table and report metrics on ``n_test`` others,
     for seeds ``0..seeds-1``.
 
+    The split is by config (see :func:`nas.predictors.table.select_rows`): a config the
+    table holds several rows of (repeated measurements) has all its rows in the training set
+    or all in the test set, never both, and ``n_train`` / ``n_test`` count distinct configs.
+    A table of distinct configs splits exactly as row by row.
+
     Only the rows some seed uses get features (zero-cost proxies are computed, or read from
     ``cache_dir``, for those rows only).
 
@@ -93,11 +105,13 @@ def evaluate_table(table: str | os.PathLike[str], space: Any, target: str, *, n_
     get_predictor(model, **(model_kwargs or {}))  # bad names/options fail before any work
     configs, y = load_measurements(table, space, target)
     # validate the split before any expensive feature work
-    used = np.unique(np.concatenate([np.concatenate(select_rows(len(y), n_train, n_test, sd))
-                                     for sd in range(seeds)]))
+    used = np.unique(np.concatenate([
+        np.concatenate(select_rows(len(y), n_train, n_test, sd, configs))
+        for sd in range(seeds)]))
     X = np.zeros((len(y), len(fz.names())))
     prog = (lambda done: on_features(done, len(used))) if on_features else None
     X[used] = fz.transform([configs[i] for i in used], progress=prog)
     per_seed = evaluate_features(X, y, n_train=n_train, n_test=n_test, seeds=seeds,
-                                 model=model, model_kwargs=model_kwargs, progress=on_seed)
+                                 model=model, model_kwargs=model_kwargs, progress=on_seed,
+                                 groups=configs)
     return EvaluationResult(model, target, n_train, n_test, tuple(fz.kinds), per_seed)

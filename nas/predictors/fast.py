@@ -18,8 +18,10 @@ methods build the full test-by-train distance matrix with ``cdist``. Here:
   depth-8 trees). Deeper trees keep their nodes and are walked row by row, eight
   traversals in flight, leaves looping onto themselves. The arithmetic is scikit-learn's
   (float32 features against float64 thresholds; leaf values accumulated in the same order),
-  so predictions are bit-identical. Several forests (an ensemble's members) can share one
-  binning and one kernel call.
+  so predictions are bit-identical. NaN features are refused (``ValueError``) rather than
+  routed: scikit-learn's forests send a missing value down each node's
+  ``missing_go_to_left`` side, which bins cannot express (the predictors reject NaN before
+  this). Several forests (an ensemble's members) can share one binning and one kernel call.
 - :func:`kernel_predict` evaluates RBF-SVR and Matérn/RBF Gaussian-process means with
   squared distances from one matrix product per block of rows (BLAS), identical to
   scikit-learn's up to floating-point rounding (relative 1e-9).
@@ -154,7 +156,7 @@ def _generic_kernel() -> Any:
 
 def _bin_kernel() -> Any:
     def run(X: np.ndarray, cuts: np.ndarray, n_cuts: np.ndarray, Bt: np.ndarray,
-            block: int) -> None:
+            block: int, nan_blocks: np.ndarray) -> None:
         n, d = X.shape
         n_blocks = (n + block - 1) // block
         for b in numba.prange(n_blocks):
@@ -167,7 +169,8 @@ def _bin_kernel() -> Any:
                     x = np.float64(X[i, j])
                     a = 0  # how many cuts lie below x: the first cut >= x
                     e = k
-                    if x != x:  # NaN sorts last, as in np.searchsorted
+                    if x != x:  # NaN: flag the block (the caller refuses it)
+                        nan_blocks[b] = 1
                         a = k
                     while a < e:
                         mid = (a + e) >> 1
@@ -226,7 +229,9 @@ def _pad_perfect(tree: Any, depth: int, scale: float
 class CompiledForest:
     """The trees of a fitted scikit-learn ``GradientBoostingRegressor`` (squared error),
     ``RandomForestRegressor``/``ExtraTreesRegressor`` or ``DecisionTreeRegressor`` as flat
-    arrays, predicting bit-identically to scikit-learn (see the module docstring).
+    arrays, predicting bit-identically to scikit-learn (see the module docstring) for
+    features without NaN; NaN features raise ``ValueError`` (:meth:`bins`), where
+    scikit-learn's forests would route them by each node's ``missing_go_to_left``.
 
     Several forests can be compiled into one (:meth:`merged`): their rows are binned once and
     their trees run in one kernel call, each into its own output row
@@ -331,7 +336,8 @@ class CompiledForest:
     @classmethod
     def from_sklearn(cls, model: Any) -> CompiledForest | None:
         """Compile ``model``; ``None`` if it is not a supported single-output regressor or
-        numba is unavailable."""
+        numba is unavailable. Predictions are bit-identical to ``model.predict`` for inputs
+        without NaN; NaN inputs raise ``ValueError`` (see :meth:`bins`)."""
         if numba is None:
             return None
         name = type(model).__name__
@@ -360,12 +366,28 @@ class CompiledForest:
 
     def bins(self, X: np.ndarray) -> np.ndarray:
         """Each row's bin per feature (scikit-learn's float32 view of the features), as a
-        ``(n_features, n_rows)`` array: one feature's bins are contiguous."""
+        ``(n_features, n_rows)`` array: one feature's bins are contiguous.
+
+        Raises:
+            ValueError: ``X`` has the wrong number of features, or contains NaN (a split
+                cannot route a missing value through bins the way scikit-learn does, by each
+                node's ``missing_go_to_left``; scikit-learn's gradient boosting refuses NaN
+                too). The check is done while binning, at no extra cost.
+        """
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         if X32.ndim != 2 or X32.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got shape {X32.shape}")
         Bt = np.empty((self.n_features, len(X32)), dtype=self.bin_dtype)
-        _kernel("bins", len(X32))(X32, self._cut_table, self._n_cuts, Bt, _BLOCK_DEEP)
+        nan_blocks = np.zeros((len(X32) + _BLOCK_DEEP - 1) // _BLOCK_DEEP, dtype=np.uint8)
+        _kernel("bins", len(X32))(X32, self._cut_table, self._n_cuts, Bt, _BLOCK_DEEP,
+                                  nan_blocks)
+        if nan_blocks.any():
+            rows, cols = np.nonzero(np.isnan(X32))
+            raise ValueError(
+                f"CompiledForest: the features contain NaN ({len(rows)} values; first at row "
+                f"{int(rows[0])}, feature {int(cols[0])}); compiled forests do not route "
+                "missing values: predict through scikit-learn (fast.ENABLED = False) or "
+                "impute them")
         return Bt
 
     def predict_groups(self, X: np.ndarray) -> np.ndarray:

@@ -94,5 +94,5 @@ def evaluate_latency_table(table: str | os.PathLike[str], space: Any, target: st
     else:
         raise UsageError(f"features: {features!r}; known: op_counts, encoding")
     per_seed = evaluate_features(X, y, n_train=n_train, n_test=n_test, seeds=seeds,
-                                 model="layerwise")
+                                 model="layerwise", groups=configs)
     return {f"{m}_mean": float(np.mean([s[m] for s in per_seed])) for m in METRICS}

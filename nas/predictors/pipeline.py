@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from nas.errors import UsageError
 from nas.predictors.features import Featurizer
 from nas.predictors.models import Predictor, get_predictor, load_predictor, save_predictor
+from nas.predictors.zerocost import ProxySettings
 
 
 def _distinct(space: Any, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,21 +82,26 @@ class ConfigPredictor:
 
     def save(self, path: str | os.PathLike[str],
              extra: dict[str, Any] | None = None) -> None:
-        """Save the model with the space and feature kinds it expects (see
+        """Save the model with the space, feature kinds, zero-cost proxies and proxy settings
+        (batch, resolution, classes, seed) it expects (see
         :func:`nas.predictors.models.save_predictor`); ``extra``: more JSON-able metadata
         (e.g. the target's name), returned by :meth:`load_with_info`."""
         fz = self.featurizer
         save_predictor(self.model, path, extra={
             **(extra or {}), "space": fz.space.name, "space_fingerprint": fz.space.fingerprint,
-            "kinds": list(fz.kinds), "proxies": list(fz.proxies)})
+            "kinds": list(fz.kinds), "proxies": list(fz.proxies),
+            "proxy_settings": asdict(fz.proxy_settings)})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], space: Any,
              cache_dir: str | os.PathLike[str] | None = None) -> ConfigPredictor:
-        """Load a predictor saved by :meth:`save` for configs of ``space``.
+        """Load a predictor saved by :meth:`save` for configs of ``space``, with the feature
+        kinds, proxies and proxy settings it was fitted with (files saved without proxy
+        settings get the defaults, :class:`~nas.predictors.zerocost.ProxySettings`).
 
         Raises:
-            UsageError: the file was saved for another space.
+            UsageError: the file was saved for another space, or its proxy settings are not
+                understood.
         """
         return cls.load_with_info(path, space, cache_dir)[0]
 
@@ -110,5 +116,18 @@ class ConfigPredictor:
                              f"not for this definition of {space.name!r}")
         fz = Featurizer(space, kinds=extra.get("kinds"),
                         proxies=tuple(extra.get("proxies") or ("synflow",)),
+                        proxy_settings=_proxy_settings(path, extra.get("proxy_settings")),
                         cache_dir=cache_dir)
         return cls(fz, model), extra
+
+
+def _proxy_settings(path: str | os.PathLike[str], saved: Any) -> ProxySettings:
+    """The :class:`ProxySettings` saved with a predictor (defaults when none were saved)."""
+    if saved is None:
+        return ProxySettings()
+    known = {f.name for f in fields(ProxySettings)}
+    if not isinstance(saved, dict) or set(saved) - known or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in saved.values()):
+        raise UsageError(f"{path}: proxy_settings not understood: {saved!r} (expected "
+                         f"integer fields among {', '.join(sorted(known))})")
+    return ProxySettings(**saved)

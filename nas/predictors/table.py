@@ -192,20 +192,52 @@ def load_measurements(path: str | os.PathLike[str], space: Any, target: str,
     return table_configs(table, space), y
 
 
-def select_rows(n: int, n_train: int, n_test: int, seed: int
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint random train and test row indices for one seed: a permutation of the rows
-    whose first ``n_test`` are the test rows and the next ``n_train`` the training rows (so
-    for a seed the test rows do not depend on ``n_train``)."""
+def select_rows(n: int, n_train: int, n_test: int, seed: int,
+                groups: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint random train and test row indices for one seed.
+
+    The rows are grouped by ``groups`` (one hashable key per row, e.g. its config; ``None``:
+    every row is its own group), and the split is over groups: a permutation of the distinct
+    groups whose first ``n_test`` are the test groups and the next ``n_train`` the training
+    groups (so for a seed the test rows do not depend on ``n_train``). Every row of a group is
+    on that group's side, so a config measured several times is never both trained on and
+    tested on; ``n_train`` and ``n_test`` count distinct groups (configs), and with repeated
+    configs the returned arrays hold more rows than that (all the repeats). Rows come in the
+    permutation's order of their groups, a group's rows in table order.
+
+    A table whose groups are all distinct (e.g. NAS-Bench-201: one row per architecture)
+    gets exactly the split of ``groups=None``: the rows of the permutation of ``n`` rows.
+
+    Raises:
+        TableError: ``n_train`` or ``n_test`` below 2, or more than the distinct groups.
+    """
     if n_train < 2:
         raise TableError(f"--n-train must be at least 2, got {n_train}")
     if n_test < 2:
         raise TableError(f"--n-test must be at least 2, got {n_test}")
-    if n_train + n_test > n:
-        raise TableError(f"the table has {n} rows, fewer than n_train + n_test = "
+    if groups is None:
+        unit = np.arange(n)
+        n_units = n
+    else:
+        if len(groups) != n:
+            raise ValueError(f"select_rows: {len(groups)} groups for {n} rows")
+        ids: dict[Any, int] = {}  # group -> its number, in order of first appearance
+        unit = np.fromiter((ids.setdefault(g, len(ids)) for g in groups), dtype=np.int64,
+                           count=n)
+        n_units = len(ids)
+    if n_train + n_test > n_units:
+        what = f"{n} rows" if n_units == n else f"{n_units} distinct configs ({n} rows)"
+        raise TableError(f"the table has {what}, fewer than n_train + n_test = "
                          f"{n_train} + {n_test}")
-    perm = np.random.default_rng(seed).permutation(n)
-    return perm[n_test:n_test + n_train], perm[:n_test]
+    perm = np.random.default_rng(seed).permutation(n_units)
+    if n_units == n:  # no repeated group: group k is row k, the split is the permutation's
+        return perm[n_test:n_test + n_train], perm[:n_test]
+    rank = np.empty(n_units, dtype=np.int64)
+    rank[perm] = np.arange(n_units)
+    pos = rank[unit]  # each row's group's place in the permutation
+    order = np.argsort(pos, kind="stable")
+    k_test, k_end = np.searchsorted(pos[order], [n_test, n_test + n_train])
+    return order[k_test:k_end], order[:k_test]
 
 
 __all__: Sequence[str] = ("ARCH_COLUMN", "Table", "TableError", "load_measurements",

@@ -3,6 +3,11 @@
 The study lives in optuna storage: in-memory by default, or any storage URL (``storage``
 option), e.g. ``sqlite:///RUN_DIR/optuna.db``, so a search can resume and several workers
 can share one study (``study_name``).
+
+The study's name is ``nas-search-seed<SEED>`` unless the ``study_name`` option is given:
+searchers of different seeds in one storage (e.g. the seeds of a replay benchmark) each get
+their own study, and a search resumed with the same seed finds its own. An explicit
+``study_name`` is used as given, whatever the seed (to share one study between workers).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ class OptunaSearcher(Searcher):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # the default name is per seed, so seeds sharing a storage do not share a study
+        if "study_name" not in kwargs:
+            self.options["study_name"] = f"{self.defaults['study_name']}-seed{self.seed}"
         self.study = optuna.create_study(
             storage=self.options["storage"], study_name=self.options["study_name"],
             load_if_exists=True, sampler=self._sampler(self.seed),

@@ -5,6 +5,10 @@ table does not hold gets the worst value of each objective in the table (and sti
 query), so a searcher gains nothing by leaving the table's support. One objective: the best
 value found within the budget. Several: the hypervolume of the front found, as a ratio to the
 hypervolume of the table's true Pareto front, both against the table's worst point.
+
+A config the table holds several rows of is looked up by its first row; the worst point and
+the true front are computed over those looked-up rows only (the values a searcher can
+actually reach), so evaluating every config of the table scores exactly 1.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ReplayTable:
-    """Configs of a table with their objective values (natural units)."""
+    """Configs of a table with their objective values (natural units).
+
+    A repeated config is looked up by its first row; ``worst``, ``ref`` and ``true_hv`` come
+    from those looked-up rows (see the module docstring).
+    """
 
     configs: list[Config]
     values: np.ndarray
@@ -36,7 +44,8 @@ class ReplayTable:
         self.lookup: dict[Config, np.ndarray] = {}
         for c, v in zip(self.configs, self.values):
             self.lookup.setdefault(c, v)
-        F = to_min(self.values, self.objectives)
+        # only the rows a lookup can return: later rows of a repeated config are unreachable
+        F = to_min(np.array(list(self.lookup.values()), dtype=float), self.objectives)
         self.worst = F.max(axis=0)
         self.ref = self.worst + 1e-9 * np.maximum(1.0, np.abs(self.worst))
         self.true_hv = hypervolume(F[pareto_mask(F)], self.ref) if len(self.objectives) > 1 \

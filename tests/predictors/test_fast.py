@@ -129,3 +129,23 @@ def test_predictors_use_the_fast_path_with_the_same_results(name: str) -> None:
     if name in ("gbt", "rf"):
         assert isinstance(p._fast(), fast.CompiledForest)
         assert np.array_equal(fast_pred, slow_pred)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_nan_features_are_refused(parallel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scikit-learn's forests route NaN by each node's missing_go_to_left; bins cannot, so a
+    # compiled forest refuses NaN instead of silently sending it right at every split
+    monkeypatch.setattr(fast, "PARALLEL_MIN_ROWS", 0 if parallel else 10**9)
+    X, y = _data()
+    shallow = GradientBoostingRegressor(n_estimators=10, max_depth=3, random_state=0).fit(X, y)
+    deep = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, y)
+    Xt, _ = _data(5000, seed=2)  # several blocks of rows; the NaN in a late one
+    Xt[4500, 1] = np.nan
+    for model in (shallow, deep):
+        f = fast.CompiledForest.from_sklearn(model)
+        with pytest.raises(ValueError, match=r"NaN \(1 values; first at row 4500, feature 1\)"):
+            f.predict(Xt)
+        assert np.array_equal(f.predict(Xt[:4500]), model.predict(Xt[:4500]))
+    merged = fast.CompiledForest.merged([fast.CompiledForest.from_sklearn(shallow)] * 2)
+    with pytest.raises(ValueError, match="NaN"):
+        merged.predict_groups(Xt)

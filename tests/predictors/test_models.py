@@ -126,3 +126,31 @@ def test_config_predictor_dedupes_and_round_trips(tmp_path: Path) -> None:
     np.testing.assert_array_equal(q.predict_configs(cfgs), p.predict_configs(cfgs))
     with pytest.raises(UsageError, match="fitted for space 'nb201'"):
         ConfigPredictor.load(tmp_path / "p.npz", get_space("resnet_like"))
+
+
+def test_config_predictor_round_trips_proxy_settings(tmp_path: Path) -> None:
+    from nas.predictors.features import Featurizer
+    from nas.predictors.pipeline import ConfigPredictor
+    from nas.predictors.zerocost import ProxySettings
+    from nas.searchspace import get_space
+
+    space = get_space("nb201")
+    cfgs = space.sample_many(10, 0)
+    settings = ProxySettings(batch=2, resolution=8, seed=7)
+    fz = Featurizer(space, kinds=["zc"], proxies=["synflow"], proxy_settings=settings)
+    p = ConfigPredictor(fz, get_predictor("ridge", target_transform="none"))
+    p.fit(cfgs[:7], np.arange(7.0))
+    p.save(tmp_path / "zc.npz")
+    q = ConfigPredictor.load(tmp_path / "zc.npz", space)
+    assert q.featurizer.proxy_settings == settings
+    np.testing.assert_array_equal(q.predict_configs(cfgs[7:]), p.predict_configs(cfgs[7:]))
+    # a file saved without proxy settings (older versions) loads with the defaults
+    model, extra = load_predictor(tmp_path / "zc.npz")
+    del extra["proxy_settings"]
+    save_predictor(model, tmp_path / "old.npz", extra=extra)
+    assert ConfigPredictor.load(tmp_path / "old.npz", space).featurizer.proxy_settings == \
+        ProxySettings()
+    extra["proxy_settings"] = {"batch": 2, "colour": 3}
+    save_predictor(model, tmp_path / "bad.npz", extra=extra)
+    with pytest.raises(UsageError, match="proxy_settings not understood"):
+        ConfigPredictor.load(tmp_path / "bad.npz", space)

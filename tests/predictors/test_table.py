@@ -85,3 +85,71 @@ def test_select_rows_disjoint_and_seeded() -> None:
     np.testing.assert_array_equal(te, te2)
     with pytest.raises(TableError, match="fewer than n_train"):
         select_rows(10, 8, 5, 0)
+
+
+def test_select_rows_keeps_repeated_configs_on_one_side() -> None:
+    # 30 configs, each measured 1-3 times, rows shuffled: no config on both sides
+    rng = np.random.default_rng(0)
+    groups = [f"cfg{k}" for k in range(30) for _ in range(1 + k % 3)]
+    groups = [groups[i] for i in rng.permutation(len(groups))]
+    for seed in range(5):
+        tr, te = select_rows(len(groups), 8, 12, seed, groups)
+        train_cfgs = {groups[i] for i in tr}
+        test_cfgs = {groups[i] for i in te}
+        assert not train_cfgs & test_cfgs
+        # n_train / n_test count distinct configs; every row of a chosen config is taken
+        assert len(train_cfgs) == 8 and len(test_cfgs) == 12
+        assert sorted(tr.tolist() + te.tolist()) == [
+            i for i, g in enumerate(groups) if g in train_cfgs | test_cfgs]
+        # the test configs do not depend on n_train
+        assert set(select_rows(len(groups), 10, 12, seed, groups)[1].tolist()) == set(te)
+    with pytest.raises(TableError, match=r"30 distinct configs \(60 rows\), fewer than n_train"):
+        select_rows(len(groups), 20, 11, 0, groups)
+
+
+def test_select_rows_without_repeats_is_the_row_split() -> None:
+    # distinct configs (e.g. NAS-Bench-201): exactly the row-by-row split of before
+    groups = [("arch", k) for k in range(500)]
+    for seed in range(5):
+        perm = np.random.default_rng(seed).permutation(500)
+        for n_train, n_test in ((20, 100), (200, 300)):
+            tr, te = select_rows(500, n_train, n_test, seed, groups)
+            np.testing.assert_array_equal(te, perm[:n_test])
+            np.testing.assert_array_equal(tr, perm[n_test:n_test + n_train])
+            tr0, te0 = select_rows(500, n_train, n_test, seed)
+            np.testing.assert_array_equal(tr, tr0)
+            np.testing.assert_array_equal(te, te0)
+
+
+def test_evaluate_table_splits_repeated_measurements_by_config(
+        tmp_path: Path, nb201_rows: list[dict[str, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas.predictors import evaluate
+
+    # every architecture measured three times
+    lines = ["arch,lat"] + [f"{r['arch']},{float(r['latency_gold_6226_ms']) * (1 + k / 100)}"
+                            for r in nb201_rows[:60] for k in range(3)]
+    path = _write(tmp_path / "rep.csv", "\n".join(lines) + "\n")
+    seen: list[tuple[set[str], set[str]]] = []
+    real = evaluate.get_predictor
+
+    class Spy:  # records the rows each seed trains and tests on
+        def __init__(self, p: object) -> None:
+            self.p, self.params = p, {}
+
+        def fit(self, X: np.ndarray, y: np.ndarray) -> Spy:
+            self.train = {r.tobytes() for r in X}
+            self.p.fit(X, y)
+            return self
+
+        def predict(self, X: np.ndarray) -> np.ndarray:
+            seen.append((self.train, {r.tobytes() for r in X}))
+            return self.p.predict(X)
+
+    monkeypatch.setattr(evaluate, "get_predictor", lambda *a, **k: Spy(real(*a, **k)))
+    res = evaluate.evaluate_table(path, get_space("nb201"), "lat", n_train=10, n_test=20,
+                                  seeds=3, model="ridge", features=["encoding"])
+    assert len(res.per_seed) == 3 and len(seen) == 3
+    for train, test in seen:  # one-hot encodings: a row's features identify its config
+        assert not train & test
+        assert len(train) == 10 and len(test) == 20

@@ -78,3 +78,43 @@ def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "unknown searcher 'hillclimb'; known:" in capsys.readouterr().err
     assert main(base + ["--objective", "speed:max", "--strategy", "random"]) == 1
     assert "no target column 'speed'" in capsys.readouterr().err
+
+
+def test_repeated_configs_use_the_reachable_rows(tmp_path: Path) -> None:
+    # a second, better measurement of a config can never be looked up (the first row is):
+    # it must not set the reference point or the true front either
+    path = write_table(tmp_path / "t.csv")
+    path.write_text(path.read_text() + "0,0,x,99,0.5\n3,3,y,40,20\n")
+    objs = [Objective("acc", "max"), Objective("lat", "min")]
+    table = load_replay_table(path, SPACE, objs)
+    assert len(table.configs) == 34 and len(table.lookup) == 32
+    assert table.evaluate([SPACE.config({"a": 0, "b": 0, "c": "x"})]).tolist() == [[50, 1]]
+    every = list(dict.fromkeys(table.configs))
+    assert table.score(table.evaluate(every)) == pytest.approx(1.0)
+    full = replay(table, SPACE, "random", budget=32, seeds=1)
+    assert full["scores"][0] == pytest.approx(1.0)
+    # the worst point (and a missing config's value) come from the reachable rows too
+    np.testing.assert_array_equal(table.worst, [-50.0, 13.5])
+
+
+def test_optuna_seeds_sharing_a_storage_get_their_own_study(tmp_path: Path) -> None:
+    import optuna
+
+    from nas.search import make_searcher, run_search
+
+    objs = [Objective("acc", "max")]
+    table = load_replay_table(write_table(tmp_path / "t.csv"), SPACE, objs)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    r = replay(table, SPACE, "optuna-tpe", budget=6, seeds=2, options={"storage": url})
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage=url))
+    assert names == ["nas-search-seed0", "nas-search-seed1"]
+    # seed 1 ran on its own study: as it does in memory
+    alone = run_search(make_searcher("optuna-tpe", SPACE, objs, seed=1), table.evaluate, 6)
+    assert r["scores"][1] == table.score(alone.values)
+    # an explicit study name is used as given, by every seed (workers sharing one study)
+    for seed in (0, 1):
+        s = make_searcher("optuna-tpe", SPACE, objs, seed=seed, storage=url,
+                          study_name="shared")
+        assert s.study.study_name == "shared"
+        run_search(s, table.evaluate, 3)
+    assert len(optuna.load_study(study_name="shared", storage=url).trials) >= 6
