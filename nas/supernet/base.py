@@ -13,7 +13,9 @@ registered by name with :func:`register_family`. It provides four things:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,6 +27,7 @@ from nas.errors import UsageError
 from nas.searchspace import Config, Space
 from nas.supernet.errors import InputShapeError, SupernetError
 from nas.supernet.ops import (
+    ElasticActQuant,
     ElasticBatchNorm2d,
     ElasticConv2d,
     active_leaves,
@@ -126,6 +129,23 @@ def require_dimensions(space: Space, family: str, paths: Iterable[str]) -> None:
     for p in paths:
         if not space.has(p):
             raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension {p!r}")
+
+
+def require_stage_values(space: Space, family: str) -> None:
+    """Raise :class:`SupernetError` for stage values no network can have: a depth below 1 (a
+    stage that runs no block would still change the width and resolution the next one is
+    built for) or a bit width below 2 (one bit leaves a symmetric quantiser no levels)."""
+    for s in range(n_stages(space)):
+        for name, lo, what in (("depth", 1, "every stage runs at least one block"),
+                               ("bits", 2, "2..31 bits, or 32 for float")):
+            path = f"stages.{s}.{name}"
+            if not space.has(path):
+                continue
+            bad = [v for v in space.values(path)
+                   if isinstance(v, bool) or not isinstance(v, int) or v < lo]
+            if bad:
+                raise SupernetError(f"space {space.name!r} (family {family}): {path} allows "
+                                    f"{bad[0]!r}; {what}")
 
 
 _FAMILIES: dict[str, type[Supernet]] = {}
@@ -413,6 +433,9 @@ class Supernet(nn.Module):
         quant = sum(p.numel() for n, p in self.named_parameters() if n.endswith(".clip"))
         with self.activate(self.largest_config()):
             used = {id(m) for m in self.active_modules()}
+            # a largest config below 32 bits (a space without float) counts its own ranges
+            quant -= sum(1 for m in self.active_modules()
+                         if isinstance(m, ElasticActQuant) and m._idx >= 0)
             cropped = sum(m.weight.numel() - m.derived_weight().numel()
                           for m in self.active_modules() if isinstance(m, ElasticConv2d))
         attn = 0
@@ -435,24 +458,39 @@ class Supernet(nn.Module):
         """Recompute the running statistics of the batch norms ``config`` uses as the exact
         average over ``batches`` (tensors or ``(inputs, ...)`` tuples). Other configs' slices
         beyond this config's widths are untouched. Returns the number of batches used."""
-        was_training = self.training
+        if max_batches is not None and (isinstance(max_batches, bool)
+                                        or not isinstance(max_batches, int) or max_batches < 1):
+            raise SupernetError(f"recalibrate_bn: max_batches must be an int >= 1 (or None), "
+                                f"got {max_batches!r}")
+        modes = [(m, m.training) for m in self.modules()]
         n = 0
         with self.activate(config):
             bns = [m for m in self.active_modules() if isinstance(m, ElasticBatchNorm2d)]
+            saved = [(m.running_mean[: m._c].clone(), m.running_var[: m._c].clone(),
+                      m.num_batches_tracked.clone()) for m in bns]
             for m in bns:
                 m.begin_recalibration()
-            self.train()
+            # only the batch norms in train mode: everything else runs as at inference (a
+            # quantiser whose range was never trained must not set it from these batches)
+            self.eval()
+            for m in bns:
+                m.train()
             try:
-                for batch in batches:
-                    if max_batches is not None and n >= max_batches:
-                        break
+                it = batches if max_batches is None else itertools.islice(batches, max_batches)
+                for batch in it:
                     x = batch[0] if isinstance(batch, (tuple, list)) else batch
                     self(x.to(self._device()))
                     n += 1
             finally:
                 for m in bns:
                     m.end_recalibration()
-                self.train(was_training)
+                if n == 0 or sys.exc_info()[0] is not None:
+                    for m, (rm, rv, nb) in zip(bns, saved):  # leave them as they were
+                        m.running_mean[: rm.numel()].copy_(rm)
+                        m.running_var[: rv.numel()].copy_(rv)
+                        m.num_batches_tracked.copy_(nb)
+                for m, mode in modes:
+                    m.training = mode
         if n == 0:
             raise SupernetError("recalibrate_bn: no batches given")
         return n

@@ -26,6 +26,7 @@ from nas.supernet.base import (
     n_stages,
     register_family,
     require_dimensions,
+    require_stage_values,
     stage_layout,
     values,
 )
@@ -89,6 +90,7 @@ def layout(space: Space, build: BuildArgs) -> Layout:
 def _required(space: Space, family: str) -> None:
     require_dimensions(space, family, ["stem.width", "head.width", "stages.0.width",
                                        *(f"stages.{s}.depth" for s in range(n_stages(space)))])
+    require_stage_values(space, family)
 
 
 @register_family("mobilenet_like")

@@ -26,10 +26,12 @@ def evaluate(supernet: Supernet, config: Config | Mapping[str, Any],
     """Top-1 accuracy (%) and mean cross-entropy of ``config`` over ``loader``, eval mode."""
     was_training = supernet.training
     supernet.eval()
+    dev = next(supernet.parameters()).device  # batches follow the supernet (any loader)
     correct, total, loss = 0, 0, 0.0
     try:
         with supernet.activate(config):
             for x, y in loader:
+                x, y = x.to(dev), y.to(dev)
                 logits = supernet(x)
                 loss += F.cross_entropy(logits, y, reduction="sum").item()
                 correct += int((logits.argmax(1) == y).sum())

@@ -250,3 +250,59 @@ def test_spaces_with_other_values_build_and_extract_exactly(make):
         assert net.costs(cfg).params == sum(p.numel() for p in sub.parameters())
     split = net.param_split()
     assert split["total"] == sum(p.numel() for p in net.parameters())
+
+
+def _one_stage(bits=(4, 32), depth=(1, 2)):  # noqa: ANN001, ANN202
+    block = (Choice("kernel", (3,)), Choice("cardinality", (1,)))
+    stage = Group("0", (IntRange("depth", *depth), Choice("width", (8,)),
+                        Choice("bits", bits),
+                        Group("blocks", tuple(Group(str(b), block, when=(Condition(
+                            "stages.0.depth", ">", b),) if b else ()) for b in range(depth[1])))))
+    return Space("one", [Group("stem", (Choice("width", (8,)),)), Group("stages", (stage,))],
+                 family="resnet_like")
+
+
+def test_recalibration_changes_batch_norm_only_and_fails_cleanly():
+    """Recalibrating runs only the batch norms in train mode: a quantiser whose range was never
+    trained keeps it (it used to set it from the calibration batch, so results depended on
+    which config was evaluated first); an empty or failing recalibration leaves the
+    statistics as they were; max_batches takes exactly that many batches."""
+    from nas.supernet.ops import ElasticActQuant
+
+    torch.manual_seed(0)
+    space = _one_stage(bits=(4, 32))
+    net = build_supernet(space, in_channels=1, num_classes=3, input_size=8)
+    net.eval()
+    net.stages[0].blocks[0].train()  # a per-module mode the user set is kept as well
+    cfg = space.config({"stem": {"width": 8}, "stages": [
+        {"depth": 1, "width": 8, "bits": 4, "blocks": [{"kernel": 3, "cardinality": 1}]}]})
+    quants = [m for m in net.modules() if isinstance(m, ElasticActQuant) and m.clip is not None]
+    clips = [m.clip.detach().clone() for m in quants]
+    it = iter([torch.randn(4, 1, 8, 8) for _ in range(5)])
+    assert net.recalibrate_bn(cfg, it, max_batches=2) == 2
+    assert len(list(it)) == 3
+    assert all(torch.equal(m.clip, c) and not m.initialized.any() for m, c in zip(quants, clips))
+    assert not net.training and net.stages[0].blocks[0].training
+    before = net.stem.bn.running_mean.clone()
+    with pytest.raises(Exception, match="no batches"):
+        net.recalibrate_bn(cfg, [])
+    assert torch.equal(net.stem.bn.running_mean, before)
+    with pytest.raises(Exception, match="expected a"):  # the second batch has 2 channels
+        net.recalibrate_bn(cfg, [torch.randn(4, 1, 8, 8), torch.randn(4, 2, 8, 8)])
+    assert torch.equal(net.stem.bn.running_mean, before)
+    with pytest.raises(Exception, match="max_batches must be an int >= 1"):
+        net.recalibrate_bn(cfg, [torch.randn(4, 1, 8, 8)], max_batches=0)
+
+
+def test_stage_values_no_network_can_have_are_refused():
+    from nas.supernet import SupernetError
+
+    for bits in ((1, 32), (0, 32)):
+        with pytest.raises(SupernetError, match="stages.0.bits allows"):
+            build_supernet(_one_stage(bits=bits), in_channels=1, num_classes=3, input_size=8)
+    with pytest.raises(SupernetError, match="stages.0.depth allows 0"):
+        build_supernet(_one_stage(depth=(0, 2)), in_channels=1, num_classes=3, input_size=8)
+    # a space without float bits: its largest config's quantiser ranges are its own
+    net = build_supernet(_one_stage(bits=(4, 8)), in_channels=1, num_classes=3, input_size=8)
+    split = net.param_split()
+    assert split["total"] == sum(p.numel() for p in net.parameters())
