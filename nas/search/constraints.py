@@ -54,6 +54,8 @@ class Limit:
             allowed = ", ".join(u for u in units if u) or "none"
             raise UsageError(f"--constraint {text!r}: unit {unit!r} is not allowed for "
                              f"{metric} (allowed: {allowed})")
+        if metric == "accuracy" and not 0 <= number <= 100:
+            raise UsageError(f"--constraint {text!r}: accuracy is a percentage, 0..100")
         return Limit(metric, op, number * units[unit.lower()])
 
     def holds(self, values: np.ndarray) -> np.ndarray:

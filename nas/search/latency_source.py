@@ -21,6 +21,11 @@ SEARCH_REPEATS = 7
 LOCAL_REFERENCES = 16
 
 
+# settings a search's table must share with the search (others -- CPU model name, torch
+# version -- are warned about by LatencyTable.load)
+STRUCTURAL_SETTINGS = ("device", "threads", "batch", "input_size", "in_channels", "num_classes")
+
+
 def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device: str,
                       progress: bool, say: Callable[[str], None]) -> Any:
     from nas.predictors.latency import (
@@ -38,6 +43,12 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
     if path.exists():
         try:
             table = LatencyTable.load(path, space=net.space, expect=settings)
+            wrong = [d for d in table.settings.differences(settings)
+                     if d.split(":")[0] in STRUCTURAL_SETTINGS]
+            if wrong:  # it would predict other networks, or time them elsewhere
+                raise LatencyTableError(
+                    f"latency table {path} was built for other settings ({'; '.join(wrong)}); "
+                    "remove it (this search rebuilds it) or choose another --out")
             say(f"latency: table {path} ({table.n_units} blocks)")
             return table
         except LatencyTableError as e:

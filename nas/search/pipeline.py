@@ -109,6 +109,8 @@ class SearchOptions:
         d = asdict(self)
         for k in ("device", "threads", "max_export", "budget"):  # a larger budget extends
             d.pop(k)
+        if self.device != "cpu":  # another device: other latencies, another search (kept
+            d["device"] = self.device  # out for cpu so existing directories still match)
         return d
 
 
@@ -382,9 +384,17 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
     # feasibility of the cheap limits, and infeasible limits caught before any evaluation
     cheap = [lim for lim in limits if lim.metric != "accuracy"]
+    acc_limits = [lim for lim in limits if lim.metric == "accuracy"]
+    probe = [space.min(), space.max()] + space.sample_many(2000, opts.seed)
+    if latency is not None:  # the fast corner random samples never reach (README)
+        from nas.predictors.latency import _extreme_path
+
+        lat = latency.predict_many(probe)
+        probe += _extreme_path(latency, probe[int(np.argmin(lat))], 1.0)
+    pc = costs(probe)
+    # what an infeasible config is told as its cost: dominated by every feasible one
+    penalty = {tg: 10.0 * float(np.nanmax(pc[tg])) + 1.0 for tg in opts.targets}
     if cheap:
-        probe = [space.min()] + space.sample_many(2000, opts.seed)
-        pc = costs(probe)
         for lim in cheap:
             ok = lim.holds(pc[lim.metric])
             if not ok.any():
@@ -392,10 +402,12 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                 unit = {"latency": " ms", "size": " bytes"}.get(lim.metric, "")
                 raise SearchError(f"--constraint {lim} is infeasible: no config of "
                                   f"{space.name} satisfies it (the best {lim.metric} seen, "
-                                  f"over the smallest config and 2,000 samples, is "
-                                  f"{best:.4g}{unit})")
+                                  f"over the smallest and largest configs, 2,000 samples "
+                                  f"and the fastest found by descent over the latency table, "
+                                  f"is {best:.4g}{unit})")
 
     def feasible(configs: list[Config]) -> np.ndarray:
+        """The cheap limits (everything but accuracy), before any evaluation."""
         if not cheap:
             return np.ones(len(configs), dtype=bool)
         c = costs(configs)
@@ -404,6 +416,21 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             ok &= lim.holds(c[lim.metric])
         return ok
 
+    def feasible_after(configs: list[Config], accuracy: np.ndarray) -> np.ndarray:
+        """Every limit, accuracy limits on the measured accuracy included."""
+        ok = feasible(configs)
+        for lim in acc_limits:
+            ok &= lim.holds(np.asarray(accuracy, dtype=float))
+        return ok
+
+    def told(values: np.ndarray, ok: bool) -> np.ndarray:
+        """What the searcher is told: an infeasible config as dominated by every feasible
+        one (accuracy 0, each cost far above any config's), so that no searcher keeps
+        proposing its corner; history.csv keeps the real figures."""
+        if ok:
+            return values
+        return np.array([0.0] + [penalty[tg] for tg in opts.targets])
+
     # 3. search
     objectives = [Objective("accuracy", "max")] + [Objective(tg, "min") for tg in opts.targets]
     hist_path = out / "history.csv"
@@ -411,9 +438,10 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     known: dict[Config, np.ndarray] = {}
     for r in rows:
         cfg = r["_config"]
-        known[cfg] = np.array([float(r["accuracy"])] + [
+        vals = np.array([float(r["accuracy"])] + [
             float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
             for tg in opts.targets])
+        known[cfg] = told(vals, bool(feasible_after([cfg], vals[:1])[0]))
     if known:
         say(f"search: resuming with {len(known)} evaluations from {hist_path}")
     new_file = not hist_path.exists() or hist_path.stat().st_size == 0
@@ -440,22 +468,31 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                 acc = evaluate_config(net, cfg, val, calib_loader(), opts.bn_batches)["top1"]
             else:
                 acc = 0.0  # outside the hard limits: not evaluated, never on the front
+            ok_all = bool(ok[i]) and all(bool(lim.holds(np.array([acc]))[0])
+                                         for lim in acc_limits)
             row = {"id": cfg.id, "accuracy": f"{acc:.4f}",
                    "accuracy_source": "measured" if ok[i] else "infeasible",
                    "latency_ms": f"{c['latency'][i]:.6g}",
                    "latency_source": "table" if latency is not None else "none",
                    "flops": int(c["flops"][i]), "params": int(c["params"][i]),
-                   "size_bytes": int(c["size"][i]), "feasible": int(ok[i]),
+                   "size_bytes": int(c["size"][i]), "feasible": int(ok_all),
                    "seconds": f"{time.perf_counter() - ts:.3f}", "config": cfg.to_json()}
             writer.writerow(row)
             hist.flush()
-            vals = [acc] + [c[tg][i] for tg in opts.targets]
-            out_vals.append(vals)
+            vals = np.array([acc] + [c[tg][i] for tg in opts.targets])
+            out_vals.append(told(vals, ok_all))
         return np.array(out_vals, dtype=float)
 
     search_opts: dict[str, Any] = {}
     if opts.strategy == "linas":
-        search_opts["known"] = {tg: (lambda cs, tg=tg: costs(cs, only=tg)[tg])
+        def known_cost(cs: list[Config], tg: str) -> np.ndarray:
+            v = costs(cs, only=tg)[tg]
+            for lim in cheap:  # a limit on the same metric: its far side is dominated
+                if lim.metric == tg:
+                    v = np.where(lim.holds(v), v, penalty[tg])
+            return v
+
+        search_opts["known"] = {tg: (lambda cs, tg=tg: known_cost(cs, tg))
                                 for tg in opts.targets}
     searcher = make_searcher(opts.strategy, space, objectives, seed=opts.seed, **search_opts)
     t = time.perf_counter()
@@ -484,12 +521,20 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         if opts.bn_batches > 0:
             recalibrate_bn(net, cfg, calib_loader(), opts.bn_batches)
 
-    front = _export_front(net, result, opts, out, latency, costs, feasible, say, calibrate)
+    pos = {c: i for i, c in enumerate(result.configs)}
+
+    def feasible_result(cs: list[Config]) -> np.ndarray:
+        return feasible_after(cs, np.array([result.values[pos[c], 0] for c in cs]))
+
+    front = _export_front(net, result, opts, out, latency, costs, feasible_result, say,
+                          calibrate)
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     F = to_min(result.values, objectives)
-    okf = feasible(result.configs)
-    ref = F.max(axis=0) + 1e-9
+    okf = feasible_result(result.configs)
+    # the reference point from the feasible evaluations only (infeasible ones are told as
+    # dominated placeholders, not real figures)
+    ref = (F[okf].max(axis=0) if okf.any() else F.max(axis=0)) + 1e-9
     hv = hypervolume(F[okf][pareto_mask(F[okf])], ref) if okf.any() else 0.0
     summary = {"options": asdict(opts), "seed": opts.seed, "out": str(out),
                "objectives": [str(o) for o in objectives], "evaluations": len(result.configs),
@@ -515,7 +560,8 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     okf = feasible(result.configs)
     idx = np.flatnonzero(okf)
     if not len(idx):
-        raise SearchError("no evaluated config satisfies the constraints")
+        raise SearchError(f"no evaluated config satisfies the constraints "
+                          f"({', '.join(opts.constraints)}); loosen them or raise --budget")
     F = to_min(result.values[idx], objectives)
     front_idx = idx[pareto_mask(F)]
     # sort by the first target, keep at most max_export spread along it
@@ -539,6 +585,10 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         atomic_write_text(pdir / f"{cfg.id}.json", json.dumps(
             {"space": cfg.space.name, "id": cfg.id, "config": cfg.to_dict()}, indent=2) + "\n")
         models.append(model)
+    keep = {f"{cfg.id}.{ext}" for cfg in configs for ext in ("pt", "json")}
+    for stale in pdir.iterdir():  # subnets of an earlier front (a resumed, longer search)
+        if stale.suffix in (".pt", ".json") and stale.name not in keep:
+            stale.unlink()
     if latency is not None:
         from nas.search.latency_source import measure_models
 
@@ -565,11 +615,12 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         lines.append(",".join(f'"{v.replace(chr(34), chr(34) * 2)}"' if "," in v or '"' in v
                               else v for v in vals))
     atomic_write_text(out / "pareto.csv", "\n".join(lines) + "\n")
-    _plot(result, rows, opts, out)
+    _plot(result, rows, opts, out, okf)
     return rows
 
 
-def _plot(result: Any, rows: list[dict[str, Any]], opts: SearchOptions, out: Path) -> None:
+def _plot(result: Any, rows: list[dict[str, Any]], opts: SearchOptions, out: Path,
+          feasible: np.ndarray) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -580,8 +631,9 @@ def _plot(result: Any, rows: list[dict[str, Any]], opts: SearchOptions, out: Pat
     label = {"latency": "latency (ms, table)", "flops": "FLOPs", "params": "parameters",
              "size": "size (bytes)"}[target]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(result.values[:, 1], result.values[:, 0], s=12, alpha=0.25, color="gray",
-               label=f"all {len(result.configs)} evaluations")
+    ax.scatter(result.values[feasible, 1], result.values[feasible, 0], s=12, alpha=0.25,
+               color="gray", label=f"{int(feasible.sum())} feasible evaluations (of "
+               f"{len(result.configs)})")
     xs = [r[key] for r in rows]
     ys = [r["accuracy"] for r in rows]
     ax.plot(xs, ys, "o-", color="tab:red", label=f"Pareto front ({len(rows)})")

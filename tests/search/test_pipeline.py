@@ -321,3 +321,52 @@ def test_exported_subnets_score_their_recorded_accuracy(tiny_supernet, tmp_path:
         with torch.no_grad():
             acc = 100.0 * float((model.eval()(x).argmax(1) == y).float().mean())
         assert acc == pytest.approx(r["accuracy"], abs=1e-3), r["id"]
+
+
+def test_accuracy_limits_and_a_clean_front_directory(tiny_supernet, tmp_path: Path,
+                                                     capsys) -> None:  # noqa: ANN001
+    """``accuracy>=X`` keeps lower-accuracy subnets off the front (it was ignored), the
+    history's feasible column says so, the summary's hypervolume reference comes from
+    feasible rows, and a resumed search leaves only the new front's files in pareto/."""
+    _, space_file, ckpt = tiny_supernet
+    first = tmp_path / "first"
+    assert _search(first, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
+    assert _search(first, space_file, ckpt, "--strategy", "random") == 0  # resumed to 12
+    front = json.loads((first / "pareto.json").read_text())
+    files = sorted(p.name for p in (first / "pareto").iterdir())
+    assert files == sorted(f"{r['id']}.{ext}" for r in front for ext in ("json", "pt"))
+    accs = sorted(float(r["accuracy"]) for r in csv.DictReader(open(first / "history.csv")))
+    limit = accs[len(accs) // 2]
+    out = tmp_path / "limited"
+    assert _search(out, space_file, ckpt, "--strategy", "random",
+                   "--constraint", f"accuracy>={limit}") == 0
+    hist = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["feasible"]) for r in hist] == [int(float(r["accuracy"]) >= limit)
+                                                 for r in hist]
+    front = json.loads((out / "pareto.json").read_text())
+    assert front and all(r["accuracy"] >= limit for r in front)
+    ref = json.loads((out / "summary.json").read_text())["hypervolume_reference"]
+    assert -ref[0] >= limit - 1e-6  # minimised accuracy: the worst feasible one
+    capsys.readouterr()
+    assert _exit_status(["search", "--space", str(space_file), "--supernet", str(ckpt),
+                         "--constraint", "accuracy>=101", "--out", str(tmp_path / "x")]) == 2
+    assert "accuracy is a percentage" in capsys.readouterr().err
+
+
+def test_a_latency_table_for_other_settings_is_refused(tmp_path: Path) -> None:
+    import types
+
+    from nas.predictors.latency import LatencyTableError
+    from nas.search.latency_source import latency_table_for
+    from nas.supernet import BuildArgs
+
+    space = tiny_resnet()
+    from nas.predictors.latency import build_latency_table
+
+    path = tmp_path / "latency.json"
+    build_latency_table(space, input_size=8, in_channels=3, num_classes=10, warmup=1,
+                        repeats=2, overhead_subnets=2, out=path, progress=False)
+    net = types.SimpleNamespace(space=space, build=BuildArgs.make(1, 10, 8))  # 1 channel
+    with pytest.raises(LatencyTableError, match="in_channels: 3 vs 1"):
+        latency_table_for(net, path, batch=1, threads=1, device="cpu", progress=False,
+                          say=lambda m: None)
