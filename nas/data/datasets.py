@@ -184,6 +184,8 @@ def file_md5(path: Path) -> str:
 # ----------------------------------------------------------------------------- loaders
 def load_digits(root: str | None = None, download: bool = False) -> ImageData:
     """scikit-learn's bundled 8x8 digits; a fixed stratified 20 % (seed 0) is the test set."""
+    if root is not None:
+        log.warning("digits is bundled with scikit-learn: --data-root %s is not used", root)
     from sklearn.datasets import load_digits as sk_digits
 
     d = sk_digits()

@@ -111,6 +111,8 @@ class SearchOptions:
             d.pop(k)
         if self.device != "cpu":  # another device: other latencies, another search (kept
             d["device"] = self.device  # out for cpu so existing directories still match)
+        # limits by meaning, not spelling: latency<=3ms is latency<=3
+        d["constraints"] = [str(Limit.parse(c)) for c in self.constraints]
         return d
 
 
