@@ -38,7 +38,10 @@ from nas.predictors.zerocost import PROXIES, ProxySettings, proxy_matrix
 log = logging.getLogger(__name__)
 
 FEATURE_KINDS: tuple[str, ...] = ("encoding", "counts", "graph", "cost", "zc")
-ZC_FILL = 0.0  # the feature value of a proxy whose log-score is -inf or undefined
+# the feature value of a proxy whose log-score is -inf or undefined (a cell whose output is
+# cut off scores 0): below every real value of every proxy (jacov reaches about -130 on
+# NAS-Bench-201, the logs of snip and grad_norm straddle 0), so the worst networks rank last
+ZC_FILL = -1000.0
 
 # family -> function(space, encodings) -> (matrix, names)
 _GRAPH: dict[str, Callable[[Any, np.ndarray], tuple[np.ndarray, list[str]]]] = {}

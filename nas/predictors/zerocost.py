@@ -38,6 +38,8 @@ from nas.utils.files import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 PROXIES: tuple[str, ...] = ("synflow", "naswot", "snip", "grad_norm", "jacov")
+# bumped when a proxy's definition changes (part of the cache key)
+PROXY_VERSION = 2
 
 
 class ProxyCacheError(NasError):
@@ -61,7 +63,9 @@ class ProxySettings:
     seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        # PROXY_VERSION: cached values computed by an older definition are not reused
+        d = {**asdict(self), "proxy_version": PROXY_VERSION}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _init_weights(net: Any, gen: Any) -> None:
@@ -144,6 +148,10 @@ def data_proxies(net: Any, x: Any, labels: Any) -> dict[str, float]:
     for c in codes:
         k_mat += c @ c.T + (1 - c) @ (1 - c).T
     _, logdet = torch.linalg.slogdet(k_mat)
+    if int(labels.max()) >= out.shape[1]:
+        raise UsageError(f"zero-cost proxies: labels up to {int(labels.max())} for a network "
+                         f"with {out.shape[1]} outputs (ProxySettings.num_classes must match "
+                         "the network)")
     loss = nn.functional.cross_entropy(out, labels)
     weights = _weights(net)
     grads = torch.autograd.grad(loss, weights, retain_graph=True)
@@ -151,11 +159,15 @@ def data_proxies(net: Any, x: Any, labels: Any) -> dict[str, float]:
     gnorm = sum(float(g.norm()) for g in grads)
     (jac,) = torch.autograd.grad(out.sum(), x)
     jac = jac.reshape(n, -1).to(torch.float64)
-    corr = torch.corrcoef(jac)
-    corr = torch.nan_to_num(corr, nan=0.0)
-    eig = torch.linalg.eigvalsh(corr).clamp_min(0.0)
-    k = 1e-5
-    jacov = -float(torch.sum(torch.log(eig + k) + 1.0 / (eig + k)))
+    if bool((jac.std(dim=1) == 0).any()):
+        # an input that does not reach the output (a cut-off cell): the correlation is
+        # undefined, as in the published code; -inf becomes the features' fixed fill
+        jacov = float("-inf")
+    else:
+        corr = torch.nan_to_num(torch.corrcoef(jac), nan=0.0)
+        eig = torch.linalg.eigvalsh(corr).clamp_min(0.0)
+        k = 1e-5
+        jacov = -float(torch.sum(torch.log(eig + k) + 1.0 / (eig + k)))
     return {"naswot": float(logdet), "snip": _safe_log(snip), "grad_norm": _safe_log(gnorm),
             "jacov": jacov}
 

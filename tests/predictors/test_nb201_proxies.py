@@ -121,3 +121,27 @@ def test_proxy_cache_bad_middle_record_is_an_error(tmp_path: Path) -> None:
     path.write_text(lines[0] + '{"id": "x", "values": [1]}\n')
     with pytest.raises(ProxyCacheError, match=rf"{path.name}:2: not a proxy cache record"):
         ProxyCache(tmp_path, space.name, space.fingerprint, SMALL)
+
+
+def test_cut_off_cells_rank_last_on_every_proxy() -> None:
+    """A cell whose output is cut off (every edge into node 3 is ``none``) scores 0 on
+    synflow/snip/grad_norm and has no defined jacov; its features must sit below every real
+    network's (a fill of 0 ranked it above working cells on snip and grad_norm, and jacov
+    gave -1.6e6)."""
+    import numpy as np
+
+    from nas.predictors.features import ZC_FILL, Featurizer
+    from nas.predictors.zerocost import ProxySettings
+    from nas.searchspace import get_space
+
+    space = get_space("nb201")
+    cut = space.parse_arch("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    good = [space.parse_arch("|skip_connect~0|+|skip_connect~0|skip_connect~1|+"
+                             "|skip_connect~0|skip_connect~1|skip_connect~2|"),
+            space.parse_arch("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+"
+                             "|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")]
+    fz = Featurizer(space, kinds=["zc"], proxies=["snip", "grad_norm", "jacov"],
+                    proxy_settings=ProxySettings(batch=4, resolution=8))
+    X = fz.transform([cut] + good)
+    assert np.all(X[0] == ZC_FILL)
+    assert np.all(X[0] < X[1:].min(axis=0))
