@@ -23,8 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validation split (default; what search uses) or the test set")
     p.add_argument("--bn-batches", type=int_at_least(0), default=8,
                    help="BN recalibration batches (default: 8)")
-    p.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="seed of the split and the sampled configs (default: 0)")
+    p.add_argument("--seed", type=int_at_least(0),
+                   help="seed of the split, the calibration batches and the sampled configs "
+                        "(default: the training run's, so the validation split is the one it "
+                        "held out)")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--json", action="store_true", help="one JSON object per config")
 
@@ -50,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--data {args.data}: {data.describe()} does not fit the supernet "
                          f"(built for {b.in_channels} channels, {b.input_size[0]}x"
                          f"{b.input_size[1]}, {b.num_classes} classes)")
-    parts = split(data, seed=args.seed)
+    meta = net.checkpoint_meta  # the training run's own held-out images
+    seed = args.seed if args.seed is not None else meta.get("seed", 0)
+    parts = split(data, meta.get("val_fraction", 0.1), seed=seed)
     xs, ys = parts.val if args.split == "val" else parts.test
     loader = TensorLoader(xs, ys, 256, device=args.device)
     if args.config:
@@ -58,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.sample < 0:
             raise UsageError(f"--sample must be >= 0, got {args.sample}")
-        configs = [space.min(), space.max()] + space.sample_many(args.sample, args.seed)
+        configs = [space.min(), space.max()] + space.sample_many(args.sample, seed)
     table = Table("id", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
                   title=f"{space.name} on {data.name} ({args.split})")
     for cfg in configs:
         calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
-                             generator=torch.Generator().manual_seed(args.seed))
+                             generator=torch.Generator().manual_seed(seed))
         r = evaluate_config(net, cfg, loader, calib, args.bn_batches)
         c = net.costs(cfg)
         if args.json:

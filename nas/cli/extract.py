@@ -31,9 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "extraction, as `nas eval` does (default: 8; 0: keep the checkpoint's "
                         "running statistics, which belong to whichever config was calibrated "
                         "last)")
-    p.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="seed of the split and the calibration batches (default: 0, as `nas "
-                        "eval`)")
+    p.add_argument("--seed", type=int_at_least(0),
+                   help="seed of the split and the calibration batches (default: the training "
+                        "run's, as `nas eval`)")
 
 
 def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
@@ -54,9 +54,11 @@ def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
         raise UsageError(f"--data {name}: {data.describe()} does not fit the supernet (built "
                          f"for {b.in_channels} channels, {b.input_size[0]}x{b.input_size[1]}, "
                          f"{b.num_classes} classes); give its training data or --bn-batches 0")
-    parts = split(data, seed=args.seed)
+    meta = net.checkpoint_meta  # type: ignore[attr-defined]
+    seed = args.seed if args.seed is not None else meta.get("seed", 0)
+    parts = split(data, meta.get("val_fraction", 0.1), seed=seed)
     calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
-                         generator=torch.Generator().manual_seed(args.seed))
+                         generator=torch.Generator().manual_seed(seed))
     recalibrate_bn(net, cfg, calib, args.bn_batches)  # type: ignore[arg-type]
 
 

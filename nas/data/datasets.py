@@ -369,7 +369,9 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
         raise DataError(f"{root}: not a directory")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     parts = [root / "train", root / "test"] if split_dirs else [root]
-    classes = sorted({d.name for p in parts for d in p.iterdir() if d.is_dir()})
+    # hidden folders (.ipynb_checkpoints, .git) are not classes
+    classes = sorted({d.name for p in parts for d in p.iterdir()
+                      if d.is_dir() and not d.name.startswith(".")})
     if not classes:
         raise DataError(f"{root}: no class sub-folders (expected {root}/CLASS/IMAGE.png)")
     images: list[list[Image.Image]] = [[] for _ in parts]
@@ -396,11 +398,20 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
     if len(sizes) != 1:
         raise DataError(f"{root}: images have different sizes {sorted(sizes)[:4]}; "
                         "resize them to one size first")
-    mode = "L" if all(im.mode in ("L", "1", "I;16") for im in all_images) else "RGB"
+    wide = ("I;16", "I;16B", "I;16L", "I")
+    mode = "L" if all(im.mode in ("L", "1", *wide) for im in all_images) else "RGB"
+
+    def grey(im: Image.Image) -> np.ndarray:
+        if im.mode in wide:  # 16-bit grey: keep its range (convert("L") clips it at 255)
+            a = np.asarray(im, dtype=np.float64)
+            return np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8)
+        return np.asarray(im.convert("L"), dtype=np.uint8)
 
     def stack(group: list[Image.Image]) -> np.ndarray:
+        if mode == "L":
+            return np.stack([grey(im) for im in group])
         arr = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in group])
-        return arr if mode == "L" else arr.transpose(0, 3, 1, 2)
+        return arr.transpose(0, 3, 1, 2)
 
     if split_dirs:
         xt, yt = stack(images[0]), np.array(labels[0])

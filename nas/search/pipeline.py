@@ -355,7 +355,9 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         data = load_dataset(opts.data, root=opts.data_root)
         _check_fit(data, net, opts)
     net.eval()
-    parts = split(data, seed=opts.seed)
+    # the validation images the supernet's training held out (its checkpoint says which)
+    meta = getattr(net, "checkpoint_meta", None) or {}
+    parts = split(data, meta.get("val_fraction", 0.1), seed=meta.get("seed", opts.seed))
     val = TensorLoader(*parts.val, 256, device=opts.device)
 
     # 2. latency table

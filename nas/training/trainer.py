@@ -69,6 +69,10 @@ class TrainResult:
 def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], float]:
     total = max(1, opts.epochs * steps_per_epoch)
     warm = int(opts.warmup_epochs * steps_per_epoch)
+    if warm > total // 2:  # a warm-up as long as the run would leave no decay at all
+        log.warning("warmup_epochs %g is more than half of the %d epochs; warming up over "
+                    "half of the run instead", opts.warmup_epochs, opts.epochs)
+        warm = total // 2
 
     def f(step: int) -> float:
         if warm and step < warm:
@@ -92,7 +96,8 @@ def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimize
     groups = [{"params": decay, "weight_decay": opts.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if opts.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum, nesterov=True)
+        return torch.optim.SGD(groups, lr=opts.lr, momentum=opts.momentum,
+                               nesterov=opts.momentum > 0)
     return torch.optim.AdamW(groups, lr=opts.lr)
 
 
@@ -185,8 +190,9 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     def calib_loader(epoch: int) -> TensorLoader:
         # seeded per evaluation, so a resumed run recalibrates exactly like an uninterrupted one
         g = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
+        # whole batches only: a 1-image batch cannot give batch-norm statistics
         return TensorLoader(x_train, y_train, opts.batch_size, shuffle=True, generator=g,
-                            device=device)
+                            device=device, drop_last=len(x_train) >= opts.batch_size)
     epoch, step_in_epoch, global_step = 0, 0, 0
     epoch_gen_state = gen.get_state()
     history: list[dict[str, Any]] = []
@@ -202,11 +208,15 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         epoch_gen_state = state["epoch_gen_state"]
         history = list(state.get("history", []))
         partial = dict(state.get("partial") or partial)
+        # the metrics log holds exactly the checkpoint's epochs (a kill between an epoch's
+        # row and its checkpoint would otherwise leave that row twice)
+        atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log.info("resuming %s at epoch %d step %d", run, epoch + 1, step_in_epoch)
     else:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "options.yaml", yaml.safe_dump(opts.to_dict(), sort_keys=False))
         space.save(run / "space.yaml")
+        atomic_write_text(run / "metrics.jsonl", "")
         log.info("training %s on %s with %s into %s", space.name, parts.describe(),
                  opts.strategy, run)
     if announce is not None:
@@ -227,8 +237,16 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
 
     last_ckpt = time.monotonic()
     steps_this_call = 0
+    def supernet_meta(epochs: int, row: dict[str, Any]) -> dict[str, Any]:
+        # seed and val_fraction: search, eval and extract hold out the same validation images
+        return {"epochs": epochs, "strategy": opts.strategy, "data": opts.data,
+                "seed": opts.seed, "val_fraction": opts.val_fraction,
+                "val_acc_max": row.get("val_acc_max"), "val_acc_min": row.get("val_acc_min")}
+
     if epoch >= opts.epochs:
         log.info("%s is already complete (%d epochs); nothing to do", run, epoch)
+        save_supernet(net, run / "supernet.pt",  # as it was at the end (in case a kill
+                      meta=supernet_meta(epoch, history[-1] if history else {}))  # lost it)
         return TrainResult(run, net, epoch, history, already_complete=True)
     with training_progress(enabled=progress, total_epochs=opts.epochs,
                            steps_per_epoch=steps_per_epoch) as bar:
@@ -302,10 +320,9 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
             epoch += 1
             step_in_epoch = 0
             epoch_gen_state = gen.get_state()
+            # the supernet before the checkpoint: a kill between the two redoes the epoch
+            save_supernet(net, run / "supernet.pt", meta=supernet_meta(epoch, row))
             checkpoint(epoch, 0)
-            save_supernet(net, run / "supernet.pt", meta={
-                "epochs": epoch, "strategy": opts.strategy, "data": opts.data,
-                "val_acc_max": row.get("val_acc_max"), "val_acc_min": row.get("val_acc_min")})
             last_ckpt = time.monotonic()
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                 return TrainResult(run, net, epoch, history)

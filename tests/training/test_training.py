@@ -289,3 +289,64 @@ def test_progressive_teacher_sorting_and_optimizer_reset(tiny_space: Space, tmp_
     r = train(opts, tmp_path / "run", space=tiny_space, progress=False)
     assert [row["phase"] for row in r.history] == [0.0, 1.0, 2.0, 3.0]
     assert seen == {"teacher_training": True, "sorted_at": 3, "reset": True} and calls == [1]
+
+
+def test_kills_between_an_epoch_and_its_checkpoint(tiny_space: Space, tmp_path: Path,
+                                                   monkeypatch) -> None:  # noqa: ANN001
+    """A kill after an epoch's metrics row but before its checkpoint does not leave the row
+    twice; the supernet is written before the checkpoint (and again when a finished run is
+    resumed), and its checkpoint names the split the run held out."""
+    import json
+
+    from nas.training import trainer
+
+    opts = TrainOptions(epochs=2, max_steps_per_epoch=2, **FAST)
+    run = tmp_path / "run"
+    real = trainer.atomic_torch_save
+
+    def dies_on_second_epoch_checkpoint(obj, path):  # noqa: ANN001, ANN202
+        if path.name == "checkpoint.pt" and obj.get("epoch") == 2:
+            raise KeyboardInterrupt  # killed right after epoch 2's row and supernet
+        return real(obj, path)
+    monkeypatch.setattr(trainer, "atomic_torch_save", dies_on_second_epoch_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(opts, run, space=tiny_space, progress=False)
+    monkeypatch.setattr(trainer, "atomic_torch_save", real)
+    r = train(TrainOptions(), run, resume=True, progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2] and r.epochs_done == 2
+    meta = load_supernet(run / "supernet.pt").checkpoint_meta
+    assert meta["epochs"] == 2 and meta["seed"] == 0 and meta["val_fraction"] == 0.1
+    (run / "supernet.pt").unlink()  # lost: a finished run's resume writes it again
+    assert train(TrainOptions(), run, resume=True, progress=False).already_complete
+    assert (run / "supernet.pt").exists()
+
+
+def test_schedule_and_optimizer_edge_cases(tiny_space: Space, tmp_path: Path) -> None:
+    from nas.training.trainer import _lr_lambda
+
+    f = _lr_lambda(TrainOptions(epochs=2, warmup_epochs=3.0), 4)  # warm-up longer than the run
+    lrs = [f(i) for i in range(8)]
+    assert max(lrs) == 1.0 and lrs[-1] < 0.5  # it still decays
+    # momentum 0 (plain SGD) and a training set of 1 mod the batch size (a 1-image
+    # calibration batch used to crash batch-norm recalibration)
+    opts = TrainOptions(epochs=1, momentum=0.0, threads=1, batch_size=32, train_subset=65,
+                        bn_batches=4)
+    assert train(opts, tmp_path / "run", space=tiny_space, progress=False).epochs_done == 1
+
+
+def test_image_folder_skips_hidden_dirs_and_keeps_16_bit_grey(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from nas.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            a = (rng.integers(1000, 60000, (8, 8))).astype(np.uint16)
+            Image.fromarray(a).save(tmp_path / c / f"{i}.png")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    d = load_dataset(str(tmp_path))
+    assert d.class_names == ["cat", "dog"] and d.num_classes == 2
+    assert float(d.x_train.std()) > 0.5  # 16-bit values kept, not clipped to one value
