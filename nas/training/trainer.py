@@ -39,7 +39,12 @@ from nas.supernet import Supernet, build_supernet, save_supernet
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.strategies import make_strategy
-from nas.utils.files import atomic_torch_save, atomic_write_text, torch_load_weights
+from nas.utils.files import (
+    atomic_torch_save,
+    atomic_write_text,
+    remove_stale_temporaries,
+    torch_load_weights,
+)
 from nas.utils.memory import steady_allocator
 from nas.utils.progress import training_progress
 
@@ -153,6 +158,8 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     state: dict[str, Any] | None = None
     if resume:
         state = load_checkpoint(ckpt_path)
+        if remove_stale_temporaries(run):
+            log.info("%s: removed temporary files left by the interrupted run", run)
         changes = dict(resume_overrides or {})
         bad = sorted(set(changes) - {"threads", "device"})
         if bad:

@@ -40,11 +40,26 @@ def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old or new
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Delete the temporary files a killed writer left in ``directory`` (``.NAME.tmp...``,
+    from :func:`atomic_torch_save` and :func:`atomic_write_bytes`); returns how many. Only
+    for directories this process alone writes to (a run directory being resumed)."""
+    n = 0
+    for p in Path(directory).glob(".*.tmp*"):
+        if p.is_file():
+            p.unlink()
+            n += 1
+    return n
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -312,7 +312,9 @@ def test_kills_between_an_epoch_and_its_checkpoint(tiny_space: Space, tmp_path: 
     with pytest.raises(KeyboardInterrupt):
         train(opts, run, space=tiny_space, progress=False)
     monkeypatch.setattr(trainer, "atomic_torch_save", real)
+    (run / ".checkpoint.pt.tmp4242").write_bytes(b"half")  # what a SIGKILL leaves
     r = train(TrainOptions(), run, resume=True, progress=False)
+    assert not (run / ".checkpoint.pt.tmp4242").exists()
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2] and r.epochs_done == 2
     meta = load_supernet(run / "supernet.pt").checkpoint_meta
