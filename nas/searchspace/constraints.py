@@ -95,8 +95,10 @@ class Divides(Constraint):
 
     def _ok(self, a: Any, b: Any) -> Any:
         if isinstance(a, np.ndarray):
-            a = a.astype(np.int64)
-            b = b.astype(np.int64)
+            if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+                a, b = a.astype(np.int64), b.astype(np.int64)
+            else:  # float values: the same rule as the scalar path (no truncation)
+                a, b = a.astype(np.float64), b.astype(np.float64)
             return (a != 0) & (np.remainder(b, np.where(a == 0, 1, a)) == 0)
         return a != 0 and b % a == 0
 

@@ -313,13 +313,15 @@ class Space:
         rng: np.random.Generator | None,
         *,
         pinned: frozenset[int] = frozenset(),
+        required: frozenset[int] = frozenset(),
         budget: int = 50_000,
     ) -> Config | None:
         """Depth-first search for a valid config, trying preferred values first.
 
         ``pref[d]`` is the preferred value index of dimension ``d`` (``None``: no preference,
         then a random order with ``rng`` or the default first). Pinned dimensions may only take
-        their preferred value. Constraints are checked as soon as every dimension they read is
+        their preferred value; ``required`` ones must also exist (a branch where one is absent
+        is backtracked). Constraints are checked as soon as every dimension they read is
         decided; predicates at the end. Returns ``None`` when nothing valid is found within
         ``budget`` nodes.
         """
@@ -330,7 +332,7 @@ class Space:
 
         def candidates(d: int) -> Iterable[int]:
             if not self._active(idx, d):
-                return (INACTIVE,)
+                return () if d in required else (INACTIVE,)  # required: backtrack
             dim = dims[d]
             p = pref[d] if pref is not None else None
             if p is not None and d in pinned:
@@ -494,7 +496,7 @@ class Space:
                 raise ConfigError(f"{path}: {value!r} is not one of {list(dim.values)}")
             pref[dim.index] = i
             pinned.add(dim.index)
-        cfg = self._solve(pref, None, pinned=frozenset(pinned))
+        cfg = self._solve(pref, None, pinned=frozenset(pinned), required=frozenset(pinned))
         if cfg is None or any(cfg._idx[d] < 0 for d in pinned):
             return None
         return cfg

@@ -212,3 +212,17 @@ def test_sample_is_roughly_uniform_per_dimension(resnet: Space) -> None:
     counts = np.array([kernels.count(k) for k in (3, 5, 7)])
     assert counts.min() > 1800  # each about 2000
     assert len(set(configs)) == 6000
+
+
+def test_complete_backtracks_to_make_a_conditional_pin_exist() -> None:
+    s = Space("t", [Choice("w", (2, 4)), Choice("k", (1, 2)),
+                    Choice("c", (1, 4), when=Condition("k", "==", 2))], [Divides("c", "w")])
+    assert s.complete({"c": 4}, prefer="min").flat() == {"w": 4, "k": 2, "c": 4}
+
+
+def test_divides_on_float_values_agrees_between_scalar_and_vectorised_paths() -> None:
+    f = Space("f", [Choice("a", (0.5, 1.5, 2.5)), Choice("b", (3.5, 5.0, 7.5))],
+              [Divides("a", "b")])
+    cs = f.sample_many(400, 0)
+    assert all(f.contains(c.flat()) for c in cs)
+    assert f.repair_many(np.array([[1.0, 0.0]]))[0] == f.repair([1.0, 0.0])
