@@ -119,19 +119,26 @@ class Predictor(ABC):
         Z /= self.x_scale_
         return Z
 
-    def _y_back(self, z: np.ndarray) -> np.ndarray:
+    def _y_back(self, z: np.ndarray, extrapolate: bool = False) -> np.ndarray:
         z = z * self.z_scale_ + self.z_mean_
         if self.target_transform == "none":
             return z
         n = len(self.y_sorted_)
         grid = special.ndtri((np.arange(1, n + 1) - 0.5) / n)
-        return np.interp(z, grid, self.y_sorted_)
+        y = np.interp(z, grid, self.y_sorted_)
+        if extrapolate and n >= 2:  # beyond the training targets: their average slope
+            slope = (self.y_sorted_[-1] - self.y_sorted_[0]) / (grid[-1] - grid[0])
+            y = np.where(z > grid[-1], self.y_sorted_[-1] + (z - grid[-1]) * slope, y)
+            y = np.where(z < grid[0], self.y_sorted_[0] + (z - grid[0]) * slope, y)
+        return y
 
     def _std_back(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
         if self.target_transform == "none":
             return s * self.z_scale_
-        hi = self._y_back(z + s)
-        lo = self._y_back(z - s)
+        # extrapolated, not clamped: a prediction beyond every training target (the ones an
+        # acquisition function wants) must not come back with zero uncertainty
+        hi = self._y_back(z + s, extrapolate=True)
+        lo = self._y_back(z - s, extrapolate=True)
         return np.abs(hi - lo) / 2.0
 
     # ------------------------------------------------------------------ public API

@@ -154,3 +154,17 @@ def test_config_predictor_round_trips_proxy_settings(tmp_path: Path) -> None:
     save_predictor(model, tmp_path / "bad.npz", extra=extra)
     with pytest.raises(UsageError, match="proxy_settings not understood"):
         ConfigPredictor.load(tmp_path / "bad.npz", space)
+
+
+def test_std_beyond_the_training_targets_is_not_zero() -> None:
+    """With the default rank-normal target transform, a prediction beyond every training
+    target kept its mean clamped (documented) but lost its uncertainty (std 0): an
+    acquisition function saw the most promising candidates as certain."""
+    from nas.predictors.models import get_predictor
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (40, 2))
+    y = X @ np.array([1.0, 1.0]) + 10
+    m = get_predictor("ensemble", seed=0, members=["mlp", "ridge"]).fit(X, y)
+    _, std = m.predict_with_std(np.array([[2.0, 2.0], [6.0, 6.0]]))
+    assert np.all(std > 0.05)
