@@ -51,11 +51,13 @@ def rank_and_crowding(F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank, crowd
 
 
-def _survive(F: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """NSGA-II's elitist survival: whole fronts in rank order, the last one cut by
-    decreasing crowding distance. Returns ``n`` indices of ``F`` and the survivors' crowding
-    distance within their front among the survivors (what :func:`rank_and_crowding` of
-    ``F[indices]`` gives, without sorting again)."""
+def _survive(F: np.ndarray, n: int, rng: np.random.Generator | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """NSGA-II's elitist survival, as pymoo's ``RankAndCrowding``: whole fronts in rank order,
+    the last one cut by decreasing crowding distance with ties broken at random (``rng``;
+    without one, in index order). Returns ``n`` indices of ``F`` and the survivors' crowding
+    distances as computed on their whole front before the cut (what the next tournament
+    compares, as in pymoo)."""
     from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
@@ -70,8 +72,9 @@ def _survive(F: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         front = np.asarray(front, dtype=np.int64)
         cd = crowding(front)
         if len(front) > room:
-            front = front[np.argsort(-cd, kind="stable")[:room]]
-            cd = crowding(front)
+            tie = rng.random(len(front)) if rng is not None else np.arange(len(front))
+            order = np.lexsort((tie, -cd))[:room]
+            front, cd = front[order], cd[order]
         keep.append(front)
         crowd.append(cd)
         room -= len(front)
@@ -248,7 +251,8 @@ def nsga2(space: Space, evaluate: Evaluate, *, pop_size: int = 100, generations:
             i1 = _tournament(F, crowd, half, rng)
             i2 = _tournament(F, crowd, half, rng)
             a, b = sbx(X[i1], X[i2], lo, hi, rng)
-            Y = polynomial_mutation(np.vstack([a, b]), lo, hi, rng)
+            # rounded after crossover and again after mutation, as pymoo's RoundingRepair
+            Y = polynomial_mutation(np.rint(np.vstack([a, b])), lo, hi, rng)
             Y = np.clip(np.rint(Y), lo, hi)
             cs = space.repair_many(Y)
             e = space.encode_many(cs)
@@ -283,7 +287,7 @@ def nsga2(space: Space, evaluate: Evaluate, *, pop_size: int = 100, generations:
         X_all = np.vstack([X, Xk])
         F_all = np.vstack([F, Fk])
         keys_all = pop_keys_list + _keys(e)
-        keep, crowd = _survive(F_all, pop_size)
+        keep, crowd = _survive(F_all, pop_size, rng)
         X, F = X_all[keep], F_all[keep]
         pop_keys_list = [keys_all[i] for i in keep.tolist()]
         pop_keys = set(pop_keys_list)

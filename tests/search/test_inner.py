@@ -128,7 +128,10 @@ def test_linas_engines() -> None:
         assert s.last_inner_candidates > 0
 
 
-def test_survival_crowding_is_that_of_the_survivors() -> None:
+def test_survival_is_rank_then_crowding_as_in_pymoo() -> None:
+    """Whole fronts in rank order, the last cut by decreasing crowding (ties at random); the
+    crowding passed to the next tournament is each survivor's on its whole front before the
+    cut (Deb's NSGA-II and pymoo's RankAndCrowding)."""
     from nas.search.inner import _survive
 
     rng = np.random.default_rng(0)
@@ -136,6 +139,13 @@ def test_survival_crowding_is_that_of_the_survivors() -> None:
         m = int(rng.integers(1, 4))
         F = rng.integers(0, 6, size=(int(rng.integers(3, 80)), m)).astype(float)
         n = int(rng.integers(1, len(F) + 1))
-        keep, crowd = _survive(F, n)
+        keep, crowd = _survive(F, n, rng)
         assert len(keep) == n == len(set(keep.tolist()))
-        assert np.array_equal(crowd, rank_and_crowding(F[keep])[1])
+        rank, cd = rank_and_crowding(F)
+        assert np.array_equal(crowd, cd[keep])
+        last = rank[keep].max()
+        assert np.all(rank[keep] <= last) and np.all(rank[np.setdiff1d(np.arange(len(F)),
+                                                                       keep)] >= last)
+        out = np.setdiff1d(np.flatnonzero(rank == last), keep)
+        if len(out):  # the cut kept the most crowded-apart points of the last front
+            assert cd[keep][rank[keep] == last].min() >= cd[out].max()
