@@ -347,6 +347,9 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
         if x.ndim not in (3, 4):
             raise DataError(f"{path}: {key} must be (N, H, W) or (N, C, H, W), got {x.shape}")
         xs.append(x)
+    if (xs[0].dtype == np.uint8) != (xs[1].dtype == np.uint8):
+        raise DataError(f"{path}: x_train is {xs[0].dtype} but x_test is {xs[1].dtype}; give both "
+                        "as uint8 (0..255) or both as floats in [0, 1]")
     scale = 255.0 if xs[0].dtype == np.uint8 else 1.0
     return _finish(path.stem, xs[0], arrays["y_train"], xs[1], arrays["y_test"], scale=scale)
 

@@ -61,7 +61,9 @@ def _sklearn_version() -> str:
 def _as_2d(X: Any, n_features: int | None = None) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
-        X = X[:, None]
+        # one feature per row, unless it is one row of a many-feature predictor
+        X = X[None, :] if n_features is not None and n_features > 1 and \
+            X.shape[0] == n_features else X[:, None]
     if X.ndim != 2:
         raise UsageError(f"features must be a 2-D array, got shape {X.shape}")
     if n_features is not None and X.shape[1] != n_features:

@@ -32,10 +32,12 @@ def _distinct(space: Any, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of an encoding matrix and the inverse index. Uses an exact mixed-radix
     integer code per row when the space is small enough for one to fit in 63 bits; otherwise
     every row is kept (large spaces rarely repeat, and sorting wide rows costs more)."""
-    radix = np.array([len(space.values(p)) + 1 for p in space.paths], dtype=np.float64)
-    if enc.shape[0] == 0 or np.sum(np.log2(radix)) >= 62:
+    radix = [len(space.values(p)) + 1 for p in space.paths]
+    if enc.shape[0] == 0 or float(np.sum(np.log2(radix))) >= 62:
         return enc, np.arange(enc.shape[0])
-    place = np.concatenate([[1], np.cumprod(radix[:-1])]).astype(np.int64)
+    place = np.ones(len(radix), dtype=np.int64)  # exact integer place values (a float
+    for i in range(1, len(radix)):              # cumprod is inexact above 2**53)
+        place[i] = place[i - 1] * radix[i - 1]
     code = (enc.astype(np.int64) + 1) @ place
     _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
     return enc[first], inverse.ravel()

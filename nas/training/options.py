@@ -93,8 +93,9 @@ class TrainOptions:
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise UsageError(f"{name}: must be true or false, got {v!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise UsageError(f"seed: must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
+                or not 0 <= self.seed < 2**32:
+            raise UsageError(f"seed: must be an integer in 0..2**32-1, got {self.seed!r}")
         for name, allowed in _CHOICES.items():
             v = getattr(self, name)
             if v not in allowed:

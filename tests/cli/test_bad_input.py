@@ -97,7 +97,7 @@ def test_debug_is_accepted_after_the_command(capsys) -> None:  # noqa: ANN001
 
 def test_train_options_file_errors_name_line_and_field(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     cases = {
-        "seed: abc\n": ":1: seed: must be an integer >= 0, got 'abc'",
+        "seed: abc\n": ":1: seed: must be an integer in 0..2**32-1, got 'abc'",
         "epochs: 1\nepochs: 2\n": ":2: malformed YAML: duplicate key 'epochs'",
         "epochs: 1\ndeterministic: 'yes'\n": ":2: deterministic: must be true or false",
         "lr: .nan\n": ":1: lr: must be a finite number > 0",
@@ -223,3 +223,19 @@ def test_an_npz_that_is_not_a_predictor(tmp_path: Path, capsys) -> None:  # noqa
     code, err = run(capsys, "predictor", "predict", "--predictor", str(path), "--space",
                     "nb201", "--configs", str(configs))
     assert code == 1 and "not a predictor file" in one_line(err)
+
+
+def test_small_input_checks(tmp_path: Path) -> None:
+    from nas.data import load_dataset
+    from nas.predictors.models import get_predictor
+
+    with pytest.raises(UsageError, match="seed: must be an integer in 0..2"):
+        TrainOptions(seed=2**40)  # the calibration seed seed*100003+epoch must fit torch's
+    x = np.random.default_rng(0).random((20, 8, 8))
+    y = np.arange(20) % 10
+    np.savez(tmp_path / "mixed.npz", x_train=(x * 255).astype(np.uint8), y_train=y,
+             x_test=x.astype(np.float32), y_test=y)
+    with pytest.raises(DataError, match="x_train is uint8 but x_test is float32"):
+        load_dataset(str(tmp_path / "mixed.npz"))
+    m = get_predictor("ridge").fit(np.random.default_rng(0).random((10, 3)), np.arange(10.0))
+    assert m.predict(np.array([0.1, 0.2, 0.3])).shape == (1,)  # one row given as 1-D
