@@ -18,7 +18,6 @@ stand-alone ones and the supernets) on the same seeded N training images.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -49,25 +48,23 @@ def train_standalone(model: torch.nn.Module, opts: TrainOptions, x: torch.Tensor
     torch.manual_seed(seed)
     loader = TensorLoader(x, y, opts.batch_size, shuffle=True, drop_last=True,
                           generator=torch.Generator().manual_seed(seed))
+    # the trainer's own optimizer (weight decay off for biases, BN and quantiser ranges) and
+    # schedule (warm-up, then opts.schedule), so the stand-alone reference follows the
+    # supernets' recipe exactly
+    from nas.training.trainer import _lr_lambda, _optimizer
+
     params = list(model.parameters())
-    opt = torch.optim.SGD(params, lr=opts.lr, momentum=opts.momentum, nesterov=True,
-                          weight_decay=opts.weight_decay)
-    total = opts.epochs * len(loader)
-    warm = int(opts.warmup_epochs * len(loader))
-    step = 0
+    opt = _optimizer(opts, model)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(opts, len(loader)))
     model.train()
     for _ in range(opts.epochs):
         for xb, yb in loader:
-            lr_scale = (step + 1) / warm if step < warm else \
-                0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-            for g in opt.param_groups:
-                g["lr"] = opts.lr * lr_scale
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(xb), yb, label_smoothing=opts.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
             opt.step()
-            step += 1
+            sched.step()
 
 
 def resized_npz(name: str, size: int, out: Path) -> str:
