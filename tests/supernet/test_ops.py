@@ -306,3 +306,30 @@ def test_stage_values_no_network_can_have_are_refused():
     net = build_supernet(_one_stage(bits=(4, 8)), in_channels=1, num_classes=3, input_size=8)
     split = net.param_split()
     assert split["total"] == sum(p.numel() for p in net.parameters())
+
+
+def test_activating_the_config_in_place_skips_the_module_updates(monkeypatch):
+    """Plans are cached by config and the modules are only updated when the plan changes
+    (activating the same config again cost ~0.6 ms of module updates per call); outputs stay
+    those of the config, also after multi-architecture batches moved the modules."""
+    torch.manual_seed(0)
+    space = get_space("resnet_like")
+    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8).eval()
+    randomize(net, 1)
+    a, b = space.min(), space.max()
+    calls = []
+    orig = type(net)._apply_plan
+    monkeypatch.setattr(type(net), "_apply_plan", lambda self, p: (calls.append(1), orig(self, p)))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for _ in range(3):
+            with net.activate(a):
+                ya = net(x)
+        assert len(calls) == 1
+        with net.activate_many([b, a]):
+            net(torch.randn(4, 3, 8, 8))
+        with net.activate(a):  # the modules hold a's plan again after the groups: no update
+            assert torch.equal(net(x), ya)
+        with net.activate(b):
+            yb = net(x)
+        assert torch.allclose(yb, net.extract(b).eval()(x), atol=1e-5)
