@@ -34,11 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from nas.data import TensorLoader, load_dataset, split
-    from nas.errors import UsageError
+    from nas.data import TensorLoader, load_dataset
     from nas.searchspace import load_config
     from nas.supernet import load_supernet
-    from nas.training import evaluate_config
+    from nas.training import check_data_fits, evaluate_config, held_out_split
 
     input_file(args.supernet, "--supernet")
     input_file(args.config, "--config")
@@ -46,22 +45,13 @@ def run(args: argparse.Namespace) -> int:
     space = net.space
     args.data = args.data or net.checkpoint_meta.get("data") or "digits"
     data = load_dataset(args.data, root=args.data_root)
-    b = net.build
-    if (data.in_channels, data.num_classes) != (b.in_channels, b.num_classes) or \
-            (data.input_size, data.input_size) != tuple(b.input_size):
-        raise UsageError(f"--data {args.data}: {data.describe()} does not fit the supernet "
-                         f"(built for {b.in_channels} channels, {b.input_size[0]}x"
-                         f"{b.input_size[1]}, {b.num_classes} classes)")
-    meta = net.checkpoint_meta  # the training run's own held-out images
-    seed = args.seed if args.seed is not None else meta.get("seed", 0)
-    parts = split(data, meta.get("val_fraction", 0.1), seed=seed)
+    check_data_fits(net, data, args.data)
+    parts, seed = held_out_split(net, data, seed=args.seed)  # the run's own held-out images
     xs, ys = parts.val if args.split == "val" else parts.test
     loader = TensorLoader(xs, ys, 256, device=args.device)
     if args.config:
         configs = [load_config(space, args.config)]
     else:
-        if args.sample < 0:
-            raise UsageError(f"--sample must be >= 0, got {args.sample}")
         configs = [space.min(), space.max()] + space.sample_many(args.sample, seed)
     table = Table("id", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
                   title=f"{space.name} on {data.name} ({args.split})")

@@ -42,21 +42,14 @@ def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
     ``nas eval`` reports for the config."""
     import torch
 
-    from nas.data import TensorLoader, load_dataset, split
-    from nas.errors import UsageError
-    from nas.training import recalibrate_bn
+    from nas.data import TensorLoader, load_dataset
+    from nas.training import check_data_fits, held_out_split, recalibrate_bn
 
     name = args.data or net.checkpoint_meta.get("data") or "digits"  # type: ignore[attr-defined]
     data = load_dataset(name, root=args.data_root)
-    b = net.build  # type: ignore[attr-defined]
-    if (data.in_channels, data.num_classes) != (b.in_channels, b.num_classes) or \
-            (data.input_size, data.input_size) != tuple(b.input_size):
-        raise UsageError(f"--data {name}: {data.describe()} does not fit the supernet (built "
-                         f"for {b.in_channels} channels, {b.input_size[0]}x{b.input_size[1]}, "
-                         f"{b.num_classes} classes); give its training data or --bn-batches 0")
-    meta = net.checkpoint_meta  # type: ignore[attr-defined]
-    seed = args.seed if args.seed is not None else meta.get("seed", 0)
-    parts = split(data, meta.get("val_fraction", 0.1), seed=seed)
+    check_data_fits(net, data, name,  # type: ignore[arg-type]
+                    hint="; give its training data or --bn-batches 0")
+    parts, seed = held_out_split(net, data, seed=args.seed)  # type: ignore[arg-type]
     calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
                          generator=torch.Generator().manual_seed(seed))
     recalibrate_bn(net, cfg, calib, args.bn_batches)  # type: ignore[arg-type]

@@ -295,20 +295,11 @@ def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say:
     return train(topts, run, progress=progress, space=space).supernet
 
 
-def _check_fit(data: Any, net: Any, opts: SearchOptions) -> None:
-    b = net.build
-    if (data.in_channels, data.num_classes, (data.input_size,) * 2) != (
-            b.in_channels, b.num_classes, tuple(b.input_size)):
-        raise UsageError(f"--data {opts.data}: {data.describe()} does not fit the supernet "
-                         f"(built for {b.in_channels} channels, {b.input_size[0]}x"
-                         f"{b.input_size[1]}, {b.num_classes} classes)")
-
-
 def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
-    from nas.data import TensorLoader, load_dataset, split
-    from nas.training import evaluate_config, recalibrate_bn
+    from nas.data import TensorLoader, load_dataset
+    from nas.training import check_data_fits, evaluate_config, held_out_split, recalibrate_bn
 
     # every option is checked before the output directory is created: a bad value leaves
     # nothing behind that a corrected re-run would find mismatched
@@ -339,7 +330,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         t = time.perf_counter()
         net = load_supernet(opts.supernet, space=space, device=opts.device)
         timings["supernet_s"] = time.perf_counter() - t
-        _check_fit(data, net, opts)
+        check_data_fits(net, data, opts.data)
     else:
         del data  # training loads its own copy; do not hold two while it runs
     _prepare_out(out, opts, space)
@@ -353,11 +344,10 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         net = _supernet(opts, space, out, progress, say)
         timings["supernet_s"] = time.perf_counter() - t
         data = load_dataset(opts.data, root=opts.data_root)
-        _check_fit(data, net, opts)
+        check_data_fits(net, data, opts.data)
     net.eval()
     # the validation images the supernet's training held out (its checkpoint says which)
-    meta = getattr(net, "checkpoint_meta", None) or {}
-    parts = split(data, meta.get("val_fraction", 0.1), seed=meta.get("seed", opts.seed))
+    parts, _ = held_out_split(net, data, default_seed=opts.seed)
     val = TensorLoader(*parts.val, 256, device=opts.device)
 
     # 2. latency table

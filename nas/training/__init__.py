@@ -1,7 +1,13 @@
 """Supernet training: strategies (sandwich, multiarch, poa, progressive, uniform), the
 resumable training loop, and subnet evaluation with BN recalibration."""
 
-from nas.training.evaluate import evaluate, evaluate_config, recalibrate_bn
+from nas.training.evaluate import (
+    check_data_fits,
+    evaluate,
+    evaluate_config,
+    held_out_split,
+    recalibrate_bn,
+)
 from nas.training.options import TrainOptions
 from nas.training.strategies import kd_loss, list_strategies, make_strategy, register_strategy
 from nas.training.trainer import (
@@ -12,7 +18,7 @@ from nas.training.trainer import (
     train,
 )
 
-__all__ = ["TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError", "evaluate",
-           "evaluate_config",
-           "kd_loss", "list_strategies", "load_checkpoint", "make_strategy", "recalibrate_bn",
+__all__ = ["TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError",
+           "check_data_fits", "evaluate", "evaluate_config", "held_out_split", "kd_loss",
+           "list_strategies", "load_checkpoint", "make_strategy", "recalibrate_bn",
            "register_strategy", "train"]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nas.errors import UsageError
 from nas.searchspace import Config
 from nas.supernet import Supernet
 
@@ -48,3 +49,27 @@ def evaluate_config(supernet: Supernet, config: Config | Mapping[str, Any],
     if calib_loader is not None and bn_batches > 0:
         recalibrate_bn(supernet, config, calib_loader, bn_batches)
     return evaluate(supernet, config, loader)
+
+
+def check_data_fits(supernet: Supernet, data: Any, name: str, hint: str = "") -> None:
+    """A :class:`UsageError` naming ``--data NAME`` unless ``data`` has the channels,
+    resolution and classes the supernet was built for (``hint``: what to do instead)."""
+    b = supernet.build
+    if (data.in_channels, data.num_classes, (data.input_size,) * 2) != (
+            b.in_channels, b.num_classes, tuple(b.input_size)):
+        raise UsageError(f"--data {name}: {data.describe()} does not fit the supernet (built "
+                         f"for {b.in_channels} channels, {b.input_size[0]}x{b.input_size[1]}, "
+                         f"{b.num_classes} classes){hint}")
+
+
+def held_out_split(supernet: Supernet, data: Any, *, seed: int | None = None,
+                   default_seed: int = 0) -> tuple[Any, int]:
+    """``data`` split as the supernet's training run split it (the seed and fraction its
+    checkpoint records), so no subnet is ranked on images the supernet was trained on.
+    ``seed`` overrides the recorded seed; ``default_seed`` stands in for a checkpoint that
+    records none. Returns the splits and the seed used."""
+    from nas.data import split
+
+    meta = getattr(supernet, "checkpoint_meta", None) or {}
+    used = seed if seed is not None else int(meta.get("seed", default_seed))
+    return split(data, meta.get("val_fraction", 0.1), seed=used), used
