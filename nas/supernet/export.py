@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from nas.supernet.errors import SupernetError
+from nas.utils.files import atomic_output
 
 _FRONTEND_LOCK = threading.Lock()
 _PARSED: dict[tuple[Any, ...], Any] = {}
@@ -66,29 +65,6 @@ def _memoized_script_frontend() -> Iterator[None]:
             rec.get_jit_def, rec.get_overload_annotations = orig_def, orig_over
 
 
-@contextlib.contextmanager
-def _atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
-    """A temporary file name beside ``path`` to write to; renamed onto ``path`` when the
-    block succeeds, removed when it fails, so ``path`` is never left half-written (and an
-    older file there survives a failed export)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the export private
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def export_torchscript(model: nn.Module, path: str | os.PathLike[str] | None = None
                        ) -> torch.jit.ScriptModule:
     """``torch.jit.script`` the model (and save it to ``path`` if given, atomically: a
@@ -98,7 +74,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike[str] | None = N
     with _memoized_script_frontend():
         scripted = torch.jit.script(model)
     if path is not None:
-        with _atomic_output(path) as tmp:
+        with atomic_output(path) as tmp:
             scripted.save(tmp)
     return scripted
 
@@ -117,7 +93,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, in_channels: 
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings(), _atomic_output(path) as tmp:
+        with warnings.catch_warnings(), atomic_output(path) as tmp:
             warnings.simplefilter("ignore")
             torch.onnx.export(model, (x,), tmp, input_names=["input"],
                               output_names=["logits"], opset_version=opset,

@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[str]:
+    """A temporary file name beside ``path`` for a writer that wants a file name (or opens it
+    itself); when the block succeeds the file is fsynced and renamed onto ``path``, when it
+    fails it is removed: readers see the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every written file private
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
@@ -36,24 +45,14 @@ def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
     half-written checkpoint, and a killed writer leaves the old file intact."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old or new
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
-    """Delete the temporary files a killed writer left in ``directory`` (``.NAME.tmp...``,
-    from :func:`atomic_torch_save` and :func:`atomic_write_bytes`); returns how many. Only
-    for directories this process alone writes to (a run directory being resumed)."""
+    """Delete the temporary files a killed writer left in ``directory`` (``.NAME....tmp``,
+    from :func:`atomic_output`); returns how many. Only for directories this process alone
+    writes to (a run directory being resumed)."""
     n = 0
     for p in Path(directory).glob(".*.tmp*"):
         if p.is_file():
