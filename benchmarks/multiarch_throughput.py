@@ -6,7 +6,8 @@ own B/4 images: ``multiarch`` does it in one step (one grouped forward through
 ``Supernet.activate_many``, one backward, one optimizer step); "separate" does 4 full
 training steps (forward, backward, clip, optimizer step each); "looped" is the same single
 step written by hand (K ``activate`` forwards in one graph), a check on ``activate_many``'s
-own overhead.
+own overhead. The optimizer is the trainer's for the space's family (SGD for the CNN
+families, AdamW for ``vit_like``).
 Timed interleaved (the order rotating every repetition), median of R repetitions, in one run.
 
     python benchmarks/multiarch_throughput.py [--space resnet_like] [--batch 64] [--reps 7]
@@ -51,8 +52,13 @@ def main() -> None:
     space = load_space(args.space)
     net = build_supernet(space, in_channels=data.in_channels, num_classes=data.num_classes,
                          input_size=data.input_size).train()
-    opts = TrainOptions(groups=args.groups, batch_size=args.batch)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    opts = TrainOptions(groups=args.groups, batch_size=args.batch).resolved(space.family)
+    # the trainer's optimizer for this family (SGD with Nesterov momentum for the CNNs, AdamW
+    # for vit_like; no weight decay on biases, norms and quantizer ranges) at a small lr
+    from nas.training.trainer import _optimizer
+
+    opt = _optimizer(opts.replace(lr=opts.lr / 20), net)
+    print(f"optimizer: {type(opt).__name__}")
     k = args.groups
     x, y = data.x_train[: args.batch], data.y_train[: args.batch]
 

@@ -120,7 +120,7 @@ def main() -> None:
              "input_size": data.input_size}
     base = TrainOptions(space=args.space, data=args.data, epochs=args.epochs, seed=args.seed,
                         threads=args.threads, val_fraction=args.val_fraction,
-                        train_subset=args.train_subset)
+                        train_subset=args.train_subset).resolved(space.family)
     configs = spanning_configs(space, args.subnets, build, args.seed)
     flops = [analytic_costs(space, c, **build).flops for c in configs]
     t = time.perf_counter()

@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int_at_least(1), help="training epochs (default: 12)")
     p.add_argument("--batch-size", type=int_at_least(1), help="images per step (default: 64)")
     p.add_argument("--lr", type=float_in(0, lo_open=True),
-                   help="peak learning rate (default: 0.05 for sgd)")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), help="sgd (default) or adamw")
+                   help="peak learning rate (default: 0.2 for sgd, 0.001 for adamw)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"),
+                   help="sgd or adamw (default: adamw for vit_like spaces, sgd otherwise)")
     p.add_argument("--label-smoothing", type=float_in(0, 1),
                    help="label smoothing of the largest subnet's loss (default: 0.1)")
     p.add_argument("--num-random", type=int_at_least(0), help="sandwich: random subnets per step")

@@ -322,6 +322,82 @@ class MobileNetLatency(StagedFamily):
         return Unit(key, (plan.last_width, *plan.out_hw), make)
 
 
+@register_latency_family("vit_like")
+class VitLatency(LatencyFamily):
+    """``vit_like``: the patch embedding, per stage its residual spatial reduction (stages
+    after the first) and its transformer blocks, the token head. Units take ``(tokens,
+    dim)`` inputs, except the patch embedding (the image)."""
+
+    def positions(self, space: Any, build: Any) -> list[Position]:
+        from nas.supernet import family_class
+        from nas.supernet.vit import vit_stages
+
+        cls = family_class("vit_like")
+
+        def alone(plan: Any, stage: tuple[Any, ...]) -> Any:
+            """``plan`` reduced to one stage (or none): a small model holding the unit."""
+            return dataclasses.replace(plan, stages=(stage,) if stage else ())
+
+        def stem(plan: Any) -> Unit:
+            h, w = build.input_size
+            key = (f"patch_embed(in_ch={build.in_channels},patch={plan.patch},"
+                   f"grid={_fmt(plan.grid)},dim={plan.stem_dim},in_hw={h}x{w})")
+
+            def make() -> nn.Module:
+                m = cls.build_static(alone(plan, ()), build)
+                return nn.Sequential(m.input_check, m.stem)
+
+            return Unit(key, (build.in_channels, h, w), make)
+
+        out = [Position("stem", ("stages.0.embed_dim",), stem, is_block=False)]
+        ns = vit_stages(space)
+        stage_dims = ("embed_dim", "heads", "mlp_ratio", "attention", "bits")
+        for s in range(ns):
+            if s > 0:
+                deps = tuple(d for d in (f"stages.{s - 1}.embed_dim", f"stages.{s}.embed_dim",
+                                         f"stages.{s}.bits") if space.has(d))
+
+                def reduce(plan: Any, s: int = s) -> Unit:
+                    rp = plan.stages[s][0]
+
+                    def make() -> nn.Module:
+                        return cls.build_static(alone(plan, (rp,)), build).stages[0].blocks[0]
+
+                    return Unit(plan_signature("reduce", rp),
+                                (rp.in_hw[0] * rp.in_hw[1], rp.in_dim), make)
+
+                out.append(Position(f"stages.{s}.reduce", deps, reduce))
+            deps = tuple(d for d in (f"stages.{s}.{n}" for n in stage_dims) if space.has(d))
+            first = 1 if s > 0 else 0
+            for b in range(max(space.values(f"stages.{s}.depth"))):
+
+                def block(plan: Any, s: int = s, i: int = first + b) -> Unit | None:
+                    if s >= len(plan.stages) or i >= len(plan.stages[s]):
+                        return None
+                    bp = plan.stages[s][i]
+
+                    def make() -> nn.Module:
+                        return cls.build_static(alone(plan, (bp,)), build).stages[0].blocks[0]
+
+                    return Unit(plan_signature("transformer", bp), (bp.hw[0] * bp.hw[1], bp.dim),
+                                make)
+
+                out.append(Position(f"stages.{s}.blocks.{b}", deps, block,
+                                    presence=f"stages.{s}.depth"))
+
+        def head(plan: Any) -> Unit:
+            n = plan.out_hw[0] * plan.out_hw[1]
+            key = f"token_head(dim={plan.out_dim},tokens={n},classes={build.num_classes})"
+
+            def make() -> nn.Module:
+                return cls.build_static(alone(plan, ()), build).head
+
+            return Unit(key, (n, plan.out_dim), make)
+
+        out.append(Position("head", (f"stages.{ns - 1}.embed_dim",), head, is_block=False))
+        return out
+
+
 # ---------------------------------------------------------------------- enumeration
 @dataclass
 class _PositionMap:

@@ -131,13 +131,21 @@ def require_dimensions(space: Space, family: str, paths: Iterable[str]) -> None:
             raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension {p!r}")
 
 
-def require_stage_values(space: Space, family: str) -> None:
-    """Raise :class:`SupernetError` for stage values no network can have: a depth below 1 (a
-    stage that runs no block would still change the width and resolution the next one is
-    built for) or a bit width below 2 (one bit leaves a symmetric quantiser no levels)."""
-    for s in range(n_stages(space)):
-        for name, lo, what in (("depth", 1, "every stage runs at least one block"),
-                               ("bits", 2, "2..31 bits, or 32 for float")):
+STAGE_VALUE_RULES: tuple[tuple[str, int, str], ...] = (
+    ("depth", 1, "every stage runs at least one block"),
+    ("bits", 2, "2..31 bits, or 32 for float"),
+)
+
+
+def require_stage_values(space: Space, family: str, stages: int | None = None,
+                         rules: Iterable[tuple[str, int, str]] = STAGE_VALUE_RULES) -> None:
+    """Raise :class:`SupernetError` for stage values no network can have: per ``rules``
+    ``(name, lowest, what is allowed)`` an int below ``lowest`` in ``stages.S.name`` of the
+    first ``stages`` stages (default :func:`n_stages`). By default a depth below 1 (a stage
+    that runs no block would still change the width and resolution the next one is built
+    for) and a bit width below 2 (one bit leaves a symmetric quantiser no levels)."""
+    for s in range(n_stages(space) if stages is None else stages):
+        for name, lo, what in rules:
             path = f"stages.{s}.{name}"
             if not space.has(path):
                 continue
@@ -180,6 +188,7 @@ def family_class(name: str | None) -> type[Supernet]:
 def _load_builtins() -> None:
     import nas.supernet.mobilenet  # noqa: F401
     import nas.supernet.resnet  # noqa: F401
+    import nas.supernet.vit  # noqa: F401
 
 
 def build_supernet(space: Space, *, in_channels: int, num_classes: int,
@@ -255,7 +264,12 @@ class Supernet(nn.Module):
         raise NotImplementedError
 
     def _forward(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The active subnet on a checked input: ``stem``, each of ``stages``, ``head`` (the
+        default layout; a family with more parts overrides it)."""
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
 
     def reorder_channels(self) -> None:
         """Sort channels by importance so that narrow subnets keep the most important ones,
@@ -477,7 +491,9 @@ class Supernet(nn.Module):
                        max_batches: int | None = None) -> int:
         """Recompute the running statistics of the batch norms ``config`` uses as the exact
         average over ``batches`` (tensors or ``(inputs, ...)`` tuples). Other configs' slices
-        beyond this config's widths are untouched. Returns the number of batches used."""
+        beyond this config's widths are untouched. Returns the number of batches used: 0,
+        without reading any, when the config has no batch norm (``vit_like`` normalises
+        with layer norm, which keeps no statistics)."""
         if max_batches is not None and (isinstance(max_batches, bool)
                                         or not isinstance(max_batches, int) or max_batches < 1):
             raise SupernetError(f"recalibrate_bn: max_batches must be an int >= 1 (or None), "
@@ -486,6 +502,8 @@ class Supernet(nn.Module):
         n = 0
         with self.activate(config):
             bns = [m for m in self.active_modules() if isinstance(m, ElasticBatchNorm2d)]
+            if not bns:
+                return 0
             saved = [(m.running_mean[: m._c].clone(), m.running_var[: m._c].clone(),
                       m.num_batches_tracked.clone()) for m in bns]
             for m in bns:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.supernet.static import se_hidden
+from nas.supernet.static import se_hidden, to_patches, token_attention, window_grid
 
 
 class ConvBNAct(nn.Module):
@@ -152,6 +152,92 @@ class SubnetModel(nn.Module):
         return self.head(self.forward_features(x))
 
 
+# ------------------------------------------------------------------------ vision transformer
+class PatchEmbed(nn.Module):
+    """ViT patch embedding: non-overlapping ``patch x patch`` patches, a linear projection
+    of each, plus a learned position embedding; ``(B, C, H, W)`` images to ``(B, N, D)``
+    tokens."""
+
+    def __init__(self, proj: nn.Module, pos: nn.Module, patch: int) -> None:
+        super().__init__()
+        self.proj = proj
+        self.pos = pos
+        self.patch = int(patch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pos(self.proj(to_patches(x, self.patch)))
+
+
+class TokenAttention(nn.Module):
+    """Multi-head self-attention of ``(B, N, D)`` tokens on an ``hw`` grid, global or in
+    local windows (:func:`~nas.supernet.static.token_attention`); ``aq``/``aq_out`` quantize
+    the inputs of the q/k/v and output projections (identity at 32 bits)."""
+
+    def __init__(self, aq: nn.Module, q: nn.Module, k: nn.Module, v: nn.Module,
+                 aq_out: nn.Module, proj: nn.Module, heads: int, window: int,
+                 hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.aq, self.q, self.k, self.v = aq, q, k, v
+        self.aq_out, self.proj = aq_out, proj
+        self.heads = int(heads)
+        self.window = int(window)
+        self.hw = (int(hw[0]), int(hw[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.aq(x)
+        out = token_attention(self.q(t), self.k(t), self.v(t), self.heads, self.hw,
+                              self.window)
+        return self.proj(self.aq_out(out))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + fc2(gelu(fc1(norm2(x))))``
+    (``aq1``/``aq2`` quantize the inputs of ``fc1``/``fc2``)."""
+
+    def __init__(self, norm1: nn.Module, attn: nn.Module, norm2: nn.Module, aq1: nn.Module,
+                 fc1: nn.Module, aq2: nn.Module, fc2: nn.Module) -> None:
+        super().__init__()
+        self.norm1, self.attn = norm1, attn
+        self.norm2, self.aq1, self.fc1, self.aq2, self.fc2 = norm2, aq1, fc1, aq2, fc2
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(self.aq2(F.gelu(self.fc1(self.aq1(self.norm2(x))))))
+
+
+class Reduction(nn.Module):
+    """Residual spatial reduction between ViT stages (ViT-ResNAS): the ``hw`` token grid as a
+    feature map, ``norm`` then a 3x3 stride-2 convolution to the next stage's width, plus a
+    skip path (1x1 stride-2 convolution of the un-normalised tokens); back to tokens."""
+
+    def __init__(self, norm: nn.Module, aq: nn.Module, conv: nn.Module, aq_skip: nn.Module,
+                 skip: nn.Module, hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.norm, self.aq, self.conv = norm, aq, conv
+        self.aq_skip, self.skip = aq_skip, skip
+        self.hw = (int(hw[0]), int(hw[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        h, w = self.hw[0], self.hw[1]
+        main = self.aq(self.norm(x)).transpose(1, 2).reshape(b, c, h, w)
+        skip = self.aq_skip(x).transpose(1, 2).reshape(b, c, h, w)
+        y = self.conv(main) + self.skip(skip)
+        return y.flatten(2).transpose(1, 2)
+
+
+class TokenHead(nn.Module):
+    """Layer norm, the mean over tokens, classifier."""
+
+    def __init__(self, norm: nn.Module, classifier: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+        self.classifier = classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.norm(x).mean(dim=1))
+
+
 # --------------------------------------------------------------------------------- cost tally
 class Tally:
     """Analytic parameter, FLOP (fvcore convention) and byte counts, layer by layer."""
@@ -178,10 +264,25 @@ class Tally:
     def pool(self, c: int, hw: tuple[int, int]) -> None:
         self.flops += c * hw[0] * hw[1]
 
-    def linear(self, fin: int, fout: int) -> None:
-        self.params += fin * fout + fout
-        self.flops += fin * fout
-        self.bytes += 4 * (fin * fout + fout)
+    def linear(self, fin: int, fout: int, tokens: int = 1, bits: int = 32) -> None:
+        """A linear layer with bias applied to ``tokens`` vectors."""
+        n = fin * fout
+        self.params += n + fout
+        self.flops += n * tokens
+        self.bytes += ((n * bits + 7) // 8 + 4 * fout) if bits < 32 else 4 * n
+        self.bytes += 4 * fout
+
+    def layer_norm(self, c: int, tokens: int) -> None:
+        self.params += 2 * c
+        self.flops += 5 * c * tokens  # fvcore: 5 per element with an affine transform
+        self.bytes += 8 * c
+
+    def token_attention(self, c: int, hw: tuple[int, int], window: int) -> None:
+        """The two matmuls of multi-head attention over ``hw`` tokens (padded windows)."""
+        wh, ww = window_grid(hw, window)
+        gh, gw = -(-hw[0] // wh), -(-hw[1] // ww)
+        length = wh * ww
+        self.flops += 2 * gh * gw * length * length * c
 
     def act_quant(self, bits: int, count: int) -> None:
         if bits < 32:

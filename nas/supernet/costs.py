@@ -13,18 +13,18 @@ import torch
 from torch import nn
 
 from nas.supernet.base import Costs
-from nas.supernet.static import QConv2d
+from nas.supernet.static import QConv2d, QLinear
 
 log = logging.getLogger(__name__)
 
 
 def model_size_bytes(model: nn.Module) -> int:
-    """Parameter bytes: fake-quantized conv weights at their bits plus one fp32 scale per output
-    channel, everything else fp32."""
+    """Parameter bytes: fake-quantized conv and linear weights at their bits plus one fp32
+    scale per output channel, everything else fp32."""
     total = 0
     counted: set[int] = set()
     for m in model.modules():
-        if isinstance(m, QConv2d) and m.bits < 32:
+        if isinstance(m, (QConv2d, QLinear)) and m.bits < 32:
             n = m.weight.numel()
             total += (n * m.bits + 7) // 8 + 4 * m.weight.shape[0]
             counted.add(id(m.weight))

@@ -311,7 +311,8 @@ class ElasticBatchNorm2d(nn.Module):
 
 
 class ElasticLinear(nn.Module):
-    """Linear layer with elastic input and output features."""
+    """Linear layer with elastic input and output features and fake-quantized weights (per
+    output feature, ``bits`` 32: float)."""
 
     def __init__(self, max_in: int, max_out: int, bias: bool = True) -> None:
         super().__init__()
@@ -321,17 +322,19 @@ class ElasticLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(max_out)) if bias else None
         self.set_active(self.max_in, self.max_out)
 
-    def set_active(self, in_f: int, out_f: int) -> None:
+    def set_active(self, in_f: int, out_f: int, bits: int = 32) -> None:
         if not (0 < in_f <= self.max_in and 0 < out_f <= self.max_out):
             raise SupernetError(f"linear {in_f}->{out_f} exceeds {self.max_in}->{self.max_out}")
-        self._in, self._out = int(in_f), int(out_f)
-        self._plain = self._in == self.max_in and self._out == self.max_out
+        self.__dict__.update(_in=int(in_f), _out=int(out_f), _bits=int(bits),
+                             _plain=in_f == self.max_in and out_f == self.max_out)
 
     def forward(self, x: Tensor) -> Tensor:
         if self._plain:
-            return F.linear(x, self.weight, self.bias)
-        b = None if self.bias is None else self.bias[: self._out]
-        return F.linear(x, self.weight[: self._out, : self._in], b)
+            w, b = self.weight, self.bias
+        else:
+            w = self.weight[: self._out, : self._in]
+            b = None if self.bias is None else self.bias[: self._out]
+        return F.linear(x, fake_quant_weight(w, self._bits), b)
 
     def active_state(self) -> dict[str, Tensor]:
         out = {"weight": self.weight[: self._out, : self._in].detach()}
@@ -342,6 +345,76 @@ class ElasticLinear(nn.Module):
     def permute_in(self, perm: Tensor) -> None:
         with torch.no_grad():
             self.weight.copy_(self.weight[:, perm])
+
+    def permute_out(self, perm: Tensor) -> None:
+        with torch.no_grad():
+            self.weight.copy_(self.weight[perm])
+            if self.bias is not None:
+                self.bias.copy_(self.bias[perm])
+
+    def extra_repr(self) -> str:
+        return (f"max {self.max_in}->{self.max_out}, active {self._in}->{self._out} "
+                f"bits={self._bits}")
+
+
+class ElasticLayerNorm(nn.Module):
+    """Layer norm over the last dimension's first ``c`` of ``max_c`` features."""
+
+    def __init__(self, max_c: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.max_c = int(max_c)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(max_c))
+        self.bias = nn.Parameter(torch.zeros(max_c))
+        self.set_active(self.max_c)
+
+    def set_active(self, c: int) -> None:
+        if not 0 < c <= self.max_c:
+            raise SupernetError(f"layer norm: {c} features exceed {self.max_c}")
+        self.__dict__["_c"] = int(c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self._c
+        return F.layer_norm(x, (c,), self.weight[:c], self.bias[:c], self.eps)
+
+    def active_state(self) -> dict[str, Tensor]:
+        c = self._c
+        return {"weight": self.weight[:c].detach(), "bias": self.bias[:c].detach()}
+
+    def permute(self, perm: Tensor) -> None:
+        with torch.no_grad():
+            for t in (self.weight, self.bias):
+                t.copy_(t[perm])
+
+    def extra_repr(self) -> str:
+        return f"max {self.max_c}, active {self._c}"
+
+
+class ElasticPosEmbed(nn.Module):
+    """A learned position embedding of ``tokens x max_c``, added to ``(B, tokens, c)``
+    tokens through its first ``c`` channels."""
+
+    def __init__(self, tokens: int, max_c: int) -> None:
+        super().__init__()
+        self.max_c = int(max_c)
+        self.pos = nn.Parameter(torch.zeros(1, tokens, max_c))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.set_active(self.max_c)
+
+    def set_active(self, c: int) -> None:
+        if not 0 < c <= self.max_c:
+            raise SupernetError(f"position embedding: {c} channels exceed {self.max_c}")
+        self.__dict__["_c"] = int(c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.pos[:, :, : self._c]
+
+    def active_state(self) -> dict[str, Tensor]:
+        return {"pos": self.pos[:, :, : self._c].detach()}
+
+    def permute(self, perm: Tensor) -> None:
+        with torch.no_grad():
+            self.pos.copy_(self.pos[:, :, perm])
 
 
 class ElasticActQuant(nn.Module):

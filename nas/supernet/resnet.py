@@ -185,12 +185,6 @@ class ResNetSupernet(Supernet):
                     blk.shortcut[1].set_active(w)
         self.head.classifier.set_active(plan.out_width, self.build.num_classes)
 
-    def _forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return self.head(x)
-
     # ------------------------------------------------------------------ static subnet
     @classmethod
     def build_static(cls, plan: ResNetPlan, build: BuildArgs) -> nn.Module:

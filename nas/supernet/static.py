@@ -15,13 +15,14 @@ from torch import Tensor, nn
 
 
 def fake_quant_weight(w: Tensor, bits: int) -> Tensor:
-    """Symmetric per-output-channel fake quantization of a conv weight, with a
-    straight-through gradient. ``bits >= 32`` returns ``w`` unchanged."""
+    """Symmetric per-output-channel fake quantization of a conv or linear weight (output
+    channels first), with a straight-through gradient. ``bits >= 32`` returns ``w``
+    unchanged."""
     if bits >= 32:
         return w
     qmax = float(2 ** (bits - 1) - 1)
     absmax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1)
-    scale = (absmax.clamp(min=1e-8) / qmax).reshape(-1, 1, 1, 1)
+    scale = (absmax.clamp(min=1e-8) / qmax).reshape([-1] + [1] * (w.dim() - 1))
     q = torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
     return w + (q - w).detach()
 
@@ -130,6 +131,21 @@ class QConv2d(nn.Conv2d):
         return super().extra_repr() + f", bits={self.bits}"
 
 
+class QLinear(nn.Linear):
+    """``nn.Linear`` whose weight is fake-quantized to ``bits`` (per output feature) in the
+    forward pass (``bits=32``: a plain linear layer)."""
+
+    def __init__(self, *args, bits: int = 32, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.bits = int(bits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, fake_quant_weight(self.weight, self.bits), self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bits={self.bits}"
+
+
 class FakeQuantAct(nn.Module):
     """Per-tensor activation fake quantization with a learned range ``clip``."""
 
@@ -191,13 +207,13 @@ class SpatialMHSA(nn.Module):
 
 
 def static_conv(cin: int, cout: int, kernel: int, stride: int, in_hw: tuple[int, int] | None,
-                *, groups: int = 1, bits: int = 32) -> QConv2d:
+                *, groups: int = 1, bits: int = 32, bias: bool = False) -> QConv2d:
     """The static ``kernel x kernel`` conv (padding ``kernel // 2``, no bias) on ``in_hw``
     inputs, cropped to its live taps (:func:`conv_window`): the module an elastic conv with
     the same ``in_hw`` extracts to."""
     rows, cols, pad = conv_window(kernel, stride, in_hw)
     return QConv2d(cin, cout, (rows[1], cols[1]), stride=stride, padding=pad, groups=groups,
-                   bias=False, bits=bits)
+                   bias=bias, bits=bits)
 
 
 def make_attention(kind: str, channels: int, height: int, width: int) -> nn.Module:
@@ -241,3 +257,87 @@ class InputCheck(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, size={self.height}x{self.width}"
+
+
+# ------------------------------------------------------------------------- vision transformer
+def to_patches(x: Tensor, patch: int) -> Tensor:
+    """``(B, C, H, W)`` images as ``(B, (H // patch) * (W // patch), C * patch * patch)``
+    non-overlapping patches in row-major order (a remainder of fewer than ``patch`` rows or
+    columns is dropped, as a stride-``patch`` convolution would)."""
+    b, c, h, w = x.shape
+    gh, gw = h // patch, w // patch
+    if patch == 1:
+        return x.flatten(2).transpose(1, 2)
+    x = x[:, :, : gh * patch, : gw * patch]
+    x = x.reshape(b, c, gh, patch, gw, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, gh * gw, c * patch * patch)
+
+
+def window_grid(hw: tuple[int, int], window: int) -> tuple[int, int]:
+    """The window of local attention on an ``hw`` token grid: ``window x window`` tokens,
+    cut to the grid's sides (``window <= 0``: global attention, one window of the whole
+    grid)."""
+    if window <= 0:
+        return hw
+    return min(window, hw[0]), min(window, hw[1])
+
+
+def token_attention(q: Tensor, k: Tensor, v: Tensor, heads: int, hw: tuple[int, int],
+                    window: int) -> Tensor:
+    """Multi-head self-attention over a ``hw`` grid of tokens; ``q, k, v`` are ``(B, N, C)``
+    with ``N = hw[0] * hw[1]`` in row-major order and ``C`` divisible by ``heads``.
+
+    ``window <= 0`` (or a window covering the grid): every token attends to every token.
+    Otherwise (Swin-style local attention, no shift) the grid is cut into non-overlapping
+    ``window x window`` windows and tokens attend within their window only; a grid whose
+    sides are not multiples of the window is padded at the bottom and right, and the padded
+    positions are masked out as keys (every window holds at least one real token).
+    """
+    b, n, c = q.shape
+    d = c // heads
+    h, w = hw[0], hw[1]
+    wh, ww = window_grid((h, w), window)
+    scale = float(d) ** -0.5
+    if wh == h and ww == w:
+        qh = q.reshape(b, n, heads, d).transpose(1, 2)
+        kh = k.reshape(b, n, heads, d).transpose(1, 2)
+        vh = v.reshape(b, n, heads, d).transpose(1, 2)
+        attn = torch.softmax(torch.matmul(qh, kh.transpose(-2, -1)) * scale, dim=-1)
+        return torch.matmul(attn, vh).transpose(1, 2).reshape(b, n, c)
+    ph, pw = (wh - h % wh) % wh, (ww - w % ww) % ww
+    gh, gw = (h + ph) // wh, (w + pw) // ww
+    length = wh * ww
+    qw = _windows(q, b, h, w, ph, pw, gh, gw, wh, ww, heads, d)
+    kw = _windows(k, b, h, w, ph, pw, gh, gw, wh, ww, heads, d)
+    vw = _windows(v, b, h, w, ph, pw, gh, gw, wh, ww, heads, d)
+    scores = torch.matmul(qw, kw.transpose(-2, -1)) * scale  # (B*G, heads, L, L)
+    if ph > 0 or pw > 0:
+        valid = torch.zeros(h + ph, w + pw, dtype=torch.bool, device=q.device)
+        valid[:h, :w] = True
+        valid = valid.reshape(gh, wh, gw, ww).permute(0, 2, 1, 3).reshape(gh * gw, 1, 1, length)
+        scores = scores.masked_fill(~valid.repeat(b, 1, 1, 1), float("-inf"))
+    out = torch.matmul(torch.softmax(scores, dim=-1), vw)  # (B*G, heads, L, d)
+    out = out.reshape(b, gh, gw, heads, wh, ww, d).permute(0, 1, 4, 2, 5, 3, 6)
+    out = out.reshape(b, h + ph, w + pw, c)[:, :h, :w]
+    return out.reshape(b, n, c)
+
+
+def _windows(t: Tensor, b: int, h: int, w: int, ph: int, pw: int, gh: int, gw: int, wh: int,
+             ww: int, heads: int, d: int) -> Tensor:
+    """``(B, N, C)`` tokens as ``(B * windows, heads, wh * ww, d)`` per-window heads."""
+    t = t.reshape(b, h, w, heads * d)
+    if ph > 0 or pw > 0:
+        t = F.pad(t, [0, 0, 0, pw, 0, ph])
+    t = t.reshape(b, gh, wh, gw, ww, heads, d).permute(0, 1, 3, 5, 2, 4, 6)
+    return t.reshape(b * gh * gw, heads, wh * ww, d)
+
+
+class PosEmbed(nn.Module):
+    """A learned position embedding added to ``(B, N, C)`` tokens."""
+
+    def __init__(self, tokens: int, channels: int) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, tokens, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.pos

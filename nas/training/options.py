@@ -18,6 +18,8 @@ from nas.utils.device import resolve_device
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+DEFAULT_LR = {"sgd": 0.2, "adamw": 1e-3}
+
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "schedule": ("cosine", "step", "constant"),
@@ -38,8 +40,11 @@ class TrainOptions:
     strategy: str = "sandwich"
     epochs: int = 12
     batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.2
+    # None: chosen by the space's family when training starts (:meth:`resolved`): SGD with
+    # lr 0.2 for the CNN families, AdamW with lr 1e-3 for vit_like (transformers diverge under
+    # the CNN recipe); an lr left None follows the optimizer (0.2 for sgd, 1e-3 for adamw)
+    optimizer: str | None = None
+    lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-5
     schedule: str = "cosine"
@@ -98,7 +103,7 @@ class TrainOptions:
             raise UsageError(f"seed: must be an integer in 0..2**32-1, got {self.seed!r}")
         for name, allowed in _CHOICES.items():
             v = getattr(self, name)
-            if v not in allowed:
+            if v not in allowed and not (name == "optimizer" and v is None):
                 raise UsageError(f"{name}: {v!r} is not allowed; allowed: {', '.join(allowed)}")
         positive_ints = ("epochs", "batch_size", "groups", "eval_every")
         for name in positive_ints:
@@ -111,6 +116,8 @@ class TrainOptions:
                 raise UsageError(f"{name}: must be an integer >= 0, got {v!r}")
         for name in ("lr", "kd_temperature", "teacher_temperature", "checkpoint_minutes"):
             v = getattr(self, name)
+            if name == "lr" and v is None:
+                continue
             if not _finite(v) or v <= 0:
                 raise UsageError(f"{name}: must be a finite number > 0, got {v!r}")
         for name in ("momentum", "weight_decay", "warmup_epochs", "label_smoothing",
@@ -144,6 +151,15 @@ class TrainOptions:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise UsageError(f"{name}: must be a positive integer or null, got {v!r}")
         resolve_device(self.device)
+
+    def resolved(self, family: str | None) -> TrainOptions:
+        """These options with the family-dependent defaults filled in: ``optimizer`` (AdamW
+        for ``vit_like``, SGD otherwise) and ``lr`` (1e-3 for AdamW, 0.2 for SGD)."""
+        opt = self.optimizer or ("adamw" if family == "vit_like" else "sgd")
+        lr = self.lr if self.lr is not None else DEFAULT_LR[opt]
+        if (opt, lr) == (self.optimizer, self.lr):
+            return self
+        return dataclasses.replace(self, optimizer=opt, lr=lr)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

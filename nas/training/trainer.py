@@ -93,6 +93,10 @@ def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], floa
 
 
 def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of resolved ``opts`` (see :meth:`TrainOptions.resolved`); no weight decay
+    on biases, normalisation parameters and quantizer ranges."""
+    if opts.optimizer is None or opts.lr is None:
+        raise UsageError("optimizer/lr: unresolved; call TrainOptions.resolved(family) first")
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         if not p.requires_grad:
@@ -171,6 +175,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "
                          "another --out")
     space = space or load_space(opts.space)
+    opts = opts.resolved(space.family)  # family defaults (optimizer, lr), saved resolved
     _configure_torch(opts)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)

@@ -238,6 +238,35 @@ def test_lookup_matches_the_family_plans(name: str) -> None:
         sum(len(s) for s in cls.make_plan(space, c, build).stages) for c in configs]
 
 
+def test_vit_lookup_matches_the_family_plans() -> None:
+    """vit_like: patch embedding, reductions, transformer blocks and the token head, looked
+    up exactly as the family's plan has them; each unit module runs on its input shape."""
+    from nas.supernet.vit import VitReducePlan
+
+    space = get_space("vit_like")
+    build = BuildArgs.make(3, 10, 32)
+    maps, units = enumerate_units(space, build)
+    rng = np.random.default_rng(1)
+    vals = {k: float(v) for k, v in zip(units, rng.uniform(1, 2, len(units)))}
+    entries = {k: {s: vals[k] for s in ("min", "p10", "median", "mean", "max")} for k in units}
+    table = LatencyTable(space, current_settings(), maps, list(units), entries, complete=True)
+    configs = space.sample_many(40, rng) + [space.min(), space.max()]
+    cls = family_class("vit_like")
+    sums, n_blocks = table.unit_sums(configs)
+    for cfg, got, nb in zip(configs, sums, n_blocks):
+        plan = cls.make_plan(space, cfg, build)
+        blocks = [bp for stage in plan.stages for bp in stage]
+        want = sum(vals[plan_signature("reduce" if isinstance(bp, VitReducePlan)
+                                       else "transformer", bp)] for bp in blocks)
+        want += vals[f"patch_embed(in_ch=3,patch=4,grid=8x8,dim={plan.stem_dim},in_hw=32x32)"]
+        want += vals[f"token_head(dim={plan.out_dim},tokens=4,classes=10)"]
+        assert got == pytest.approx(want)
+        assert nb == len(blocks)
+    for key in [k for k in units if k.startswith(("transformer", "reduce"))][::40]:
+        y = units[key].build().eval()(torch.randn(1, *units[key].input_shape))
+        assert y.dim() == 3 and y.shape[0] == 1, key
+
+
 def _head_keys(plan, units) -> list[str]:  # noqa: ANN001
     if hasattr(plan, "head_width"):
         return [k for k in units if k.startswith(f"head(in_ch={plan.last_width},"
@@ -312,7 +341,7 @@ def test_configs_of_another_space_are_rejected(tiny_table: LatencyTable) -> None
 
 
 def test_unsupported_family_is_a_clear_error() -> None:
-    with pytest.raises(UsageError, match="supported: mobilenet_like, resnet_like"):
+    with pytest.raises(UsageError, match="supported: mobilenet_like, resnet_like, vit_like"):
         build_latency_table(get_space("nb201"), progress=False)
 
 

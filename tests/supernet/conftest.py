@@ -7,9 +7,16 @@ import torch
 
 from nas.searchspace import get_space
 from nas.supernet import build_supernet
-from nas.supernet.ops import ElasticActQuant, ElasticBatchNorm2d, ElasticLinear, ElasticMHSA
+from nas.supernet.ops import (
+    ElasticActQuant,
+    ElasticBatchNorm2d,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticMHSA,
+    ElasticPosEmbed,
+)
 
-SPACES = ("resnet_like", "mobilenet_like")
+SPACES = ("resnet_like", "mobilenet_like", "vit_like")
 SIZE = 8
 CLASSES = 5
 
@@ -25,7 +32,8 @@ def _one_thread():
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> None:
     """Make every tensor matter: non-identity kernel transforms, non-trivial batch-norm
-    statistics and affine terms, quantizer ranges, position encodings, a unit-scale head."""
+    statistics and affine terms, layer-norm affine terms, quantizer ranges, position
+    encodings, a unit-scale head."""
     g = torch.Generator().manual_seed(seed)
 
     def rnd(t: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -48,8 +56,11 @@ def randomize(net: torch.nn.Module, seed: int = 0) -> None:
             elif isinstance(m, ElasticLinear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.max_in ** 0.5)
                 m.bias.copy_(rnd(m.bias, -0.5, 0.5))
-            elif isinstance(m, ElasticMHSA):
+            elif isinstance(m, (ElasticMHSA, ElasticPosEmbed)):
                 m.pos.copy_(torch.randn(m.pos.shape, generator=g) * 0.5)
+            elif isinstance(m, ElasticLayerNorm):
+                m.weight.copy_(rnd(m.weight, 0.5, 1.5))
+                m.bias.copy_(rnd(m.bias, -0.2, 0.2))
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ N = 15
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
 def test_analytic_matches_fvcore(name, supernets):
     net = supernets[name]
     space = net.space
@@ -51,5 +51,7 @@ def test_param_split_adds_up(supernets):
         assert split["largest_subnet"] + extras == split["total"]
         assert split["largest_subnet"] == sum(
             p.numel() for p in net.extract(net.largest_config()).parameters())
-        assert split["kernel_transforms"] > 0 and split["act_quant_ranges"] > 0
-        assert split["cropped_kernel_taps"] > 0  # 8x8 inputs: the deep 7x7 kernels shrink
+        assert split["act_quant_ranges"] > 0
+        if net.family != "vit_like":  # one kernel size (3x3 reductions), none cropped at 8x8
+            assert split["kernel_transforms"] > 0
+            assert split["cropped_kernel_taps"] > 0  # 8x8 inputs: the deep 7x7 kernels shrink

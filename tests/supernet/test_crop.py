@@ -116,7 +116,7 @@ def test_extracted_kernels_are_cropped(name):
 
 
 @pytest.mark.parametrize("size", [(5, 9), (3, 2), (1, 4)])
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
 def test_non_square_inputs(name, size):
     """Odd, non-square and one-pixel inputs: crops per axis; the extracted model equals the
     supernet, the supernet equals its uncropped self, and fvcore agrees with the analytic

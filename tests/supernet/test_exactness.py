@@ -26,23 +26,26 @@ def coverage(space, cfgs):
     for c in cfgs:
         for path, v in c.flat().items():
             key = path.rsplit(".", 1)[-1]
-            if key in ("attention", "bits", "cardinality", "kernel", "expand", "depth"):
+            if key in ("attention", "bits", "cardinality", "kernel", "expand", "depth", "heads",
+                       "mlp_ratio"):
                 seen.setdefault(key, set()).add(v)
     return seen
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
 def test_sample_covers_every_choice(name):
     space = get_space(name)
     seen = coverage(space, configs(space))
     for key, want in (("attention", "stages.0.attention"), ("bits", "stages.0.bits"),
-                      ("kernel", "stages.0.blocks.0.kernel")):
-        assert seen[key] == set(space.values(want)), key
+                      ("kernel", "stages.0.blocks.0.kernel"), ("heads", "stages.0.heads"),
+                      ("mlp_ratio", "stages.0.mlp_ratio")):
+        if space.has(want):
+            assert seen[key] == set(space.values(want)), key
     if name == "resnet_like":
         assert seen["cardinality"] == set(space.values("stages.0.blocks.0.cardinality"))
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
 def test_extracted_equals_supernet(name, supernets, x):
     net = supernets[name]
     space = net.space
@@ -78,12 +81,25 @@ def test_extracted_is_plain_pytorch(supernets, x, tmp_path):
     import pickle
 
     from nas.supernet import static
-    from nas.supernet.blocks import ConvBNAct, Head, MBConv, ResBlock, Stage, SubnetModel
+    from nas.supernet.blocks import (
+        ConvBNAct,
+        Head,
+        MBConv,
+        PatchEmbed,
+        Reduction,
+        ResBlock,
+        Stage,
+        SubnetModel,
+        TokenAttention,
+        TokenHead,
+        TransformerBlock,
+    )
     from nas.supernet.ops import ElasticActQuant, ElasticAttention
 
-    allowed_ours = (static.QConv2d, static.FakeQuantAct, static.SqueezeExcite,
-                    static.EffectiveSE, static.SpatialMHSA, static.InputCheck, ConvBNAct, Head,
-                    MBConv, ResBlock, Stage, SubnetModel)
+    allowed_ours = (static.QConv2d, static.QLinear, static.FakeQuantAct, static.SqueezeExcite,
+                    static.EffectiveSE, static.SpatialMHSA, static.PosEmbed, static.InputCheck,
+                    ConvBNAct, Head, MBConv, ResBlock, PatchEmbed, TokenAttention,
+                    TransformerBlock, Reduction, TokenHead, Stage, SubnetModel)
     for net in supernets.values():
         cfg = net.space.sample(3)
         sub = net.extract(cfg)

@@ -12,8 +12,10 @@ from nas.supernet.ops import (
     ElasticActQuant,
     ElasticBatchNorm2d,
     ElasticConv2d,
+    ElasticLayerNorm,
     ElasticLinear,
     ElasticMHSA,
+    ElasticPosEmbed,
 )
 
 from .conftest import randomize
@@ -60,7 +62,7 @@ def expected_masks(net) -> dict[int, torch.Tensor]:
             for k in m._chain:
                 t = m.kernel_transform[f"{k}x{k}"]
                 masks[id(t)] = torch.ones_like(t, dtype=torch.bool)
-        elif isinstance(m, ElasticBatchNorm2d):
+        elif isinstance(m, (ElasticBatchNorm2d, ElasticLayerNorm)):
             for p in (m.weight, m.bias):
                 b = torch.zeros_like(p, dtype=torch.bool)
                 b[: m._c] = True
@@ -79,6 +81,10 @@ def expected_masks(net) -> dict[int, torch.Tensor]:
         elif isinstance(m, ElasticMHSA):
             b = torch.zeros_like(m.pos, dtype=torch.bool)
             b[: m._c] = True
+            masks[id(m.pos)] = b
+        elif isinstance(m, ElasticPosEmbed):
+            b = torch.zeros_like(m.pos, dtype=torch.bool)
+            b[:, :, : m._c] = True
             masks[id(m.pos)] = b
     return masks
 
@@ -100,7 +106,7 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
 def test_gradients_reach_exactly_the_used_weights(name):
     torch.manual_seed(0)
     space = get_space(name)

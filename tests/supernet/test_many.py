@@ -20,7 +20,7 @@ def grads(net):
     return [p.grad if p.grad is not None else None for p in net.parameters()]
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like"])
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_groups_equal_separate_passes(name, mode):
     torch.manual_seed(0)

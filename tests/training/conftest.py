@@ -1,4 +1,4 @@
-"""A tiny resnet_like-family space so that training tests take seconds."""
+"""Tiny resnet_like- and vit_like-family spaces so that training tests take seconds."""
 
 from __future__ import annotations
 
@@ -25,6 +25,26 @@ def tiny_resnet() -> Space:
                                  Group("stages", tuple(stages))], cons, family="resnet_like")
 
 
+def tiny_vit() -> Space:
+    stages, cons = [], []
+    for s, dims in enumerate(((16, 24), (24, 32))):
+        stages.append(Group(str(s), (
+            IntRange("depth", 1, 2),
+            Choice("embed_dim", dims),
+            Choice("heads", (2, 4)),
+            Choice("mlp_ratio", (2, 3)),
+            Choice("attention", ("window", "global")),
+            Choice("bits", (4, 8, 32), default=32),
+        )))
+        cons.append(Divides(f"stages.{s}.heads", f"stages.{s}.embed_dim"))
+    return Space("tiny_vit", [Group("stages", tuple(stages))], cons, family="vit_like")
+
+
 @pytest.fixture(scope="session")
 def tiny_space() -> Space:
     return tiny_resnet()
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_space() -> Space:
+    return tiny_vit()

@@ -1,0 +1,379 @@
+"""The ``vit_like`` supernet family: multi-stage vision transformers in the ViT-ResNAS style
+(Liao et al., "Searching for Efficient Multi-Stage Vision Transformers", 2021).
+
+Layout: a patch embedding (non-overlapping ``p x p`` patches, a linear projection and a
+learned position embedding; ``p`` is the largest power of two up to 16 that leaves at least
+8 tokens on the input's smaller side: 1 for 8x8 digits, 2 for 28x28, 4 for 32x32, 16 for
+224x224), then stages of pre-norm transformer blocks. Between stages a residual spatial
+reduction halves the token grid and widens the embedding (layer norm and a 3x3 stride-2
+convolution, plus a 1x1 stride-2 convolution on the skip path, as ViT-ResNAS adds skip
+connections to its reductions). The head is a layer norm, the mean over tokens and a linear
+classifier.
+
+Elastic, per stage: depth, embedding dimension (the residual stream and the q/k/v
+projections), heads (the q/k/v width split into ``heads`` heads; it must divide the
+dimension), MLP ratio (hidden width ``mlp_ratio * embed_dim``), attention (``global``: every
+token attends to every token; ``window``: local 4x4 windows, Swin-style without the shift)
+and bits (fake quantization of the linear and reduction weights and their inputs; the patch
+embedding and the classifier stay float). Every subnet slices the largest weights: the first
+``embed_dim`` channels of the stream, the first ``hidden`` units of the MLP.
+
+Differences from ViT-ResNAS, kept small on purpose: the head averages the tokens instead of
+reading a class token, and the reduction's skip path is a strided 1x1 convolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nas.errors import ConfigError
+from nas.searchspace import Config, Space
+from nas.supernet.base import (
+    STAGE_VALUE_RULES,
+    BuildArgs,
+    Costs,
+    Supernet,
+    down,
+    register_family,
+    require_dimensions,
+    require_stage_values,
+    stride_for,
+    values,
+)
+from nas.supernet.blocks import (
+    ElasticStage,
+    PatchEmbed,
+    Reduction,
+    Stage,
+    SubnetModel,
+    Tally,
+    TokenAttention,
+    TokenHead,
+    TransformerBlock,
+)
+from nas.supernet.errors import SupernetError
+from nas.supernet.ops import (
+    ElasticActQuant,
+    ElasticConv2d,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticPosEmbed,
+)
+from nas.supernet.static import (
+    InputCheck,
+    PosEmbed,
+    QConv2d,
+    QLinear,
+    live_kernel,
+    make_act_quant,
+    static_conv,
+)
+
+WINDOW = 4  # side of the local attention windows, in tokens
+ATTENTIONS = ("global", "window")
+
+
+@dataclass(frozen=True)
+class VitBlockPlan:
+    dim: int
+    heads: int
+    hidden: int
+    window: int  # 0: global attention
+    bits: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VitReducePlan:
+    in_dim: int
+    dim: int
+    bits: int
+    stride: int
+    in_hw: tuple[int, int]
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VitPlan:
+    patch: int
+    grid: tuple[int, int]
+    stem_dim: int
+    stages: tuple[tuple[Any, ...], ...]  # stage s > 0 starts with its VitReducePlan
+    out_dim: int
+    out_hw: tuple[int, int]
+
+
+def vit_stages(space: Space) -> int:
+    """Number of stages: ``stages.0.embed_dim``, ``stages.1.embed_dim``, ... in the space."""
+    s = 0
+    while space.has(f"stages.{s}.embed_dim"):
+        s += 1
+    return s
+
+
+def patch_size(input_size: tuple[int, int]) -> int:
+    """The patch side: the largest power of two up to 16 leaving >= 8 tokens per side (1
+    when the input is smaller than 16 pixels)."""
+    p = 1
+    while p < 16 and min(input_size) // (2 * p) >= 8:
+        p *= 2
+    return p
+
+
+def vit_layout(space: Space, build: BuildArgs
+               ) -> tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]:
+    """Patch size, token grid, and per stage the reduction stride and the stage's grid (the
+    same for every config)."""
+    p = patch_size(build.input_size)
+    grid = (build.input_size[0] // p, build.input_size[1] // p)
+    hw = grid
+    out = []
+    for s in range(vit_stages(space)):
+        stride = stride_for(hw) if s > 0 else 1
+        hw = (down(hw[0], stride), down(hw[1], stride))
+        out.append((stride, hw))
+    return p, grid, out
+
+
+def _check_space(space: Space, family: str) -> None:
+    ns = vit_stages(space)
+    if ns == 0:
+        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
+                            "'stages.0.embed_dim'")
+    require_dimensions(space, family, [f"stages.{s}.{d}" for s in range(ns)
+                                       for d in ("embed_dim", "depth")])
+    require_stage_values(space, family, ns, (
+        *STAGE_VALUE_RULES, ("embed_dim", 1, "a positive int"),
+        ("heads", 1, "a positive int"), ("mlp_ratio", 1, "a positive int")))
+    for s in range(ns):
+        path = f"stages.{s}.attention"
+        if space.has(path):
+            bad = [v for v in space.values(path) if v not in ATTENTIONS]
+            if bad:
+                raise SupernetError(f"space {space.name!r} (family {family}): {path} allows "
+                                    f"{bad[0]!r}; known: {', '.join(ATTENTIONS)}")
+
+
+def _max(space: Space, path: str, default: int) -> int:
+    return max(values(space, path, default))
+
+
+@register_family("vit_like")
+class VitSupernet(Supernet):
+    """Supernet of ``vit_like`` spaces (see the module docstring)."""
+
+    def __init__(self, space: Space, build: BuildArgs) -> None:
+        super().__init__(space, build)
+        _check_space(space, self.family)
+        patch, grid, lay = vit_layout(space, build)
+        fin = build.in_channels * patch * patch
+        d0 = _max(space, "stages.0.embed_dim", 0)
+        self.stem = PatchEmbed(ElasticLinear(fin, d0), ElasticPosEmbed(grid[0] * grid[1], d0),
+                               patch)
+        prev, prev_hw = d0, grid
+        stages = []
+        for s, (stride, hw) in enumerate(lay):
+            d = _max(space, f"stages.{s}.embed_dim", 0)
+            hidden = d * _max(space, f"stages.{s}.mlp_ratio", 4)
+            bits = values(space, f"stages.{s}.bits", 32)
+            blocks: list[nn.Module] = []
+            if s > 0:
+                blocks.append(Reduction(
+                    ElasticLayerNorm(prev), ElasticActQuant(bits),
+                    ElasticConv2d(prev, d, (3,), stride, bias=True, in_hw=prev_hw),
+                    ElasticActQuant(bits), ElasticConv2d(prev, d, (1,), stride), prev_hw))
+            for _ in range(_max(space, f"stages.{s}.depth", 1)):
+                attn = TokenAttention(ElasticActQuant(bits), ElasticLinear(d, d),
+                                      ElasticLinear(d, d), ElasticLinear(d, d),
+                                      ElasticActQuant(bits), ElasticLinear(d, d), 1, 0, hw)
+                blocks.append(TransformerBlock(
+                    ElasticLayerNorm(d), attn, ElasticLayerNorm(d), ElasticActQuant(bits),
+                    ElasticLinear(d, hidden), ElasticActQuant(bits), ElasticLinear(hidden, d)))
+            stages.append(ElasticStage(blocks))
+            prev, prev_hw = d, hw
+        self.stages = nn.ModuleList(stages)
+        self.head = TokenHead(ElasticLayerNorm(prev), ElasticLinear(prev, build.num_classes))
+        for m in self.modules():  # ViT initialisation of the linear layers
+            if isinstance(m, ElasticLinear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ plan
+    @classmethod
+    def make_plan(cls, space: Space, config: Config, build: BuildArgs) -> VitPlan:
+        patch, grid, lay = vit_layout(space, build)
+        prev, prev_hw = config["stages.0.embed_dim"], grid
+        stages = []
+        for s, (stride, hw) in enumerate(lay):
+            pre = f"stages.{s}"
+            d = config[f"{pre}.embed_dim"]
+            heads = config.get(f"{pre}.heads", 1)
+            if d % heads:
+                raise ConfigError(f"{pre}.heads: {heads} does not divide {pre}.embed_dim={d}")
+            bits = config.get(f"{pre}.bits", 32)
+            window = WINDOW if config.get(f"{pre}.attention", "global") == "window" else 0
+            blocks: list[Any] = []
+            if s > 0:
+                blocks.append(VitReducePlan(prev, d, bits, stride, prev_hw, hw))
+            block = VitBlockPlan(d, heads, d * config.get(f"{pre}.mlp_ratio", 4), window, bits,
+                                 hw)
+            blocks += [block] * config[f"{pre}.depth"]
+            stages.append(tuple(blocks))
+            prev, prev_hw = d, hw
+        return VitPlan(patch, grid, config["stages.0.embed_dim"], tuple(stages), prev,
+                       prev_hw)
+
+    def _apply_plan(self, plan: VitPlan) -> None:
+        fin = self.build.in_channels * plan.patch * plan.patch
+        self.stem.proj.set_active(fin, plan.stem_dim)
+        self.stem.pos.set_active(plan.stem_dim)
+        for stage, blocks in zip(self.stages, plan.stages):
+            stage.set_depth(len(blocks))
+            for blk, p in zip(stage.blocks, blocks):
+                if isinstance(p, VitReducePlan):
+                    blk.norm.set_active(p.in_dim)
+                    blk.aq.set_active(p.bits)
+                    blk.aq_skip.set_active(p.bits)
+                    blk.conv.set_active(p.in_dim, p.dim, 3, 1, p.bits)
+                    blk.skip.set_active(p.in_dim, p.dim, 1, 1, p.bits)
+                    continue
+                d = p.dim
+                a = blk.attn
+                a.aq.set_active(p.bits)
+                a.aq_out.set_active(p.bits)
+                for m in (a.q, a.k, a.v, a.proj):
+                    m.set_active(d, d, p.bits)
+                a.__dict__.update(heads=p.heads, window=p.window)  # plain ints
+                blk.norm1.set_active(d)
+                blk.norm2.set_active(d)
+                blk.aq1.set_active(p.bits)
+                blk.aq2.set_active(p.bits)
+                blk.fc1.set_active(d, p.hidden, p.bits)
+                blk.fc2.set_active(p.hidden, d, p.bits)
+        self.head.norm.set_active(plan.out_dim)
+        self.head.classifier.set_active(plan.out_dim, self.build.num_classes)
+
+    # ------------------------------------------------------------------ static subnet
+    @classmethod
+    def build_static(cls, plan: VitPlan, build: BuildArgs) -> nn.Module:
+        fin = build.in_channels * plan.patch * plan.patch
+        stem = PatchEmbed(nn.Linear(fin, plan.stem_dim),
+                          PosEmbed(plan.grid[0] * plan.grid[1], plan.stem_dim), plan.patch)
+        stages = []
+        for blocks in plan.stages:
+            out: list[nn.Module] = []
+            for p in blocks:
+                if isinstance(p, VitReducePlan):
+                    out.append(Reduction(
+                        nn.LayerNorm(p.in_dim), make_act_quant(p.bits),
+                        static_conv(p.in_dim, p.dim, 3, p.stride, p.in_hw, bits=p.bits,
+                                    bias=True),
+                        make_act_quant(p.bits),
+                        QConv2d(p.in_dim, p.dim, 1, stride=p.stride, bias=False, bits=p.bits),
+                        p.in_hw))
+                    continue
+                d, b = p.dim, p.bits
+                attn = TokenAttention(make_act_quant(b), QLinear(d, d, bits=b),
+                                      QLinear(d, d, bits=b), QLinear(d, d, bits=b),
+                                      make_act_quant(b), QLinear(d, d, bits=b), p.heads,
+                                      p.window, p.hw)
+                out.append(TransformerBlock(
+                    nn.LayerNorm(d), attn, nn.LayerNorm(d), make_act_quant(b),
+                    QLinear(d, p.hidden, bits=b), make_act_quant(b),
+                    QLinear(p.hidden, d, bits=b)))
+            stages.append(Stage(out))
+        head = TokenHead(nn.LayerNorm(plan.out_dim), nn.Linear(plan.out_dim, build.num_classes))
+        return SubnetModel(InputCheck(build.in_channels, *build.input_size), stem,
+                           nn.ModuleList(stages), head)
+
+    @classmethod
+    def plan_costs(cls, plan: VitPlan, build: BuildArgs) -> Costs:
+        t = Tally()
+        tokens = plan.grid[0] * plan.grid[1]
+        t.linear(build.in_channels * plan.patch * plan.patch, plan.stem_dim, tokens)
+        t.params += tokens * plan.stem_dim  # position embedding
+        t.bytes += 4 * tokens * plan.stem_dim
+        for blocks in plan.stages:
+            for p in blocks:
+                if isinstance(p, VitReducePlan):
+                    t.act_quant(p.bits, 2)
+                    t.layer_norm(p.in_dim, p.in_hw[0] * p.in_hw[1])
+                    t.conv(p.in_dim, p.dim, live_kernel(3, p.stride, p.in_hw), 1, p.hw, p.bits,
+                           bias=True)
+                    t.conv(p.in_dim, p.dim, 1, 1, p.hw, p.bits)
+                    continue
+                d, n = p.dim, p.hw[0] * p.hw[1]
+                t.act_quant(p.bits, 4)
+                t.layer_norm(d, n)
+                t.layer_norm(d, n)
+                for _ in range(4):
+                    t.linear(d, d, n, p.bits)
+                t.token_attention(d, p.hw, p.window)
+                t.linear(d, p.hidden, n, p.bits)
+                t.linear(p.hidden, d, n, p.bits)
+        t.layer_norm(plan.out_dim, plan.out_hw[0] * plan.out_hw[1])
+        t.linear(plan.out_dim, build.num_classes)
+        return Costs(t.params, t.flops, t.bytes)
+
+    # ------------------------------------------------------------------ utilities
+    def largest_config(self) -> Config:
+        """The largest dimensions, depths and MLP ratios at float precision (heads and
+        attention do not change the parameter count)."""
+        flat = self.space.max().flat()
+        for s in range(len(self.stages)):
+            p = f"stages.{s}.bits"
+            if self.space.has(p):
+                flat[p] = max(self.space.values(p), key=lambda b: (b >= 32, b))
+        return self.space.config(flat)
+
+    @torch.no_grad()
+    def reorder_channels(self) -> None:
+        """Sort each stage's residual-stream channels and each block's MLP hidden units by the
+        L1 norm of the weights that read them, most important first; the full network
+        computes the same function afterwards. The q/k/v channels keep their order: the
+        elastic head split fixes which channels belong to which head."""
+        for s, stage in enumerate(self.stages):
+            blocks = list(stage.blocks)
+            tbs = [b for b in blocks if isinstance(b, TransformerBlock)]
+            for tb in tbs:  # MLP hidden units: fc1 rows, fc2 columns
+                perm = torch.argsort(tb.fc2.weight.abs().sum(dim=0), descending=True,
+                                     stable=True)
+                tb.fc1.permute_out(perm)
+                tb.fc2.permute_in(perm)
+            readers: list[nn.Module] = []
+            for tb in tbs:
+                readers += [tb.attn.q, tb.attn.k, tb.attn.v, tb.fc1]
+            if s + 1 < len(self.stages):
+                nxt = self.stages[s + 1].blocks[0]
+                readers += [nxt.conv, nxt.skip]
+            else:
+                readers.append(self.head.classifier)
+            imp = sum(_column_l1(m) for m in readers)
+            perm = torch.argsort(imp, descending=True, stable=True)
+            if s == 0:
+                self.stem.proj.permute_out(perm)
+                self.stem.pos.permute(perm)
+            else:
+                blocks[0].conv.permute_out(perm)
+                blocks[0].skip.permute_out(perm)
+            for tb in tbs:
+                tb.attn.proj.permute_out(perm)
+                tb.fc2.permute_out(perm)
+                tb.norm1.permute(perm)
+                tb.norm2.permute(perm)
+            for m in readers:
+                m.permute_in(perm)
+            if s + 1 < len(self.stages):
+                self.stages[s + 1].blocks[0].norm.permute(perm)
+            else:
+                self.head.norm.permute(perm)
+
+
+def _column_l1(m: nn.Module) -> Tensor:
+    w = m.weight
+    return w.abs().sum(dim=0) if w.dim() == 2 else w.abs().sum(dim=(0, 2, 3))
