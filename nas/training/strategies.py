@@ -26,6 +26,7 @@ Quantization bits are dimensions like any other, so every strategy samples them
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +40,8 @@ from nas.supernet import Supernet
 from nas.training.options import TrainOptions
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
+
+log = logging.getLogger(__name__)
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
@@ -295,6 +298,25 @@ def sample_open(space: Space, base: Config, open_paths: frozenset[str],
     return space.repair(vec)
 
 
+def effective_phases(space: Space, phases: list[float]) -> list[float]:
+    """``phases`` with the share of a phase that opens no new dimension in ``space`` (the
+    kernel phase of a space without kernel sizes, say ``vit_like``) moved to the next phase
+    that does (to the previous one when none follows): no epochs re-train what the phase
+    before already trained."""
+    out = [float(w) for w in phases]
+    empty = [p for p in range(1, 4) if open_dims(space, p) == open_dims(space, p - 1)]
+    for p in empty:
+        later = [q for q in range(p + 1, 4) if q not in empty]
+        earlier = [q for q in range(p - 1, -1, -1) if q == 0 or q not in empty]
+        target = later[0] if later else earlier[0]
+        out[target] += out[p]
+        out[p] = 0.0
+    if empty:
+        log.info("progressive: phase(s) %s open no new dimension of space %r; their epochs go "
+                 "to the neighbouring phases (shares now %s)", empty, space.name, out)
+    return out
+
+
 def phase_ends(phases: list[float], epochs: int) -> list[int]:
     """End epoch (exclusive) of each progressive phase: the shares of ``phases`` rounded, with
     at least one epoch for every phase of nonzero share (a UsageError when ``epochs`` cannot
@@ -329,6 +351,8 @@ class Progressive(Strategy):
     statistics are whatever the last BN recalibration left). Entering the width phase, the
     channels are sorted by importance (``Supernet.reorder_channels``, the full network's
     function unchanged) and the optimizer's state is reset, as OFA starts each phase afresh.
+    A phase that opens nothing new in the space (the kernel phase of ``vit_like``) gives its
+    epochs to the next phase (:func:`effective_phases`).
     Not done: OFA's per-phase learning-rate restarts and its gradual depth/width opening
     (here one cosine schedule over the run; depth and width open at once)."""
 
@@ -336,7 +360,7 @@ class Progressive(Strategy):
 
     def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
         super().__init__(supernet, opts, rng)
-        self.phase_ends = phase_ends(opts.phases, opts.epochs)
+        self.phase_ends = phase_ends(effective_phases(self.space, opts.phases), opts.epochs)
         self.phase = 0
         self.teacher: _Teacher | None = None
         self.channels_sorted = False

@@ -57,6 +57,8 @@ def test_each_strategy_runs_on_a_vit(strategy: str, tiny_vit_space: Space,
     assert all(np.isfinite(row["loss"]) for row in r.history)
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert (state["options"]["optimizer"], state["options"]["lr"]) == ("adamw", 1e-3)
+    if strategy == "progressive":  # no kernel sizes: the kernel phase's epoch goes to depth
+        assert [row["phase"] for row in r.history] == [0.0, 2.0, 2.0, 3.0]
 
 
 def test_vit_learns_digits(tiny_vit_space: Space, tmp_path: Path) -> None:
