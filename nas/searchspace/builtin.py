@@ -98,7 +98,8 @@ def mobilenet_like() -> Space:
 
 @register_space("vit_like")
 def vit_like() -> Space:
-    """Multi-stage ViT in the ViT-ResNAS style: a convolutional patch embedding, 3 stages of
+    """Multi-stage ViT in the ViT-ResNAS style: a patch embedding (a linear projection of
+    non-overlapping patches, i.e. a stride-p convolution), 3 stages of
     transformer blocks with residual spatial reduction between stages (token grid halved,
     embedding widened). Per stage: depth, embedding dim, heads (must divide the dim), MLP
     ratio, attention (``global`` over all tokens or ``window``: local 4x4 windows), bits."""

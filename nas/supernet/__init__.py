@@ -32,7 +32,7 @@ group ``k`` of the batch (``x.tensor_split(K)``) through subnet ``k``, exactly a
 passes would (see :meth:`Supernet.activate_many`).
 
 Families register with :func:`register_family`; :func:`build_supernet` picks one by
-``space.family`` (``resnet_like``, ``mobilenet_like``).
+``space.family`` (``resnet_like``, ``mobilenet_like``, ``vit_like``).
 
 Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.save`` file that
 ``torch.load(..., weights_only=True)`` reads::

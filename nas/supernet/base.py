@@ -70,10 +70,11 @@ class BuildArgs:
 @dataclass(frozen=True)
 class Costs:
     """Cost of one architecture. ``flops`` follows fvcore's convention: one per multiply-add
-    of convolutions, linear layers and matmuls, two per element of (eval) batch norm, one per
-    input element of average pooling; element-wise activations are not counted. ``size_bytes``
-    counts parameters at their storage width: fake-quantized conv weights at the stage's bits
-    plus one fp32 scale per output channel, everything else fp32 (buffers excluded)."""
+    of convolutions, linear layers and matmuls, two per element of (eval) batch norm, five per
+    element of (affine) layer norm, one per input element of average pooling; element-wise
+    activations, softmax and means are not counted. ``size_bytes`` counts parameters at their
+    storage width: fake-quantized conv and linear weights at the stage's bits plus one fp32
+    scale per output channel, everything else fp32 (buffers excluded)."""
 
     params: int
     flops: int

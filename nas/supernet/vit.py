@@ -150,6 +150,21 @@ def _check_space(space: Space, family: str) -> None:
         *STAGE_VALUE_RULES, ("embed_dim", 1, "a positive int"),
         ("heads", 1, "a positive int"), ("mlp_ratio", 1, "a positive int")))
     for s in range(ns):
+        dim, heads = f"stages.{s}.embed_dim", f"stages.{s}.heads"
+        if space.has(heads):  # a heads value that cannot split a dimension must be excluded
+            for h in space.values(heads):
+                for d in space.values(dim):
+                    if d % h == 0:
+                        continue
+                    try:
+                        allowed = space.complete({heads: h, dim: d}) is not None
+                    except ConfigError:
+                        allowed = False
+                    if allowed:
+                        raise SupernetError(
+                            f"space {space.name!r} (family {family}): {heads}={h} does not "
+                            f"divide {dim}={d}, and no constraint excludes that pair; add "
+                            f"Divides({heads!r}, {dim!r})")
         path = f"stages.{s}.attention"
         if space.has(path):
             bad = [v for v in space.values(path) if v not in ATTENTIONS]
@@ -322,14 +337,24 @@ class VitSupernet(Supernet):
 
     # ------------------------------------------------------------------ utilities
     def largest_config(self) -> Config:
-        """The largest dimensions, depths and MLP ratios at float precision (heads and
-        attention do not change the parameter count)."""
-        flat = self.space.max().flat()
+        """The largest dimensions, depths and MLP ratios at float precision; heads and
+        attention (which do not change the parameter count) as large as the constraints
+        allow alongside them (a space's ``max()`` may give up width for more heads)."""
+        space = self.space
+        pinned: dict[str, Any] = {}
         for s in range(len(self.stages)):
+            for name in ("embed_dim", "depth", "mlp_ratio"):
+                p = f"stages.{s}.{name}"
+                if space.has(p):
+                    pinned[p] = max(space.values(p))
             p = f"stages.{s}.bits"
-            if self.space.has(p):
-                flat[p] = max(self.space.values(p), key=lambda b: (b >= 32, b))
-        return self.space.config(flat)
+            if space.has(p):
+                pinned[p] = max(space.values(p), key=lambda b: (b >= 32, b))
+        cfg = space.complete(pinned)
+        if cfg is None:  # the space's constraints forbid the largest of everything together
+            raise SupernetError(f"space {space.name!r}: no valid config takes the largest "
+                                f"value of every dimension that holds weights ({pinned})")
+        return cfg
 
     @torch.no_grad()
     def reorder_channels(self) -> None:

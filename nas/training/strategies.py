@@ -306,8 +306,13 @@ def effective_phases(space: Space, phases: list[float]) -> list[float]:
     out = [float(w) for w in phases]
     empty = [p for p in range(1, 4) if open_dims(space, p) == open_dims(space, p - 1)]
     for p in empty:
-        later = [q for q in range(p + 1, 4) if q not in empty]
-        earlier = [q for q in range(p - 1, -1, -1) if q == 0 or q not in empty]
+        if out[p] == 0:
+            continue
+        # the next phase the user kept (a share > 0), else the previous one (phase 0, the
+        # full network, always has a share): a phase switched off stays off
+        later = [q for q in range(p + 1, 4) if q not in empty and phases[q] > 0]
+        earlier = [q for q in range(p - 1, -1, -1) if q == 0 or (q not in empty
+                                                                 and phases[q] > 0)]
         target = later[0] if later else earlier[0]
         out[target] += out[p]
         out[p] = 0.0
@@ -360,7 +365,15 @@ class Progressive(Strategy):
 
     def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
         super().__init__(supernet, opts, rng)
-        self.phase_ends = phase_ends(effective_phases(self.space, opts.phases), opts.epochs)
+        shares = effective_phases(self.space, opts.phases)
+        try:
+            self.phase_ends = phase_ends(shares, opts.epochs)
+        except UsageError as e:
+            if shares == [float(w) for w in opts.phases]:
+                raise
+            raise UsageError(f"{e}; these are the shares after moving those of phases that "
+                             f"open nothing new in space {self.space.name!r} (given: "
+                             f"{list(opts.phases)})") from None
         self.phase = 0
         self.teacher: _Teacher | None = None
         self.channels_sorted = False

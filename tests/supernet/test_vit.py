@@ -153,3 +153,29 @@ def test_recalibration_is_a_no_op_without_batch_norm():
         yield  # pragma: no cover
 
     assert net.recalibrate_bn(space.min(), batches()) == 0
+
+
+def _heads_first_space(constrained: bool = True) -> Space:
+    stage = Group("0", (IntRange("depth", 1, 2), Choice("heads", (1, 3)),
+                        Choice("embed_dim", (8, 12, 16))))
+    cons = [Divides("stages.0.heads", "stages.0.embed_dim")] if constrained else []
+    return Space("heads_first", [Group("stages", (stage,))], cons, family="vit_like")
+
+
+def test_largest_config_keeps_the_widest_dimension():
+    """heads declared before embed_dim: ``max()`` keeps 3 heads and gives up width (12); the
+    largest config is the widest network, with whatever heads divide it."""
+    space = _heads_first_space()
+    assert space.max()["stages.0.embed_dim"] == 12
+    net = build_supernet(space, in_channels=1, num_classes=2, input_size=8)
+    big = net.largest_config()
+    assert big["stages.0.embed_dim"] == 16 and big["stages.0.heads"] == 1
+    split = net.param_split()  # adds up (it raised with the narrower "largest" config)
+    assert split["largest_subnet"] == sum(p.numel() for p in net.extract(big).parameters())
+
+
+def test_heads_that_cannot_split_a_dimension_are_refused_at_build():
+    with pytest.raises(SupernetError, match=r"stages.0.heads=3 does not divide "
+                                            r"stages.0.embed_dim=8.*add Divides"):
+        build_supernet(_heads_first_space(constrained=False), in_channels=1, num_classes=2,
+                       input_size=8)

@@ -72,6 +72,20 @@ def test_vit_learns_digits(tiny_vit_space: Space, tmp_path: Path) -> None:
     assert r.history[-1]["val_acc_max"] > 30 and r.history[-1]["val_acc_min"] > 25  # chance 10
 
 
+def test_progressive_phases_without_kernels(tiny_vit_space: Space, tmp_path: Path) -> None:
+    from nas.training.strategies import effective_phases
+
+    assert effective_phases(tiny_vit_space, [1, 1, 1, 1]) == [1.0, 0.0, 2.0, 1.0]
+    # a phase the user switched off stays off: the kernel phase's share goes to the width
+    # phase, not to the depth phase given 0
+    assert effective_phases(tiny_vit_space, [1, 1, 0, 1]) == [1.0, 0.0, 0.0, 2.0]
+    assert effective_phases(tiny_vit_space, [1, 1, 0, 0]) == [2.0, 0.0, 0.0, 0.0]
+    with pytest.raises(UsageError, match=r"given: \[0.25, 0.25, 0.25, 0.25\]"):
+        train(TrainOptions(strategy="progressive", epochs=2, **FAST), tmp_path / "run",
+              space=tiny_vit_space, progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+
+
 def test_family_defaults_for_optimizer_and_lr() -> None:
     assert (TrainOptions().resolved("resnet_like").optimizer,
             TrainOptions().resolved("resnet_like").lr) == ("sgd", 0.2)
