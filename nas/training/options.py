@@ -19,6 +19,7 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 DEFAULT_LR = {"sgd": 0.2, "adamw": 1e-3}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
 
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
@@ -42,11 +43,11 @@ class TrainOptions:
     batch_size: int = 64
     # None: chosen by the space's family when training starts (:meth:`resolved`): SGD with
     # lr 0.2 for the CNN families, AdamW with lr 1e-3 for vit_like (transformers diverge under
-    # the CNN recipe); an lr left None follows the optimizer (0.2 for sgd, 1e-3 for adamw)
+    # the CNN recipe); lr and weight_decay left None follow the optimizer (see resolved)
     optimizer: str | None = None
     lr: float | None = None
     momentum: float = 0.9
-    weight_decay: float = 5e-5
+    weight_decay: float | None = None  # None: 5e-5 for sgd, 0.05 for adamw (DeiT's)
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
@@ -120,12 +121,16 @@ class TrainOptions:
                 continue
             if not _finite(v) or v <= 0:
                 raise UsageError(f"{name}: must be a finite number > 0, got {v!r}")
-        for name in ("momentum", "weight_decay", "warmup_epochs", "label_smoothing",
+        for name in ("momentum", "warmup_epochs", "label_smoothing",
                      "grad_clip", "label_weight", "intact_kd_weight", "val_fraction",
                      "ema_momentum"):
             v = getattr(self, name)
             if not _finite(v) or v < 0:
                 raise UsageError(f"{name}: must be a finite number >= 0, got {v!r}")
+        if self.weight_decay is not None and (not _finite(self.weight_decay)
+                                              or self.weight_decay < 0):
+            raise UsageError(f"weight_decay: must be a finite number >= 0 (or null: by "
+                             f"optimizer), got {self.weight_decay!r}")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
         if not 0 <= self.ema_momentum < 1:
@@ -154,12 +159,14 @@ class TrainOptions:
 
     def resolved(self, family: str | None) -> TrainOptions:
         """These options with the family-dependent defaults filled in: ``optimizer`` (AdamW
-        for ``vit_like``, SGD otherwise) and ``lr`` (1e-3 for AdamW, 0.2 for SGD)."""
+        for ``vit_like``, SGD otherwise), then ``lr`` and ``weight_decay`` by optimizer (SGD:
+        0.2 and 5e-5; AdamW: 1e-3 and 0.05)."""
         opt = self.optimizer or ("adamw" if family == "vit_like" else "sgd")
         lr = self.lr if self.lr is not None else DEFAULT_LR[opt]
-        if (opt, lr) == (self.optimizer, self.lr):
+        wd = self.weight_decay if self.weight_decay is not None else DEFAULT_WEIGHT_DECAY[opt]
+        if (opt, lr, wd) == (self.optimizer, self.lr, self.weight_decay):
             return self
-        return dataclasses.replace(self, optimizer=opt, lr=lr)
+        return dataclasses.replace(self, optimizer=opt, lr=lr, weight_decay=wd)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

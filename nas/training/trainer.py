@@ -95,8 +95,9 @@ def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], floa
 def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer of resolved ``opts`` (see :meth:`TrainOptions.resolved`); no weight decay
     on biases, normalisation parameters and quantizer ranges."""
-    if opts.optimizer is None or opts.lr is None:
-        raise UsageError("optimizer/lr: unresolved; call TrainOptions.resolved(family) first")
+    if opts.optimizer is None or opts.lr is None or opts.weight_decay is None:
+        raise UsageError("optimizer/lr/weight_decay: unresolved; call "
+                         "TrainOptions.resolved(family) first")
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         if not p.requires_grad:

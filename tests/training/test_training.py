@@ -56,7 +56,8 @@ def test_each_strategy_runs_on_a_vit(strategy: str, tiny_vit_space: Space,
     assert r.epochs_done == 4
     assert all(np.isfinite(row["loss"]) for row in r.history)
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert (state["options"]["optimizer"], state["options"]["lr"]) == ("adamw", 1e-3)
+    assert (state["options"]["optimizer"], state["options"]["lr"],
+            state["options"]["weight_decay"]) == ("adamw", 1e-3, 0.05)
     if strategy == "progressive":  # no kernel sizes: the kernel phase's epoch goes to depth
         assert [row["phase"] for row in r.history] == [0.0, 2.0, 2.0, 3.0]
 
@@ -93,7 +94,10 @@ def test_family_defaults_for_optimizer_and_lr() -> None:
             TrainOptions().resolved("vit_like").lr) == ("adamw", 1e-3)
     assert TrainOptions(optimizer="adamw").resolved("resnet_like").lr == 1e-3
     assert TrainOptions(lr=0.05).resolved("vit_like").lr == 0.05
-    given = TrainOptions(optimizer="sgd", lr=0.1)
+    assert TrainOptions().resolved("vit_like").weight_decay == 0.05
+    assert TrainOptions().resolved("resnet_like").weight_decay == 5e-5
+    assert TrainOptions(weight_decay=0.0).resolved("vit_like").weight_decay == 0.0
+    given = TrainOptions(optimizer="sgd", lr=0.1, weight_decay=1e-4)
     assert given.resolved("vit_like") is given
 
 
