@@ -578,11 +578,20 @@ def _signature_hw(signature: str) -> tuple[int, int] | None:
 
 def attention_positions(signature: str) -> int | None:
     """Positions a memory-bound attention unit attends over (``None``: not one; see
-    :func:`unit_class`)."""
-    if not re.search(r"\battention=mhsa\b", signature):
-        return None
+    :func:`unit_class`): a CNN block's ``mhsa`` over its feature map, or a ``vit_like``
+    transformer block's global attention over its tokens (window attention attends over one
+    window's tokens at a time)."""
     hw = _signature_hw(signature)
-    n = hw[0] * hw[1] if hw else MEMORY_BOUND_ATTENTION_POSITIONS
+    if signature.startswith("transformer("):
+        window = re.search(r"\bwindow=(\d+)", signature)
+        if hw is None or window is None:
+            return None
+        w = int(window.group(1))
+        n = hw[0] * hw[1] if w <= 0 else min(w, hw[0]) * min(w, hw[1])
+    elif re.search(r"\battention=mhsa\b", signature):
+        n = hw[0] * hw[1] if hw else MEMORY_BOUND_ATTENTION_POSITIONS
+    else:
+        return None
     return n if n >= MEMORY_BOUND_ATTENTION_POSITIONS else None
 
 

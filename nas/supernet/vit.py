@@ -146,6 +146,12 @@ def _check_space(space: Space, family: str) -> None:
                             "'stages.0.embed_dim'")
     require_dimensions(space, family, [f"stages.{s}.{d}" for s in range(ns)
                                        for d in ("embed_dim", "depth")])
+    beyond = sorted({int(p.split(".")[1]) for p in space.paths
+                     if p.startswith("stages.") and p.split(".")[1].isdigit()
+                     and int(p.split(".")[1]) >= ns})
+    if beyond:  # stages are numbered 0, 1, ...: a gap would silently drop the later ones
+        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
+                            f"'stages.{ns}.embed_dim' but has stage {beyond[0]}")
     require_stage_values(space, family, ns, (
         *STAGE_VALUE_RULES, ("embed_dim", 1, "a positive int"),
         ("heads", 1, "a positive int"), ("mlp_ratio", 1, "a positive int")))

@@ -413,6 +413,11 @@ def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> 
     small = "ResBlockPlan(width=8,attention=mhsa,bits=4,in_hw=32x32,hw=16x16)"
     assert lat.unit_class(small, True) == 2  # 256 positions: a block like the others
     assert lat.unit_class("ResBlockPlan(width=8,attention=se,bits=32,stride=1)", True) == 1
+    # vit_like: global attention over 32x32 tokens is memory-bound, 4x4 windows are not
+    vit = "transformer(dim=64,heads=4,hidden=128,window={},bits={},hw={})"
+    assert lat.unit_class(vit.format(0, 32, "32x32"), True) == 3
+    assert lat.unit_class(vit.format(4, 32, "32x32"), True) == 1
+    assert lat.unit_class(vit.format(0, 8, "8x8"), True) == 2
     t = LatencyTable.load(tiny_table.path, space=tiny_space)
     rng = np.random.default_rng(0)
     for k in t.keys:

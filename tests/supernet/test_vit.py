@@ -131,6 +131,12 @@ def test_bad_spaces_and_configs():
                     family="vit_like")
     with pytest.raises(SupernetError, match="lacks dimension 'stages.0.embed_dim'"):
         build_supernet(no_dims, in_channels=1, num_classes=2, input_size=8)
+    s0 = Group("0", (IntRange("depth", 1, 2), Choice("embed_dim", (8, 16))))
+    s2 = Group("2", (IntRange("depth", 1, 2), Choice("embed_dim", (8, 16))))
+    gap = Space("v", [Group("stages", (s0, s2))], family="vit_like")
+    with pytest.raises(SupernetError, match="lacks dimension 'stages.1.embed_dim' but has "
+                                            "stage 2"):
+        build_supernet(gap, in_channels=1, num_classes=2, input_size=8)
     # a small space of its own builds, trains a step and extracts exactly
     small = make()
     net = build_supernet(small, in_channels=1, num_classes=2, input_size=(6, 10))
