@@ -1,6 +1,7 @@
 """Supernet overhead: a supernet at a config against the subnet extracted from it.
 
-For each space (``resnet_like``, ``mobilenet_like``) and each of the max config, the min config
+For each space (``resnet_like``, ``mobilenet_like``; ``--spaces vit_like`` too) and each of
+the max config, the min config
 and 5 random configs, it times, interleaved in one run (the two models alternate inside every
 round, and the order flips every round, so machine load hits both alike):
 
