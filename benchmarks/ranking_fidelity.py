@@ -9,6 +9,12 @@ recalibration. Prints the stand-alone and inherited accuracies and Kendall's tau
     python benchmarks/ranking_fidelity.py [--data digits] [--epochs 30] [--strategies ...]
         [--resize S] [--train-subset N] [--val-fraction F]
 
+``--standalone-seeds K`` trains each stand-alone subnet K times (seeds ``seed + i + 1000 j``,
+``j = 0 .. K-1``; ``j = 0`` is the single run's seed) and ranks against the mean: the
+stand-alone reference is itself a noisy measurement. ``--standalone-first J`` starts at
+repetition ``J`` (to spread the repetitions over processes; with ``--strategies`` given no
+names, only the stand-alone accuracies are printed).
+
 ``--resize S`` area-downsamples the dataset's images to S x S first (e.g. Fashion-MNIST to
 7 x 7, which a CPU can train 11 times in a session; the data stays real), written to a
 temporary ``.npz`` that the trainer reads; ``--train-subset N`` trains every network (the
@@ -96,7 +102,9 @@ def main() -> None:
     ap.add_argument("--data", default="digits")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--subnets", type=int, default=8)
-    ap.add_argument("--strategies", nargs="+", default=["sandwich", "poa", "uniform"])
+    ap.add_argument("--strategies", nargs="*", default=["sandwich", "poa", "uniform"])
+    ap.add_argument("--standalone-seeds", type=int, default=1)
+    ap.add_argument("--standalone-first", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resize", type=int, default=None)
@@ -125,11 +133,16 @@ def main() -> None:
     flops = [analytic_costs(space, c, **build).flops for c in configs]
     t = time.perf_counter()
     alone = []
+    reps = range(args.standalone_first, args.standalone_seeds)
     for i, cfg in enumerate(configs):
-        model = build_subnet(space, cfg, **build)
-        train_standalone(model, base, x_train, y_train, seed=args.seed + i)
-        alone.append(accuracy(model, *parts.val))
-        print(f"stand-alone {i}: {flops[i] / 1e6:7.2f} MFLOPs  val {alone[-1]:.2f}%", flush=True)
+        accs = []
+        for j in reps:
+            model = build_subnet(space, cfg, **build)
+            train_standalone(model, base, x_train, y_train, seed=args.seed + i + 1000 * j)
+            accs.append(accuracy(model, *parts.val))
+            print(f"stand-alone {i} (seed repetition {j}): {flops[i] / 1e6:7.2f} MFLOPs  "
+                  f"val {accs[-1]:.2f}%", flush=True)
+        alone.append(float(np.mean(accs)))
     print(f"stand-alone training: {time.perf_counter() - t:.0f}s")
     val = TensorLoader(*parts.val, 256)
     for name in args.strategies:
