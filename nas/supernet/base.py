@@ -97,6 +97,13 @@ def values(space: Space, path: str, default: Any) -> tuple[Any, ...]:
     return tuple(space.values(path)) if space.has(path) else (default,)
 
 
+def largest_bits(options: Iterable[int]) -> int:
+    """The bit width a largest config takes: float (32) where allowed, else the widest (the
+    one with the most parameters: float layers carry no activation-quantizer ranges, and the
+    widest quantized layer stores the most bits)."""
+    return max(options, key=lambda b: (b >= 32, b))
+
+
 def n_stages(space: Space) -> int:
     """Number of stages: ``stages.0.width``, ``stages.1.width``, ... present in the space."""
     s = 0

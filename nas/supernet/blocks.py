@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.supernet.static import se_hidden, to_patches, token_attention, window_grid
+from nas.supernet.static import (
+    se_hidden,
+    to_patches,
+    token_attention,
+    weight_bytes,
+    window_grid,
+)
 
 
 class ConvBNAct(nn.Module):
@@ -253,8 +259,7 @@ class Tally:
         n = cout * (cin // groups) * kh * kw
         self.params += n + (cout if bias else 0)
         self.flops += n * hw[0] * hw[1]
-        self.bytes += ((n * bits + 7) // 8 + 4 * cout) if bits < 32 else 4 * n
-        self.bytes += 4 * cout if bias else 0
+        self.bytes += weight_bytes(n, cout, bits) + (4 * cout if bias else 0)
 
     def bn(self, c: int, hw: tuple[int, int]) -> None:
         self.params += 2 * c
@@ -269,8 +274,7 @@ class Tally:
         n = fin * fout
         self.params += n + fout
         self.flops += n * tokens
-        self.bytes += ((n * bits + 7) // 8 + 4 * fout) if bits < 32 else 4 * n
-        self.bytes += 4 * fout
+        self.bytes += weight_bytes(n, fout, bits) + 4 * fout
 
     def layer_norm(self, c: int, tokens: int) -> None:
         self.params += 2 * c

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from nas.supernet.base import Costs
-from nas.supernet.static import QConv2d, QLinear
+from nas.supernet.static import QConv2d, QLinear, weight_bytes
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,7 @@ def model_size_bytes(model: nn.Module) -> int:
     counted: set[int] = set()
     for m in model.modules():
         if isinstance(m, (QConv2d, QLinear)) and m.bits < 32:
-            n = m.weight.numel()
-            total += (n * m.bits + 7) // 8 + 4 * m.weight.shape[0]
+            total += weight_bytes(m.weight.numel(), m.weight.shape[0], m.bits)
             counted.add(id(m.weight))
     for p in model.parameters():
         if id(p) not in counted:

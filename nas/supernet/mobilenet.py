@@ -23,6 +23,7 @@ from nas.supernet.base import (
     Costs,
     Layout,
     Supernet,
+    largest_bits,
     n_stages,
     register_family,
     require_dimensions,
@@ -243,8 +244,7 @@ class MobileNetSupernet(Supernet):
                     space.values(f"stages.{s}.attention"),
                     key=lambda k: _attn_params(k, mid, att.hw))
             if space.has(f"stages.{s}.bits"):
-                flat[f"stages.{s}.bits"] = max(space.values(f"stages.{s}.bits"),
-                                               key=lambda b: (b >= 32, b))
+                flat[f"stages.{s}.bits"] = largest_bits(space.values(f"stages.{s}.bits"))
         return space.config(flat)
 
     @torch.no_grad()

@@ -595,6 +595,13 @@ class ElasticAttention(nn.Module):
             m.permute(perm)
 
 
+def column_l1(m: nn.Module) -> Tensor:
+    """Importance of each input channel of a conv or linear layer: the L1 norm of the weights
+    that read it (used to sort channels, :meth:`Supernet.reorder_channels`)."""
+    w = m.weight
+    return w.abs().sum(dim=0) if w.dim() == 2 else w.abs().sum(dim=(0, 2, 3))
+
+
 # ----------------------------------------------------------------------------- walking helpers
 def collect_state(module: nn.Module, prefix: str, out: dict[str, Tensor]) -> None:
     """Gather ``active_state()`` of the active elastic modules below ``module`` under the

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from nas.errors import ConfigError
 from nas.searchspace import Config, Space
@@ -24,6 +24,7 @@ from nas.supernet.base import (
     Costs,
     Layout,
     Supernet,
+    largest_bits,
     n_stages,
     register_family,
     require_dimensions,
@@ -46,6 +47,7 @@ from nas.supernet.ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
     ElasticLinear,
+    column_l1,
 )
 from nas.supernet.static import (
     InputCheck,
@@ -248,8 +250,7 @@ class ResNetSupernet(Supernet):
                 flat[f"stages.{s}.attention"] = max(kinds, key=lambda k: _attn_params(k, wmax,
                                                                                        hw))
             if space.has(f"stages.{s}.bits"):
-                flat[f"stages.{s}.bits"] = max(space.values(f"stages.{s}.bits"),
-                                               key=lambda b: (b >= 32, b))
+                flat[f"stages.{s}.bits"] = largest_bits(space.values(f"stages.{s}.bits"))
             for b in range(len(self.stages[s].blocks)):
                 p = f"stages.{s}.blocks.{b}.cardinality"
                 if p in flat:
@@ -277,7 +278,7 @@ class ResNetSupernet(Supernet):
                 consumers += [first.conv1, first.shortcut[0]]
             else:
                 consumers.append(self.head.classifier)
-            imp = sum(_column_l1(m) for m in consumers)
+            imp = sum(column_l1(m) for m in consumers)
             perm = torch.argsort(imp, descending=True, stable=True)
             for c in convs:
                 c.permute_out(perm)
@@ -286,10 +287,6 @@ class ResNetSupernet(Supernet):
             for m in consumers:
                 m.permute_in(perm)
 
-
-def _column_l1(m: nn.Module) -> Tensor:
-    w = m.weight
-    return w.abs().sum(dim=0) if w.dim() == 2 else w.abs().sum(dim=(0, 2, 3))
 
 
 def _attn_params(kind: str, c: int, hw: tuple[int, int]) -> int:

@@ -27,6 +27,13 @@ def fake_quant_weight(w: Tensor, bits: int) -> Tensor:
     return w + (q - w).detach()
 
 
+def weight_bytes(n: int, out_channels: int, bits: int) -> int:
+    """Storage of a weight of ``n`` values as :func:`fake_quant_weight` quantizes it: ``bits``
+    per value (rounded up to whole bytes) plus one fp32 scale per output channel; fp32 at 32
+    bits."""
+    return (n * bits + 7) // 8 + 4 * out_channels if bits < 32 else 4 * n
+
+
 def fake_quant_act(x: Tensor, clip: Tensor, bits: int) -> Tensor:
     """Symmetric per-tensor fake quantization of activations to ``[-|clip|, |clip|]``.
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from nas.errors import ConfigError
 from nas.searchspace import Config, Space
@@ -38,6 +38,7 @@ from nas.supernet.base import (
     Costs,
     Supernet,
     down,
+    largest_bits,
     register_family,
     require_dimensions,
     require_stage_values,
@@ -62,6 +63,7 @@ from nas.supernet.ops import (
     ElasticLayerNorm,
     ElasticLinear,
     ElasticPosEmbed,
+    column_l1,
 )
 from nas.supernet.static import (
     InputCheck,
@@ -355,7 +357,7 @@ class VitSupernet(Supernet):
                     pinned[p] = max(space.values(p))
             p = f"stages.{s}.bits"
             if space.has(p):
-                pinned[p] = max(space.values(p), key=lambda b: (b >= 32, b))
+                pinned[p] = largest_bits(space.values(p))
         cfg = space.complete(pinned)
         if cfg is None:  # the space's constraints forbid the largest of everything together
             raise SupernetError(f"space {space.name!r}: no valid config takes the largest "
@@ -384,7 +386,7 @@ class VitSupernet(Supernet):
                 readers += [nxt.conv, nxt.skip]
             else:
                 readers.append(self.head.classifier)
-            imp = sum(_column_l1(m) for m in readers)
+            imp = sum(column_l1(m) for m in readers)
             perm = torch.argsort(imp, descending=True, stable=True)
             if s == 0:
                 self.stem.proj.permute_out(perm)
@@ -404,7 +406,3 @@ class VitSupernet(Supernet):
             else:
                 self.head.norm.permute(perm)
 
-
-def _column_l1(m: nn.Module) -> Tensor:
-    w = m.weight
-    return w.abs().sum(dim=0) if w.dim() == 2 else w.abs().sum(dim=(0, 2, 3))
