@@ -24,6 +24,7 @@ DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
 _CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "schedule": ("cosine", "step", "constant"),
+    "ema_schedule": ("cosine", "constant"),
 }
 
 
@@ -64,6 +65,9 @@ class TrainOptions:
     # every how many steps the elastic student is the smallest subnet (0: always random)
     ema_momentum: float = 0.99
     ema_warmup: int = 10
+    # poa: "cosine" raises the EMA momentum from ema_momentum to 1 over the run (POA's, after
+    # DINO/iBOT), "constant" keeps it
+    ema_schedule: str = "cosine"
     teacher_temperature: float = 0.5
     label_weight: float = 1.0
     intact_kd_weight: float = 1.0
@@ -73,6 +77,16 @@ class TrainOptions:
     # step in phases 1-3 (OFA: 1 for elastic kernel, 2 for depth, 4 for width)
     phases: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
     progressive_subnets: list[int] = field(default_factory=lambda: [1, 2, 4])
+    # progressive: OFA's per-stretch learning-rate restarts, each stretch with a fresh
+    # optimizer, at these multiples of lr (full; kernel; depth two largest, all; width and the
+    # rest two largest, all). OFA's own, for a 180-epoch full network and 120-epoch phases on
+    # ImageNet: [1, 0.37, 0.031, 0.092, 0.031, 0.092] (2.6, 0.96, 0.08, 0.24, 0.08, 0.24); on
+    # short runs full-rate restarts train the subnets far better (benchmarks/RESULTS.md).
+    # null: one schedule over the run
+    progressive_lr: list[float] | None = field(default_factory=lambda: [1.0] * 6)
+    # progressive: share of the depth and of the width phase that samples only the two
+    # largest values of the newly opened dimensions (OFA: 25 of 145 epochs; 0: all at once)
+    progressive_gradual: float = 25 / 145
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -151,6 +165,15 @@ class TrainOptions:
             raise UsageError(f"progressive_subnets: must be 3 integers >= 1 (subnets per step "
                              f"in the kernel, depth and width phases), got "
                              f"{self.progressive_subnets!r}")
+        if self.progressive_lr is not None and (
+                not isinstance(self.progressive_lr, list) or len(self.progressive_lr) != 6
+                or any(not _finite(v) or v <= 0 for v in self.progressive_lr)):
+            raise UsageError(f"progressive_lr: must be 6 numbers > 0 (multiples of lr for the "
+                             f"full, kernel, depth-two-largest, depth, width-two-largest and "
+                             f"width stretches) or null, got {self.progressive_lr!r}")
+        if not _finite(self.progressive_gradual) or not 0 <= self.progressive_gradual < 1:
+            raise UsageError(f"progressive_gradual: must be a number in [0, 1), got "
+                             f"{self.progressive_gradual!r}")
         for name in ("train_subset", "max_steps_per_epoch", "threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -183,6 +206,10 @@ class TrainOptions:
         for k, v in d.items():
             if "float" in str(types[k]) and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
+            if isinstance(v, list):  # plain lists (a YAML file's carry line numbers), and
+                # floats where floats are meant: options.yaml and checkpoints hold plain data
+                v = [float(e) if "list[float]" in str(types[k]) and isinstance(e, int)
+                     and not isinstance(e, bool) else e for e in v]
             clean[k] = v
         try:
             return cls(**clean)

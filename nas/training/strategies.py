@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +40,7 @@ from nas.errors import UsageError
 from nas.searchspace import Config, Space
 from nas.supernet import Supernet
 from nas.training.options import TrainOptions
+from nas.training.schedule import warmed
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -76,6 +79,7 @@ class Strategy:
     name: ClassVar[str] = ""
 
     def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
+        self.reset_optimizer = False  # read (and cleared) by the trainer before a step
         self.supernet = supernet
         self.space: Space = supernet.space
         self.opts = opts
@@ -92,6 +96,16 @@ class Strategy:
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each epoch (0-based)."""
+
+    def on_step_start(self, step: int, steps_per_epoch: int) -> None:
+        """Called before each training step (``step``: optimizer steps done so far in the
+        run). Setting ``reset_optimizer`` here (or in :meth:`on_epoch_start`) makes the
+        trainer drop the optimizer's state before the step."""
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float | None:
+        """The strategy's own learning-rate multiplier (of ``lr``) for ``step``; ``None``
+        (the default): the run's ``schedule``."""
+        return None
 
     def after_step(self) -> None:
         """Called after the optimizer step."""
@@ -194,10 +208,11 @@ class POA(Strategy):
     Deviations from the paper, for short supervised runs (each measured on digits, see
     benchmarks/RESULTS.md):
 
-    - The teacher's EMA momentum warms up: ``min(ema_momentum, (1 + t) / (ema_warmup + t))``
-      after ``t`` updates (``ema_warmup`` 0: constant). With a constant 0.99 over a 12-epoch
-      digits run (240 steps) the teacher stayed near random for most of training; the paper's
-      long runs start at 0.996 directly.
+    - The teacher's EMA momentum follows the paper's cosine from ``ema_momentum`` to 1 over
+      the run (``ema_schedule``; 0.99 here, 0.996 in the paper's long runs) but warms up:
+      it is capped by ``(1 + t) / (ema_warmup + t)`` after ``t`` updates (``ema_warmup`` 0:
+      no cap). With a constant 0.99 over a 12-epoch digits run (240 steps) the teacher
+      stayed near random for most of training.
     - Every ``min_every``-th step the elastic student is the smallest subnet instead of a
       random one (the sandwich rule's lower bound; 0: always random). The paper samples the
       elastic student at random only; without it the smallest subnet lagged (73 % against
@@ -212,12 +227,20 @@ class POA(Strategy):
     def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
         super().__init__(supernet, opts, rng)
         self.teacher = _Teacher(supernet, batch_stats=True)
-        self.updates = 0  # EMA updates done (for the momentum warm-up and min_every)
+        self.updates = 0  # EMA updates done (for the momentum schedules and min_every)
+        self.total_steps = 0  # of the run (told by the trainer; 0: unknown, no cosine)
+
+    def on_step_start(self, step: int, steps_per_epoch: int) -> None:
+        self.total_steps = self.opts.epochs * steps_per_epoch
 
     def momentum(self) -> float:
-        """The teacher's EMA momentum for the next update."""
-        m, w = self.opts.ema_momentum, self.opts.ema_warmup
-        return min(m, (1 + self.updates) / (w + self.updates)) if w else m
+        """The teacher's EMA momentum for the next update: ``ema_momentum``, raised to 1 over
+        the run along a cosine (``ema_schedule: cosine``, as in POA and the DINO/iBOT
+        teachers it builds on), capped by the warm-up."""
+        m, w, t = self.opts.ema_momentum, self.opts.ema_warmup, self.updates
+        if self.opts.ema_schedule == "cosine" and self.total_steps:
+            m = 1 - (1 - m) * (1 + math.cos(math.pi * min(1.0, t / self.total_steps))) / 2
+        return min(m, (1 + t) / (w + t)) if w else m
 
     def elastic_config(self) -> Config:
         k = self.opts.min_every
@@ -282,16 +305,20 @@ def open_dims(space: Space, phase: int) -> frozenset[str]:
 
 
 def sample_open(space: Space, base: Config, open_paths: frozenset[str],
-                rng: np.random.Generator) -> Config:
+                rng: np.random.Generator, top_two: frozenset[str] = frozenset()) -> Config:
     """A valid config with the ``open_paths`` drawn at random and every other dimension as in
-    ``base`` (constraints permitting), through the space's encoding and repair."""
+    ``base`` (constraints permitting), through the space's encoding and repair. Paths in
+    ``top_two`` (a subset of ``open_paths``) draw from their two largest values only (values
+    are listed cheapest first), as OFA opens depth and width in two steps."""
     if not open_paths:
         return base
     vec = space.encode(base)
     rand = space.encode(space.sample(rng))
     _, hi = space.bounds()
     for i, path in enumerate(space.paths):
-        if path in open_paths:
+        if path in top_two:
+            vec[i] = rng.integers(max(0, int(hi[i]) - 1), int(hi[i]) + 1)
+        elif path in open_paths:
             vec[i] = rand[i] if rand[i] >= 0 else rng.integers(0, int(hi[i]) + 1)
         elif vec[i] < 0:
             vec[i] = hi[i]
@@ -345,21 +372,55 @@ def phase_ends(phases: list[float], epochs: int) -> list[int]:
     return ends
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of progressive shrinking trained as one OFA run: optimizer steps
+    ``[start, end)`` of ``phase``, with only the two largest values of the phase's newly
+    opened dimensions (``top_two``) or all of them, its own learning-rate restart (``lr``, a
+    multiplier of the run's ``lr``) and warm-up steps."""
+
+    start: int
+    end: int
+    phase: int
+    top_two: bool
+    lr: float
+    warm: int
+
+
+# OFA (Cai et al. 2020, Fig. 3; the released train_ofa_net.py): a phase that opens a
+# dimension fully warms up over 5 of its 120 epochs; the first, two-largest-values part of the
+# depth and width phases (25 epochs) does not warm up
+OFA_WARMUP_SHARE = 5 / 120
+
+
 @register_strategy
 class Progressive(Strategy):
     """OFA progressive shrinking (Cai et al., "Once-for-All", ICLR 2020): phase 0 trains the
     full network; phase 1 opens the kernel sizes, phase 2 also depth, phase 3 everything else
-    (width, attention, bits), each previously opened choice staying open. From phase 1 on,
-    every step trains ``progressive_subnets[phase - 1]`` sampled subnets (OFA: 1, 2, 4),
-    each on the labels plus knowledge distillation from the frozen full network of the end of
-    phase 0 (batch-statistics batch norm, as OFA runs its teacher in train mode: its running
-    statistics are whatever the last BN recalibration left). Entering the width phase, the
-    channels are sorted by importance (``Supernet.reorder_channels``, the full network's
-    function unchanged) and the optimizer's state is reset, as OFA starts each phase afresh.
-    A phase that opens nothing new in the space (the kernel phase of ``vit_like``) gives its
-    epochs to the next phase (:func:`effective_phases`).
-    Not done: OFA's per-phase learning-rate restarts and its gradual depth/width opening
-    (here one cosine schedule over the run; depth and width open at once)."""
+    (width, attention, bits, cardinality), each previously opened choice staying open.
+    As in OFA, depth and width open in two steps: the first ``progressive_gradual`` of the
+    depth and of the last phase's steps (OFA: 25 of 145 epochs) sample only the two largest
+    values of each newly opened dimension (OFA: depth {3, 4}, then {2, 3, 4}; expand {4, 6},
+    then {3, 4, 6}). From phase 1 on, every step trains ``progressive_subnets[phase - 1]``
+    sampled subnets (OFA: 1, 2, 4), each on the labels plus knowledge distillation from the
+    frozen full network of the end of phase 0 (batch-statistics batch norm, as OFA runs its
+    teacher in train mode: its running statistics are whatever the last BN recalibration
+    left). Entering the width phase, the channels are sorted by importance
+    (``Supernet.reorder_channels``, the full network's function unchanged).
+
+    OFA trains each of its six stretches (full; kernel; depth top two, all; width top two,
+    all) as a run of its own: a fresh optimizer and the schedule restarted at the stretch's
+    own learning rate, with a warm-up of 5 of 120 epochs where a dimension opens fully (the
+    full network's warm-up is ``warmup_epochs``). So does this strategy, at
+    ``progressive_lr`` times ``lr``. OFA's rates (2.6, 0.96, 0.08, 0.24, 0.08, 0.24 at batch
+    2048: ``[1, 0.37, 0.031, 0.092, 0.031, 0.092]``) fine-tune a full network trained for 180
+    epochs; after the few epochs of a short run they leave the subnets undertrained (digits,
+    12 epochs: random subnets 62 % against 89 % with full-rate restarts, the default; see
+    benchmarks/RESULTS.md). ``progressive_lr: null`` runs one schedule over the whole run
+    instead (and resets the optimizer only where the channels are sorted). A phase that opens
+    nothing new in the space (the kernel phase of ``vit_like``) gives its epochs to the next
+    phase (:func:`effective_phases`). Phases are whole epochs (``phases``: their shares); OFA's
+    epoch counts (180 + 120 + 25 + 120 + 25 + 120) are ``phases: [180, 120, 145, 145]``."""
 
     name = "progressive"
 
@@ -375,15 +436,57 @@ class Progressive(Strategy):
                              f"open nothing new in space {self.space.name!r} (given: "
                              f"{list(opts.phases)})") from None
         self.phase = 0
+        self.top_two = False
         self.teacher: _Teacher | None = None
         self.channels_sorted = False
-        self.reset_optimizer = False  # read (and cleared) by the trainer
+        self._segments: tuple[int, list[Segment]] = (0, [])
 
     def phase_of(self, epoch: int) -> int:
         for p, end in enumerate(self.phase_ends):
             if epoch < end:
                 return p
         return 3
+
+    def segments(self, steps_per_epoch: int) -> list[Segment]:
+        """The run's stretches in optimizer steps (see the class docstring)."""
+        if self._segments[0] == steps_per_epoch:
+            return self._segments[1]
+        lrs = self.opts.progressive_lr or [1.0] * 6
+        out: list[Segment] = []
+        start = 0
+        for p, end_epoch in enumerate(self.phase_ends):
+            end = end_epoch * steps_per_epoch
+            n = end - start
+            if n <= 0:
+                continue
+            if p == 0:
+                warm = min(int(self.opts.warmup_epochs * steps_per_epoch), n // 2)
+                out.append(Segment(start, end, 0, False, lrs[0], warm))
+            elif p == 1:
+                out.append(Segment(start, end, 1, False, lrs[1], round(OFA_WARMUP_SHARE * n)))
+            else:
+                i = 2 if p == 2 else 4
+                first = (round(self.opts.progressive_gradual * n)
+                         if self.opts.progressive_gradual and n >= 2 else 0)
+                first = min(max(first, 1), n - 1) if first else 0
+                if first:
+                    out.append(Segment(start, start + first, p, True, lrs[i], 0))
+                out.append(Segment(start + first, end, p, False, lrs[i + 1],
+                                   round(OFA_WARMUP_SHARE * (n - first))))
+            start = end
+        self._segments = (steps_per_epoch, out)
+        return out
+
+    def segment_at(self, step: int, steps_per_epoch: int) -> Segment:
+        segs = self.segments(steps_per_epoch)
+        return next((s for s in segs if step < s.end), segs[-1])
+
+    def lr_factor(self, step: int, steps_per_epoch: int) -> float | None:
+        if self.opts.progressive_lr is None:
+            return None
+        seg = self.segment_at(step, steps_per_epoch)
+        return seg.lr * warmed(self.opts.schedule, step - seg.start, seg.end - seg.start,
+                               seg.warm)
 
     def on_epoch_start(self, epoch: int) -> None:
         self.phase = self.phase_of(epoch)
@@ -395,6 +498,12 @@ class Progressive(Strategy):
             self.channels_sorted = True
             self.reset_optimizer = True
 
+    def on_step_start(self, step: int, steps_per_epoch: int) -> None:
+        seg = self.segment_at(step, steps_per_epoch)
+        self.top_two = seg.top_two
+        if step == seg.start and step > 0 and self.opts.progressive_lr is not None:
+            self.reset_optimizer = True  # each stretch is a fresh OFA run
+
     def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
         if self.phase == 0 or self.teacher is None:
             loss = self.ce(self.forward(self._max, x), y)
@@ -403,9 +512,10 @@ class Progressive(Strategy):
         target = self.teacher.logits(self._max, x)
         k = self.opts.progressive_subnets[self.phase - 1]
         opened = open_dims(self.space, self.phase)
+        top_two = opened - open_dims(self.space, self.phase - 1) if self.top_two else frozenset()
         total = 0.0
         for _ in range(k):
-            cfg = sample_open(self.space, self._max, opened, self.rng)
+            cfg = sample_open(self.space, self._max, opened, self.rng, top_two)
             logits = self.forward(cfg, x)
             loss = self.ce(logits, y) + kd_loss(logits, target, self.opts.kd_temperature)
             (loss / k).backward()  # OFA accumulates the subnets' gradients, averaged

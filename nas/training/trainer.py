@@ -38,6 +38,7 @@ from nas.searchspace import Space, load_space
 from nas.supernet import Supernet, build_supernet, save_supernet
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
+from nas.training.schedule import warmed
 from nas.training.strategies import make_strategy
 from nas.utils.files import (
     atomic_torch_save,
@@ -80,14 +81,7 @@ def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], floa
         warm = total // 2
 
     def f(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if opts.schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        if opts.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        return 0.1 ** int(progress * 3)  # step: x0.1 at 1/3 and 2/3
+        return warmed(opts.schedule, step, total, warm)
 
     return f
 
@@ -197,7 +191,13 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     rng = np.random.default_rng(opts.seed)
     strategy = make_strategy(opts.strategy, net, opts, rng)
     optimizer = _optimizer(opts, net)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, steps_per_epoch))
+    run_schedule = _lr_lambda(opts, steps_per_epoch)
+
+    def lr_factor(step: int) -> float:
+        # a strategy may schedule the learning rate itself (progressive: OFA's restarts)
+        own = strategy.lr_factor(step, steps_per_epoch)
+        return run_schedule(step) if own is None else own
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     val_loader = TensorLoader(*parts.val, 256, device=device)
 
     def calib_loader(epoch: int) -> TensorLoader:
@@ -266,11 +266,6 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         while epoch < opts.epochs:
             net.train()
             strategy.on_epoch_start(epoch)
-            if getattr(strategy, "reset_optimizer", False):
-                # the strategy permuted the weights (progressive: channel sorting): momentum
-                # buffers no longer line up with them, so the next phase starts afresh
-                optimizer.state.clear()
-                strategy.reset_optimizer = False  # type: ignore[attr-defined]
             gen.set_state(epoch_gen_state)
             sums: dict[str, float] = dict(partial["sums"])
             done, images = int(partial["done"]), int(partial["images"])
@@ -282,6 +277,12 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                     break
                 if i < step_in_epoch:
                     continue  # already done before the interruption
+                strategy.on_step_start(global_step, steps_per_epoch)
+                if strategy.reset_optimizer:
+                    # a new phase starts afresh (progressive: OFA runs each phase as its own
+                    # training run; channel sorting permuted the weights under the momentum)
+                    optimizer.state.clear()
+                    strategy.reset_optimizer = False
                 optimizer.zero_grad(set_to_none=True)
                 losses = strategy.step(x, y)
                 bad = next((k for k, v in losses.items() if not math.isfinite(v)), None)

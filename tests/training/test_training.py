@@ -214,6 +214,14 @@ def test_options_errors(tmp_path: Path) -> None:
     p.write_text("epochs: 3\nlr: 0.2\n")
     o = TrainOptions.from_yaml(p, {"epochs": 5})
     assert (o.epochs, o.lr) == (5, 0.2)
+    # lists from a file are plain data (options.yaml and checkpoints must hold them)
+    p.write_text("phases: [1, 1, 0, 2]\nprogressive_lr: [1, 1, 1, 0.5, 0.5, 0.5]\n")
+    o = TrainOptions.from_yaml(p)
+    assert type(o.phases) is list and o.phases == [1.0, 1.0, 0.0, 2.0]
+    assert all(type(v) is float for v in o.phases + o.progressive_lr)
+    import yaml
+
+    assert yaml.safe_load(yaml.safe_dump(o.to_dict()))["progressive_lr"][3] == 0.5
     with pytest.raises(UsageError, match="unknown strategy 'greedy'; known: multiarch"):
         train(TrainOptions(strategy="greedy", **FAST), tmp_path / "r", progress=False)
 
@@ -406,3 +414,101 @@ def test_image_folder_skips_hidden_dirs_and_keeps_16_bit_grey(tmp_path: Path) ->
     d = load_dataset(str(tmp_path))
     assert d.class_names == ["cat", "dog"] and d.num_classes == 2
     assert float(d.x_train.std()) > 0.5  # 16-bit values kept, not clipped to one value
+
+
+def test_progressive_stretches_restart_lr_and_optimizer(tiny_space: Space) -> None:
+    """OFA's six stretches (full; kernel; depth two largest, all; width two largest, all):
+    each restarts the schedule at its own learning rate with a fresh optimizer, and the
+    first part of the depth and width phases samples only the two largest values."""
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=8)
+    opts = TrainOptions(strategy="progressive", epochs=4, warmup_epochs=0,
+                        progressive_lr=[1.0, 0.37, 0.031, 0.092, 0.031, 0.092])  # OFA's
+    prog = make_strategy("progressive", net, opts, np.random.default_rng(0))
+    segs = prog.segments(12)
+    assert [(s.start, s.end, s.phase, s.top_two) for s in segs] == [
+        (0, 12, 0, False), (12, 24, 1, False), (24, 26, 2, True), (26, 36, 2, False),
+        (36, 38, 3, True), (38, 48, 3, False)]
+    assert [prog.lr_factor(s.start, 12) for s in segs] == [1.0, 0.37, 0.031, 0.092, 0.031,
+                                                            0.092]
+    for s in segs:  # each stretch decays (cosine) before the next restarts
+        n = s.end - s.start
+        assert prog.lr_factor(s.end - 1, 12) == pytest.approx(
+            s.lr * 0.5 * (1 + np.cos(np.pi * (n - 1) / n)))
+    resets = []
+    for step in range(48):
+        prog.on_step_start(step, 12)
+        resets.append(prog.reset_optimizer)
+        prog.reset_optimizer = False
+        assert prog.top_two == (24 <= step < 26 or 36 <= step < 38)
+    assert [i for i, r in enumerate(resets) if r] == [12, 24, 26, 36, 38]
+    one = make_strategy("progressive", net, opts.replace(progressive_lr=None,
+                                                        progressive_gradual=0.0),
+                        np.random.default_rng(0))
+    assert one.lr_factor(24, 12) is None and len(one.segments(12)) == 4
+    one.on_step_start(24, 12)
+    assert not one.reset_optimizer and not one.top_two
+
+
+def test_progressive_two_largest_values_first(tiny_space: Space) -> None:
+    rng = np.random.default_rng(0)
+    mx = tiny_space.max()
+    opened = open_dims(tiny_space, 3)
+    new = opened - open_dims(tiny_space, 2)  # width, attention, bits, cardinality
+    _, hi = tiny_space.bounds()
+    idx = [i for i, p in enumerate(tiny_space.paths) if p in new]
+
+    def below_top(top_two: frozenset[str]) -> set[int]:
+        seen: set[int] = set()
+        for _ in range(60):
+            vec = tiny_space.encode(sample_open(tiny_space, mx, opened, rng, top_two))
+            seen |= {int(hi[i] - vec[i]) for i in idx if vec[i] >= 0}
+        return seen
+
+    assert below_top(new) == {0, 1}  # the largest and the second largest values only
+    assert max(below_top(frozenset())) >= 2  # then every value
+
+
+def test_progressive_resume_across_a_restart(tiny_space: Space, tmp_path: Path) -> None:
+    """Killed inside the depth phase, right after its two-largest-values stretch (a restart
+    with a fresh optimizer), the resumed run reaches the uninterrupted run's weights."""
+    opts = TrainOptions(strategy="progressive", epochs=4, max_steps_per_epoch=3,
+                        deterministic=True, progressive_subnets=[1, 2, 2], **FAST)
+    full = train(opts, tmp_path / "a", space=tiny_space, progress=False)
+    train(opts, tmp_path / "b", space=tiny_space, progress=False, stop_after_steps=7)
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (2, 1)
+    resumed = train(opts, tmp_path / "b", resume=True, progress=False)
+    a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["lr"] for r in full.history] == [r["lr"] for r in resumed.history]
+
+
+def test_poa_ema_cosine_schedule(tiny_space: Space) -> None:
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=8)
+    opts = TrainOptions(strategy="poa", ema_momentum=0.99, ema_warmup=0, epochs=2)
+    poa = make_strategy("poa", net, opts, np.random.default_rng(0))
+    assert poa.momentum() == 0.99  # the run's length not known yet
+    poa.on_step_start(0, 50)
+    got = []
+    for t in (0, 50, 100):
+        poa.updates = t
+        got.append(poa.momentum())
+    assert got == [pytest.approx(0.99), pytest.approx(0.995), pytest.approx(1.0)]
+    const = make_strategy("poa", net, opts.replace(ema_schedule="constant"),
+                          np.random.default_rng(0))
+    const.on_step_start(0, 50)
+    const.updates = 100
+    assert const.momentum() == 0.99
+    with pytest.raises(UsageError, match="ema_schedule: 'linear' is not allowed"):
+        opts.replace(ema_schedule="linear")
+    with pytest.raises(UsageError, match="progressive_lr: must be 6 numbers > 0"):
+        opts.replace(progressive_lr=[1.0, 0.5])
+    with pytest.raises(UsageError, match="progressive_gradual: must be a number in \\[0, 1\\)"):
+        opts.replace(progressive_gradual=1.0)
