@@ -72,6 +72,11 @@ class TrainResult:
     already_complete: bool = False  # a resumed run that had finished before this call
 
 
+# what a checkpoint written before an option existed trained with
+_OPTIONS_BEFORE_THEY_EXISTED: dict[str, Any] = {
+    "progressive_lr": None, "progressive_gradual": 0.0, "ema_schedule": "constant"}
+
+
 def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], float]:
     total = max(1, opts.epochs * steps_per_epoch)
     warm = int(opts.warmup_epochs * steps_per_epoch)
@@ -164,7 +169,9 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         if bad:
             raise UsageError(f"resume_overrides: {bad[0]!r} cannot change on resume (only "
                              "threads and device)")
-        opts = TrainOptions.from_dict({**state["options"], **changes}, where=str(ckpt_path))
+        # options added after a run started resume as that run trained (not the new defaults)
+        saved = {**_OPTIONS_BEFORE_THEY_EXISTED, **state["options"]}
+        opts = TrainOptions.from_dict({**saved, **changes}, where=str(ckpt_path))
         space = Space.from_dict(state["space"])
     elif ckpt_path.exists():
         raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "

@@ -512,3 +512,20 @@ def test_poa_ema_cosine_schedule(tiny_space: Space) -> None:
         opts.replace(progressive_lr=[1.0, 0.5])
     with pytest.raises(UsageError, match="progressive_gradual: must be a number in \\[0, 1\\)"):
         opts.replace(progressive_gradual=1.0)
+
+
+def test_resuming_a_run_from_before_new_options(tiny_space: Space, tmp_path: Path) -> None:
+    """A checkpoint written before the progressive restarts and the POA momentum schedule
+    existed resumes as it trained (one schedule, all values at once, constant momentum)."""
+    opts = TrainOptions(strategy="poa", epochs=2, max_steps_per_epoch=2, **FAST)
+    train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    for k in ("progressive_lr", "progressive_gradual", "ema_schedule"):
+        del state["options"][k]
+    torch.save(state, ckpt)
+    r = train(TrainOptions(), tmp_path / "run", resume=True, progress=False)
+    assert r.epochs_done == 2
+    saved = load_checkpoint(ckpt)["options"]
+    assert (saved["progressive_lr"], saved["progressive_gradual"], saved["ema_schedule"]) == (
+        None, 0.0, "constant")
