@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.resume:
         run_dir = Path(args.resume)
+        if run_dir.is_file():
+            raise UsageError(f"--resume {args.resume}: is a file, not a run directory (the "
+                             "directory `nas train --out` made)")
         if not run_dir.is_dir():
             raise UsageError(f"--resume {args.resume}: no such run directory")
         if not (run_dir / "checkpoint.pt").exists():

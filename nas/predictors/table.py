@@ -69,7 +69,7 @@ def read_table(path: str | os.PathLike[str]) -> Table:
     """
     p = Path(path)
     try:
-        with open(p, newline="", encoding="utf-8") as f:
+        with open(p, newline="", encoding="utf-8-sig") as f:  # (Excel's BOM, if any)
             reader = csv.reader(f)
             try:
                 header = next(reader)

@@ -227,6 +227,17 @@ def _only_search_phase_differs(old: dict[str, Any], ident: dict[str, Any]) -> bo
     return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in _SEARCH_PHASE)
 
 
+def _comparable(ident: dict[str, Any]) -> dict[str, Any]:
+    """A search manifest's identity as compared on resume: the space by name and fingerprint
+    only (not how ``--space`` was spelled: ``./s.yaml``, ``s.yaml`` or an identical copy
+    elsewhere), the supernet by its resolved path (``./runs/x`` is ``runs/x``)."""
+    opts = dict(ident.get("options") or {})
+    opts.pop("space", None)
+    if isinstance(opts.get("supernet"), str):
+        opts["supernet"] = str(Path(opts["supernet"]).resolve())
+    return {**ident, "options": opts}
+
+
 def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
     manifest = out / "search.json"
     ident = {"space": space.name, "space_fingerprint": space.fingerprint,
@@ -238,11 +249,11 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
             old = None
         if not isinstance(old, dict) or not isinstance(old.get("options"), dict):
             raise SearchError(f"{manifest}: corrupt; remove it or choose another --out")
-        if old != ident:
-            diff = [k for k in ident["options"] if old.get("options", {}).get(k)
-                    != ident["options"][k]]
+        was, now = _comparable(old), _comparable(ident)
+        if was != now:
+            diff = [k for k in now["options"] if was["options"].get(k) != now["options"][k]]
             what = ", ".join(diff) if diff else "space definition"
-            if (_only_search_phase_differs(old, ident)
+            if (_only_search_phase_differs(was, now)
                     and not (out / "history.csv").exists()):
                 # stopped before its first evaluation (an infeasible --constraint, a kill
                 # while the supernet trained): what is there does not depend on these

@@ -84,7 +84,11 @@ class Condition:
                 raise SpaceDefinitionError(
                     f"condition {self.op!r} needs a list of values, got {self.value!r}"
                 )
+            for v in self.value:
+                _check_scalar(v, f"condition {self.op!r}")
             object.__setattr__(self, "value", tuple(self.value))
+        else:  # one value to compare with: a list would never equal a dimension's value
+            _check_scalar(self.value, f"condition {self.op!r} (for a list use 'in')")
 
     def holds(self, v: Any) -> bool:
         """Whether the condition holds when the dimension at ``path`` has value ``v``."""
@@ -165,9 +169,13 @@ class Choice:
         object.__setattr__(self, "values", vals)
         if self.ordinal is None:
             object.__setattr__(self, "ordinal", all(_is_number(v) for v in vals))
+        elif not isinstance(self.ordinal, bool):
+            raise SpaceDefinitionError(f"{self.name}: ordinal must be true or false, got "
+                                       f"{self.ordinal!r}")
         if self.default is None:
             object.__setattr__(self, "default", vals[0])
-        elif value_key(self.default) not in {value_key(v) for v in vals}:
+        elif (isinstance(self.default, (list, dict, set, tuple))
+              or value_key(self.default) not in {value_key(v) for v in vals}):
             raise SpaceDefinitionError(
                 f"{self.name}: default {self.default!r} is not one of {list(vals)}"
             )

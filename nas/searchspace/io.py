@@ -82,12 +82,23 @@ def _line_of(doc: Any, field: tuple[str | int, ...]) -> int | None:
     return line
 
 
-def _plain(obj: Any) -> Any:
+def to_plain(obj: Any) -> Any:
+    """A document from :func:`read_document` as plain dicts and lists (without the line
+    numbers): what is kept, saved or shown must not carry the loader's types."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_plain(v) for v in obj]
+        return [to_plain(v) for v in obj]
     return obj
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
 
 
 def read_document(path: str | Path) -> tuple[Any, str]:
@@ -100,10 +111,12 @@ def read_document(path: str | Path) -> tuple[Any, str]:
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: cannot be read ({e})") from None
     if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text), "json"
+        try:  # duplicate keys are errors, as in YAML files
+            return json.loads(text, object_pairs_hook=_json_object), "json"
         except json.JSONDecodeError as e:
             raise SpaceDefinitionError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+        except ValueError as e:
+            raise SpaceDefinitionError(f"{path}: malformed JSON: {e}") from None
     try:
         return yaml.load(text, Loader=_LineLoader), "yaml"  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as e:
@@ -119,7 +132,7 @@ def load_space_file(path: str | Path) -> Space:
     """Load a space definition from a YAML or JSON file."""
     doc, _ = read_document(path)
     try:
-        return Space.from_dict(doc)
+        return Space.from_dict(to_plain(doc))
     except SpaceDefinitionError as e:
         line = _line_of(doc, e.field)
         where = f"{path}:{line}" if line else str(path)
@@ -145,7 +158,7 @@ def load_config(space: Space, path: str | Path) -> Config:
     nested config) and validate it against ``space``."""
     doc, _ = read_document(path)
     try:
-        return space.config(_plain(doc))
+        return space.config(to_plain(doc))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 

@@ -164,6 +164,21 @@ def require_stage_values(space: Space, family: str, stages: int | None = None,
                                     f"{bad[0]!r}; {what}")
 
 
+def require_positive_ints(space: Space, family: str, names: Iterable[str]) -> None:
+    """Raise :class:`SupernetError` where a dimension named one of ``names`` (the last part of
+    its path: ``width`` covers ``stem.width`` and ``stages.2.width``) allows a value that is
+    not a positive int: channel counts, kernel sizes, groups and expand ratios build layers."""
+    wanted = frozenset(names)
+    for path in space.paths:
+        if path.rsplit(".", 1)[-1] not in wanted:
+            continue
+        bad = [v for v in space.values(path)
+               if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+        if bad:
+            raise SupernetError(f"space {space.name!r} (family {family}): {path} allows "
+                                f"{bad[0]!r}; its values must be positive integers")
+
+
 _FAMILIES: dict[str, type[Supernet]] = {}
 
 

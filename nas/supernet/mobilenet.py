@@ -27,6 +27,7 @@ from nas.supernet.base import (
     n_stages,
     register_family,
     require_dimensions,
+    require_positive_ints,
     require_stage_values,
     stage_layout,
     values,
@@ -92,6 +93,7 @@ def _required(space: Space, family: str) -> None:
     require_dimensions(space, family, ["stem.width", "head.width", "stages.0.width",
                                        *(f"stages.{s}.depth" for s in range(n_stages(space)))])
     require_stage_values(space, family)
+    require_positive_ints(space, family, ("width", "kernel", "expand"))
 
 
 @register_family("mobilenet_like")

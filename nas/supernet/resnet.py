@@ -28,6 +28,7 @@ from nas.supernet.base import (
     n_stages,
     register_family,
     require_dimensions,
+    require_positive_ints,
     require_stage_values,
     stage_layout,
     values,
@@ -97,6 +98,7 @@ def _required(space: Space, family: str) -> None:
     require_dimensions(space, family, ["stem.width", "stages.0.width", "stages.0.depth",
                                        *(f"stages.{s}.depth" for s in range(n_stages(space)))])
     require_stage_values(space, family)
+    require_positive_ints(space, family, ("width", "kernel", "cardinality"))
 
 
 @register_family("resnet_like")

@@ -18,6 +18,9 @@ from nas.utils.device import resolve_device
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+# a number in scientific notation without a dot (1e-3), which YAML 1.1 leaves a string
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
 DEFAULT_LR = {"sgd": 0.2, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
 
@@ -197,13 +200,15 @@ class TrainOptions:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "options") -> TrainOptions:
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - known, key=str)  # keys of a file may be of any type
         if unknown:
             raise UsageError(f"{where}: unknown option {unknown[0]!r}; known options: "
                              f"{', '.join(sorted(known))}")
         types = {f.name: f.type for f in fields(cls)}
         clean = {}
         for k, v in d.items():
+            if "float" in str(types[k]) and isinstance(v, str) and _SCIENTIFIC.match(v):
+                v = float(v)  # YAML 1.1 reads 1e-3 (no dot) as a string
             if "float" in str(types[k]) and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             if isinstance(v, list):  # plain lists (a YAML file's carry line numbers), and
@@ -220,7 +225,7 @@ class TrainOptions:
     def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None
                   ) -> TrainOptions:
         """Options from a YAML file, then ``overrides`` (e.g. command-line flags) on top."""
-        from nas.searchspace.io import read_document
+        from nas.searchspace.io import read_document, to_plain
 
         if Path(path).is_dir():
             raise UsageError(f"{path}: is a directory, not an options file")
@@ -232,7 +237,7 @@ class TrainOptions:
         if not isinstance(doc, dict):
             raise UsageError(f"{path}: must be a mapping of option: value")
         lines = getattr(doc, "lines", {})
-        given = dict(doc)
+        given = to_plain(dict(doc))
         try:
             cls.from_dict(given, where="")  # the file alone: errors point into it
         except UsageError as e:

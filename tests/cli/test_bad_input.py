@@ -239,3 +239,113 @@ def test_small_input_checks(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "mixed.npz"))
     m = get_predictor("ridge").fit(np.random.default_rng(0).random((10, 3)), np.arange(10.0))
     assert m.predict(np.array([0.1, 0.2, 0.3])).shape == (1,)  # one row given as 1-D
+
+
+# ---- found by a second bad-input pass (2026-11-22): files with unusual but parseable content
+
+MINI_SPACE = """\
+name: mini_resnet
+family: resnet_like
+dims:
+  - name: stem
+    type: group
+    children:
+      - {name: width, type: choice, values: [16, 32]STEM_EXTRA}
+  - name: stages
+    type: group
+    children:
+      - name: "0"
+        type: group
+        children:
+          - {name: depth, type: int, low: 1, high: 2}
+          - {name: width, type: choice, values: WIDTHS}
+          - name: blocks
+            type: group
+            repeat: 2
+            depth: stages.0.depth
+            children:
+              - {name: kernel, type: choice, values: [3, 5]}
+              - {name: cardinality, type: choice, values: [16, 1]}
+constraints:
+  - {type: divides, divisor: stages.0.blocks.0.cardinality, dividend: stages.0.width}
+  - {type: divides, divisor: stages.0.blocks.1.cardinality, dividend: stages.0.width}
+"""
+
+
+def mini_space(tmp_path: Path, stem_extra: str = "", widths: str = "[24, 32]",
+               name: str = "mini.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(MINI_SPACE.replace("STEM_EXTRA", stem_extra).replace("WIDTHS", widths))
+    return p
+
+
+def test_space_files_hold_plain_data(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Lists and mappings of a YAML space file do not reach what is saved (the line-tracking
+    loader's types could not be written back), and values of the wrong shape are refused."""
+    from nas.searchspace import load_space
+
+    p = mini_space(tmp_path, ", ordinal: true")
+    code, _ = run(capsys, "spaces", "export", str(p), "--out", str(tmp_path / "x.yaml"))
+    assert code == 0 and load_space(tmp_path / "x.yaml").fingerprint == load_space(p).fingerprint
+    for extra, expect in (
+            (", default: [16]", "width: default [16] is not one of [16, 32]"),
+            (", ordinal: [true]", "width: ordinal must be true or false, got [True]"),
+            (", ordinal: 'false'", "width: ordinal must be true or false, got 'false'"),
+            (", values2: 1", "values2"),
+    ):
+        code, err = run(capsys, "spaces", "show", str(mini_space(tmp_path, extra)))
+        assert code == 1 and expect in one_line(err), (extra, err)  # bad file content
+    cond = mini_space(tmp_path, "").read_text().replace(
+        "values: [24, 32]}", "values: [24, 32], when: {path: stem.width, op: '==', "
+        "value: [16]}}")
+    (tmp_path / "c.yaml").write_text(cond)
+    code, err = run(capsys, "spaces", "show", str(tmp_path / "c.yaml"))
+    assert code == 1 and "condition '==' (for a list use 'in')" in one_line(err)
+    code, err = run(capsys, "spaces", "show", str(mini_space(tmp_path, "", "[[24], [32]]")))
+    assert code == 1 and "got [24] (list)" in one_line(err)  # not the loader's class name
+
+
+def test_resnet_widths_must_be_positive_ints(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    for widths, bad in (("[24.0, 32.0]", "24.0"), ("[16.5, 32]", "16.5"), ('["24", "32"]',
+                                                                         "'24'")):
+        p = mini_space(tmp_path, "", widths)
+        code, err = run(capsys, "train", "--space", str(p), "--epochs", "1",
+                        "--out", str(tmp_path / "never"))
+        assert code == 1, err
+        assert (f"stages.0.width allows {bad}; its values must be positive integers"
+                in one_line(err))
+        assert not (tmp_path / "never").exists()
+
+
+def test_options_files_odd_keys_numbers_and_duplicates(tmp_path: Path) -> None:
+    p = tmp_path / "o.yaml"
+    p.write_text("1: 2\na: 3\n")  # keys of mixed types
+    with pytest.raises(UsageError, match="unknown option 1; known options"):
+        TrainOptions.from_yaml(p)
+    p.write_text("lr: 1e-3\nweight_decay: 5E-5\nwarmup_epochs: 2\n")  # YAML 1.1: strings
+    o = TrainOptions.from_yaml(p)
+    assert (o.lr, o.weight_decay, o.warmup_epochs) == (1e-3, 5e-5, 2.0)
+    p.write_text("lr: abc\n")
+    with pytest.raises(UsageError, match="lr: must be a finite number > 0, got 'abc'"):
+        TrainOptions.from_yaml(p)
+    j = tmp_path / "o.json"
+    j.write_text('{"epochs": 1, "epochs": 2}')
+    with pytest.raises(UsageError, match="o.json: malformed JSON: duplicate key 'epochs'"):
+        TrainOptions.from_yaml(j)
+
+
+def test_resume_names_a_file_for_what_it_is(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    f = tmp_path / "tiny.yaml"
+    f.write_text("epochs: 1\n")
+    code, err = run(capsys, "train", "--resume", str(f))
+    assert code == 2 and "is a file, not a run directory" in one_line(err)
+
+
+def test_tables_with_a_byte_order_mark(tmp_path: Path) -> None:
+    from nas.predictors.table import read_table
+
+    p = tmp_path / "t.csv"
+    p.write_bytes("\ufeffarch,acc\n|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|,"
+                  "1.5\n".encode())
+    table = read_table(p)
+    assert "arch" in table.columns

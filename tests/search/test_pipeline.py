@@ -371,3 +371,25 @@ def test_a_latency_table_for_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LatencyTableError, match="in_channels: 3 vs 1"):
         latency_table_for(net, path, batch=1, threads=1, device="cpu", progress=False,
                           say=lambda m: None)
+
+
+def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
+                                                        monkeypatch) -> None:  # noqa: ANN001
+    """The same space (by fingerprint) and the same supernet file resume, however --space
+    and --supernet were spelled; another supernet file does not."""
+    from nas.errors import UsageError
+    from nas.search.pipeline import SearchOptions, _prepare_out
+    from nas.searchspace import load_space
+
+    monkeypatch.chdir(tmp_path)
+    space = load_space("resnet_like")
+    space.save(tmp_path / "s.yaml")
+    (tmp_path / "runs").mkdir()
+    _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/a.pt"), space)
+    _prepare_out(tmp_path / "out", SearchOptions(space="./s.yaml",
+                                                 supernet="./runs/../runs/a.pt"), space)
+    _prepare_out(tmp_path / "out", SearchOptions(space=str(tmp_path / "s.yaml"),
+                                                 supernet=str(tmp_path / "runs/a.pt")), space)
+    with pytest.raises(UsageError, match="differs in: supernet"):
+        _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/b.pt"),
+                     space)
