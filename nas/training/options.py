@@ -213,8 +213,9 @@ class TrainOptions:
                 v = float(v)
             if isinstance(v, list):  # plain lists (a YAML file's carry line numbers), and
                 # floats where floats are meant: options.yaml and checkpoints hold plain data
-                v = [float(e) if "list[float]" in str(types[k]) and isinstance(e, int)
-                     and not isinstance(e, bool) else e for e in v]
+                v = [float(e) if "list[float]" in str(types[k]) and (
+                    (isinstance(e, int) and not isinstance(e, bool))
+                    or (isinstance(e, str) and _SCIENTIFIC.match(e))) else e for e in v]
             clean[k] = v
         try:
             return cls(**clean)

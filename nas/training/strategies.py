@@ -441,6 +441,16 @@ class Progressive(Strategy):
         self.channels_sorted = False
         self._segments: tuple[int, list[Segment]] = (0, [])
 
+    def newly_opened(self, phase: int) -> frozenset[str]:
+        """The dimensions ``phase`` opens that no phase before it trained (phases with no
+        epochs open nothing), less the kernel sizes: these start from their two largest
+        values. OFA opens kernel sizes all at once."""
+        ran = [q for q in range(phase) if self.phase_ends[q] > (self.phase_ends[q - 1]
+                                                                if q else 0)]
+        before = open_dims(self.space, ran[-1]) if ran else frozenset()
+        return frozenset(p for p in open_dims(self.space, phase) - before
+                         if p.rsplit(".", 1)[-1] not in KERNEL_DIMS)
+
     def phase_of(self, epoch: int) -> int:
         for p, end in enumerate(self.phase_ends):
             if epoch < end:
@@ -466,9 +476,8 @@ class Progressive(Strategy):
                 out.append(Segment(start, end, 1, False, lrs[1], round(OFA_WARMUP_SHARE * n)))
             else:
                 i = 2 if p == 2 else 4
-                first = (round(self.opts.progressive_gradual * n)
-                         if self.opts.progressive_gradual and n >= 2 else 0)
-                first = min(max(first, 1), n - 1) if first else 0
+                g = self.opts.progressive_gradual  # at least one step each, when on
+                first = min(max(round(g * n), 1), n - 1) if g and n >= 2 else 0
                 if first:
                     out.append(Segment(start, start + first, p, True, lrs[i], 0))
                 out.append(Segment(start + first, end, p, False, lrs[i + 1],
@@ -512,7 +521,7 @@ class Progressive(Strategy):
         target = self.teacher.logits(self._max, x)
         k = self.opts.progressive_subnets[self.phase - 1]
         opened = open_dims(self.space, self.phase)
-        top_two = opened - open_dims(self.space, self.phase - 1) if self.top_two else frozenset()
+        top_two = self.newly_opened(self.phase) if self.top_two else frozenset()
         total = 0.0
         for _ in range(k):
             cfg = sample_open(self.space, self._max, opened, self.rng, top_two)

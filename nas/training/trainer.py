@@ -278,6 +278,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
             done, images = int(partial["done"]), int(partial["images"])
             partial = {"sums": {}, "done": 0, "images": 0}
             t0, images_at_start = time.perf_counter(), images
+            lr_used = optimizer.param_groups[0]["lr"]
             bar.start_epoch(epoch, step_in_epoch)
             for i, (x, y) in enumerate(loader):
                 if i >= steps_per_epoch:
@@ -285,7 +286,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                 if i < step_in_epoch:
                     continue  # already done before the interruption
                 strategy.on_step_start(global_step, steps_per_epoch)
-                if strategy.reset_optimizer:
+                if getattr(strategy, "reset_optimizer", False):
                     # a new phase starts afresh (progressive: OFA runs each phase as its own
                     # training run; channel sorting permuted the weights under the momentum)
                     optimizer.state.clear()
@@ -302,6 +303,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                 if opts.grad_clip:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
                 optimizer.step()
+                lr_used = optimizer.param_groups[0]["lr"]  # (the row's: the step's own rate)
                 scheduler.step()
                 strategy.after_step()
                 global_step += 1
@@ -322,7 +324,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                         checkpoint(epoch, step_in_epoch, sums, done, images)
                         return TrainResult(run, net, epoch, history)
             row: dict[str, Any] = {"epoch": epoch + 1, "step": global_step,
-                                   "lr": optimizer.param_groups[0]["lr"],
+                                   "lr": lr_used,  # of the epoch's last step
                                    "images_per_s": (images - images_at_start)
                                    / max(1e-9, time.perf_counter() - t0)}
             row.update({k: v / max(1, done) for k, v in sums.items()})

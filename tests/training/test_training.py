@@ -215,9 +215,10 @@ def test_options_errors(tmp_path: Path) -> None:
     o = TrainOptions.from_yaml(p, {"epochs": 5})
     assert (o.epochs, o.lr) == (5, 0.2)
     # lists from a file are plain data (options.yaml and checkpoints must hold them)
-    p.write_text("phases: [1, 1, 0, 2]\nprogressive_lr: [1, 1, 1, 0.5, 0.5, 0.5]\n")
+    p.write_text("phases: [1, 1, 0, 2]\nprogressive_lr: [1, 1, 1, 0.5, 5e-1, 1e-1]\n")
     o = TrainOptions.from_yaml(p)
     assert type(o.phases) is list and o.phases == [1.0, 1.0, 0.0, 2.0]
+    assert o.progressive_lr == [1.0, 1.0, 1.0, 0.5, 0.5, 0.1]  # 5e-1: a YAML 1.1 string
     assert all(type(v) is float for v in o.phases + o.progressive_lr)
     import yaml
 
@@ -485,6 +486,32 @@ def test_progressive_resume_across_a_restart(tiny_space: Space, tmp_path: Path) 
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert [r["lr"] for r in full.history] == [r["lr"] for r in resumed.history]
+    # each row's lr is the rate its epoch's last step trained with (not the next restart's)
+    from nas.training.strategies import make_strategy
+
+    prog = make_strategy("progressive", full.supernet, opts, np.random.default_rng(0))
+    assert [r["lr"] for r in full.history] == [
+        pytest.approx(0.2 * prog.lr_factor(3 * e + 2, 3)) for e in range(4)]
+    assert full.history[0]["lr"] > 0 and full.history[-1]["lr"] > 0
+
+
+def test_progressive_two_largest_after_a_skipped_phase(tiny_space: Space) -> None:
+    """A dimension first opened by a later phase (the phase before switched off) starts from
+    its two largest values too; kernel sizes open all at once, as in OFA."""
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=8)
+    depth = {p for p in tiny_space.paths if p.endswith(".depth")}
+    rest = open_dims(tiny_space, 3) - open_dims(tiny_space, 2)
+
+    def newly(phases: list[float], phase: int) -> frozenset[str]:
+        opts = TrainOptions(strategy="progressive", epochs=4, phases=phases)
+        return make_strategy("progressive", net, opts, np.random.default_rng(0)
+                             ).newly_opened(phase)
+    assert newly([1, 1, 1, 1], 2) == depth and newly([1, 1, 1, 1], 3) == rest
+    assert newly([1, 1, 0, 1], 3) == rest | depth
+    assert newly([1, 0, 1, 1], 2) == depth  # not the kernel sizes
 
 
 def test_poa_ema_cosine_schedule(tiny_space: Space) -> None:
