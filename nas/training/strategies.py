@@ -401,7 +401,8 @@ class Progressive(Strategy):
     As in OFA, depth and width open in two steps: the first ``progressive_gradual`` of the
     depth and of the last phase's steps (OFA: 25 of 145 epochs) sample only the two largest
     values of each newly opened dimension (OFA: depth {3, 4}, then {2, 3, 4}; expand {4, 6},
-    then {3, 4, 6}). From phase 1 on, every step trains ``progressive_subnets[phase - 1]``
+    then {3, 4, 6}; :meth:`newly_opened`: since the last phase that ran, kernel sizes
+    excepted). From phase 1 on, every step trains ``progressive_subnets[phase - 1]``
     sampled subnets (OFA: 1, 2, 4), each on the labels plus knowledge distillation from the
     frozen full network of the end of phase 0 (batch-statistics batch norm, as OFA runs its
     teacher in train mode: its running statistics are whatever the last BN recalibration
