@@ -21,6 +21,16 @@ def _finite(v: Any) -> bool:
 # a number in scientific notation without a dot (1e-3), which YAML 1.1 leaves a string
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
+
+def _as_float(v: Any) -> Any:
+    """An int, or a number in scientific notation that YAML 1.1 left a string, as a float;
+    anything else as it is (validation names it)."""
+    if (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, str) and _SCIENTIFIC.match(v)):
+        return float(v)
+    return v
+
+
 DEFAULT_LR = {"sgd": 0.2, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
 
@@ -207,15 +217,12 @@ class TrainOptions:
         types = {f.name: f.type for f in fields(cls)}
         clean = {}
         for k, v in d.items():
-            if "float" in str(types[k]) and isinstance(v, str) and _SCIENTIFIC.match(v):
-                v = float(v)  # YAML 1.1 reads 1e-3 (no dot) as a string
-            if "float" in str(types[k]) and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if isinstance(v, list):  # plain lists (a YAML file's carry line numbers), and
-                # floats where floats are meant: options.yaml and checkpoints hold plain data
-                v = [float(e) if "list[float]" in str(types[k]) and (
-                    (isinstance(e, int) and not isinstance(e, bool))
-                    or (isinstance(e, str) and _SCIENTIFIC.match(e))) else e for e in v]
+            # floats where floats are meant, and plain lists (a YAML file's carry line
+            # numbers): options.yaml and checkpoints hold plain data
+            if isinstance(v, list):
+                v = [_as_float(e) for e in v] if "list[float]" in str(types[k]) else list(v)
+            elif "float" in str(types[k]):
+                v = _as_float(v)
             clean[k] = v
         try:
             return cls(**clean)
