@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--subnets", type=int, default=20)
     ap.add_argument("--out", help="keep the run directory here")
     ap.add_argument("--resize", type=int, help="area-downsample the images to S x S first")
+    ap.add_argument("--stem-stride", type=int, choices=(1, 2),
+                    help="the supernet's stem stride (default: automatic, 1 below 64 pixels)")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="nas-fmnist-"))
     name = "fashion-mnist"
@@ -49,6 +51,7 @@ def main() -> None:
     root = None if args.resize else args.data_root  # (resized: a .npz file)
     opts = TrainOptions(space="resnet_like", data=name, data_root=root,
                         strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
+                        stem_stride=args.stem_stride,
                         device=args.device, threads=args.threads,
                         train_subset=args.train_subset, eval_every=max(1, args.epochs // 5))
     t = time.perf_counter()
@@ -71,6 +74,8 @@ def main() -> None:
     flops = [net.costs(c).flops for c in configs]
     rho = spearmanr(flops, accs).statistic
     res = f" at {args.resize}x{args.resize}" if args.resize else ""
+    if args.stem_stride:
+        res += f", stem stride {args.stem_stride}"
     print(f"fashion-mnist{res} resnet_like {args.strategy}: {args.epochs} epochs in {wall:.0f}s "
           f"({wall / 3600:.2f} h)")
     print(f"  largest {largest:.2f}% (goal >= 92), smallest {smallest:.2f}% (goal >= 88) test")

@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     model = net.extract(cfg).eval()
     b = net.build
     if args.format == "state_dict":
-        save_subnet(model, cfg, args.out, in_channels=b.in_channels,
-                    num_classes=b.num_classes, input_size=b.input_size)
+        save_subnet(model, cfg, args.out, **b.kwargs)
     elif args.format == "torchscript":
         export_torchscript(model, args.out)
     else:

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input channels of the networks (default: 3)")
     p.add_argument("--num-classes", type=int_at_least(1), default=10,
                    help="classes of the networks' head (default: 10)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2),
+                   help="stride of the CNN stem, as `nas train --stem-stride` (default: 2 from "
+                   "64 pixels up, else 1)")
     p.add_argument("--validate", type=int_at_least(0), default=20, metavar="N",
                    help="check the table on N random subnets (0: skip; default: 20)")
     p.add_argument("--repeats", type=int_at_least(1), default=10,
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     table = build_latency_table(
         space, input_size=args.input_size, batch=args.batch, threads=args.threads,
         device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,
-        warmup=args.warmup, repeats=args.repeats, statistic=args.statistic,
+        stem_stride=args.stem_stride, warmup=args.warmup, repeats=args.repeats,
+        statistic=args.statistic,
         overhead_subnets=args.overhead_subnets, out=args.out, seed=args.seed, progress=show)
     result: dict[str, object] = {
         "space": space.name, "out": str(args.out), "units": table.n_units,

@@ -10,7 +10,7 @@ from nas.cli._common import console, device_arg, float_in, input_file, int_at_le
 
 # flags that map one to one onto TrainOptions fields
 _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr", "optimizer",
-          "device", "seed", "threads", "label_smoothing", "num_random", "groups")
+          "device", "seed", "threads", "label_smoothing", "num_random", "groups", "stem_stride")
 # runtime settings a resumed run may change (they do not change what is computed on CPU)
 _RESUME_FLAGS = ("threads", "device")
 
@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sgd or adamw (default: adamw for vit_like spaces, sgd otherwise)")
     p.add_argument("--label-smoothing", type=float_in(0, 1),
                    help="label smoothing of the largest subnet's loss (default: 0.1)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2),
+                   help="stride of the CNN stem (default: 2 from 64 pixels up, else 1)")
     p.add_argument("--num-random", type=int_at_least(0), help="sandwich: random subnets per step")
     p.add_argument("--groups", type=int_at_least(1), help="multiarch: subnets per step")
     p.add_argument("--device", type=device_arg, help="cpu (default), cuda, cuda:1, ...; with "

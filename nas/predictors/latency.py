@@ -109,7 +109,7 @@ INVALID = -1
 _ABSENT = object()
 # settings whose difference makes a table's numbers unreliable (warned about on load)
 COMPARED_SETTINGS = ("device", "device_name", "threads", "batch", "input_size", "in_channels",
-                     "num_classes", "torch")
+                     "num_classes", "stem_stride", "torch")
 
 
 class LatencyTableError(NasError):
@@ -528,6 +528,7 @@ class TableSettings:
     torch: str
     warmup: int
     repeats: int
+    stem_stride: int | None = None  # the networks' stem stride (None: the family's default)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -539,7 +540,8 @@ class TableSettings:
         return TableSettings(str(d["device"]), str(d["device_name"]), int(d["threads"]),
                              int(d["batch"]), (int(d["input_size"][0]), int(d["input_size"][1])),
                              int(d["in_channels"]), int(d["num_classes"]), str(d["torch"]),
-                             int(d["warmup"]), int(d["repeats"]))
+                             int(d["warmup"]), int(d["repeats"]),
+                             None if d.get("stem_stride") is None else int(d["stem_stride"]))
 
     def differences(self, other: TableSettings) -> list[str]:
         """``name: this vs other`` for each compared setting that differs."""
@@ -549,14 +551,15 @@ class TableSettings:
 
 def current_settings(*, device: str = "cpu", threads: int = 1, batch: int = 1,
                      input_size: int | tuple[int, int] = 32, in_channels: int = 3,
-                     num_classes: int = 10, warmup: int = 5, repeats: int = 20
-                     ) -> TableSettings:
+                     num_classes: int = 10, warmup: int = 5, repeats: int = 20,
+                     stem_stride: int | None = None) -> TableSettings:
     """The settings of a measurement made here and now."""
     dev = resolve_device(device)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     return TableSettings(str(dev), device_name(dev), int(threads), int(batch),
                          (int(size[0]), int(size[1])), int(in_channels), int(num_classes),
-                         str(torch.__version__), int(warmup), int(repeats))
+                         str(torch.__version__), int(warmup), int(repeats),
+                         None if stem_stride is None else int(stem_stride))
 
 
 # ---------------------------------------------------------------------- the table
@@ -904,7 +907,8 @@ class LatencyTable:
 def _build_args(space: Any, settings: TableSettings) -> Any:
     from nas.supernet import BuildArgs
 
-    return BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size)
+    return BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size,
+                          settings.stem_stride)
 
 
 def build_subnets(space: Any, configs: Sequence[Any], settings: TableSettings
@@ -913,7 +917,8 @@ def build_subnets(space: Any, configs: Sequence[Any], settings: TableSettings
     from nas.supernet import build_subnet
 
     return [build_subnet(space, c, in_channels=settings.in_channels,
-                         num_classes=settings.num_classes, input_size=settings.input_size)
+                         num_classes=settings.num_classes, input_size=settings.input_size,
+                         stem_stride=settings.stem_stride)
             for c in configs]
 
 
@@ -1079,7 +1084,8 @@ def overhead_configs(table: LatencyTable, k: int, rng: np.random.Generator) -> l
 
 def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, batch: int = 1,
                         threads: int = 1, device: str = "cpu", in_channels: int = 3,
-                        num_classes: int = 10, warmup: int = 3, repeats: int = 15,
+                        num_classes: int = 10, stem_stride: int | None = None,
+                        warmup: int = 3, repeats: int = 15,
                         statistic: str = DEFAULT_STATISTIC, overhead_subnets: int = 48,
                         out: str | os.PathLike[str] | None = None, resume: bool = True,
                         chunk: int = 16, seed: int = 0, progress: bool = True,
@@ -1087,8 +1093,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     """Measure every distinct unit of ``space`` on this device and fit the overhead.
 
     Args:
-        input_size, batch, in_channels, num_classes: what the networks are built and timed
-            for.
+        input_size, batch, in_channels, num_classes, stem_stride: what the networks are
+            built and timed for (``stem_stride``: see :class:`nas.supernet.BuildArgs`).
         threads, device: where and how they run (threads pinned, restored afterwards).
         warmup, repeats: per unit; units are timed interleaved in groups of ``chunk``.
         statistic: the statistic predictions target (see :mod:`nas.predictors.profiling`).
@@ -1115,7 +1121,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                          f"fit the overhead), got {overhead_subnets!r}")
     settings = current_settings(device=device, threads=threads, batch=batch,
                                 input_size=input_size, in_channels=in_channels,
-                                num_classes=num_classes, warmup=warmup, repeats=repeats)
+                                num_classes=num_classes, warmup=warmup, repeats=repeats,
+                                stem_stride=stem_stride)
     build = _build_args(space, settings)
     t0 = time.perf_counter()
     maps, units = enumerate_units(space, build)

@@ -23,7 +23,8 @@ LOCAL_REFERENCES = 16
 
 # settings a search's table must share with the search (others -- CPU model name, torch
 # version -- are warned about by LatencyTable.load)
-STRUCTURAL_SETTINGS = ("device", "threads", "batch", "input_size", "in_channels", "num_classes")
+STRUCTURAL_SETTINGS = ("device", "threads", "batch", "input_size", "in_channels", "num_classes",
+                       "stem_stride")
 
 
 def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device: str,
@@ -38,8 +39,8 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
     b = net.build
     settings = current_settings(device=device, threads=threads, batch=batch,
                                 input_size=tuple(b.input_size), in_channels=b.in_channels,
-                                num_classes=b.num_classes, warmup=SEARCH_WARMUP,
-                                repeats=SEARCH_REPEATS)
+                                num_classes=b.num_classes, stem_stride=b.stem_stride,
+                                warmup=SEARCH_WARMUP, repeats=SEARCH_REPEATS)
     if path.exists():
         try:
             table = LatencyTable.load(path, space=net.space, expect=settings)
@@ -59,7 +60,8 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
         say(f"latency: measuring this device's block latencies into {path}")
     return build_latency_table(
         net.space, input_size=tuple(b.input_size), batch=batch, threads=threads, device=device,
-        in_channels=b.in_channels, num_classes=b.num_classes, warmup=SEARCH_WARMUP,
+        in_channels=b.in_channels, num_classes=b.num_classes, stem_stride=b.stem_stride,
+        warmup=SEARCH_WARMUP,
         repeats=SEARCH_REPEATS, out=path, resume=True, progress=progress)
 
 

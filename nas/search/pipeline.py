@@ -585,8 +585,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     for cfg in configs:
         calibrate(cfg)
         model = net.extract(cfg).eval()
-        save_subnet(model, cfg, pdir / f"{cfg.id}.pt", in_channels=b.in_channels,
-                    num_classes=b.num_classes, input_size=tuple(b.input_size))
+        save_subnet(model, cfg, pdir / f"{cfg.id}.pt", **b.kwargs)
         atomic_write_text(pdir / f"{cfg.id}.json", json.dumps(
             {"space": cfg.space.name, "id": cfg.id, "config": cfg.to_dict()}, indent=2) + "\n")
         models.append(model)

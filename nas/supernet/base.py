@@ -37,17 +37,26 @@ from nas.supernet.ops import (
 log = logging.getLogger(__name__)
 
 
+STEM_STRIDES = (1, 2)
+# the stem's stride when ``stem_stride`` is not given: 2 from this many pixels up
+AUTO_STEM_STRIDE_FROM = 64
+
+
 @dataclass(frozen=True)
 class BuildArgs:
-    """What a supernet is built for besides its space: the data's shape and classes."""
+    """What a supernet is built for besides its space: the data's shape and classes, and
+    optionally the stem's stride (``None``: 2 from 64 pixels up, else 1; CNN families only)."""
 
     in_channels: int
     num_classes: int
     input_size: tuple[int, int]
+    stem_stride: int | None = None
 
     @staticmethod
-    def make(in_channels: Any, num_classes: Any, input_size: Any) -> BuildArgs:
-        """Validated build arguments (``input_size``: an int or ``(height, width)``)."""
+    def make(in_channels: Any, num_classes: Any, input_size: Any,
+             stem_stride: Any = None) -> BuildArgs:
+        """Validated build arguments (``input_size``: an int or ``(height, width)``;
+        ``stem_stride``: ``None``, 1 or 2)."""
         for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UsageError(f"{name}: must be a positive int, got {v!r}")
@@ -60,11 +69,32 @@ class BuildArgs:
         if not ok or h < 1 or w < 1:
             raise UsageError(f"input_size: must be a positive int or (height, width), got "
                              f"{input_size!r}")
-        return BuildArgs(int(in_channels), int(num_classes), (h, w))
+        if stem_stride is not None and (isinstance(stem_stride, bool)
+                                        or not isinstance(stem_stride, int)
+                                        or stem_stride not in STEM_STRIDES):
+            raise UsageError(f"stem_stride: must be one of {list(STEM_STRIDES)} or null "
+                             f"(automatic), got {stem_stride!r}")
+        return BuildArgs(int(in_channels), int(num_classes), (h, w),
+                         None if stem_stride is None else int(stem_stride))
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> BuildArgs:
+        """Inverse of :meth:`to_dict` (``stem_stride`` absent: automatic)."""
+        return BuildArgs.make(d["in_channels"], d["num_classes"], tuple(d["input_size"]),
+                              d.get("stem_stride"))
 
     def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"in_channels": self.in_channels, "num_classes": self.num_classes,
+                             "input_size": list(self.input_size)}
+        if self.stem_stride is not None:  # absent = automatic (files of earlier versions)
+            d["stem_stride"] = self.stem_stride
+        return d
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`build_supernet` / :func:`build_subnet` for this build."""
         return {"in_channels": self.in_channels, "num_classes": self.num_classes,
-                "input_size": list(self.input_size)}
+                "input_size": self.input_size, "stem_stride": self.stem_stride}
 
 
 @dataclass(frozen=True)
@@ -117,11 +147,13 @@ Layout = tuple[int, tuple[int, int], list[tuple[int, tuple[int, int]]]]
 
 def stage_layout(space: Space, build: BuildArgs, downsamples: Callable[[int], bool]) -> Layout:
     """Stem stride and resolution, and per stage the first block's stride and the stage's
-    resolution; fixed by the input size, the same for every config. The stem has stride 2
-    from 64 pixels up; stage ``s`` halves the resolution when ``downsamples(s)`` (never below
-    1 pixel)."""
+    resolution; fixed by the input size, the same for every config. The stem has stride
+    ``build.stem_stride``, or by default 2 from 64 pixels up; stage ``s`` halves the
+    resolution when ``downsamples(s)`` (never below 1 pixel)."""
     h, w = build.input_size
-    stem_stride = 2 if min(h, w) >= 64 else 1
+    stem_stride = build.stem_stride
+    if stem_stride is None:
+        stem_stride = 2 if min(h, w) >= AUTO_STEM_STRIDE_FROM else 1
     hw = (down(h, stem_stride), down(w, stem_stride))
     stem_hw = hw
     out = []
@@ -214,34 +246,46 @@ def _load_builtins() -> None:
     import nas.supernet.vit  # noqa: F401
 
 
+def check_build(cls: type[Supernet], build: BuildArgs) -> None:
+    """Raise :class:`UsageError` if ``build`` sets what ``cls``'s family does not have."""
+    if build.stem_stride is not None and not cls.has_stem:
+        raise UsageError(f"stem_stride: family {cls.family!r} has no convolutional stem "
+                         "(leave stem_stride unset)")
+
+
 def build_supernet(space: Space, *, in_channels: int, num_classes: int,
-                   input_size: int | tuple[int, int],
+                   input_size: int | tuple[int, int], stem_stride: int | None = None,
                    device: torch.device | str | None = None) -> Supernet:
     """Build the supernet of ``space`` (looked up by ``space.family``) for inputs of
-    ``in_channels x input_size`` and ``num_classes`` outputs, on ``device``."""
+    ``in_channels x input_size`` and ``num_classes`` outputs, on ``device``. ``stem_stride``
+    (CNN families): 1 or 2; by default 2 from 64 pixels up, else 1."""
     cls = family_class(space.family)
-    build = BuildArgs.make(in_channels, num_classes, input_size)
+    build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         return cls(space, build)
 
 
 def build_subnet(space: Space, config: Config | Mapping[str, Any], *, in_channels: int,
                  num_classes: int, input_size: int | tuple[int, int],
+                 stem_stride: int | None = None,
                  device: torch.device | str | None = None) -> nn.Module:
     """A freshly initialised static subnet of ``config`` (the structure :meth:`Supernet.extract`
     returns), e.g. to load saved subnet weights into."""
     cls = family_class(space.family)
-    build = BuildArgs.make(in_channels, num_classes, input_size)
+    build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
+    check_build(cls, build)
     cfg = space.config(config)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         return cls.build_static(cls.make_plan(space, cfg, build), build)
 
 
 def analytic_costs(space: Space, config: Config | Mapping[str, Any], *, in_channels: int,
-                   num_classes: int, input_size: int | tuple[int, int]) -> Costs:
+                   num_classes: int, input_size: int | tuple[int, int],
+                   stem_stride: int | None = None) -> Costs:
     """Parameters, FLOPs and size of ``config`` without building any module (fast)."""
     cls = family_class(space.family)
-    build = BuildArgs.make(in_channels, num_classes, input_size)
+    build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
+    check_build(cls, build)
     return cls.plan_costs(cls.make_plan(space, space.config(config), build), build)
 
 
@@ -253,12 +297,15 @@ class Supernet(nn.Module):
     """
 
     family: ClassVar[str] = ""
+    # whether the family has a convolutional stem whose stride ``BuildArgs.stem_stride`` sets
+    has_stem: ClassVar[bool] = True
 
     def __init__(self, space: Space, build: BuildArgs) -> None:
         super().__init__()
         if space.family != self.family:
             raise SupernetError(f"space {space.name!r} has family {space.family!r}; "
                                 f"{type(self).__name__} builds {self.family!r}")
+        check_build(type(self), build)
         self.space = space
         self.build = build
         self._active: Config | None = None

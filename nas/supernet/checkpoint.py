@@ -70,8 +70,8 @@ def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
     try:
         stored = Space.from_dict(payload["space"])
         b = payload["build"]
-        build = BuildArgs.make(b["in_channels"], b["num_classes"], tuple(b["input_size"]))
-    except (NasError, KeyError, TypeError) as e:
+        build = BuildArgs.from_dict(b)
+    except (NasError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{p}: corrupt checkpoint header ({e})") from None
     if space is not None and space.fingerprint != stored.fingerprint:
         same = " (same name, different definition)" if space.name == stored.name else ""
@@ -85,8 +85,7 @@ def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
     """Load a supernet checkpoint. ``space``: raise unless the checkpoint holds this space."""
     payload = _read(path, "supernet", device)
     stored, build = _space_and_build(path, payload, space)
-    net = build_supernet(stored, in_channels=build.in_channels, num_classes=build.num_classes,
-                         input_size=build.input_size, device=device)
+    net = build_supernet(stored, **build.kwargs, device=device)
     try:
         net.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
@@ -98,9 +97,10 @@ def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
 
 
 def save_subnet(model: nn.Module, config: Config, path: str | os.PathLike[str], *,
-                in_channels: int, num_classes: int, input_size: int | tuple[int, int]) -> None:
+                in_channels: int, num_classes: int, input_size: int | tuple[int, int],
+                stem_stride: int | None = None) -> None:
     """Write an extracted subnet as its state dict plus config, space and build arguments."""
-    build = BuildArgs.make(in_channels, num_classes, input_size)
+    build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
     payload = {
         "format": SUBNET_FORMAT,
         "version": VERSION,
@@ -124,9 +124,7 @@ def load_subnet(path: str | os.PathLike[str], *,
         cfg = space.config(payload["config"])
     except NasError as e:
         raise CheckpointError(f"{path}: corrupt config ({e})") from None
-    model = build_subnet(space, cfg, in_channels=build.in_channels,
-                         num_classes=build.num_classes, input_size=build.input_size,
-                         device=device)
+    model = build_subnet(space, cfg, **build.kwargs, device=device)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:

@@ -189,6 +189,8 @@ def _max(space: Space, path: str, default: int) -> int:
 class VitSupernet(Supernet):
     """Supernet of ``vit_like`` spaces (see the module docstring)."""
 
+    has_stem = False  # a patch embedding, not a strided conv stem
+
     def __init__(self, space: Space, build: BuildArgs) -> None:
         super().__init__(space, build)
         _check_space(space, self.family)

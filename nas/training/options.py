@@ -52,6 +52,9 @@ class TrainOptions:
     data_root: str | None = None
     download: bool = False
     val_fraction: float = 0.1
+    # the CNN families' stem stride: 1 or 2 (null: 2 from 64 pixels up, else 1); 2 halves
+    # every layer's resolution, e.g. 28x28 Fashion-MNIST runs its first stage at 14x14
+    stem_stride: int | None = None
     strategy: str = "sandwich"
     epochs: int = 12
     batch_size: int = 64
@@ -187,6 +190,11 @@ class TrainOptions:
         if not _finite(self.progressive_gradual) or not 0 <= self.progressive_gradual < 1:
             raise UsageError(f"progressive_gradual: must be a number in [0, 1), got "
                              f"{self.progressive_gradual!r}")
+        if self.stem_stride is not None and (isinstance(self.stem_stride, bool)
+                                             or not isinstance(self.stem_stride, int)
+                                             or self.stem_stride not in (1, 2)):
+            raise UsageError(f"stem_stride: must be 1, 2 or null (automatic), got "
+                             f"{self.stem_stride!r}")
         for name in ("train_subset", "max_steps_per_epoch", "threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

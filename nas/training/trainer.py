@@ -187,7 +187,8 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     if opts.train_subset:
         x_train, y_train = subset(x_train, y_train, opts.train_subset, seed=opts.seed)
     net = build_supernet(space, in_channels=data.in_channels, num_classes=data.num_classes,
-                         input_size=data.input_size, device=device)
+                         input_size=data.input_size, stem_stride=opts.stem_stride,
+                         device=device)
     gen = torch.Generator().manual_seed(opts.seed)
     loader = TensorLoader(x_train, y_train, opts.batch_size, shuffle=True, drop_last=True,
                           device=device, generator=gen)

@@ -556,3 +556,25 @@ def test_resuming_a_run_from_before_new_options(tiny_space: Space, tmp_path: Pat
     saved = load_checkpoint(ckpt)["options"]
     assert (saved["progressive_lr"], saved["progressive_gradual"], saved["ema_schedule"]) == (
         None, 0.0, "constant")
+
+
+def test_cli_train_with_a_stride_two_stem(tiny_space: Space, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.cli.main import main
+
+    space_file = tmp_path / "tiny.yaml"
+    tiny_space.save(space_file)
+    run = tmp_path / "run"
+    assert main(["train", "--space", str(space_file), "--stem-stride", "2", "--epochs", "2",
+                 "--batch-size", "32", "--threads", "1", "--out", str(run),
+                 "--no-progress"]) == 0
+    net = load_supernet(run / "supernet.pt", space=tiny_space)
+    assert net.build.stem_stride == 2
+    assert net.plan(tiny_space.max()).stem_hw == (4, 4)  # digits: 8x8 in, 4x4 after the stem
+    opts = tmp_path / "bad.yaml"
+    opts.write_text("stem_stride: 3\n")
+    assert main(["train", "--space", str(space_file), "--config", str(opts),
+                 "--out", str(tmp_path / "never")]) == 2
+    assert "stem_stride: must be 1, 2 or null (automatic), got 3" in capsys.readouterr().err
+    assert main(["eval", "--supernet", str(run / "supernet.pt"), "--sample", "2",
+                 "--bn-batches", "1"]) == 0
