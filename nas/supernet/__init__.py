@@ -41,6 +41,7 @@ Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.sa
      "family": "resnet_like",                    # informative; the space's family decides
      "space": space.to_dict(),                   # the full space definition
      "build": {"in_channels": 3, "num_classes": 10, "input_size": [32, 32]},
+                                                 # (+ "stem_stride": 1|2 when set)
      "state_dict": supernet.state_dict(),        # CPU tensors
      "meta": {...}}                              # free, plain types (epoch, metrics, ...)
 
