@@ -905,10 +905,14 @@ class LatencyTable:
 
 # ---------------------------------------------------------------------- building
 def _build_args(space: Any, settings: TableSettings) -> Any:
-    from nas.supernet import BuildArgs
+    from nas.supernet import BuildArgs, family_class
+    from nas.supernet.base import check_build
 
-    return BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size,
-                          settings.stem_stride)
+    build = BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size,
+                           settings.stem_stride)
+    if settings.stem_stride is not None:  # a family without a stem refuses it
+        check_build(family_class(space.family), build)
+    return build
 
 
 def build_subnets(space: Any, configs: Sequence[Any], settings: TableSettings

@@ -82,3 +82,11 @@ def test_latency_settings_carry_the_stride():
     assert s.differences(auto) == ["stem_stride: 2 vs None"]
     legacy = {k: v for k, v in auto.to_dict().items() if k != "stem_stride"}
     assert TableSettings.from_dict(legacy) == auto
+
+
+def test_a_latency_table_of_a_family_without_a_stem_refuses_the_stride(tmp_path):
+    from nas.predictors.latency import build_latency_table
+
+    with pytest.raises(UsageError, match="stem_stride: family 'vit_like' has no convolutional"):
+        build_latency_table(get_space("vit_like"), input_size=16, stem_stride=2,
+                            out=tmp_path / "t.json", progress=False)
