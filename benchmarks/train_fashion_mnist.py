@@ -4,11 +4,13 @@ Spearman >= 0.5). Prints epochs and wall time.
 
     python benchmarks/train_fashion_mnist.py [--epochs 10] [--strategy sandwich]
         [--data-root /usr/share/datasets/fashion-mnist] [--device cpu] [--out DIR]
-        [--resize S]
+        [--resize S] [--stem-stride 2]
 
-``--resize S`` area-downsamples the images to S x S first (as ``ranking_fidelity.py`` does):
-at 28x28 the largest ``resnet_like`` subnet costs ~97 s per sandwich step on one CPU core,
-at 14x14 ~4 s. The goals are for the full resolution; a resized run is a stand-in.
+``--stem-stride 2`` keeps the full 28x28 images and gives the supernet a stride-2 stem (the
+stages run at 14x14 and below): ~11 minutes per epoch on two CPU threads, where the default
+stride-1 stem costs ~97 s per sandwich step on one core (~25 hours per epoch). ``--resize S``
+area-downsamples the images to S x S first instead (as ``ranking_fidelity.py`` does), a
+stand-in. Recorded: ``--stem-stride 2 --epochs 8 --threads 2`` (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
