@@ -31,7 +31,8 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
 
     {"format", "version", "complete": bool, "space": space.to_dict(), "fingerprint",
      "family", "settings": {"device", "device_name", "threads", "batch", "input_size",
-                            "in_channels", "num_classes", "torch", "warmup", "repeats"},
+                            "in_channels", "num_classes", "torch", "warmup", "repeats",
+                            "stem_stride"},
      "date", "statistic": "p10",
      "entries": {signature: {"min", "p10", "median", "mean", "max", "repeats"}},  # ms
      "positions": [{"name", "deps", "sizes", "presence", "present", "is_block",
@@ -541,12 +542,37 @@ class TableSettings:
                              int(d["batch"]), (int(d["input_size"][0]), int(d["input_size"][1])),
                              int(d["in_channels"]), int(d["num_classes"]), str(d["torch"]),
                              int(d["warmup"]), int(d["repeats"]),
-                             None if d.get("stem_stride") is None else int(d["stem_stride"]))
+                             _stored_stem_stride(d.get("stem_stride")))
+
+    @property
+    def effective_stem_stride(self) -> int:
+        """The stem stride the networks have (``None`` resolved by the input size)."""
+        from nas.supernet.base import AUTO_STEM_STRIDE_FROM
+
+        if self.stem_stride is not None:
+            return self.stem_stride
+        return 2 if min(self.input_size) >= AUTO_STEM_STRIDE_FROM else 1
 
     def differences(self, other: TableSettings) -> list[str]:
-        """``name: this vs other`` for each compared setting that differs."""
+        """``name: this vs other`` for each compared setting that differs (the stem stride
+        as built: unset and the stride it resolves to are the same networks)."""
         a, b = self.to_dict(), other.to_dict()
-        return [f"{k}: {a[k]} vs {b[k]}" for k in COMPARED_SETTINGS if a[k] != b[k]]
+        same_stem = self.effective_stem_stride == other.effective_stem_stride
+        return [f"{k}: {a[k]} vs {b[k]}" for k in COMPARED_SETTINGS
+                if a[k] != b[k] and not (k == "stem_stride" and same_stem)]
+
+
+def _stored_stem_stride(v: Any) -> int | None:
+    """A table file's ``stem_stride``: null/absent or 1 or 2 (``ValueError`` otherwise, which
+    :meth:`LatencyTable.load` reports as a corrupt table)."""
+    from nas.supernet.base import STEM_STRIDES
+
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v not in STEM_STRIDES:
+        raise ValueError(f"settings.stem_stride: must be one of {list(STEM_STRIDES)} or null, "
+                         f"got {v!r}")
+    return v
 
 
 def current_settings(*, device: str = "cpu", threads: int = 1, batch: int = 1,

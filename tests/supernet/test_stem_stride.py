@@ -90,3 +90,23 @@ def test_a_latency_table_of_a_family_without_a_stem_refuses_the_stride(tmp_path)
     with pytest.raises(UsageError, match="stem_stride: family 'vit_like' has no convolutional"):
         build_latency_table(get_space("vit_like"), input_size=16, stem_stride=2,
                             out=tmp_path / "t.json", progress=False)
+
+
+def test_latency_settings_compare_the_stride_as_built_and_refuse_bad_files(tmp_path):
+    small = current_settings(input_size=8)
+    assert small.differences(current_settings(input_size=8, stem_stride=1)) == []
+    assert small.differences(current_settings(input_size=8, stem_stride=2)) == \
+        ["stem_stride: None vs 2"]
+    big = current_settings(input_size=64)
+    assert big.differences(current_settings(input_size=64, stem_stride=2)) == []
+    for bad in (3, 0, True, 2.7, "2"):
+        with pytest.raises(ValueError, match=r"settings.stem_stride: must be one of \[1, 2\]"):
+            TableSettings.from_dict({**small.to_dict(), "stem_stride": bad})
+
+
+def test_training_refuses_the_stride_for_vit_before_reading_data(tmp_path):
+    from nas.training import train
+
+    opts = TrainOptions(space="vit_like", stem_stride=2, data=str(tmp_path / "nope.npz"))
+    with pytest.raises(UsageError, match="stem_stride: family 'vit_like' has no convolutional"):
+        train(opts, tmp_path / "run", progress=False)
