@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--train-epochs", type=int_at_least(1),
                    help="epochs of the quick supernet training (default: 12)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2),
+                   help="stem stride of the supernet the search trains, as `nas train "
+                   "--stem-stride` (default: 2 from 64 pixels up, else 1)")
     p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads")
     p.add_argument("--out", metavar="DIR", help="output directory; the same command with the "
                    "same --out resumes (default: runs/search-<space>-<hash of the options>)")
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                          constraints=list(args.constraint), supernet=args.supernet,
                          data=args.data, data_root=args.data_root, strategy=args.strategy,
                          budget=args.budget, seed=args.seed, device=args.device,
-                         train_epochs=args.train_epochs, threads=args.threads)
+                         train_epochs=args.train_epochs, threads=args.threads,
+                         stem_stride=args.stem_stride)
     opts.validate()
     input_file(args.supernet, "--supernet")
     output_path(args.out, "--out", directory=True)

@@ -65,6 +65,8 @@ class SearchOptions:
     device: str = "cpu"
     train_epochs: int | None = None
     train_strategy: str = "sandwich"
+    # the stem stride of the supernet the search trains (None: automatic; see TrainOptions)
+    stem_stride: int | None = None
     bn_batches: int = 4
     latency_batch: int = 1
     latency_threads: int = 1
@@ -87,6 +89,13 @@ class SearchOptions:
             _check_int("--train-epochs", self.train_epochs, 1)
         if self.threads is not None:
             _check_int("--threads", self.threads, 1)
+        if self.stem_stride is not None:
+            if isinstance(self.stem_stride, bool) or self.stem_stride not in (1, 2) \
+                    or not isinstance(self.stem_stride, int):
+                raise UsageError(f"--stem-stride: must be 1 or 2, got {self.stem_stride!r}")
+            if self.supernet:
+                raise UsageError("--stem-stride: sets the supernet this search trains; a "
+                                 "--supernet checkpoint keeps its own stride (drop one of them)")
         for name, lo in (("bn_batches", 0), ("latency_batch", 1), ("latency_threads", 1),
                          ("max_export", 1)):
             _check_int(name, getattr(self, name), lo)
@@ -109,6 +118,8 @@ class SearchOptions:
         d = asdict(self)
         for k in ("device", "threads", "max_export", "budget"):  # a larger budget extends
             d.pop(k)
+        if self.stem_stride is None:  # (added later: directories from before still match)
+            d.pop("stem_stride")
         if self.device != "cpu":  # another device: other latencies, another search (kept
             d["device"] = self.device  # out for cpu so existing directories still match)
         # limits by meaning, not spelling: latency<=3ms is latency<=3
@@ -277,7 +288,7 @@ def _train_options(opts: SearchOptions, space: Space) -> Any:
     changes: dict[str, Any] = {"space": space.name, "data": opts.data,
                                "data_root": opts.data_root, "strategy": opts.train_strategy,
                                "seed": opts.seed, "device": opts.device,
-                               "threads": opts.threads}
+                               "threads": opts.threads, "stem_stride": opts.stem_stride}
     if opts.train_epochs is not None:  # 0 is an error (validate), not "the default"
         changes["epochs"] = opts.train_epochs
     return TrainOptions().replace(**changes)
@@ -320,8 +331,13 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     if not opts.supernet:
         from nas.supernet import family_class
 
-        family_class(space.family)  # a space without a supernet: say so before any work
+        cls = family_class(space.family)  # a space without a supernet: say so before any work
         _train_options(opts, space)
+        if opts.stem_stride is not None:
+            from nas.supernet import BuildArgs
+            from nas.supernet.base import check_build
+
+            check_build(cls, BuildArgs.make(1, 1, 1, opts.stem_stride))
     if "latency" in opts.targets:
         from nas.predictors.latency import latency_family
 

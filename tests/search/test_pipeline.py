@@ -168,6 +168,20 @@ def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
     assert summary["evaluations"] == 4 and summary["timings"]["supernet_s"] > 0
     assert main(args) == 0
     assert "supernet: trained already" in capsys.readouterr().out
+    # the stride of its stem is the search's to choose; without one, directories written
+    # before the option existed still match
+    from nas.search.pipeline import SearchOptions
+    from nas.supernet import load_supernet
+
+    assert "stem_stride" not in SearchOptions().identity()
+    assert SearchOptions(stem_stride=2).identity()["stem_stride"] == 2
+    out2 = tmp_path / "own2"
+    args2 = [a if a != str(out) else str(out2) for a in args]
+    assert main([*args2, "--stem-stride", "2", "--budget", "2"]) == 0
+    capsys.readouterr()
+    assert load_supernet(out2 / "supernet" / "supernet.pt").build.stem_stride == 2
+    assert main([*args, "--stem-stride", "2"]) == 2  # another search than the one in out
+    assert "differs in: stem_stride" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -208,7 +222,11 @@ def test_search_options_validate_types() -> None:
                         ({"budget": "12"}, "--budget must be an integer >= 1, got '12'"),
                         ({"max_export": 0}, "max_export must be >= 1, got 0"),
                         ({"strategy": "annealing"}, "--strategy 'annealing' is not a searcher"),
-                        ({"train_strategy": "nope"}, "train_strategy: 'nope' is not a training")):
+                        ({"train_strategy": "nope"}, "train_strategy: 'nope' is not a training"),
+                        ({"stem_stride": 3}, "--stem-stride: must be 1 or 2, got 3"),
+                        ({"stem_stride": 2.0}, "--stem-stride: must be 1 or 2, got 2.0"),
+                        ({"stem_stride": 2, "supernet": "s.pt"},
+                         "--stem-stride: sets the supernet this search trains")):
         with pytest.raises(UsageError, match=message):
             SearchOptions(**kw).validate()
 
