@@ -544,20 +544,14 @@ class TableSettings:
                              int(d["warmup"]), int(d["repeats"]),
                              _stored_stem_stride(d.get("stem_stride")))
 
-    @property
-    def effective_stem_stride(self) -> int:
-        """The stem stride the networks have (``None`` resolved by the input size)."""
-        from nas.supernet.base import AUTO_STEM_STRIDE_FROM
-
-        if self.stem_stride is not None:
-            return self.stem_stride
-        return 2 if min(self.input_size) >= AUTO_STEM_STRIDE_FROM else 1
-
     def differences(self, other: TableSettings) -> list[str]:
         """``name: this vs other`` for each compared setting that differs (the stem stride
         as built: unset and the stride it resolves to are the same networks)."""
         a, b = self.to_dict(), other.to_dict()
-        same_stem = self.effective_stem_stride == other.effective_stem_stride
+        from nas.supernet.base import resolve_stem_stride
+
+        same_stem = (resolve_stem_stride(self.stem_stride, self.input_size)
+                     == resolve_stem_stride(other.stem_stride, other.input_size))
         return [f"{k}: {a[k]} vs {b[k]}" for k in COMPARED_SETTINGS
                 if a[k] != b[k] and not (k == "stem_stride" and same_stem)]
 
@@ -565,11 +559,9 @@ class TableSettings:
 def _stored_stem_stride(v: Any) -> int | None:
     """A table file's ``stem_stride``: null/absent or 1 or 2 (``ValueError`` otherwise, which
     :meth:`LatencyTable.load` reports as a corrupt table)."""
-    from nas.supernet.base import STEM_STRIDES
+    from nas.supernet.base import STEM_STRIDES, is_stem_stride
 
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v not in STEM_STRIDES:
+    if not is_stem_stride(v):
         raise ValueError(f"settings.stem_stride: must be one of {list(STEM_STRIDES)} or null, "
                          f"got {v!r}")
     return v
@@ -931,14 +923,12 @@ class LatencyTable:
 
 # ---------------------------------------------------------------------- building
 def _build_args(space: Any, settings: TableSettings) -> Any:
-    from nas.supernet import BuildArgs, family_class
-    from nas.supernet.base import check_build
+    from nas.supernet import BuildArgs
+    from nas.supernet.base import check_stem_stride
 
-    build = BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size,
-                           settings.stem_stride)
-    if settings.stem_stride is not None:  # a family without a stem refuses it
-        check_build(family_class(space.family), build)
-    return build
+    check_stem_stride(space.family, settings.stem_stride)  # a family without a stem refuses it
+    return BuildArgs.make(settings.in_channels, settings.num_classes, settings.input_size,
+                          settings.stem_stride)
 
 
 def build_subnets(space: Any, configs: Sequence[Any], settings: TableSettings

@@ -90,8 +90,9 @@ class SearchOptions:
         if self.threads is not None:
             _check_int("--threads", self.threads, 1)
         if self.stem_stride is not None:
-            if isinstance(self.stem_stride, bool) or self.stem_stride not in (1, 2) \
-                    or not isinstance(self.stem_stride, int):
+            from nas.supernet.base import is_stem_stride
+
+            if not is_stem_stride(self.stem_stride):
                 raise UsageError(f"--stem-stride: must be 1 or 2, got {self.stem_stride!r}")
             if self.supernet:
                 raise UsageError("--stem-stride: sets the supernet this search trains; a "
@@ -330,14 +331,11 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     space = load_space(opts.space)
     if not opts.supernet:
         from nas.supernet import family_class
+        from nas.supernet.base import check_stem_stride
 
-        cls = family_class(space.family)  # a space without a supernet: say so before any work
+        family_class(space.family)  # a space without a supernet: say so before any work
         _train_options(opts, space)
-        if opts.stem_stride is not None:
-            from nas.supernet import BuildArgs
-            from nas.supernet.base import check_build
-
-            check_build(cls, BuildArgs.make(1, 1, 1, opts.stem_stride))
+        check_stem_stride(space.family, opts.stem_stride)
     if "latency" in opts.targets:
         from nas.predictors.latency import latency_family
 

@@ -42,6 +42,20 @@ STEM_STRIDES = (1, 2)
 AUTO_STEM_STRIDE_FROM = 64
 
 
+def is_stem_stride(v: Any) -> bool:
+    """Whether ``v`` is an allowed stem stride: ``None`` (automatic) or an int in
+    :data:`STEM_STRIDES` (not a bool, not a float)."""
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v in STEM_STRIDES)
+
+
+def resolve_stem_stride(stem_stride: int | None, input_size: tuple[int, int]) -> int:
+    """The stride the stem has: ``stem_stride``, or by default 2 from
+    :data:`AUTO_STEM_STRIDE_FROM` pixels up, else 1."""
+    if stem_stride is not None:
+        return stem_stride
+    return 2 if min(input_size) >= AUTO_STEM_STRIDE_FROM else 1
+
+
 @dataclass(frozen=True)
 class BuildArgs:
     """What a supernet is built for besides its space: the data's shape and classes, and
@@ -69,9 +83,7 @@ class BuildArgs:
         if not ok or h < 1 or w < 1:
             raise UsageError(f"input_size: must be a positive int or (height, width), got "
                              f"{input_size!r}")
-        if stem_stride is not None and (isinstance(stem_stride, bool)
-                                        or not isinstance(stem_stride, int)
-                                        or stem_stride not in STEM_STRIDES):
+        if not is_stem_stride(stem_stride):
             raise UsageError(f"stem_stride: must be one of {list(STEM_STRIDES)} or null "
                              f"(automatic), got {stem_stride!r}")
         return BuildArgs(int(in_channels), int(num_classes), (h, w),
@@ -151,9 +163,7 @@ def stage_layout(space: Space, build: BuildArgs, downsamples: Callable[[int], bo
     ``build.stem_stride``, or by default 2 from 64 pixels up; stage ``s`` halves the
     resolution when ``downsamples(s)`` (never below 1 pixel)."""
     h, w = build.input_size
-    stem_stride = build.stem_stride
-    if stem_stride is None:
-        stem_stride = 2 if min(h, w) >= AUTO_STEM_STRIDE_FROM else 1
+    stem_stride = resolve_stem_stride(build.stem_stride, build.input_size)
     hw = (down(h, stem_stride), down(w, stem_stride))
     stem_hw = hw
     out = []
@@ -251,6 +261,13 @@ def check_build(cls: type[Supernet], build: BuildArgs) -> None:
     if build.stem_stride is not None and not cls.has_stem:
         raise UsageError(f"stem_stride: family {cls.family!r} has no convolutional stem "
                          "(leave stem_stride unset)")
+
+
+def check_stem_stride(family: str | None, stem_stride: int | None) -> None:
+    """:func:`check_build` by family name, for options checked before anything is built
+    (``stem_stride`` already validated)."""
+    if stem_stride is not None:
+        check_build(family_class(family), BuildArgs.make(1, 1, 1, stem_stride))
 
 
 def build_supernet(space: Space, *, in_channels: int, num_classes: int,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import SpaceDefinitionError, UsageError
+from nas.supernet.base import is_stem_stride
 from nas.utils.device import resolve_device
 
 
@@ -190,9 +191,7 @@ class TrainOptions:
         if not _finite(self.progressive_gradual) or not 0 <= self.progressive_gradual < 1:
             raise UsageError(f"progressive_gradual: must be a number in [0, 1), got "
                              f"{self.progressive_gradual!r}")
-        if self.stem_stride is not None and (isinstance(self.stem_stride, bool)
-                                             or not isinstance(self.stem_stride, int)
-                                             or self.stem_stride not in (1, 2)):
+        if not is_stem_stride(self.stem_stride):
             raise UsageError(f"stem_stride: must be 1, 2 or null (automatic), got "
                              f"{self.stem_stride!r}")
         for name in ("train_subset", "max_steps_per_epoch", "threads"):

@@ -35,8 +35,8 @@ import yaml
 from nas.data import TensorLoader, load_dataset, split, subset
 from nas.errors import NasError, UsageError
 from nas.searchspace import Space, load_space
-from nas.supernet import BuildArgs, Supernet, build_supernet, family_class, save_supernet
-from nas.supernet.base import check_build
+from nas.supernet import Supernet, build_supernet, save_supernet
+from nas.supernet.base import check_stem_stride
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.schedule import warmed
@@ -179,8 +179,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                          "another --out")
     space = space or load_space(opts.space)
     opts = opts.resolved(space.family)  # family defaults (optimizer, lr), saved resolved
-    if opts.stem_stride is not None:  # before any data is read or downloaded
-        check_build(family_class(space.family), BuildArgs.make(1, 1, 1, opts.stem_stride))
+    check_stem_stride(space.family, opts.stem_stride)  # before any data is read or downloaded
     _configure_torch(opts)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
