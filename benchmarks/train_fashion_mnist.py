@@ -4,7 +4,7 @@ Spearman >= 0.5). Prints epochs and wall time.
 
     python benchmarks/train_fashion_mnist.py [--epochs 10] [--strategy sandwich]
         [--data-root /usr/share/datasets/fashion-mnist] [--device cpu] [--out DIR]
-        [--resize S] [--stem-stride 2]
+        [--resize S] [--stem-stride 2] [--num-random N]
 
 ``--stem-stride 2`` keeps the full 28x28 images and gives the supernet a stride-2 stem (the
 stages run at 14x14 and below): ~11 minutes per epoch on two CPU threads, where the default
@@ -16,6 +16,7 @@ stand-in. Recorded: ``--stem-stride 2 --epochs 8 --threads 2`` (benchmarks/RESUL
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--resize", type=int, help="area-downsample the images to S x S first")
     ap.add_argument("--stem-stride", type=int, choices=(1, 2),
                     help="the supernet's stem stride (default: automatic, 1 below 64 pixels)")
+    ap.add_argument("--num-random", type=int, default=1,
+                    help="sandwich: random subnets per step besides the largest and smallest")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="nas-fmnist-"))
     name = "fashion-mnist"
@@ -53,7 +56,7 @@ def main() -> None:
     root = None if args.resize else args.data_root  # (resized: a .npz file)
     opts = TrainOptions(space="resnet_like", data=name, data_root=root,
                         strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
-                        stem_stride=args.stem_stride,
+                        stem_stride=args.stem_stride, num_random=args.num_random,
                         device=args.device, threads=args.threads,
                         train_subset=args.train_subset, eval_every=max(1, args.epochs // 5))
     t = time.perf_counter()
@@ -75,9 +78,16 @@ def main() -> None:
     accs = [acc(c) for c in configs]
     flops = [net.costs(c).flops for c in configs]
     rho = spearmanr(flops, accs).statistic
+    rows = [{"config": c.to_dict(), "flops": f, "top1": a}
+            for c, f, a in zip(configs, flops, accs)]
+    (out / "subnets.json").write_text(json.dumps(
+        {"largest": largest, "smallest": smallest, "spearman_flops": rho, "wall_s": wall,
+         "subnets": rows}, indent=1))
     res = f" at {args.resize}x{args.resize}" if args.resize else ""
     if args.stem_stride:
         res += f", stem stride {args.stem_stride}"
+    if args.num_random != 1:
+        res += f", {args.num_random} random subnets per step"
     print(f"fashion-mnist{res} resnet_like {args.strategy}: {args.epochs} epochs in {wall:.0f}s "
           f"({wall / 3600:.2f} h)")
     print(f"  largest {largest:.2f}% (goal >= 92), smallest {smallest:.2f}% (goal >= 88) test")
