@@ -471,7 +471,12 @@ class Progressive(Strategy):
             if n <= 0:
                 continue
             if p == 0:
-                warm = min(int(self.opts.warmup_epochs * steps_per_epoch), n // 2)
+                warm = int(self.opts.warmup_epochs * steps_per_epoch)
+                if warm > n // 2:  # as the trainer does for the whole run
+                    log.warning("warmup_epochs %g is more than half of the progressive "
+                                "kernel phase (%d steps); warming up over %d steps instead",
+                                self.opts.warmup_epochs, n, n // 2)
+                    warm = n // 2
                 out.append(Segment(start, end, 0, False, lrs[0], warm))
             elif p == 1:
                 out.append(Segment(start, end, 1, False, lrs[1], round(OFA_WARMUP_SHARE * n)))

@@ -453,6 +453,25 @@ def test_progressive_stretches_restart_lr_and_optimizer(tiny_space: Space) -> No
     assert not one.reset_optimizer and not one.top_two
 
 
+def test_progressive_caps_a_long_warmup_with_a_warning(tiny_space: Space,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=8)
+    opts = TrainOptions(strategy="progressive", epochs=4, warmup_epochs=0.75,
+                        progressive_lr=[1.0] * 6)
+    with caplog.at_level("WARNING", logger="nas.training.strategies"):
+        assert make_strategy("progressive", net, opts, np.random.default_rng(0)
+                             ).segments(12)[0].warm == 6  # half of the 12-step kernel phase
+    assert "warmup_epochs 0.75" in caplog.text and "6 steps instead" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nas.training.strategies"):
+        assert make_strategy("progressive", net, opts.replace(warmup_epochs=0.25),
+                             np.random.default_rng(0)).segments(12)[0].warm == 3
+    assert not caplog.text
+
+
 def test_progressive_two_largest_values_first(tiny_space: Space) -> None:
     rng = np.random.default_rng(0)
     mx = tiny_space.max()
