@@ -21,7 +21,9 @@ from nas.utils.files import atomic_torch_save, torch_load_weights
 
 SUPERNET_FORMAT = "nas.supernet"
 SUBNET_FORMAT = "nas.subnet"
-VERSION = 1
+# 2: activation quantizers after a ReLU are unsigned (version-1 files were trained and
+# extracted with signed ones throughout, so their quantized subnets would compute otherwise)
+VERSION = 2
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -57,8 +59,10 @@ def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any
         raise CheckpointError(f"{p}: not a {kind} checkpoint (format {got!r}, expected "
                               f"{want!r})")
     if payload.get("version") != VERSION:
+        hint = (" (written by an earlier nas whose activation quantizers were all signed; "
+                "train or extract it again)" if payload.get("version") == 1 else "")
         raise CheckpointError(f"{p}: {kind} checkpoint version {payload.get('version')!r} is "
-                              f"not supported (supported: {VERSION})")
+                              f"not supported (supported: {VERSION}){hint}")
     missing = [k for k in ("space", "build", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"{p}: {kind} checkpoint lacks {missing[0]!r}")

@@ -44,6 +44,7 @@ from nas.supernet.resnet import _attn_params
 from nas.supernet.static import (
     InputCheck,
     QConv2d,
+    attention_output_signed,
     live_kernel,
     make_act_quant,
     make_attention,
@@ -166,8 +167,11 @@ class MobileNetSupernet(Supernet):
         for stage, blocks in zip(self.stages, plan.stages):
             stage.set_depth(len(blocks))
             for blk, p in zip(stage.blocks, blocks):
-                for aq in (blk.aq0, blk.aq1, blk.aq2):
-                    aq.set_active(p.bits)
+                # the block's input may be a linear bottleneck's output (signed); the
+                # depthwise and project convs' inputs follow a ReLU6 (unsigned)
+                blk.aq0.set_active(p.bits)
+                blk.aq1.set_active(p.bits, signed=False)
+                blk.aq2.set_active(p.bits, signed=attention_output_signed(p.attention))
                 blk.expand.set_active(p.in_ch, p.mid, 1, 1, p.bits)
                 blk.bn1.set_active(p.mid)
                 blk.dw.set_active(p.mid, p.mid, p.kernel, p.mid, p.bits)
@@ -203,7 +207,8 @@ class MobileNetSupernet(Supernet):
                     make_attention(p.attention, p.mid, *p.hw),
                     QConv2d(p.mid, p.out_ch, 1, bias=False, bits=p.bits),
                     nn.BatchNorm2d(p.out_ch),
-                    make_act_quant(p.bits), make_act_quant(p.bits), make_act_quant(p.bits),
+                    make_act_quant(p.bits), make_act_quant(p.bits, signed=False),
+                    make_act_quant(p.bits, signed=attention_output_signed(p.attention)),
                     residual=p.residual))
             stages.append(Stage(out))
         neck = ConvBNAct(QConv2d(plan.last_width, plan.head_width, 1, bias=False),

@@ -433,11 +433,15 @@ class ElasticActQuant(nn.Module):
         self.register_buffer("initialized", torch.zeros(n, dtype=torch.bool))
         self.set_active(32)
 
-    def set_active(self, bits: int) -> None:
+    def set_active(self, bits: int, signed: bool = True) -> None:
+        """Quantize to ``bits`` (32: identity); ``signed=False`` for inputs that cannot be
+        negative (see :func:`~nas.supernet.static.fake_quant_act`). A bit width keeps one
+        range whether signed or not."""
         if bits < 32 and bits not in self.bits_options:
             raise SupernetError(f"activation quantizer: bits {bits} not in {self.bits_options}")
-        self.__dict__.update(_bits=int(bits),  # plain ints; skips nn.Module.__setattr__
-                             _idx=self.bits_options.index(bits) if bits < 32 else -1)
+        self.__dict__.update(_bits=int(bits),  # plain values; skips nn.Module.__setattr__
+                             _idx=self.bits_options.index(bits) if bits < 32 else -1,
+                             _signed=bool(signed))
 
     def forward(self, x: Tensor) -> Tensor:
         i = self._idx
@@ -448,7 +452,7 @@ class ElasticActQuant(nn.Module):
             # same step (multi-architecture batches) stay valid
             self.clip.data[i] = x.detach().abs().max().clamp(min=1e-3)
             self.initialized[i] = True
-        return fake_quant_act(x, self.clip[i], self._bits)
+        return fake_quant_act(x, self.clip[i], self._bits, self._signed)
 
     def active_state(self) -> dict[str, Tensor]:
         if self._idx < 0:

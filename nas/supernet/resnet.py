@@ -53,6 +53,7 @@ from nas.supernet.ops import (
 from nas.supernet.static import (
     InputCheck,
     QConv2d,
+    attention_output_signed,
     live_kernel,
     make_act_quant,
     make_attention,
@@ -176,8 +177,11 @@ class ResNetSupernet(Supernet):
             stage.set_depth(len(blocks))
             for blk, p in zip(stage.blocks, blocks):
                 w = p.width
-                for aq in (blk.aq0, blk.aq1, blk.aq2):
-                    aq.set_active(p.bits)
+                # the block's input (the stem's or the previous block's ReLU) and the
+                # grouped conv's input (a ReLU) are non-negative: unsigned quantization
+                blk.aq0.set_active(p.bits, signed=False)
+                blk.aq1.set_active(p.bits, signed=False)
+                blk.aq2.set_active(p.bits, signed=attention_output_signed(p.attention))
                 blk.conv1.set_active(p.in_ch, w, 1, 1, p.bits)
                 blk.conv2.set_active(w, w, p.kernel, p.groups, p.bits)
                 blk.conv3.set_active(w, w, 1, 1, p.bits)
@@ -209,7 +213,8 @@ class ResNetSupernet(Supernet):
                     nn.BatchNorm2d(w),
                     make_attention(p.attention, w, *p.hw),
                     QConv2d(w, w, 1, bias=False, bits=p.bits), nn.BatchNorm2d(w),
-                    make_act_quant(p.bits), make_act_quant(p.bits), make_act_quant(p.bits),
+                    make_act_quant(p.bits, signed=False), make_act_quant(p.bits, signed=False),
+                    make_act_quant(p.bits, signed=attention_output_signed(p.attention)),
                     shortcut))
             stages.append(Stage(out))
         return SubnetModel(InputCheck(build.in_channels, *build.input_size), stem,

@@ -34,18 +34,34 @@ def weight_bytes(n: int, out_channels: int, bits: int) -> int:
     return (n * bits + 7) // 8 + 4 * out_channels if bits < 32 else 4 * n
 
 
-def fake_quant_act(x: Tensor, clip: Tensor, bits: int) -> Tensor:
-    """Symmetric per-tensor fake quantization of activations to ``[-|clip|, |clip|]``.
+def fake_quant_act(x: Tensor, clip: Tensor, bits: int, signed: bool = True) -> Tensor:
+    """Per-tensor fake quantization of activations to ``[-|clip|, |clip|]`` (``signed``:
+    ``2**(bits-1) - 1`` levels each side of zero) or to ``[0, |clip|]`` (unsigned:
+    ``2**bits - 1`` levels, for inputs that cannot be negative, such as ReLU outputs: one bit
+    more resolution than a signed range that wastes its negative half; negative values clamp
+    to 0).
 
     Rounding passes gradients straight through; the learned range ``clip`` gets the
     PACT/LSQ gradient through the clamp and the scale.
     """
-    qmax = float(2 ** (bits - 1) - 1)
     c = clip.abs() + 1e-8
-    scale = c / qmax
-    q = torch.maximum(torch.minimum(x, c), -c) / scale
+    if signed:
+        qmax = float(2 ** (bits - 1) - 1)
+        scale = c / qmax
+        q = torch.maximum(torch.minimum(x, c), -c) / scale
+    else:
+        qmax = float(2 ** bits - 1)
+        scale = c / qmax
+        q = torch.clamp(torch.minimum(x, c), min=0.0) / scale
     q = q + (torch.round(q) - q).detach()
     return q * scale
+
+
+def attention_output_signed(kind: str) -> bool:
+    """Whether a CNN attention's output can be negative for a non-negative input: ``none``,
+    ``se`` and ``ese`` scale their input by gates in [0, 1]; ``mhsa`` adds a projection to
+    it. Decides whether the activation quantizer after the attention is signed."""
+    return kind == "mhsa"
 
 
 def se_hidden(channels: int) -> int:
@@ -154,18 +170,20 @@ class QLinear(nn.Linear):
 
 
 class FakeQuantAct(nn.Module):
-    """Per-tensor activation fake quantization with a learned range ``clip``."""
+    """Per-tensor activation fake quantization with a learned range ``clip``, signed or
+    unsigned (:func:`fake_quant_act`)."""
 
-    def __init__(self, bits: int, clip: float = 4.0) -> None:
+    def __init__(self, bits: int, clip: float = 4.0, signed: bool = True) -> None:
         super().__init__()
         self.bits = int(bits)
+        self.signed = bool(signed)
         self.clip = nn.Parameter(torch.tensor(float(clip)))
 
     def forward(self, x: Tensor) -> Tensor:
-        return fake_quant_act(x, self.clip, self.bits)
+        return fake_quant_act(x, self.clip, self.bits, self.signed)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}"
+        return f"bits={self.bits}" + ("" if self.signed else ", unsigned")
 
 
 class SqueezeExcite(nn.Module):
@@ -239,9 +257,9 @@ def make_attention(kind: str, channels: int, height: int, width: int) -> nn.Modu
 ATTENTIONS: tuple[str, ...] = ("none", "se", "ese", "mhsa")
 
 
-def make_act_quant(bits: int) -> nn.Module:
-    """``FakeQuantAct(bits)``, or ``nn.Identity`` for 32 bits."""
-    return nn.Identity() if bits >= 32 else FakeQuantAct(bits)
+def make_act_quant(bits: int, signed: bool = True) -> nn.Module:
+    """``FakeQuantAct(bits, signed=signed)``, or ``nn.Identity`` for 32 bits."""
+    return nn.Identity() if bits >= 32 else FakeQuantAct(bits, signed=signed)
 
 
 class InputCheck(nn.Module):

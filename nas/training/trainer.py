@@ -53,7 +53,7 @@ from nas.utils.progress import training_progress
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "nas.train"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: unsigned activation quantizers after ReLUs (nas.supernet)
 
 
 class TrainingError(NasError):
@@ -128,7 +128,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise TrainingError(f"{p}: not a training checkpoint (expected format "
                             f"{CHECKPOINT_FORMAT!r})")
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise TrainingError(f"{p}: checkpoint version {payload.get('version')!r} not supported")
+        hint = (" (written by an earlier nas whose activation quantizers were all signed; "
+                "start the run again)" if payload.get("version") == 1 else "")
+        raise TrainingError(f"{p}: checkpoint version {payload.get('version')!r} not supported "
+                            f"(supported: {CHECKPOINT_VERSION}){hint}")
     return payload
 
 

@@ -31,7 +31,7 @@ def ckpt(tmp_path_factory, supernets):
 def test_round_trip(ckpt, supernets, x):
     net = supernets["mobilenet_like"]
     raw = torch.load(ckpt, weights_only=True)
-    assert raw["format"] == "nas.supernet" and raw["version"] == 1
+    assert raw["format"] == "nas.supernet" and raw["version"] == 2
     assert raw["build"] == {"in_channels": 3, "num_classes": 5, "input_size": [8, 8]}
     loaded = load_supernet(ckpt, space=get_space("mobilenet_like")).eval()
     assert loaded.checkpoint_meta == {"epoch": 3}
@@ -65,6 +65,13 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
         load_supernet(wrong)
     with pytest.raises(CheckpointError, match="no such file"):
         load_supernet(tmp_path / "missing.pt")
+    old = tmp_path / "old.pt"
+    raw = torch.load(ckpt, weights_only=True)
+    raw["version"] = 1  # signed activation quantizers throughout: refused, with the reason
+    torch.save(raw, old)
+    with pytest.raises(CheckpointError, match=r"version 1 is not supported \(supported: 2\) "
+                                              r"\(written by an earlier nas whose activation"):
+        load_supernet(old)
     # a text file (the weights-only unpickler raises IndexError on it) and a pickle that
     # would run code: clear errors, neither torch's traceback nor its advice to unpickle
     text = tmp_path / "text.pt"

@@ -13,7 +13,7 @@ from nas.supernet.ops import (
     clear_weight_caches,
     group_diagonal,
 )
-from nas.supernet.static import fake_quant_weight
+from nas.supernet.static import FakeQuantAct, fake_quant_weight
 
 from .conftest import randomize
 
@@ -341,3 +341,47 @@ def test_activating_the_config_in_place_skips_the_module_updates(monkeypatch):
         with net.activate(b):
             yb = net(x)
         assert torch.allclose(yb, net.extract(b).eval()(x), atol=1e-5)
+
+
+def test_unsigned_activation_quantization_uses_every_level():
+    """After a ReLU the activation quantizer is unsigned: 2**b - 1 levels on [0, clip] (a
+    signed range would spend half of its 2**b - 1 levels on values that never occur), the
+    range still learns, and the ResNet supernet uses it where inputs cannot be negative."""
+    from nas.supernet.static import attention_output_signed, fake_quant_act
+
+    x = torch.linspace(0, 1, 1001)
+    clip = torch.tensor(1.0, requires_grad=True)
+    for bits in (4, 8):
+        uq, sq = fake_quant_act(x, clip, bits, signed=False), fake_quant_act(x, clip, bits)
+        assert len(torch.unique(uq)) == 2 ** bits
+        assert len(torch.unique(sq)) == 2 ** (bits - 1)
+        assert (uq - x).abs().max() <= 0.5 / (2 ** bits - 1) + 1e-6
+        assert (uq - x).abs().max() < (sq - x).abs().max() / 1.9
+    assert torch.equal(fake_quant_act(torch.tensor([-0.3, 2.0]), clip, 4, signed=False),
+                       torch.tensor([0.0, 1.0]))  # clamped to [0, clip]
+    fake_quant_act(x * 2, clip, 4, signed=False).sum().backward()
+    assert clip.grad is not None and clip.grad > 0  # values above the range pull it up
+    assert [attention_output_signed(k) for k in ("none", "se", "ese", "mhsa")] == [
+        False, False, False, True]
+
+    block = (Choice("kernel", (3,)), Choice("cardinality", (1,)))
+    space = Space("att", [Group("stem", (Choice("width", (8,)),)), Group("stages", (Group("0", (
+        IntRange("depth", 1, 1), Choice("width", (8,)), Choice("attention", ("none", "mhsa")),
+        Choice("bits", (4, 32)), Group("blocks", (Group("0", block),)))),))],
+        family="resnet_like")
+    torch.manual_seed(0)
+    net = build_supernet(space, in_channels=1, num_classes=3, input_size=8).eval()
+    randomize(net)
+    x = torch.randn(2, 1, 8, 8)
+    for att, signed in (("none", False), ("mhsa", True)):
+        cfg = space.config({"stem": {"width": 8}, "stages": [
+            {"depth": 1, "width": 8, "bits": 4, "attention": att,
+             "blocks": [{"kernel": 3, "cardinality": 1}]}]})
+        with net.activate(cfg):
+            blk = net.stages[0].blocks[0]
+            assert [m._signed for m in (blk.aq0, blk.aq1, blk.aq2)] == [False, False, signed]
+            sub = net.extract(cfg).eval()
+            with torch.no_grad():
+                assert torch.equal(sub(x), net(x))
+        quants = [m for m in sub.modules() if isinstance(m, FakeQuantAct)]
+        assert [m.signed for m in quants] == [False, False, signed]
