@@ -37,7 +37,7 @@ Families register with :func:`register_family`; :func:`build_supernet` picks one
 Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.save`` file that
 ``torch.load(..., weights_only=True)`` reads::
 
-    {"format": "nas.supernet", "version": 1,
+    {"format": "nas.supernet", "version": 2,
      "family": "resnet_like",                    # informative; the space's family decides
      "space": space.to_dict(),                   # the full space definition
      "build": {"in_channels": 3, "num_classes": 10, "input_size": [32, 32]},
@@ -46,8 +46,9 @@ Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.sa
      "meta": {...}}                              # free, plain types (epoch, metrics, ...)
 
 Loading rebuilds the supernet from ``space`` and ``build`` and loads ``state_dict`` strictly;
-a file of another format, version or space (when one is asked for) raises
-:class:`CheckpointError`. Extracted subnets save as ``{"format": "nas.subnet", "version": 1,
+a file of another format, version (1: signed activation quantizers) or space (when one is
+asked for) raises
+:class:`CheckpointError`. Extracted subnets save as ``{"format": "nas.subnet", "version": 2,
 "family", "space", "config": config.to_dict(), "build", "state_dict"}``
 (``save_subnet`` / ``load_subnet``).
 """
