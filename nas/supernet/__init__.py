@@ -47,8 +47,9 @@ Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.sa
 
 Loading rebuilds the supernet from ``space`` and ``build`` and loads ``state_dict`` strictly;
 a file of another format, version (1: signed activation quantizers) or space (when one is
-asked for) raises :class:`CheckpointError`. Extracted subnets save as ``{"format": "nas.subnet", "version": 2,
-"family", "space", "config": config.to_dict(), "build", "state_dict"}``
+asked for) raises :class:`CheckpointError`. Extracted subnets save as
+``{"format": "nas.subnet", "version": 2, "family", "space", "config": config.to_dict(),
+"build", "state_dict"}``
 (``save_subnet`` / ``load_subnet``).
 """
 
