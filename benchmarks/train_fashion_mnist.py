@@ -10,7 +10,8 @@ Spearman >= 0.5). Prints epochs and wall time.
 stages run at 14x14 and below): ~11 minutes per epoch on two CPU threads, where the default
 stride-1 stem costs ~97 s per sandwich step on one core (~25 hours per epoch). ``--resize S``
 area-downsamples the images to S x S first instead (as ``ranking_fidelity.py`` does), a
-stand-in. Recorded: ``--stem-stride 2 --epochs 8 --threads 2`` (benchmarks/RESULTS.md).
+stand-in. Recorded: ``--stem-stride 2 --epochs 8 --threads 2`` and, after unsigned
+activation quantization, the same with ``--num-random 2`` (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
