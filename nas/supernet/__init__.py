@@ -46,11 +46,11 @@ Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.sa
      "meta": {...}}                              # free, plain types (epoch, metrics, ...)
 
 Loading rebuilds the supernet from ``space`` and ``build`` and loads ``state_dict`` strictly;
-a file of another format, version (1: signed activation quantizers) or space (when one is
-asked for) raises :class:`CheckpointError`. Extracted subnets save as
-``{"format": "nas.subnet", "version": 2, "family", "space", "config": config.to_dict(),
-"build", "state_dict"}``
-(``save_subnet`` / ``load_subnet``).
+a file of another format, version or space (when one is asked for) raises
+:class:`CheckpointError`; so does a version-1 file of a quantized ``resnet_like`` or
+``mobilenet_like`` network (written with signed activation quantizers after ReLUs).
+Extracted subnets save as ``{"format": "nas.subnet", "version": 2, "family", "space",
+"config": config.to_dict(), "build", "state_dict"}`` (``save_subnet`` / ``load_subnet``).
 """
 
 from __future__ import annotations

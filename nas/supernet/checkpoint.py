@@ -21,9 +21,12 @@ from nas.utils.files import atomic_torch_save, torch_load_weights
 
 SUPERNET_FORMAT = "nas.supernet"
 SUBNET_FORMAT = "nas.subnet"
-# 2: activation quantizers after a ReLU are unsigned (version-1 files were trained and
-# extracted with signed ones throughout, so their quantized subnets would compute otherwise)
+# 2: activation quantizers after a ReLU are unsigned. Version-1 files were written with
+# signed ones throughout: those of the CNN families with quantized bits would compute
+# otherwise and are refused; the rest (vit_like, nb201, float-only) still load.
 VERSION = 2
+_READABLE = (1, 2)
+_SIGNEDNESS_CHANGED = ("resnet_like", "mobilenet_like")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -58,11 +61,9 @@ def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{p}: not a {kind} checkpoint (format {got!r}, expected "
                               f"{want!r})")
-    if payload.get("version") != VERSION:
-        hint = (" (written by an earlier nas whose activation quantizers were all signed; "
-                "train or extract it again)" if payload.get("version") == 1 else "")
+    if payload.get("version") not in _READABLE:
         raise CheckpointError(f"{p}: {kind} checkpoint version {payload.get('version')!r} is "
-                              f"not supported (supported: {VERSION}){hint}")
+                              f"not supported (supported: {', '.join(map(str, _READABLE))})")
     missing = [k for k in ("space", "build", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"{p}: {kind} checkpoint lacks {missing[0]!r}")
@@ -84,11 +85,34 @@ def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
     return stored, build
 
 
+def _refuse_signed_v1(p: str | os.PathLike[str], payload: dict[str, Any], kind: str,
+                      space: Space, config: Config | None = None) -> None:
+    """A version-1 file whose quantized CNN layers had signed activation quantizers where
+    version 2 has unsigned ones (after ReLUs) cannot be loaded: its subnets would compute
+    otherwise. ``config``: check that subnet's bits only, else every bit width the space
+    allows."""
+    if payload.get("version") != 1 or space.family not in _SIGNEDNESS_CHANGED:
+        return
+    paths = [q for q in space.paths if q.rsplit(".", 1)[-1] == "bits"]
+    if config is None:
+        quantized = any(v < 32 for q in paths for v in space.values(q))
+    else:
+        quantized = any(config.get(q, 32) < 32 for q in paths)
+    if quantized:
+        again = ("train the supernet again" if kind == "supernet" else
+                 "extract it again from a supernet trained by this version")
+        raise CheckpointError(f"{p}: {kind} checkpoint version 1 is not supported for "
+                              f"quantized {space.family} networks (its activation quantizers "
+                              f"after ReLUs were signed, version 2 makes them unsigned); "
+                              f"{again}")
+
+
 def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
                   device: torch.device | str | None = None) -> Supernet:
     """Load a supernet checkpoint. ``space``: raise unless the checkpoint holds this space."""
     payload = _read(path, "supernet", device)
     stored, build = _space_and_build(path, payload, space)
+    _refuse_signed_v1(path, payload, "supernet", stored)
     net = build_supernet(stored, **build.kwargs, device=device)
     try:
         net.load_state_dict(payload["state_dict"], strict=True)
@@ -128,6 +152,7 @@ def load_subnet(path: str | os.PathLike[str], *,
         cfg = space.config(payload["config"])
     except NasError as e:
         raise CheckpointError(f"{path}: corrupt config ({e})") from None
+    _refuse_signed_v1(path, payload, "subnet", space, cfg)
     model = build_subnet(space, cfg, **build.kwargs, device=device)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

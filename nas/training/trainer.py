@@ -129,7 +129,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                             f"{CHECKPOINT_FORMAT!r})")
     if payload.get("version") != CHECKPOINT_VERSION:
         hint = (" (written by an earlier nas whose activation quantizers were all signed; "
-                "start the run again)" if payload.get("version") == 1 else "")
+                "start a new run: another output directory, or delete this one)"
+                if payload.get("version") == 1 else "")
         raise TrainingError(f"{p}: checkpoint version {payload.get('version')!r} not supported "
                             f"(supported: {CHECKPOINT_VERSION}){hint}")
     return payload

@@ -65,13 +65,12 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
         load_supernet(wrong)
     with pytest.raises(CheckpointError, match="no such file"):
         load_supernet(tmp_path / "missing.pt")
-    old = tmp_path / "old.pt"
+    future = tmp_path / "future.pt"
     raw = torch.load(ckpt, weights_only=True)
-    raw["version"] = 1  # signed activation quantizers throughout: refused, with the reason
-    torch.save(raw, old)
-    with pytest.raises(CheckpointError, match=r"version 1 is not supported \(supported: 2\) "
-                                              r"\(written by an earlier nas whose activation"):
-        load_supernet(old)
+    raw["version"] = 3
+    torch.save(raw, future)
+    with pytest.raises(CheckpointError, match=r"version 3 is not supported \(supported: 1, 2\)"):
+        load_supernet(future)
     # a text file (the weights-only unpickler raises IndexError on it) and a pickle that
     # would run code: clear errors, neither torch's traceback nor its advice to unpickle
     text = tmp_path / "text.pt"
@@ -83,6 +82,45 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="Unsupported global") as e:
         load_supernet(evil)
     assert "weights_only` set to `False`" not in str(e.value)
+
+
+def test_version_1_files_load_unless_their_activation_quantizers_changed(supernets, x,
+                                                                          tmp_path):
+    """Version 1 quantized activations after ReLUs with a signed range; version 2 with an
+    unsigned one. Quantized CNN files of version 1 are refused with the reason; vit_like and
+    float-only subnets compute as before and still load."""
+    def as_v1(path):
+        raw = torch.load(path, weights_only=True)
+        raw["version"] = 1
+        torch.save(raw, path)
+
+    for name in ("mobilenet_like", "vit_like"):
+        path = tmp_path / f"{name}.pt"
+        save_supernet(supernets[name], path)
+        as_v1(path)
+        if name == "vit_like":
+            assert load_supernet(path).space.name == "vit_like"
+        else:
+            with pytest.raises(CheckpointError, match=r"version 1 is not supported for quantized "
+                                                      r"mobilenet_like networks .* train the "
+                                                      r"supernet again"):
+                load_supernet(path)
+    net = supernets["resnet_like"]
+    for bits, ok in ((32, True), (4, False)):
+        d = net.space.sample(3).to_dict()
+        for st in d["stages"]:
+            st["bits"] = bits
+        cfg = net.space.config(d)
+        path = tmp_path / f"sub{bits}.pt"
+        save_subnet(net.extract(cfg), cfg, path, in_channels=3, num_classes=5, input_size=8)
+        as_v1(path)
+        if ok:
+            model, got = load_subnet(path)
+            with torch.no_grad(), net.activate(cfg):
+                assert got == cfg and torch.equal(model.eval()(x), net(x))
+        else:
+            with pytest.raises(CheckpointError, match="extract it again from a supernet"):
+                load_subnet(path)
 
 
 def test_subnet_round_trip(supernets, x, tmp_path):
