@@ -85,20 +85,22 @@ def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
     return stored, build
 
 
-def _refuse_signed_v1(p: str | os.PathLike[str], payload: dict[str, Any], kind: str,
-                      space: Space, config: Config | None = None) -> None:
-    """A version-1 file whose quantized CNN layers had signed activation quantizers where
-    version 2 has unsigned ones (after ReLUs) cannot be loaded: its subnets would compute
-    otherwise. ``config``: check that subnet's bits only, else every bit width the space
-    allows."""
-    if payload.get("version") != 1 or space.family not in _SIGNEDNESS_CHANGED:
-        return
+def signed_v1_differs(space: Space, config: Config | None = None) -> bool:
+    """Whether a version-1 file of ``space`` (``config``: of that subnet only) computed
+    otherwise than version 2 does: its quantized CNN layers had signed activation quantizers
+    where version 2 has unsigned ones (after ReLUs). Such files cannot be loaded; the rest
+    (vit_like, nb201, float-only) can."""
+    if space.family not in _SIGNEDNESS_CHANGED:
+        return False
     paths = [q for q in space.paths if q.rsplit(".", 1)[-1] == "bits"]
     if config is None:
-        quantized = any(v < 32 for q in paths for v in space.values(q))
-    else:
-        quantized = any(config.get(q, 32) < 32 for q in paths)
-    if quantized:
+        return any(v < 32 for q in paths for v in space.values(q))
+    return any(config.get(q, 32) < 32 for q in paths)
+
+
+def _refuse_signed_v1(p: str | os.PathLike[str], payload: dict[str, Any], kind: str,
+                      space: Space, config: Config | None = None) -> None:
+    if payload.get("version") == 1 and signed_v1_differs(space, config):
         again = ("train the supernet again" if kind == "supernet" else
                  "extract it again from a supernet trained by this version")
         raise CheckpointError(f"{p}: {kind} checkpoint version 1 is not supported for "

@@ -37,6 +37,7 @@ from nas.errors import NasError, UsageError
 from nas.searchspace import Space, load_space
 from nas.supernet import Supernet, build_supernet, save_supernet
 from nas.supernet.base import check_stem_stride
+from nas.supernet.checkpoint import signed_v1_differs
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.schedule import warmed
@@ -53,7 +54,9 @@ from nas.utils.progress import training_progress
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "nas.train"
-CHECKPOINT_VERSION = 2  # 2: unsigned activation quantizers after ReLUs (nas.supernet)
+# 2: unsigned activation quantizers after ReLUs (nas.supernet.checkpoint); version 1 still
+# resumes where that changes nothing
+CHECKPOINT_VERSION = 2
 
 
 class TrainingError(NasError):
@@ -127,13 +130,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{p}: not a training checkpoint (expected format "
                             f"{CHECKPOINT_FORMAT!r})")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        hint = (" (written by an earlier nas whose activation quantizers were all signed; "
-                "start a new run: another output directory, or delete this one)"
-                if payload.get("version") == 1 else "")
-        raise TrainingError(f"{p}: checkpoint version {payload.get('version')!r} not supported "
-                            f"(supported: {CHECKPOINT_VERSION}){hint}")
+    version = payload.get("version")
+    if version not in (1, CHECKPOINT_VERSION):
+        raise TrainingError(f"{p}: checkpoint version {version!r} not supported (supported: "
+                            f"1, {CHECKPOINT_VERSION})")
+    if version == 1 and _signed_v1_differs(p, payload):
+        raise TrainingError(f"{p}: checkpoint version 1 not supported for a quantized "
+                            "resnet_like or mobilenet_like space (written by an earlier nas "
+                            "whose activation quantizers after ReLUs were signed); start a new "
+                            "run: another output directory, or delete this one")
     return payload
+
+
+def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
+    """Whether a version-1 run's supernet computed otherwise than version 2 does
+    (:func:`nas.supernet.checkpoint.signed_v1_differs`)."""
+    try:
+        space = Space.from_dict(payload["space"])
+    except (NasError, KeyError, TypeError, AttributeError) as e:
+        raise TrainingError(f"{p}: corrupt training checkpoint ({e})") from None
+    return signed_v1_differs(space)
 
 
 def _configure_torch(opts: TrainOptions) -> None:

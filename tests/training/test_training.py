@@ -577,6 +577,33 @@ def test_resuming_a_run_from_before_new_options(tiny_space: Space, tmp_path: Pat
         None, 0.0, "constant")
 
 
+def test_version_1_runs_resume_unless_their_quantizers_changed(
+        tiny_space: Space, tiny_vit_space: Space, tmp_path: Path) -> None:
+    """A version-1 training checkpoint (signed activation quantizers after ReLUs) of a
+    quantized CNN space is refused with the reason; a vit_like run, whose quantizers did not
+    change, resumes."""
+    fast = {k: v for k, v in FAST.items() if k != "lr"}
+    for name, space in (("cnn", tiny_space), ("vit", tiny_vit_space)):
+        opts = TrainOptions(strategy="uniform", epochs=2, max_steps_per_epoch=2, **fast)
+        train(opts, tmp_path / name, space=space, progress=False, stop_after_steps=1)
+        ckpt = tmp_path / name / "checkpoint.pt"
+        state = load_checkpoint(ckpt)
+        state["version"] = 1
+        torch.save(state, ckpt)
+        if name == "cnn":
+            with pytest.raises(TrainingError, match="version 1 not supported for a quantized "
+                                                    "resnet_like or mobilenet_like space .* "
+                                                    "another output directory"):
+                load_checkpoint(ckpt)
+        else:
+            r = train(TrainOptions(), tmp_path / name, resume=True, progress=False)
+            assert r.epochs_done == 2 and load_checkpoint(ckpt)["version"] == 2
+    state["version"] = 7
+    torch.save(state, ckpt)
+    with pytest.raises(TrainingError, match=r"version 7 not supported \(supported: 1, 2\)"):
+        load_checkpoint(ckpt)
+
+
 def test_cli_train_with_a_stride_two_stem(tiny_space: Space, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from nas.cli.main import main
