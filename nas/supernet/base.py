@@ -358,6 +358,20 @@ class Supernet(nn.Module):
             x = stage(x)
         return self.head(x)
 
+    def zero_init_last(self) -> int:
+        """Zero the scale of the batch norm that ends every residual branch (BigNAS's
+        initialisation, timm's ``zero_init_last``): each residual block starts as the identity
+        (a ReLU after the sum aside), so subnets of every depth start alike. Returns how many
+        norms were zeroed (0 for families without such norms, e.g. ``vit_like``)."""
+        n = 0
+        for m in self.modules():
+            # (a method, not a property: TorchScript compiles a block's properties)
+            norm = m.residual_last_norm() if hasattr(m, "residual_last_norm") else None
+            if norm is not None:
+                nn.init.zeros_(norm.weight)
+                n += 1
+        return n
+
     def reorder_channels(self) -> None:
         """Sort channels by importance so that narrow subnets keep the most important ones,
         without changing the function of the full-width network."""

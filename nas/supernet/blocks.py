@@ -52,6 +52,10 @@ class ResBlock(nn.Module):
         self.has_proj = shortcut is not None
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
 
+    def residual_last_norm(self) -> nn.Module:
+        """The batch norm that ends the residual branch (zeroed by ``zero_init_last``)."""
+        return self.bn3
+
     def forward(self, x: Tensor) -> Tensor:
         xq = self.aq0(x)
         h = F.relu(self.bn1(self.conv1(xq)))
@@ -79,6 +83,10 @@ class MBConv(nn.Module):
         self.attn = attn
         self.aq2, self.project, self.bn3 = aq2, project, bn3
         self.residual = residual
+
+    def residual_last_norm(self) -> nn.Module | None:
+        """The batch norm that ends the residual branch, if the block has a shortcut."""
+        return self.bn3 if self.residual else None
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.relu6(self.bn1(self.expand(self.aq0(x))))

@@ -71,6 +71,9 @@ class TrainOptions:
     label_smoothing: float = 0.1
     grad_clip: float = 5.0
     kd_temperature: float = 1.0
+    # BigNAS / timm ``zero_init_last``: start every residual block's last batch-norm scale at
+    # zero, so each block begins as the identity and a deep and a shallow subnet start alike
+    zero_init_last: bool = True
     # sandwich: random subnets per step besides the largest and the smallest
     num_random: int = 1
     # multiarch: subnets (groups of the batch) per step
@@ -126,7 +129,7 @@ class TrainOptions:
         if self.data_root is not None and not isinstance(self.data_root, str):
             raise UsageError(f"data_root: must be a directory path or null, got "
                              f"{self.data_root!r}")
-        for name in ("download", "deterministic"):
+        for name in ("download", "deterministic", "zero_init_last"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise UsageError(f"{name}: must be true or false, got {v!r}")

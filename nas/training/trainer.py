@@ -211,6 +211,8 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     net = build_supernet(space, in_channels=data.in_channels, num_classes=data.num_classes,
                          input_size=data.input_size, stem_stride=opts.stem_stride,
                          device=device)
+    if opts.zero_init_last:
+        net.zero_init_last()  # (a resumed run then loads its trained weights over it)
     gen = torch.Generator().manual_seed(opts.seed)
     loader = TensorLoader(x_train, y_train, opts.batch_size, shuffle=True, drop_last=True,
                           device=device, generator=gen)
