@@ -640,11 +640,13 @@ def test_zero_init_last(tiny_space: Space, tmp_path: Path) -> None:
     assert net.zero_init_last() == len(blocks) == 4
     assert all(not b.bn3.weight.detach().any() for b in blocks)
     assert all(bool((b.bn1.weight.detach() == 1).all()) for b in blocks)  # only branch ends
-    mb = build_supernet(get_space("mobilenet_like"), in_channels=1, num_classes=10, input_size=(8, 8))
+    mb = build_supernet(get_space("mobilenet_like"), in_channels=1, num_classes=10,
+                        input_size=(8, 8))
     res = [m for m in mb.modules() if isinstance(m, MBConv) and m.residual]
     assert 0 < len(res) < sum(isinstance(m, MBConv) for m in mb.modules())
     assert mb.zero_init_last() == len(res)
-    vit = build_supernet(get_space("vit_like"), in_channels=1, num_classes=10, input_size=(8, 8))
+    vit = build_supernet(get_space("vit_like"), in_channels=1, num_classes=10,
+                         input_size=(8, 8))
     assert vit.zero_init_last() == 0
     # the trainer applies it by default: after one step at a tiny rate the scales are ~0
     for zero, expect in ((True, 0.0), (False, 1.0)):
