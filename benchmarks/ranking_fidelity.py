@@ -35,7 +35,7 @@ from scipy.stats import kendalltau
 
 from nas.data import TensorLoader, load_dataset, split, subset
 from nas.searchspace import Config, Space, get_space
-from nas.supernet import analytic_costs, build_subnet
+from nas.supernet import analytic_costs, build_subnet, zero_init_last
 from nas.training import TrainOptions, evaluate_config, train
 
 
@@ -52,6 +52,8 @@ def train_standalone(model: torch.nn.Module, opts: TrainOptions, x: torch.Tensor
                      y: torch.Tensor, seed: int) -> None:
     """The supernet's recipe (optimizer, schedule, epochs, batch) on one fixed network."""
     torch.manual_seed(seed)
+    if opts.zero_init_last:  # initialised as the supernets are
+        zero_init_last(model)
     loader = TensorLoader(x, y, opts.batch_size, shuffle=True, drop_last=True,
                           generator=torch.Generator().manual_seed(seed))
     # the trainer's own optimizer (weight decay off for biases, BN and quantiser ranges) and

@@ -65,6 +65,7 @@ from nas.supernet.base import (
     family_class,
     list_families,
     register_family,
+    zero_init_last,
 )
 from nas.supernet.checkpoint import load_subnet, load_supernet, save_subnet, save_supernet
 from nas.supernet.costs import measured_costs, model_size_bytes
@@ -75,5 +76,5 @@ __all__ = [
     "BuildArgs", "CheckpointError", "Costs", "InputShapeError", "Supernet", "SupernetError",
     "analytic_costs", "build_subnet", "build_supernet", "export_onnx", "export_torchscript",
     "family_class", "list_families", "load_subnet", "load_supernet", "measured_costs",
-    "model_size_bytes", "register_family", "save_subnet", "save_supernet",
+    "model_size_bytes", "register_family", "save_subnet", "save_supernet", "zero_init_last",
 ]

@@ -270,6 +270,22 @@ def check_stem_stride(family: str | None, stem_stride: int | None) -> None:
         check_build(family_class(family), BuildArgs.make(1, 1, 1, stem_stride))
 
 
+def zero_init_last(model: nn.Module) -> int:
+    """Zero the scale of the batch norm that ends every residual branch of ``model`` (a
+    supernet or an extracted subnet; BigNAS's initialisation, timm's ``zero_init_last``): each
+    residual block starts as the identity (a ReLU after the sum aside), so subnets of every
+    depth start alike. Returns how many norms were zeroed (0 where there are none, e.g.
+    ``vit_like``)."""
+    n = 0
+    for m in model.modules():
+        # (a method, not a property: TorchScript compiles a block's properties)
+        norm = m.residual_last_norm() if hasattr(m, "residual_last_norm") else None
+        if norm is not None:
+            nn.init.zeros_(norm.weight)
+            n += 1
+    return n
+
+
 def build_supernet(space: Space, *, in_channels: int, num_classes: int,
                    input_size: int | tuple[int, int], stem_stride: int | None = None,
                    device: torch.device | str | None = None) -> Supernet:
@@ -359,18 +375,8 @@ class Supernet(nn.Module):
         return self.head(x)
 
     def zero_init_last(self) -> int:
-        """Zero the scale of the batch norm that ends every residual branch (BigNAS's
-        initialisation, timm's ``zero_init_last``): each residual block starts as the identity
-        (a ReLU after the sum aside), so subnets of every depth start alike. Returns how many
-        norms were zeroed (0 for families without such norms, e.g. ``vit_like``)."""
-        n = 0
-        for m in self.modules():
-            # (a method, not a property: TorchScript compiles a block's properties)
-            norm = m.residual_last_norm() if hasattr(m, "residual_last_norm") else None
-            if norm is not None:
-                nn.init.zeros_(norm.weight)
-                n += 1
-        return n
+        """:func:`zero_init_last` on this supernet."""
+        return zero_init_last(self)
 
     def reorder_channels(self) -> None:
         """Sort channels by importance so that narrow subnets keep the most important ones,

@@ -632,7 +632,7 @@ def test_cli_train_with_a_stride_two_stem(tiny_space: Space, tmp_path: Path,
 
 def test_zero_init_last(tiny_space: Space, tmp_path: Path) -> None:
     from nas.searchspace import get_space
-    from nas.supernet import build_supernet
+    from nas.supernet import build_subnet, build_supernet, zero_init_last
     from nas.supernet.blocks import MBConv, ResBlock
 
     net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=(8, 8))
@@ -648,6 +648,11 @@ def test_zero_init_last(tiny_space: Space, tmp_path: Path) -> None:
     vit = build_supernet(get_space("vit_like"), in_channels=1, num_classes=10,
                          input_size=(8, 8))
     assert vit.zero_init_last() == 0
+    # an extracted subnet (static blocks) the same way, e.g. for stand-alone training
+    sub = build_subnet(tiny_space, tiny_space.max(), in_channels=1, num_classes=10,
+                       input_size=(8, 8))
+    assert zero_init_last(sub) == 4
+    assert all(not m.bn3.weight.detach().any() for m in sub.modules() if isinstance(m, ResBlock))
     # the trainer applies it by default: after one step at a tiny rate the scales are ~0
     for zero, expect in ((True, 0.0), (False, 1.0)):
         opts = TrainOptions(strategy="sandwich", epochs=1, max_steps_per_epoch=1,
