@@ -11,7 +11,8 @@ stages run at 14x14 and below): ~11 minutes per epoch on two CPU threads, where 
 stride-1 stem costs ~97 s per sandwich step on one core (~25 hours per epoch). ``--resize S``
 area-downsamples the images to S x S first instead (as ``ranking_fidelity.py`` does), a
 stand-in. Recorded: ``--stem-stride 2 --epochs 8 --threads 2`` and, after unsigned
-activation quantization, the same with ``--num-random 2`` (benchmarks/RESULTS.md).
+activation quantization and again after ``zero_init_last``, the same with ``--num-random 2``
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
