@@ -374,10 +374,6 @@ class Supernet(nn.Module):
             x = stage(x)
         return self.head(x)
 
-    def zero_init_last(self) -> int:
-        """:func:`zero_init_last` on this supernet."""
-        return zero_init_last(self)
-
     def reorder_channels(self) -> None:
         """Sort channels by importance so that narrow subnets keep the most important ones,
         without changing the function of the full-width network."""

@@ -35,7 +35,7 @@ import yaml
 from nas.data import TensorLoader, load_dataset, split, subset
 from nas.errors import NasError, UsageError
 from nas.searchspace import Space, load_space
-from nas.supernet import Supernet, build_supernet, save_supernet
+from nas.supernet import Supernet, build_supernet, save_supernet, zero_init_last
 from nas.supernet.base import check_stem_stride
 from nas.supernet.checkpoint import signed_v1_differs
 from nas.training.evaluate import evaluate_config
@@ -212,7 +212,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                          input_size=data.input_size, stem_stride=opts.stem_stride,
                          device=device)
     if opts.zero_init_last:
-        net.zero_init_last()  # (a resumed run then loads its trained weights over it)
+        zero_init_last(net)  # (a resumed run then loads its trained weights over it)
     gen = torch.Generator().manual_seed(opts.seed)
     loader = TensorLoader(x_train, y_train, opts.batch_size, shuffle=True, drop_last=True,
                           device=device, generator=gen)
