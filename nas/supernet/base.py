@@ -437,16 +437,22 @@ class Supernet(nn.Module):
         concatenated in batch order. All configs are validated before any tensor is touched.
 
         Execution: the groups run one after the other inside one autograd graph, so one
-        backward pass and one optimizer step cover K subnets. Each group still runs its own
-        ops, so the forward and backward cost what K separate ones cost; what a training
-        step saves is the per-step work over the shared weights (gradient clipping, the
-        optimizer update), done once instead of K times (see ``benchmarks/RESULTS.md``).
-        (Slicing each shared weight for all K groups in one autograd function with a single
-        gradient buffer was tried and removed: in alternating runs its steps were no faster
-        than with autograd's own slicing, 262-265 against 243-252 ms.)
-        Channel-stacked grouped convolutions over zero-padded union weights are not used:
-        kernels and widths are sampled per block and stage, and padding every group to the
-        union multiplies the convolution work (a 3x3 group padded to 7x7 does 5.4x its work).
+        backward pass and one optimizer step cover K subnets. Before the groups run, every
+        elastic conv derives the K groups' weights in one go
+        (:meth:`~nas.supernet.ops.ElasticConv2d.share_weights`): one gather reads each
+        group's part of the shared weight (channels, block diagonal, kernel taps), and its
+        backward adds all K gradients into one buffer. Autograd's slices would allocate and
+        zero a gradient the size of the whole shared weight per group and per slicing step
+        and then add the K of them up; on a CPU that zero-filling was the largest single cost
+        of a backward pass (see ``benchmarks/RESULTS.md``). What else a step saves is the
+        per-step work over the shared weights (gradient clipping, the optimizer update), done
+        once instead of K times.
+        Channel-stacked execution (the K groups side by side in the channel dimension, one
+        grouped convolution, batch norm and ReLU per layer for all of them, zero-padded to the
+        widest group) was implemented and measured slower: kernels, cardinality and attention
+        are sampled per block and stage, so the convolutions split into buckets, and the
+        padding, gathering and per-group statistics cost more than the calls saved (forward
+        154-160 ms against 134-135 ms for the groups one after the other).
         """
         cfgs = tuple(self.space.config(c) for c in configs)
         if not cfgs:
@@ -472,14 +478,35 @@ class Supernet(nn.Module):
                                   f"{k} groups (one per active config)")
         parts = x.tensor_split(k)
         outs = []
+        shared: list[ElasticConv2d] = []
         try:
+            if torch.is_grad_enabled() and k > 1:
+                # every conv derives the K groups' weights at once, so that their gradients
+                # meet in one buffer per shared weight (ElasticConv2d.share_weights)
+                settings: dict[ElasticConv2d, list[tuple[int, ...]]] = {}
+                for plan in plans:
+                    self._use_plan(plan)
+                    for m in self._active_convs():
+                        settings.setdefault(m, []).append(m._setting[:5])
+                for m, sts in settings.items():
+                    shared.append(m)
+                    m.share_weights(sts)
             for plan, part in zip(plans, parts):
                 self._use_plan(plan)
                 outs.append(self._forward(part))
         finally:
+            for m in shared:
+                m.share_weights(None)
             if self._plan is not None:
                 self._use_plan(self._plan)
         return torch.cat(outs)
+
+    def _active_convs(self) -> Iterator[ElasticConv2d]:
+        """The elastic convs the applied plan runs."""
+        for _, child in self.named_children():
+            for m in (child, *active_leaves(child)):
+                if isinstance(m, ElasticConv2d):
+                    yield m
 
     def _set(self, cfg: Config, plan: Any) -> None:
         self._use_plan(plan)

@@ -27,6 +27,7 @@ versions). Writes through ``.data`` bypass all of these: call :meth:`ElasticConv
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,64 @@ def group_diagonal(w: Tensor, groups: int) -> Tensor:
     blocks = w.reshape(groups, cg, groups, c_in // groups, kh, kw)
     return blocks.diagonal(dim1=0, dim2=2).permute(4, 0, 1, 2, 3).reshape(c_out, c_in // groups,
                                                                            kh, kw)
+
+
+class Region(NamedTuple):
+    """The part of a shared ``(max_out, max_in, k, k)`` conv weight an active setting reads:
+    output channels ``[:out]``, input channels ``[:inp]`` (block-diagonal with ``groups``
+    blocks, as :func:`group_diagonal`), kernel rows ``r0 .. r0+rn`` and columns
+    ``c0 .. c0+cn``."""
+
+    out: int
+    inp: int
+    groups: int
+    r0: int
+    rn: int
+    c0: int
+    cn: int
+
+    def view(self, w: Tensor) -> Tensor:
+        """The region of ``w`` (a strided view unless ``groups > 1``), ``(out, inp/groups,
+        rn, cn)``."""
+        v = w[: self.out, : self.inp, self.r0: self.r0 + self.rn, self.c0: self.c0 + self.cn]
+        return group_diagonal(v, self.groups) if self.groups > 1 else v
+
+    def add_into(self, g: Tensor, grad: Tensor) -> None:
+        """``g[region] += grad`` (``grad`` shaped like :meth:`view`'s result), in place."""
+        v = g[: self.out, : self.inp, self.r0: self.r0 + self.rn, self.c0: self.c0 + self.cn]
+        if self.groups == 1:
+            v.add_(grad)
+            return
+        n = self.groups
+        co, ci = self.out // n, self.inp // n
+        # splitting a dimension is always a view: the diagonal blocks, in place
+        blocks = v.view(n, co, n, ci, self.rn, self.cn).diagonal(dim1=0, dim2=2)
+        blocks.add_(grad.view(n, co, ci, self.rn, self.cn).permute(1, 2, 3, 4, 0))
+
+
+class _GatherRegions(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, regions: tuple[Region, ...]) -> tuple[Tensor, ...]:
+        ctx.regions = regions
+        ctx.shape = weight.shape
+        return tuple(r.view(weight).clone(memory_format=torch.contiguous_format)
+                     for r in regions)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, None]:
+        live = [(r, g) for r, g in zip(ctx.regions, grads) if g is not None]
+        if not live:
+            return None, None
+        out = live[0][1].new_zeros(ctx.shape)
+        for r, g in live:
+            r.add_into(out, g)
+        return out, None
+
+
+def gather_regions(weight: Tensor, regions: Sequence[Region]) -> tuple[Tensor, ...]:
+    """Contiguous copies of ``regions`` of ``weight``; their gradients flow back into one
+    zero-initialised gradient of ``weight`` (one allocation however many regions)."""
+    return _GatherRegions.apply(weight, tuple(regions))
 
 
 class ElasticConv2d(nn.Module):
@@ -147,6 +206,22 @@ class ElasticConv2d(nn.Module):
             _setting=(in_ch, out_ch, kernel, groups, bits, *rows, *cols))
         if not hasattr(self, "_cache"):
             self.clear_cache()
+            self.__dict__["_shared"] = None
+
+    def share_weights(self, settings: Sequence[tuple[int, ...]] | None) -> None:
+        """Multi-architecture batches: derive the training weights of all ``settings``
+        (``(in, out, kernel, groups, bits)`` each, as ``_setting[:5]``) now, in one
+        :meth:`training_weights` call, and use them in forward passes at those settings until
+        ``share_weights(None)``; their gradients then reach the shared weight through one
+        buffer."""
+        if settings is None:
+            self.__dict__["_shared"] = None
+            return
+        prev = self._setting[:5]
+        uniq = list(dict.fromkeys(tuple(s) for s in settings))
+        ws = self.training_weights(uniq)
+        self.__dict__["_shared"] = dict(zip(uniq, ws))
+        self.set_active(*prev)
 
     def clear_cache(self) -> None:
         """Forget the cached eval-time weight (rebuilt on the next no-grad forward)."""
@@ -158,31 +233,74 @@ class ElasticConv2d(nn.Module):
         taps (the config's kernel when ``in_hw`` is unknown or the map is large enough)."""
         return self._rows[1], self._cols[1]
 
-    def derived_weight(self) -> Tensor:
-        """The active weight before fake quantization: sliced, group-extracted,
-        kernel-transformed and cropped to the live taps (differentiable)."""
-        w = self.weight
-        if self._plain:
-            return w
+    def region(self) -> Region:
+        """The part of the shared weight the active setting reads (see :class:`Region`):
+        the centre of the largest kernel that the kernel transforms start from, or, at the
+        largest kernel, just its live taps."""
         if self.depthwise:
-            if self._out != self.max_out:
-                w = w[: self._out]
-        elif self._out != self.max_out or self._in != self.max_in:
-            w = w[: self._out, : self._in]
-        if self._groups > 1 and not self.depthwise:
-            w = group_diagonal(w, self._groups)
-        cur = self.kernel_sizes[-1]
-        for k in self._chain:
+            out, cin = self._out, 1
+        else:
+            out, cin = self._out, self._in
+        if self._chain:
+            kc = self._chain[0]
+            s = (self.kernel_sizes[-1] - kc) // 2
+            rows = cols = (s, kc)
+        else:
+            rows, cols = self._rows, self._cols
+        groups = 1 if self.depthwise else self._groups
+        return Region(out, cin, groups, rows[0], rows[1], cols[0], cols[1])
+
+    def _finish(self, w: Tensor, chain: tuple[int, ...], crop: tuple[tuple[int, int], ...]
+                ) -> Tensor:
+        """The kernel transforms (OFA) and the crop to live taps, on ``w`` read from
+        :meth:`region` (``crop`` empty: none)."""
+        cur = w.shape[-1]
+        for k in chain:
             s = (cur - k) // 2
-            w = w[:, :, s: s + k, s: s + k]
+            if s:
+                w = w[:, :, s: s + k, s: s + k]
             o, i = w.shape[0], w.shape[1]
             w = F.linear(w.reshape(o * i, k * k), self.kernel_transform[f"{k}x{k}"])
             w = w.reshape(o, i, k, k)
             cur = k
-        if self._crop:
-            (r0, rn), (c0, cn) = self._rows, self._cols
+        if crop:
+            (r0, rn), (c0, cn) = crop
             w = w[:, :, r0: r0 + rn, c0: c0 + cn]
         return w
+
+    def _finish_args(self) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+        crop = (self._rows, self._cols) if self._chain and self._crop else ()
+        return self._chain, crop
+
+    def derived_weight(self) -> Tensor:
+        """The active weight before fake quantization: sliced, group-extracted,
+        kernel-transformed and cropped to the live taps (differentiable; views of the shared
+        weight where possible)."""
+        if self._plain:
+            return self.weight
+        return self._finish(self.region().view(self.weight), *self._finish_args())
+
+    def training_weights(self, settings: Sequence[tuple[int, int, int, int, int]]
+                         ) -> list[Tensor]:
+        """The active weights (fake-quantized, differentiable) of several settings
+        ``(in, out, kernel, groups, bits)`` at once, as multi-architecture batches need them.
+        Their parts of the shared weight are read by one :func:`gather_regions`, whose
+        backward accumulates all of them into one gradient (a slice's backward would
+        allocate and zero a gradient of the whole shared weight per setting and layer of
+        slicing). Leaves the last setting active."""
+        jobs = []
+        for st in settings:
+            if tuple(st) != self._setting[:5]:
+                self.set_active(*st)
+            jobs.append((None if self._plain else self.region(), self._finish_args(),
+                         self._bits))
+        regions = [r for r, _, _ in jobs if r is not None]
+        raw = iter(gather_regions(self.weight, regions) if regions else ())
+        out = []
+        for region, args, bits in jobs:
+            w = self.weight if region is None else self._finish(next(raw), *args)
+            out.append(fake_quant_weight(w, bits))
+        return out
 
     def _sources(self) -> list[Tensor]:
         """The parameters the active weight is derived from."""
@@ -199,7 +317,12 @@ class ElasticConv2d(nn.Module):
         if self._plain and self._bits >= 32:
             return self.weight
         if torch.is_grad_enabled():
-            return fake_quant_weight(self.derived_weight(), self._bits)
+            shared = self._shared
+            if shared is not None:
+                w = shared.get(self._setting[:5])
+                if w is not None:
+                    return w
+            return self.training_weights([self._setting[:5]])[0]
         key = self._source_key()
         if self._cache is None or key != self._cache_key:
             # contiguous: a strided view of the shared weight would be copied by the conv into

@@ -10,7 +10,9 @@ from nas.supernet import build_supernet
 from nas.supernet.ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
+    Region,
     clear_weight_caches,
+    gather_regions,
     group_diagonal,
 )
 from nas.supernet.static import FakeQuantAct, fake_quant_weight
@@ -25,6 +27,54 @@ def test_group_diagonal_matches_a_loop():
         c = 12 // g
         ref = torch.cat([w[j * c:(j + 1) * c, j * c:(j + 1) * c] for j in range(g)])
         assert torch.equal(got, ref)
+
+
+def test_gather_regions_equals_slicing_values_and_gradients():
+    """One gather of several regions returns what slicing returns, and its single gradient
+    buffer receives what autograd's slices would have summed (overlapping regions add)."""
+    torch.manual_seed(0)
+    regions = [Region(8, 8, 1, 0, 7, 0, 7), Region(6, 4, 1, 1, 5, 1, 5),
+               Region(8, 8, 4, 2, 3, 2, 3), Region(4, 4, 2, 3, 1, 2, 2),
+               Region(8, 8, 4, 2, 3, 2, 3)]  # the same region twice: gradients add
+    w = torch.randn(8, 8, 7, 7, requires_grad=True)
+    ref = w.detach().clone().requires_grad_()
+    outs = gather_regions(w, regions)
+    weights = [torch.randn(o.shape) for o in outs]
+    sum((o * c).sum() for o, c in zip(outs, weights)).backward()
+    for r, o, c in zip(regions, outs, weights):
+        v = ref[: r.out, : r.inp, r.r0: r.r0 + r.rn, r.c0: r.c0 + r.cn]
+        if r.groups > 1:
+            v = group_diagonal(v, r.groups)
+        assert torch.equal(o, v.detach()) and o.is_contiguous()
+        (v * c).sum().backward()
+    assert torch.allclose(w.grad, ref.grad, atol=1e-6)
+    # a region no output of which is used contributes nothing
+    w.grad = None
+    a, _ = gather_regions(w, regions[:2])
+    a.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))
+
+
+def test_multiarch_groups_share_one_gather_per_conv(monkeypatch):
+    """In a multi-architecture batch every active conv reads its K groups' weights with one
+    gather (one gradient buffer per shared weight), and forgets them afterwards."""
+    import nas.supernet.ops as ops
+
+    torch.manual_seed(0)
+    space = get_space("resnet_like")
+    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8).train()
+    calls = []
+    orig = ops.gather_regions
+    monkeypatch.setattr(ops, "gather_regions",
+                        lambda w, rs: (calls.append(len(rs)), orig(w, rs))[1])
+    cfgs = space.sample_many(4, 3)
+    with net.activate_many(cfgs):
+        net(torch.randn(8, 3, 8, 8)).sum().backward()
+    convs = [m for m in net.modules() if isinstance(m, ElasticConv2d)]
+    used = [m for m in convs if m.weight.grad is not None]
+    assert len(calls) <= len(used) and max(calls) > 1  # several groups per gather
+    assert all(m._shared is None for m in convs)
+    # (that the gradients equal those of separate passes: tests/supernet/test_many.py)
 
 
 def test_kernel_transform_starts_as_centre_crop():
