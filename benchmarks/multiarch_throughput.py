@@ -11,7 +11,7 @@ families, AdamW for ``vit_like``).
 Timed interleaved (the order rotating every repetition), median of R repetitions, in one run.
 
     python benchmarks/multiarch_throughput.py [--space resnet_like] [--batch 64] [--reps 7]
-        [--default-allocator]
+        [--warmup 8] [--default-allocator]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=4)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--warmup", type=int, default=8, help="untimed reps first (default 8)")
     ap.add_argument("--default-allocator", action="store_true",
                     help="leave glibc's allocator as it is (by default it keeps freed memory, "
                          "as `nas train` makes it: nas.utils.memory.steady_allocator)")
@@ -91,9 +92,14 @@ def main() -> None:
             opt.step()
 
     times: dict[str, list[float]] = {"multiarch": [], "looped": [], "separate": []}
-    multiarch(0)
-    looped(0)
-    separate(0)  # warm-up
+    # warm-up: the process's heap grows to its high-water mark over the first steps (each
+    # new page is a page fault; a multiarch step, holding K subnets' graphs, needs the most
+    # memory and took ~38,000 faults in its first step, still hundreds to thousands in steps
+    # 2-7); training runs thousands of steps past that, so the timed reps start after it
+    for r in range(args.warmup):
+        multiarch(10_000 + r)
+        looped(10_000 + r)
+        separate(10_000 + r)
     sides = [("multiarch", multiarch), ("looped", looped), ("separate", separate)]
     for r in range(args.reps):
         # rotate the order every rep: whichever side runs first after another pays for it

@@ -76,6 +76,27 @@ def group_diagonal(w: Tensor, groups: int) -> Tensor:
                                                                            kh, kw)
 
 
+_TAP_INDEX: dict[tuple[object, ...], Tensor] = {}
+
+
+def _tap_index(k: int, rows: tuple[int, int], cols: tuple[int, int],
+               device: torch.device) -> Tensor:
+    """Flat indices (row-major in a ``k x k`` kernel) of rows ``rows[0] .. +rows[1]`` and
+    columns ``cols[0] .. +cols[1]``."""
+    key = (k, rows, cols, device)
+    idx = _TAP_INDEX.get(key)
+    if idx is None:
+        idx = torch.tensor([(rows[0] + r) * k + cols[0] + c
+                            for r in range(rows[1]) for c in range(cols[1])], device=device)
+        _TAP_INDEX[key] = idx
+    return idx
+
+
+def _out_taps(chain: tuple[int, ...], crop: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+    """Rows and columns of a kernel after the transforms ``chain`` and the crop ``crop``."""
+    return (crop[0][1], crop[1][1]) if crop else (chain[-1], chain[-1])
+
+
 class Region(NamedTuple):
     """The part of a shared ``(max_out, max_in, k, k)`` conv weight an active setting reads:
     output channels ``[:out]``, input channels ``[:inp]`` (block-diagonal with ``groups``
@@ -250,23 +271,36 @@ class ElasticConv2d(nn.Module):
         groups = 1 if self.depthwise else self._groups
         return Region(out, cin, groups, rows[0], rows[1], cols[0], cols[1])
 
+    def _transform(self, x: Tensor, chain: tuple[int, ...], crop: tuple[tuple[int, int], ...]
+                   ) -> Tensor:
+        """The kernel transforms (OFA) and the crop to live taps on ``x``, kernels flattened
+        to rows of ``chain[0]**2`` taps (the centre that :meth:`region` reads). Each step
+        computes only the taps the next one reads (its centre) and the last only the live
+        taps of ``crop`` (empty: all): the same values as transforming everything and
+        cropping after, with less work. Returns rows of the output taps."""
+        for j, k in enumerate(chain):
+            if j + 1 < len(chain):
+                n = chain[j + 1]
+                s = (k - n) // 2
+                rows, cols = (s, n), (s, n)
+            elif crop:
+                rows, cols = crop
+            else:
+                rows = cols = (0, k)
+            t = self.kernel_transform[f"{k}x{k}"]
+            if rows[1] < k or cols[1] < k:
+                t = t.index_select(0, _tap_index(k, rows, cols, t.device))
+            x = F.linear(x, t)
+        return x
+
     def _finish(self, w: Tensor, chain: tuple[int, ...], crop: tuple[tuple[int, int], ...]
                 ) -> Tensor:
-        """The kernel transforms (OFA) and the crop to live taps, on ``w`` read from
-        :meth:`region` (``crop`` empty: none)."""
-        cur = w.shape[-1]
-        for k in chain:
-            s = (cur - k) // 2
-            if s:
-                w = w[:, :, s: s + k, s: s + k]
-            o, i = w.shape[0], w.shape[1]
-            w = F.linear(w.reshape(o * i, k * k), self.kernel_transform[f"{k}x{k}"])
-            w = w.reshape(o, i, k, k)
-            cur = k
-        if crop:
-            (r0, rn), (c0, cn) = crop
-            w = w[:, :, r0: r0 + rn, c0: c0 + cn]
-        return w
+        """:meth:`_transform` on a weight ``w`` read from :meth:`region`."""
+        if not chain:
+            return w
+        o, i = w.shape[0], w.shape[1]
+        rn, cn = _out_taps(chain, crop)
+        return self._transform(w.reshape(o * i, -1), chain, crop).reshape(o, i, rn, cn)
 
     def _finish_args(self) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
         crop = (self._rows, self._cols) if self._chain and self._crop else ()
@@ -287,20 +321,32 @@ class ElasticConv2d(nn.Module):
         Their parts of the shared weight are read by one :func:`gather_regions`, whose
         backward accumulates all of them into one gradient (a slice's backward would
         allocate and zero a gradient of the whole shared weight per setting and layer of
-        slicing). Leaves the last setting active."""
+        slicing), and settings with the same kernel transforms share their matrix products.
+        Leaves the last setting active."""
         jobs = []
         for st in settings:
             if tuple(st) != self._setting[:5]:
                 self.set_active(*st)
-            jobs.append((None if self._plain else self.region(), self._finish_args(),
+            jobs.append((None if self._plain else self.region(), *self._finish_args(),
                          self._bits))
-        regions = [r for r, _, _ in jobs if r is not None]
+        regions = [r for r, _, _, _ in jobs if r is not None]
         raw = iter(gather_regions(self.weight, regions) if regions else ())
-        out = []
-        for region, args, bits in jobs:
-            w = self.weight if region is None else self._finish(next(raw), *args)
-            out.append(fake_quant_weight(w, bits))
-        return out
+        ws: list[Tensor] = [self.weight if r is None else next(raw) for r, _, _, _ in jobs]
+        batches: dict[tuple[object, ...], list[int]] = {}
+        for j, (r, chain, crop, _) in enumerate(jobs):
+            if r is not None and chain:
+                batches.setdefault((chain, crop), []).append(j)
+        for (chain, crop), idx in batches.items():
+            if len(idx) == 1:
+                ws[idx[0]] = self._finish(ws[idx[0]], chain, crop)  # type: ignore[arg-type]
+                continue
+            flat = torch.cat([ws[j].reshape(-1, chain[0] ** 2) for j in idx])  # type: ignore[index]
+            out = self._transform(flat, chain, crop)  # type: ignore[arg-type]
+            rn, cn = _out_taps(chain, crop)  # type: ignore[arg-type]
+            sizes = [ws[j].shape[0] * ws[j].shape[1] for j in idx]
+            for j, part in zip(idx, out.split(sizes)):
+                ws[j] = part.reshape(ws[j].shape[0], ws[j].shape[1], rn, cn)
+        return [fake_quant_weight(w, bits) for w, (_, _, _, bits) in zip(ws, jobs)]
 
     def _sources(self) -> list[Tensor]:
         """The parameters the active weight is derived from."""
