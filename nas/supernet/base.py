@@ -344,6 +344,7 @@ class Supernet(nn.Module):
         self._active: Config | None = None
         self._plan: Any = None
         self._many: tuple[tuple[Config, ...], tuple[Any, ...]] | None = None
+        self._sharing = False  # inside shared_weights / a grouped forward
         # plans by config (a plan depends only on the config: space and build are fixed) and
         # the plan the elastic modules are set to now: activating the config already in
         # place costs a dictionary lookup instead of ~0.6 ms of module updates
@@ -478,28 +479,57 @@ class Supernet(nn.Module):
                                   f"{k} groups (one per active config)")
         parts = x.tensor_split(k)
         outs = []
-        shared: list[ElasticConv2d] = []
         try:
-            if torch.is_grad_enabled() and k > 1:
-                # every conv derives the K groups' weights at once, so that their gradients
-                # meet in one buffer per shared weight (ElasticConv2d.share_weights)
-                settings: dict[ElasticConv2d, list[tuple[int, ...]]] = {}
-                for plan in plans:
+            # every conv derives the K groups' weights at once, so that their gradients meet
+            # in one buffer per shared weight
+            with self._share(plans if k > 1 else ()):
+                for plan, part in zip(plans, parts):
                     self._use_plan(plan)
-                    for m in self._active_convs():
-                        settings.setdefault(m, []).append(m._setting[:5])
-                for m, sts in settings.items():
-                    shared.append(m)
-                    m.share_weights(sts)
-            for plan, part in zip(plans, parts):
-                self._use_plan(plan)
-                outs.append(self._forward(part))
+                    outs.append(self._forward(part))
         finally:
-            for m in shared:
-                m.share_weights(None)
             if self._plan is not None:
                 self._use_plan(self._plan)
         return torch.cat(outs)
+
+    @contextlib.contextmanager
+    def shared_weights(self, configs: Iterable[Config | Mapping[str, Any]]) -> Iterator[None]:
+        """For a training step that runs several subnets and then **one** backward pass over
+        their summed losses (``sandwich``; ``activate_many`` does this by itself): inside the
+        ``with`` body, forward passes at any of ``configs`` use elastic-conv weights derived
+        for all of them at once (:meth:`~nas.supernet.ops.ElasticConv2d.share_weights`), so
+        their gradients meet in one buffer per shared weight instead of one zero-filled
+        whole-weight gradient per subnet, added up. The derived weights hold the graph of
+        all ``configs`` until that one backward pass: a backward pass per subnet inside the
+        body would free it after the first (autograd then raises). No optimizer step inside
+        the body (the derived weights would be stale). Without autograd, and inside another
+        ``shared_weights``, it does nothing."""
+        cfgs = [self.space.config(c) for c in configs]
+        with self._share(tuple(self._plan_of(c) for c in cfgs)):
+            yield
+
+    @contextlib.contextmanager
+    def _share(self, plans: tuple[Any, ...]) -> Iterator[None]:
+        if not plans or not torch.is_grad_enabled() or self._sharing:
+            yield
+            return
+        settings: dict[ElasticConv2d, list[tuple[int, ...]]] = {}
+        shared: list[ElasticConv2d] = []
+        self._sharing = True
+        try:
+            for plan in plans:
+                self._use_plan(plan)
+                for m in self._active_convs():
+                    settings.setdefault(m, []).append(m._setting[:5])
+            if self._plan is not None:
+                self._use_plan(self._plan)
+            for m, sts in settings.items():
+                shared.append(m)
+                m.share_weights(sts)
+            yield
+        finally:
+            self._sharing = False
+            for m in shared:
+                m.share_weights(None)
 
     def _active_convs(self) -> Iterator[ElasticConv2d]:
         """The elastic convs the applied plan runs."""

@@ -22,6 +22,13 @@ steps taken in the process (fused optimizers update parameters without bumping t
 versions). Writes through ``.data`` bypass all of these: call :meth:`ElasticConv2d.clear_cache`
 (or :func:`clear_weight_caches`) after them. Training always derives the weight afresh
 (gradients flow through the slicing and the kernel transform).
+
+Training-time slicing: the active part of a shared conv weight (channels, block diagonal,
+kernel taps) is read by one gather (:func:`gather_regions`) whose backward adds into one
+zero-initialised gradient. Chained slicing ops would each allocate and zero a gradient the
+size of their input in the backward pass — up to four whole-weight buffers per conv and
+subnet, the largest single cost of a CPU backward pass here. Several subnets of one training
+step read their parts with one gather (:meth:`ElasticConv2d.share_weights`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nas.supernet.errors import SupernetError
@@ -139,6 +147,7 @@ class _GatherRegions(torch.autograd.Function):
                      for r in regions)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, None]:
         live = [(r, g) for r, g in zip(ctx.regions, grads) if g is not None]
         if not live:

@@ -81,3 +81,36 @@ def test_unequal_groups_and_errors(supernets):
             pass
         assert net.active_config == space.min()
     assert net.active_config is None
+
+
+def test_shared_weights_give_the_gradients_of_separate_backward_passes():
+    """``shared_weights`` (one gather per conv for several subnets, one backward pass over
+    their summed losses, as ``sandwich`` runs) computes what a backward pass per subnet
+    computes, and leaves nothing shared behind."""
+    torch.manual_seed(0)
+    space = get_space("resnet_like")
+    net = build_supernet(space, in_channels=3, num_classes=5, input_size=8).train()
+    randomize(net, 2)
+    ref = copy.deepcopy(net)
+    cfgs = [space.max(), space.min(), *space.sample_many(2, 5)]
+    x = torch.randn(6, 3, 8, 8)
+    y = torch.randint(0, 5, (6,))
+    with net.shared_weights(cfgs):
+        total = x.new_zeros(())
+        for cfg in cfgs:
+            with net.activate(cfg):
+                total = total + F.cross_entropy(net(x), y)
+    total.backward()
+    for cfg in cfgs:
+        with ref.activate(cfg):
+            F.cross_entropy(ref(x), y).backward()
+    for (n, p), q in zip(net.named_parameters(), ref.parameters()):
+        assert (p.grad is None) == (q.grad is None), n
+        if p.grad is not None:
+            scale = q.grad.abs().max().item() + 1e-6
+            assert (p.grad - q.grad).abs().max().item() <= 1e-5 * scale, n
+    for (n, a), b in zip(net.named_buffers(), ref.buffers()):
+        assert torch.equal(a, b), n
+    assert not any(getattr(m, "_shared", None) for m in net.modules())
+    with torch.no_grad(), net.shared_weights(cfgs):  # without autograd: nothing to share
+        assert not any(getattr(m, "_shared", None) for m in net.modules())
