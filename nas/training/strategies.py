@@ -252,14 +252,18 @@ class POA(Strategy):
         t = self.opts.kd_temperature
         tt = self.opts.teacher_temperature
         target = self.teacher.logits(self._max, x)
-        intact = self.forward(self._max, x)
-        loss_i = self.opts.label_weight * self.ce(intact, y) + kd_loss(intact, target, t, tt)
-        loss_i.backward()
-        elastic = self.forward(self.elastic_config(), x)
-        loss_e = kd_loss(elastic, target, t, tt)
-        if self.opts.intact_kd_weight:
-            loss_e = loss_e + self.opts.intact_kd_weight * kd_loss(elastic, intact.detach(), t)
-        loss_e.backward()
+        cfg = self.elastic_config()
+        # one backward pass, both students' conv weights derived at once (see Sandwich)
+        with self.supernet.shared_weights([self._max, cfg]):
+            intact = self.forward(self._max, x)
+            loss_i = (self.opts.label_weight * self.ce(intact, y)
+                      + kd_loss(intact, target, t, tt))
+            elastic = self.forward(cfg, x)
+            loss_e = kd_loss(elastic, target, t, tt)
+            if self.opts.intact_kd_weight:
+                loss_e = loss_e + self.opts.intact_kd_weight * kd_loss(elastic, intact.detach(),
+                                                                       t)
+        (loss_i + loss_e).backward()
         return {"loss": loss_i.item() + loss_e.item(), "loss_intact": loss_i.item(),
                 "loss_elastic": loss_e.item()}
 
@@ -528,14 +532,19 @@ class Progressive(Strategy):
         k = self.opts.progressive_subnets[self.phase - 1]
         opened = open_dims(self.space, self.phase)
         top_two = self.newly_opened(self.phase) if self.top_two else frozenset()
-        total = 0.0
-        for _ in range(k):
-            cfg = sample_open(self.space, self._max, opened, self.rng, top_two)
-            logits = self.forward(cfg, x)
-            loss = self.ce(logits, y) + kd_loss(logits, target, self.opts.kd_temperature)
-            (loss / k).backward()  # OFA accumulates the subnets' gradients, averaged
-            total += loss.item()
-        return {"loss": total / k, "phase": float(self.phase)}
+        cfgs = [sample_open(self.space, self._max, opened, self.rng, top_two)
+                for _ in range(k)]
+        # OFA accumulates the subnets' gradients, averaged: one backward pass over the mean,
+        # the subnets' conv weights derived at once (see Sandwich)
+        with self.supernet.shared_weights(cfgs):
+            losses = []
+            for cfg in cfgs:
+                logits = self.forward(cfg, x)
+                losses.append(self.ce(logits, y)
+                              + kd_loss(logits, target, self.opts.kd_temperature))
+            mean = sum(losses) / k
+        mean.backward()
+        return {"loss": mean.item(), "phase": float(self.phase)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"teacher": None if self.teacher is None else self.teacher.net.state_dict(),
