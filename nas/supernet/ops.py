@@ -84,22 +84,6 @@ def group_diagonal(w: Tensor, groups: int) -> Tensor:
                                                                            kh, kw)
 
 
-_TAP_INDEX: dict[tuple[object, ...], Tensor] = {}
-
-
-def _tap_index(k: int, rows: tuple[int, int], cols: tuple[int, int],
-               device: torch.device) -> Tensor:
-    """Flat indices (row-major in a ``k x k`` kernel) of rows ``rows[0] .. +rows[1]`` and
-    columns ``cols[0] .. +cols[1]``."""
-    key = (k, rows, cols, device)
-    idx = _TAP_INDEX.get(key)
-    if idx is None:
-        idx = torch.tensor([(rows[0] + r) * k + cols[0] + c
-                            for r in range(rows[1]) for c in range(cols[1])], device=device)
-        _TAP_INDEX[key] = idx
-    return idx
-
-
 def _out_taps(chain: tuple[int, ...], crop: tuple[tuple[int, int], ...]) -> tuple[int, int]:
     """Rows and columns of a kernel after the transforms ``chain`` and the crop ``crop``."""
     return (crop[0][1], crop[1][1]) if crop else (chain[-1], chain[-1])
@@ -298,7 +282,10 @@ class ElasticConv2d(nn.Module):
                 rows = cols = (0, k)
             t = self.kernel_transform[f"{k}x{k}"]
             if rows[1] < k or cols[1] < k:
-                t = t.index_select(0, _tap_index(k, rows, cols, t.device))
+                # the output taps' rows of the transform (plain slicing: its backward is
+                # deterministic on every device, unlike an index_select's)
+                t = t.view(k, k, k * k)[rows[0]: rows[0] + rows[1], cols[0]: cols[0] + cols[1]]
+                t = t.reshape(rows[1] * cols[1], k * k)
             x = F.linear(x, t)
         return x
 

@@ -86,6 +86,52 @@ def test_kernel_transform_starts_as_centre_crop():
     assert sum(p.numel() for p in conv.kernel_transform.parameters()) == 25 * 25 + 9 * 9
 
 
+def test_kernel_transforms_of_live_taps_only_equal_transform_then_crop():
+    """The kernel transforms compute only the taps the next transform or the live crop reads;
+    the result equals transforming whole kernels and cropping after (OFA's definition), in
+    values and in the gradients of the weight and the transforms."""
+    from nas.supernet.static import conv_window
+
+    torch.manual_seed(0)
+    for hw, stride in (((1, 1), 1), ((2, 2), 1), ((3, 3), 2), ((9, 9), 1)):
+        conv = ElasticConv2d(6, 6, (3, 5, 7), stride=stride, elastic_groups=True, in_hw=hw)
+        with torch.no_grad():
+            for t in conv.kernel_transform.values():
+                t.add_(0.2 * torch.randn_like(t))
+        for k in (3, 5, 7):
+            for groups in (1, 2):
+                conv.set_active(6, 6, k, groups)
+                w = conv.weight
+                ref = w[:, :, (7 - k) // 2:(7 + k) // 2, (7 - k) // 2:(7 + k) // 2] \
+                    if k == 7 else w[:, :, 1:6, 1:6]
+                if groups > 1:
+                    ref = group_diagonal(ref, groups)
+                cur = 7 if k == 7 else 5
+                for kk in (5, 3):
+                    if kk < k:
+                        continue
+                    s = (cur - kk) // 2
+                    ref = ref[:, :, s:s + kk, s:s + kk]
+                    o, i = ref.shape[:2]
+                    ref = (ref.reshape(o * i, kk * kk) @ conv.kernel_transform[f"{kk}x{kk}"].T
+                           ).reshape(o, i, kk, kk)
+                    cur = kk
+                (r0, rn), (c0, cn), _ = conv_window(k, stride, hw)
+                ref = ref[:, :, r0:r0 + rn, c0:c0 + cn]
+                got = conv.derived_weight()
+                assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-6), (hw, k)
+                g = torch.randn(ref.shape)
+                params = [conv.weight, *conv.kernel_transform.values()]
+                ga = torch.autograd.grad((conv.training_weights([conv._setting[:5]])[0] * g)
+                                         .sum(), params, allow_unused=True)
+                gb = torch.autograd.grad((ref * g).sum(), params, allow_unused=True)
+                for a, b in zip(ga, gb):
+                    assert (a is None) == (b is None) or (a is None and not b.any()) \
+                        or (b is None and not a.any())
+                    if a is not None and b is not None:
+                        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_elastic_conv_equals_torch_conv():
     torch.manual_seed(0)
     conv = ElasticConv2d(8, 8, (3, 5), stride=2, elastic_groups=True)
