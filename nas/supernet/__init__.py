@@ -29,7 +29,10 @@ counts (fvcore and :func:`analytic_costs`) count the cropped kernels, and
 
 Multi-architecture batches: ``with net.activate_many([cfg1, ..., cfgK]): y = net(x)`` runs
 group ``k`` of the batch (``x.tensor_split(K)``) through subnet ``k``, exactly as K separate
-passes would (see :meth:`Supernet.activate_many`).
+passes would (see :meth:`Supernet.activate_many`). A training step that runs several subnets
+on the same batch and then one backward pass over their summed losses can wrap the forwards
+in ``with net.shared_weights(configs):`` so that each shared conv weight gets one gradient
+buffer instead of one per subnet (:meth:`Supernet.shared_weights`).
 
 Families register with :func:`register_family`; :func:`build_supernet` picks one by
 ``space.family`` (``resnet_like``, ``mobilenet_like``, ``vit_like``).
