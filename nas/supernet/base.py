@@ -494,7 +494,8 @@ class Supernet(nn.Module):
     @contextlib.contextmanager
     def shared_weights(self, configs: Iterable[Config | Mapping[str, Any]]) -> Iterator[None]:
         """For a training step that runs several subnets and then **one** backward pass over
-        their summed losses (``sandwich``; ``activate_many`` does this by itself): inside the
+        their summed losses (``sandwich``, ``poa``, ``progressive``; ``activate_many`` does
+        this by itself): inside the
         ``with`` body, forward passes at any of ``configs`` use elastic-conv weights derived
         for all of them at once (:meth:`~nas.supernet.ops.ElasticConv2d.share_weights`), so
         their gradients meet in one buffer per shared weight instead of one zero-filled
