@@ -495,15 +495,15 @@ class Supernet(nn.Module):
     def shared_weights(self, configs: Iterable[Config | Mapping[str, Any]]) -> Iterator[None]:
         """For a training step that runs several subnets and then **one** backward pass over
         their summed losses (``sandwich``, ``poa``, ``progressive``; ``activate_many`` does
-        this by itself): inside the
-        ``with`` body, forward passes at any of ``configs`` use elastic-conv weights derived
-        for all of them at once (:meth:`~nas.supernet.ops.ElasticConv2d.share_weights`), so
-        their gradients meet in one buffer per shared weight instead of one zero-filled
-        whole-weight gradient per subnet, added up. The derived weights hold the graph of
-        all ``configs`` until that one backward pass: a backward pass per subnet inside the
-        body would free it after the first (autograd then raises). No optimizer step inside
-        the body (the derived weights would be stale). Without autograd, and inside another
-        ``shared_weights``, it does nothing."""
+        this by itself): inside the ``with`` body, forward passes at any of ``configs`` use
+        elastic-conv weights derived for all of them at once
+        (:meth:`~nas.supernet.ops.ElasticConv2d.share_weights`), so their gradients meet in
+        one buffer per shared weight instead of one zero-filled whole-weight gradient per
+        subnet, added up. The derived weights hold the graph of all ``configs`` until that
+        one backward pass: a backward pass per subnet inside the body would free it after
+        the first (autograd then raises). No optimizer step inside the body (the derived
+        weights would be stale). Without autograd, and inside another ``shared_weights``, it
+        does nothing."""
         cfgs = [self.space.config(c) for c in configs]
         with self._share(tuple(self._plan_of(c) for c in cfgs)):
             yield
