@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from nas.errors import UsageError
+from nas.utils.checks import check_int
 from nas.utils.device import resolve_device  # noqa: F401 - re-exported (was defined here)
 from nas.utils.memory import steady_allocator
 
@@ -183,8 +184,7 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
 
 def _check_counts(warmup: int, repeats: int, batch: int) -> None:
     for name, v, lo in (("warmup", warmup, 0), ("repeats", repeats, 1), ("batch", batch, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise UsageError(f"{name}: must be an int >= {lo}, got {v!r}")
+        check_int(name, v, lo)
 
 
 def _timer(dev: torch.device) -> Callable[[Callable[[], object]], float]:

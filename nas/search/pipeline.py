@@ -38,6 +38,7 @@ from nas.errors import NasError, UsageError
 from nas.search.base import Objective, hypervolume, make_searcher, pareto_mask, run_search, to_min
 from nas.search.constraints import Limit
 from nas.searchspace import Config, Space, load_space
+from nas.utils.checks import check_int
 from nas.utils.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,12 @@ class SearchOptions:
                 raise UsageError(f"--target {t!r} is not allowed; allowed: {', '.join(TARGETS)}")
         if len(set(self.targets)) != len(self.targets):
             raise UsageError(f"--target: repeated targets {self.targets}")
-        _check_int("--budget", self.budget, 1)  # one evaluation: a front of one, still valid
-        _check_int("--seed", self.seed, 0)
+        check_int("--budget", self.budget, 1)  # one evaluation: a front of one, still valid
+        check_int("--seed", self.seed, 0)
         if self.train_epochs is not None:
-            _check_int("--train-epochs", self.train_epochs, 1)
+            check_int("--train-epochs", self.train_epochs, 1)
         if self.threads is not None:
-            _check_int("--threads", self.threads, 1)
+            check_int("--threads", self.threads, 1)
         if self.stem_stride is not None:
             from nas.supernet.base import is_stem_stride
 
@@ -99,7 +100,7 @@ class SearchOptions:
                                  "--supernet checkpoint keeps its own stride (drop one of them)")
         for name, lo in (("bn_batches", 0), ("latency_batch", 1), ("latency_threads", 1),
                          ("max_export", 1)):
-            _check_int(name, getattr(self, name), lo)
+            check_int(name, getattr(self, name), lo)
         for c in self.constraints:
             Limit.parse(c)
         from nas.search.base import list_searchers
@@ -136,13 +137,6 @@ class Candidate:
     flops: int
     params: int
     size: int
-
-
-def _check_int(flag: str, v: Any, lo: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise UsageError(f"{flag} must be an integer >= {lo}, got {v!r}")
-    if v < lo:
-        raise UsageError(f"{flag} must be >= {lo}, got {v}")
 
 
 HISTORY_FIELDS = ["id", "accuracy", "accuracy_source", "latency_ms", "latency_source",

@@ -190,15 +190,15 @@ def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("train_epochs", -1, "--train-epochs must be >= 1, got -1"),
-    ("train_epochs", 0, "--train-epochs must be >= 1, got 0"),
-    ("seed", -1, "--seed must be >= 0, got -1"),
-    ("threads", -1, "--threads must be >= 1, got -1"),
-    ("threads", 0, "--threads must be >= 1, got 0"),
-    ("budget", 0, "--budget must be >= 1, got 0"),
+    ("train_epochs", -1, "--train-epochs: must be >= 1, got -1"),
+    ("train_epochs", 0, "--train-epochs: must be >= 1, got 0"),
+    ("seed", -1, "--seed: must be >= 0, got -1"),
+    ("threads", -1, "--threads: must be >= 1, got -1"),
+    ("threads", 0, "--threads: must be >= 1, got 0"),
+    ("budget", 0, "--budget: must be >= 1, got 0"),
     ("device", "banana", "--device: 'banana' is not a device"),
     ("strategy", "annealing", "--strategy 'annealing' is not a searcher; known: "),
-    ("max_export", 0, "max_export must be >= 1, got 0"),
+    ("max_export", 0, "max_export: must be >= 1, got 0"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(
         tiny_supernet, tmp_path: Path, option: str, value: object, message: str) -> None:
@@ -222,10 +222,10 @@ def test_search_options_validate_types() -> None:
     from nas.search.pipeline import SearchOptions
 
     SearchOptions(train_epochs=1, threads=1, seed=0).validate()
-    for kw, message in (({"train_epochs": 1.5}, "--train-epochs must be an integer >= 1"),
-                        ({"threads": True}, "--threads must be an integer >= 1"),
-                        ({"budget": "12"}, "--budget must be an integer >= 1, got '12'"),
-                        ({"max_export": 0}, "max_export must be >= 1, got 0"),
+    for kw, message in (({"train_epochs": 1.5}, "--train-epochs: must be an integer >= 1"),
+                        ({"threads": True}, "--threads: must be an integer >= 1"),
+                        ({"budget": "12"}, "--budget: must be an integer >= 1, got '12'"),
+                        ({"max_export": 0}, "max_export: must be >= 1, got 0"),
                         ({"strategy": "annealing"}, "--strategy 'annealing' is not a searcher"),
                         ({"train_strategy": "nope"}, "train_strategy: 'nope' is not a training"),
                         ({"stem_stride": 3}, "--stem-stride: must be 1 or 2, got 3"),
