@@ -514,7 +514,6 @@ class Supernet(nn.Module):
             yield
             return
         settings: dict[ElasticConv2d, list[tuple[int, ...]]] = {}
-        shared: list[ElasticConv2d] = []
         self._sharing = True
         try:
             for plan in plans:
@@ -524,12 +523,11 @@ class Supernet(nn.Module):
             if self._plan is not None:
                 self._use_plan(self._plan)
             for m, sts in settings.items():
-                shared.append(m)
                 m.share_weights(sts)
             yield
         finally:
             self._sharing = False
-            for m in shared:
+            for m in settings:  # (clearing one that was never set is harmless)
                 m.share_weights(None)
 
     def _active_convs(self) -> Iterator[ElasticConv2d]:

@@ -103,15 +103,19 @@ class Region(NamedTuple):
     c0: int
     cn: int
 
+    def _box(self, w: Tensor) -> Tensor:
+        """The channels and kernel taps of the region in ``w`` (a strided view)."""
+        return w[: self.out, : self.inp, self.r0: self.r0 + self.rn, self.c0: self.c0 + self.cn]
+
     def view(self, w: Tensor) -> Tensor:
         """The region of ``w`` (a strided view unless ``groups > 1``), ``(out, inp/groups,
         rn, cn)``."""
-        v = w[: self.out, : self.inp, self.r0: self.r0 + self.rn, self.c0: self.c0 + self.cn]
+        v = self._box(w)
         return group_diagonal(v, self.groups) if self.groups > 1 else v
 
     def add_into(self, g: Tensor, grad: Tensor) -> None:
         """``g[region] += grad`` (``grad`` shaped like :meth:`view`'s result), in place."""
-        v = g[: self.out, : self.inp, self.r0: self.r0 + self.rn, self.c0: self.c0 + self.cn]
+        v = self._box(g)
         if self.groups == 1:
             v.add_(grad)
             return
@@ -223,7 +227,8 @@ class ElasticConv2d(nn.Module):
             self.__dict__["_shared"] = None
 
     def share_weights(self, settings: Sequence[tuple[int, ...]] | None) -> None:
-        """Multi-architecture batches: derive the training weights of all ``settings``
+        """Several subnets of one training step (``Supernet.shared_weights``, multi-
+        architecture batches): derive the training weights of all ``settings``
         (``(in, out, kernel, groups, bits)`` each, as ``_setting[:5]``) now, in one
         :meth:`training_weights` call, and use them in forward passes at those settings until
         ``share_weights(None)``; their gradients then reach the shared weight through one
@@ -313,7 +318,8 @@ class ElasticConv2d(nn.Module):
     def training_weights(self, settings: Sequence[tuple[int, int, int, int, int]]
                          ) -> list[Tensor]:
         """The active weights (fake-quantized, differentiable) of several settings
-        ``(in, out, kernel, groups, bits)`` at once, as multi-architecture batches need them.
+        ``(in, out, kernel, groups, bits)`` at once (one for a single subnet, several for
+        :meth:`share_weights`).
         Their parts of the shared weight are read by one :func:`gather_regions`, whose
         backward accumulates all of them into one gradient (a slice's backward would
         allocate and zero a gradient of the whole shared weight per setting and layer of
