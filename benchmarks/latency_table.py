@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/latency_table.py [--spaces resnet_like mobilenet_like] [--validate 100]
         [--repeats 15] [--table-dir /tmp/nas_lut] [--resume] [--validate-runs 3]
+        [--correction references|model]
 """
 
 from __future__ import annotations
@@ -43,10 +44,15 @@ def run_space(name: str, args: argparse.Namespace) -> dict[str, object]:
     vals = []
     for r in range(args.validate_runs):  # the same subnets again: the machine's noise
         vals.append(validate_table(table, args.validate, seed=args.seed,
-                                   progress=not args.no_progress))
+                                   progress=not args.no_progress,
+                                   references=args.correction == "references"))
         m = vals[-1].metrics()
+        unc = vals[-1].summary().get("uncorrected")
         print(f"  validation run {r + 1}: {100 * m['within_10pct']:.0f}% within ±10%, "
-              f"Kendall tau {m['kendall_tau']:.3f}, MAPE {m['mape']:.1f}%", flush=True)
+              f"Kendall tau {m['kendall_tau']:.3f}, MAPE {m['mape']:.1f}% (drift correction: "
+              f"{vals[-1].correction}"
+              + (f"; uncorrected {100 * unc['within_10pct']:.0f}%, tau {unc['kendall_tau']:.3f}"
+                 if unc else "") + ")", flush=True)
     val = vals[0]
     val_s = (time.perf_counter() - t0) / len(vals)
     summary = val.summary()
@@ -96,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validate-runs", type=int, default=1,
                    help="validate this many times on the same subnets (reports each and "
                         "the mean: the machine's noise shows in their spread)")
+    p.add_argument("--correction", choices=("references", "model"), default="references",
+                   help="validation's drift correction: the table's reference (overhead) "
+                        "subnets timed alongside (default), or the build's reference model")
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--table-dir", default="/tmp/nas_lut")
     p.add_argument("--resume", action="store_true", help="reuse/resume tables in --table-dir")

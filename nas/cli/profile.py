@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         s = val.summary()
         result.update({"validated": s["n"], "within_10pct": s["within_10pct"],
                        "kendall_tau": s["kendall_tau"], "mape": s["mape"],
-                       "spearman": s["spearman"]})
+                       "spearman": s["spearman"], "drift_correction": s["drift_correction"]})
+        if "uncorrected" in s:
+            result["within_10pct_uncorrected"] = s["uncorrected"]["within_10pct"]
     if args.json:
         print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
                           for k, v in result.items()}))
@@ -97,5 +99,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"validated on {result['validated']} random subnets ({table.statistic}): "
                       f"{100 * float(result['within_10pct']):.1f}% within ±10%, "  # type: ignore[arg-type]
                       f"Kendall tau {float(result['kendall_tau']):.3f}, "  # type: ignore[arg-type]
-                      f"MAPE {float(result['mape']):.1f}%")  # type: ignore[arg-type]
+                      f"MAPE {float(result['mape']):.1f}%"  # type: ignore[arg-type]
+                      + (f" (drift-corrected by the table's {result['drift_correction']}; "
+                         f"uncorrected {100 * float(result['within_10pct_uncorrected']):.1f}%"  # type: ignore[arg-type]
+                         " within ±10%)" if "within_10pct_uncorrected" in result else ""))
     return 0

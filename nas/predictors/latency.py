@@ -100,6 +100,7 @@ from nas.predictors.profiling import (
     reference_model,
     resolve_device,
 )
+from nas.utils.checks import check_int
 from nas.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ FORMAT = "nas.latency_table"
 VERSION = 1
 INVALID = -1
 _ABSENT = object()
+# reference subnets (the table's overhead subnets) nearest in measured time that set one
+# measured model's drift factor (:func:`local_drift_factors`)
+LOCAL_REFERENCES = 16
 # settings whose difference makes a table's numbers unreliable (warned about on load)
 COMPARED_SETTINGS = ("device", "device_name", "threads", "batch", "input_size", "in_channels",
                      "num_classes", "stem_stride", "torch")
@@ -1002,6 +1006,74 @@ def measure_configs(space: Any, configs: Sequence[Any], settings: TableSettings,
     return out
 
 
+def local_drift_factors(then: Sequence[float], now: Sequence[float], times: Sequence[float],
+                        k: int = LOCAL_REFERENCES) -> np.ndarray:
+    """Per time in ``times`` (a model measured now): the median of ``then / now`` over the
+    ``k`` reference subnets nearest to it in (log) measured time ``now``, where ``then`` is
+    their time when the table was built. Multiplying puts the model at the build's machine
+    state, judged by real networks of its own size (small and large networks do not drift
+    alike: in one measured front the 1 ms subnets had sped up 1.75x since the build, the
+    median reference 1.51x)."""
+    then_a = np.asarray(then, dtype=np.float64)
+    now_a = np.asarray(now, dtype=np.float64)
+    if then_a.shape != now_a.shape or then_a.size == 0:
+        raise UsageError(f"local_drift_factors: needs as many build-time as current reference "
+                         f"times (at least one), got {then_a.size} and {now_a.size}")
+    ratio = then_a / now_a
+    log_now = np.log(now_a)
+    k = min(k, now_a.size)
+    out = np.empty(len(times))
+    for i, t in enumerate(times):
+        near = np.argsort(np.abs(log_now - np.log(t)), kind="stable")[:k]
+        out[i] = float(np.median(ratio[near]))
+    return out
+
+
+def measure_with_references(table: LatencyTable, models: Sequence[nn.Module],
+                            input_shapes: Sequence[Sequence[int]] | Sequence[int], *,
+                            device: str | None = None, threads: int | None = None,
+                            batch: int | None = None, warmup: int = 5, repeats: int = 30,
+                            seed: int = 0) -> tuple[list[LatencyStats], list[LatencyStats]]:
+    """Time ``models`` interleaved with the table's overhead subnets (its *reference
+    subnets*) and return ``(corrected, raw)`` statistics per model.
+
+    Each model's statistics are multiplied by :func:`local_drift_factors`, computed on the
+    table's statistic from the reference subnets' time at the build (``overhead.subnets``)
+    and now: the measurement is expressed at the machine state the table's numbers hold
+    for. Device, threads and batch default to the table's settings.
+
+    Raises:
+        UsageError: the table has no overhead subnets (a table from before they were
+            stored, or an incomplete build).
+    """
+    subs = list(table.overhead.subnets)
+    if not subs:
+        raise UsageError(f"{table._where()} has no reference subnets (overhead subnets) to "
+                         "correct measurements by; rebuild it")
+    space, st = table.space, table.settings
+    refs = build_subnets(space, [space.config(r["config"]) for r in subs], st)
+    then = [float(r["measured_ms"]) for r in subs]
+    shapes: list[Sequence[int]]
+    if len(input_shapes) and isinstance(input_shapes[0], (int, np.integer)):
+        shapes = [tuple(input_shapes)] * len(models)  # type: ignore[arg-type]
+    else:
+        shapes = list(input_shapes)  # type: ignore[arg-type]
+    ref_shape = (st.in_channels, *st.input_size)
+    stats = measure_many(list(models) + refs, shapes + [ref_shape] * len(refs),
+                         device=st.device if device is None else device,
+                         threads=st.threads if threads is None else threads,
+                         batch=st.batch if batch is None else batch, warmup=warmup,
+                         repeats=repeats, seed=seed)
+    raw, now = stats[:len(models)], [s.get(table.statistic) for s in stats[len(models):]]
+    factors = local_drift_factors(then, now, [s.get(table.statistic) for s in raw])
+    if len(factors):
+        log.info("drift factors by %d reference subnets: %.3f-%.3f (median over all of them "
+                 "%.3f)", len(now), factors.min(), factors.max(),
+                 float(np.median(np.asarray(then) / np.asarray(now))))
+    corrected = [s.scaled({k: float(f) for k in STATISTICS}) for s, f in zip(raw, factors)]
+    return corrected, raw
+
+
 def _blend(f: dict[str, float], g: dict[str, float], share: float) -> dict[str, float]:
     """Drift factors of a network whose time is ``share`` attention units (factor ``g``) and
     the rest other units (factor ``f``)."""
@@ -1256,6 +1328,10 @@ class ValidationResult:
     predicted: dict[str, np.ndarray]
     statistic: str
     raw: dict[str, np.ndarray] | None = None  # before drift correction (when corrected)
+    # how the measurements were drift-corrected: "reference subnets" (the table's overhead
+    # subnets, measured alongside), "reference model" (the build's fixed CNN / attention
+    # layer) or "none"
+    correction: str = "none"
 
     @property
     def measured_ms(self) -> np.ndarray:
@@ -1279,6 +1355,7 @@ class ValidationResult:
                                "measured_ms_median": float(np.median(self.measured_ms)),
                                "predicted_ms_median": float(np.median(self.predicted_ms))}
         out["by_statistic"] = {s: self.metrics(s) for s in self.measured}
+        out["drift_correction"] = self.correction
         if self.raw is not None:
             t, p = self.raw[self.statistic], self.predicted_ms
             out["uncorrected"] = {"within_10pct": within_pct(t, p, 10.0),
@@ -1287,25 +1364,47 @@ class ValidationResult:
 
 
 def validate_table(table: LatencyTable, n: int, *, seed: int = 12345, repeats: int | None = None,
-                   progress: bool = True) -> ValidationResult:
+                   progress: bool = True, references: bool = True, chunk: int = 50
+                   ) -> ValidationResult:
     """Measure ``n`` random subnets (a seed stream other than the build's) interleaved and
-    compare with the table's predictions, for every statistic."""
+    compare with the table's predictions, for every statistic.
+
+    The measurements are drift-corrected to the machine state the table holds for. With
+    ``references`` (the default) and a table that stores its overhead subnets, those are
+    timed again in every chunk of ``chunk`` subnets and each subnet is corrected by the ones
+    of its own size (:func:`measure_with_references`, as ``nas search`` measures its front);
+    otherwise by the reference model(s) timed with every chunk, as during the build. The
+    uncorrected measurements are kept in ``raw``."""
     from nas.utils.progress import task_progress
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise UsageError(f"validate: needs at least 2 subnets, got {n!r}")
+    check_int("chunk", chunk, 1)
     configs = table.space.sample_many(n, np.random.default_rng(seed))
+    reps = repeats if repeats is not None else max(table.settings.repeats, 20)
     raw: list[LatencyStats] = []
+    measured: list[LatencyStats] = []
+    correction = "reference model" if table.reference else "none"
     with task_progress("validating on random subnets", n, enabled=progress) as adv:
-        measured = measure_configs(table.space, configs, table.settings, seed=seed,
-                                   progress=adv,
-                                   repeats=repeats if repeats is not None
-                                   else max(table.settings.repeats, 20),
-                                   reference=table.reference,
-                                   attention_shares=table.attention_shares(configs), raw=raw)
+        if references and table.overhead.subnets:
+            correction = "reference subnets"
+            for i in range(0, n, chunk):
+                part = configs[i:i + chunk]
+                fixed, unfixed = measure_with_references(
+                    table, build_subnets(table.space, part, table.settings),
+                    (table.settings.in_channels, *table.settings.input_size),
+                    warmup=table.settings.warmup, repeats=reps, seed=seed + i)
+                measured += fixed
+                raw += unfixed
+                adv(len(part))
+        else:
+            measured = measure_configs(table.space, configs, table.settings, seed=seed,
+                                       progress=adv, repeats=reps, reference=table.reference,
+                                       attention_shares=table.attention_shares(configs),
+                                       raw=raw)
     stats = ("min", "p10", "median", "mean")
     return ValidationResult({s: np.array([m.get(s) for m in measured]) for s in stats},
                             {s: table.predict_many(configs, s) for s in stats},
                             table.statistic,
                             {s: np.array([m.get(s) for m in raw]) for s in stats}
-                            if table.reference else None)
+                            if correction != "none" else None, correction)

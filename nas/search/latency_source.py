@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 # Per-unit repeats for the table a search builds for itself: enough for a stable p10 of
@@ -17,8 +15,6 @@ log = logging.getLogger(__name__)
 # with its own (larger) defaults.
 SEARCH_WARMUP = 2
 SEARCH_REPEATS = 7
-# reference subnets (the table's overhead subnets) that set one front model's drift factor
-LOCAL_REFERENCES = 16
 
 
 # settings a search's table must share with the search (others -- CPU model name, torch
@@ -72,36 +68,20 @@ def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic
     ``(drift-corrected, raw)``.
 
     With a lookup ``table`` that has fitted overhead subnets, those subnets are measured
-    again in the same interleaved rounds and each model's time is multiplied by the median
-    of (their time when the table was built / their time now) over the ``LOCAL_REFERENCES``
-    subnets closest to it in measured time: real networks of the space, of the model's
-    size, as the drift reference, measured in the same context as the models (small and
-    large networks do not drift alike: in one measured front the 1 ms subnets had sped up
-    1.75× since the build, the median reference 1.51×). Without a table, both lists are the
-    raw times."""
-    from nas.predictors.latency import build_subnets
+    again in the same interleaved rounds and each model is put back at the build's machine
+    state by the ones of its own size
+    (:func:`nas.predictors.latency.measure_with_references`). Without a table, or for
+    another statistic than the table's, both lists are the raw times."""
+    from nas.predictors.latency import measure_with_references
     from nas.predictors.profiling import measure_many
 
-    subs = list(getattr(getattr(table, "overhead", None), "subnets", None) or [])
-    ref_models: list[Any] = []
-    then: list[float] = []
-    if subs:
-        space = table.space
-        cfgs = [space.config(r["config"]) for r in subs]
-        ref_models = build_subnets(space, cfgs, table.settings)
-        then = [float(r["measured_ms"]) for r in subs]
-    stats = measure_many(models + ref_models, input_shape, device=device, threads=threads,
-                         batch=batch)
-    raw = [s.get(statistic) for s in stats[:len(models)]]
-    if not ref_models or statistic != table.statistic:
+    if table is None or not table.overhead.subnets:
+        raw = [s.get(statistic) for s in measure_many(models, input_shape, device=device,
+                                                      threads=threads, batch=batch)]
         return raw, raw
-    now = np.array([s.get(statistic) for s in stats[len(models):]])
-    ratio = np.asarray(then) / now
-    k = min(LOCAL_REFERENCES, len(now))
-    factors = []
-    for r in raw:  # the k references nearest in (log) measured time
-        near = np.argsort(np.abs(np.log(now) - np.log(r)), kind="stable")[:k]
-        factors.append(float(np.median(ratio[near])))
-    log.info("front latency: drift factors %.3f-%.3f (all %d reference subnets: %.3f)",
-             min(factors), max(factors), len(now), float(np.median(ratio)))
-    return [r * f for r, f in zip(raw, factors)], raw
+    fixed, unfixed = measure_with_references(table, models, input_shape, device=device,
+                                             threads=threads, batch=batch)
+    raw = [s.get(statistic) for s in unfixed]
+    if statistic != table.statistic:
+        return raw, raw
+    return [s.get(statistic) for s in fixed], raw

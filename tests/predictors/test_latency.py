@@ -388,6 +388,8 @@ def test_cli_profile_json(tiny_file: Path, tmp_path: Path, capsys) -> None:  # n
     assert r["units"] == 12 and r["validated"] == 4 and r["statistic"] == "p10"
     assert 0.0 <= r["within_10pct"] <= 1.0 and r["mape"] >= 0
     assert r["kendall_tau"] is None or -1.0 <= r["kendall_tau"] <= 1.0
+    assert r["drift_correction"] == "reference subnets"  # the table's overhead subnets
+    assert 0.0 <= r["within_10pct_uncorrected"] <= 1.0
     assert LatencyTable.load(out).complete
 
 
@@ -472,6 +474,45 @@ def test_drift_correction(tiny_table: LatencyTable) -> None:
     val = lat.validate_table(tiny_table, 3, repeats=3, progress=False)
     assert val.raw is not None and set(val.raw) == set(val.measured)
     assert "uncorrected" in val.summary()
+
+
+def test_validation_is_corrected_by_the_tables_reference_subnets(tiny_table: LatencyTable,
+                                                                  monkeypatch) -> None:
+    """A machine 1.5x slower at validation than at the build: timed next to the table's
+    overhead subnets, the validation subnets are put back at the build's machine state."""
+    from nas.predictors.profiling import LatencyStats
+
+    table = tiny_table
+    assert len(table.overhead.subnets) == 4
+
+    def key(cfg) -> str:  # noqa: ANN001
+        return json.dumps(cfg.to_dict(), sort_keys=True)
+
+    then = {json.dumps(r["config"], sort_keys=True): r["measured_ms"]
+            for r in table.overhead.subnets}
+
+    def at_build(cfg) -> float:  # noqa: ANN001
+        return then.get(key(cfg), table.predict(cfg))
+
+    monkeypatch.setattr(lat, "build_subnets", lambda space, cfgs, settings: list(cfgs))
+
+    def slow_machine(models, shapes, **kw):  # noqa: ANN001, ANN202
+        return [LatencyStats(*(1.5 * at_build(m),) * 5, repeats=1) for m in models]
+
+    monkeypatch.setattr(lat, "measure_many", slow_machine)
+    val = lat.validate_table(table, 6, repeats=3, progress=False, chunk=4)
+    assert val.correction == "reference subnets"
+    configs = table.space.sample_many(6, np.random.default_rng(12345))
+    expected = np.array([at_build(c) for c in configs])
+    assert val.measured_ms == pytest.approx(expected)
+    assert val.raw is not None and val.raw["p10"] == pytest.approx(1.5 * expected)
+    assert val.summary()["drift_correction"] == "reference subnets"
+    with pytest.raises(lat.UsageError, match="chunk"):
+        lat.validate_table(table, 6, chunk=0, progress=False)
+    # without its reference subnets the table falls back to the build's reference model
+    monkeypatch.undo()
+    val = lat.validate_table(table, 3, repeats=3, progress=False, references=False)
+    assert val.correction == "reference model" and val.raw is not None
 
 
 def test_attention_units_have_their_own_drift_reference(tiny_file: Path,
