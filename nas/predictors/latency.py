@@ -48,8 +48,8 @@ JSON format (``format: nas.latency_table``, ``version: 1``)::
                    "attention": {"baseline": {...}, "chunks": [...],  # absent: one
                                  "input_shape": [C, H, W]}}}          # reference
 
-Drift correction: every chunk of units (and of whole subnets, when validating or fitting
-the overhead) is timed together with :func:`nas.predictors.profiling.reference_model`, and
+Drift correction: every chunk of units (and of whole subnets, when fitting the overhead) is
+timed together with :func:`nas.predictors.profiling.reference_model`, and
 its times are multiplied by ``baseline / reference time in that chunk``: all numbers are
 expressed at one machine state, the median of the reference over the build. Tables with
 memory-bound attention units (``mhsa`` over at least
@@ -59,6 +59,12 @@ where attention is as cheap as its neighbours) also time
 corrected by it (their speed follows memory traffic, which the CNN reference does not
 track), and a whole subnet by the blend of both factors weighted by the table's predicted
 share of its attention units.
+
+Measurements made later against a finished table (validation, a search's measured front)
+are corrected by the table's own overhead subnets instead, timed again alongside: real
+networks of the space whose build-time times the table stores, nearest in size to each
+measured model (:func:`measure_with_references`). The reference CNN does not track this
+machine's level between a build and a later measurement; networks of the model's own size do.
 
 Loading a table built for other settings (device, threads, batch, input size, torch version)
 logs a warning; a corrupt file or one for another space raises :class:`LatencyTableError`
