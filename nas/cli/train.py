@@ -11,8 +11,9 @@ from nas.cli._common import console, device_arg, float_in, input_file, int_at_le
 # flags that map one to one onto TrainOptions fields
 _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr", "optimizer",
           "device", "seed", "threads", "label_smoothing", "num_random", "groups", "stem_stride")
-# runtime settings a resumed run may change (they do not change what is computed on CPU)
-_RESUME_FLAGS = ("threads", "device")
+# what a resumed run may change: runtime settings (they do not change what is computed on
+# CPU) and its length (the learning-rate schedule is re-planned over the new epochs)
+_RESUME_FLAGS = ("threads", "device", "epochs")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "flags override it")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/train-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
-    p.add_argument("--epochs", type=int_at_least(1), help="training epochs (default: 12)")
+    p.add_argument("--epochs", type=int_at_least(1), help="training epochs (default: 12); with "
+                   "--resume, the run's new total (train a finished run further; the "
+                   "learning-rate schedule is re-planned over it)")
     p.add_argument("--batch-size", type=int_at_least(1), help="images per step (default: 64)")
     p.add_argument("--lr", type=float_in(0, lo_open=True),
                    help="peak learning rate (default: 0.2 for sgd, 0.001 for adamw)")
@@ -66,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
                  if f not in _RESUME_FLAGS and getattr(args, f, None) is not None]
         if given:
             raise UsageError(f"--resume continues with the run's own options; drop "
-                             f"--{given[0].replace('_', '-')} (only --threads and --device may "
-                             "change)")
+                             f"--{given[0].replace('_', '-')} (only --threads, --device and "
+                             "--epochs may change)")
         runtime = {f: getattr(args, f) for f in _RESUME_FLAGS if getattr(args, f) is not None}
         t = time.perf_counter()
         result = train(TrainOptions(), args.resume, resume=True, progress=progress,

@@ -42,6 +42,7 @@ from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.schedule import warmed
 from nas.training.strategies import make_strategy
+from nas.utils.checks import check_int
 from nas.utils.files import (
     atomic_torch_save,
     atomic_write_text,
@@ -93,6 +94,18 @@ def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], floa
         return warmed(opts.schedule, step, total, warm)
 
     return f
+
+
+def _check_new_epochs(epochs: Any, strategy: str, done: int, where: Path) -> None:
+    """A resumed run's new ``epochs``: an integer >= 1, at least the epochs it has done, and
+    not for ``progressive`` (its phases are planned over the run's epochs)."""
+    check_int("epochs", epochs, 1)
+    if strategy == "progressive":
+        raise UsageError(f"epochs: {where} is a progressive run, whose phases are planned over "
+                         "its epochs; they cannot change on resume (start a new run)")
+    if epochs < done:
+        raise UsageError(f"epochs: {where} has already trained {done} epochs; give at least "
+                         f"{done}, got {epochs}")
 
 
 def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -174,24 +187,36 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     strategy) and the run directory exists, before the first step. ``stop_after_steps``
     stops (as if killed) after that many optimizer steps in this call, right after any
     checkpoint due at that point — for tests of resumption. ``resume_overrides`` changes
-    runtime options of a resumed run (``threads``, ``device``); nothing else may change.
+    runtime options of a resumed run (``threads``, ``device``) and may change its
+    ``epochs`` (to train a finished run further, or stop an unfinished one sooner): the
+    learning-rate schedule (and ``poa``'s cosine EMA) is then re-planned over the new total,
+    continuing from the step reached at the rate a run of that many epochs has there (a
+    finished cosine run restarts at part of its peak rate). ``progressive`` runs cannot
+    change their epochs (their phases are planned over them); nothing else may change.
     A non-finite loss stops the run with :class:`TrainingDivergedError` (the last
     checkpoint is kept).
     """
     run = Path(run_dir)
     ckpt_path = run / "checkpoint.pt"
     state: dict[str, Any] | None = None
+    replanned_from: int | None = None  # the epochs a resumed run had, when they change
     if resume:
         state = load_checkpoint(ckpt_path)
         if remove_stale_temporaries(run):
             log.info("%s: removed temporary files left by the interrupted run", run)
         changes = dict(resume_overrides or {})
-        bad = sorted(set(changes) - {"threads", "device"})
+        bad = sorted(set(changes) - {"threads", "device", "epochs"})
         if bad:
             raise UsageError(f"resume_overrides: {bad[0]!r} cannot change on resume (only "
-                             "threads and device)")
+                             "threads, device and epochs)")
         # options added after a run started resume as that run trained (not the new defaults)
         saved = {**_OPTIONS_BEFORE_THEY_EXISTED, **state["options"]}
+        if changes.get("epochs", saved["epochs"]) == saved["epochs"]:
+            changes.pop("epochs", None)
+        else:
+            replanned_from = int(saved["epochs"])
+            _check_new_epochs(changes["epochs"], saved["strategy"], int(state["epoch"]),
+                              ckpt_path)
         opts = TrainOptions.from_dict({**saved, **changes}, where=str(ckpt_path))
         space = Space.from_dict(state["space"])
     elif ckpt_path.exists():
@@ -253,6 +278,17 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         epoch_gen_state = state["epoch_gen_state"]
         history = list(state.get("history", []))
         partial = dict(state.get("partial") or partial)
+        if replanned_from is not None:
+            # the rate of the re-planned schedule at the step reached, from the next step on
+            f = lr_factor(global_step)
+            for g, base in zip(optimizer.param_groups, scheduler.base_lrs):
+                g["lr"] = base * f
+            scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+            atomic_write_text(run / "options.yaml",
+                              yaml.safe_dump(opts.to_dict(), sort_keys=False))
+            log.info("%s: %d epochs instead of %d; the learning-rate schedule is re-planned "
+                     "over them (rate factor %.4g at step %d)", run, opts.epochs,
+                     replanned_from, f, global_step)
         # the metrics log holds exactly the checkpoint's epochs (a kill between an epoch's
         # row and its checkpoint would otherwise leave that row twice)
         atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))

@@ -145,12 +145,17 @@ def test_resume_checks_and_runtime_overrides(tmp_path: Path, capsys) -> None:  #
     run_dir = tmp_path / "run"
     assert run(capsys, "train", "--config", str(cfg), "--out", str(run_dir),
                "--no-progress")[0] == 0
-    code, err = run(capsys, "train", "--resume", str(run_dir), "--epochs", "3")
-    assert code == 2 and "drop --epochs (only --threads and --device may change)" in err
+    code, err = run(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
+    assert code == 2 and "drop --lr (only --threads, --device and --epochs may change)" in err
     code = main(["train", "--resume", str(run_dir), "--threads", "1", "--device", "cpu",
                  "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0 and "already complete (1 epochs)" in out
+    code = main(["train", "--resume", str(run_dir), "--epochs", "2", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "done: 2 epochs" in out  # a finished run trained one epoch further
+    code, err = run(capsys, "train", "--resume", str(run_dir), "--epochs", "1")
+    assert code == 2 and "has already trained 2 epochs; give at least 2, got 1" in err
 
 
 def test_a_diverging_run_stops_with_a_clear_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -130,6 +130,45 @@ def test_resume_reaches_the_same_weights(tiny_space: Space, tmp_path: Path) -> N
     assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
 
 
+def test_a_finished_run_trains_further_on_a_replanned_schedule(tiny_space: Space,
+                                                               tmp_path: Path) -> None:
+    import yaml
+
+    from nas.training.trainer import _lr_lambda
+
+    opts = TrainOptions(strategy="sandwich", epochs=2, max_steps_per_epoch=3, **FAST)
+    run = tmp_path / "run"
+    first = train(opts, run, space=tiny_space, progress=False)
+    assert first.epochs_done == 2
+    before = {k: v.clone() for k, v in first.supernet.state_dict().items()}
+    with pytest.raises(UsageError, match="epochs: .* has already trained 2 epochs; give at "
+                                         "least 2, got 1"):
+        train(opts, run, resume=True, progress=False, resume_overrides={"epochs": 1})
+    more = train(opts, run, resume=True, progress=False, resume_overrides={"epochs": 4})
+    assert more.epochs_done == 4 and not more.already_complete
+    assert [r["epoch"] for r in more.history] == [1, 2, 3, 4]
+    assert any(not torch.equal(before[k], v) for k, v in more.supernet.state_dict().items())
+    # the first two rows are the 2-epoch run's; the new ones follow a 4-epoch schedule (the
+    # rate of an epoch's last step: steps 8 and 11 of a 3-step-per-epoch run)
+    assert [r["lr"] for r in more.history[:2]] == [r["lr"] for r in first.history]
+    f4 = _lr_lambda(TrainOptions(**{**FAST, "epochs": 4}), 3)
+    assert more.history[2]["lr"] == pytest.approx(FAST["lr"] * f4(8))
+    assert more.history[3]["lr"] == pytest.approx(FAST["lr"] * f4(11))
+    assert more.history[2]["lr"] > first.history[1]["lr"]  # a finished cosine restarts higher
+    assert yaml.safe_load((run / "options.yaml").read_text())["epochs"] == 4
+    assert load_checkpoint(run / "checkpoint.pt")["options"]["epochs"] == 4
+    again = train(opts, run, resume=True, progress=False)  # now a 4-epoch run
+    assert again.already_complete and again.epochs_done == 4
+
+
+def test_a_progressive_run_keeps_its_epochs(tiny_space: Space, tmp_path: Path) -> None:
+    opts = TrainOptions(strategy="progressive", epochs=4, max_steps_per_epoch=2, **FAST)
+    train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
+    with pytest.raises(UsageError, match="epochs: .* is a progressive run"):
+        train(opts, tmp_path / "run", resume=True, progress=False,
+              resume_overrides={"epochs": 6})
+
+
 def test_bn_recalibration_changes_stats_and_helps(tiny_space: Space, tmp_path: Path) -> None:
     opts = TrainOptions(strategy="sandwich", epochs=5, **FAST)
     net = train(opts, tmp_path / "run", space=tiny_space, progress=False).supernet
@@ -265,8 +304,8 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
                  "--out", str(run), "--no-progress"]) == 0
     assert f"run directory: {run}" in capsys.readouterr().out.replace("\n", "")
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
-    assert main(["train", "--resume", str(run), "--epochs", "3"]) == 2
-    assert "drop --epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--batch-size", "16"]) == 2
+    assert "drop --batch-size" in capsys.readouterr().err
     # a bad strategy is refused before anything is announced or created
     assert main(["train", "--space", str(space_file), "--strategy", "greedy",
                  "--out", str(tmp_path / "never")]) == 2
