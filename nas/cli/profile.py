@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="whole subnets measured to fit the per-network overhead (default: 48)")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: 0)")
     p.add_argument("--fresh", action="store_true",
-                   help="start over instead of resuming a partial table at --out")
+                   help="start over instead of resuming a partial table at --out (a "
+                        "complete one is otherwise used as it is)")
     p.add_argument("--out", required=True, metavar="LUT.json")
     p.add_argument("--json", action="store_true", help="print one machine-readable line")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

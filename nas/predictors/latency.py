@@ -1201,8 +1201,11 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
             :func:`overhead_configs`).
         out: where the table is written (partial results atomically every ``save_every_s``
             seconds, so an interrupted build can resume).
-        resume: continue from a partial (or complete) table at ``out`` built for the same
-            space and settings; one for another space or settings is an error.
+        resume: continue from a partial table at ``out`` built for the same space and
+            settings (a complete one for the same statistic and number of overhead subnets
+            is returned as it is; for another statistic or number, its units are kept and
+            the overhead is measured and fitted again); one for another space or settings
+            is an error.
         seed: seeds inputs and the overhead subnets.
         progress: show a progress bar.
 
@@ -1237,6 +1240,12 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                 f"latency table {out} was built with other settings "
                 f"({'; '.join(diff) or 'warmup/repeats differ'}); start over with "
                 "`nas profile --fresh`, remove it, or choose another output file")
+        if (old.complete and old.statistic == statistic and set(keys) <= set(old.entries)
+                and len(old.overhead.subnets) == overhead_subnets):
+            log.info("%s is already complete (%d units, overhead fitted on %d subnets); "
+                     "using it as it is (a fresh build: remove it first)", out, len(keys),
+                     overhead_subnets)
+            return old
         entries = {k: v for k, v in old.entries.items() if k in units}
         reference = old.reference if entries else None
         log.info("resuming %s: %d of %d units already measured", out, len(entries), len(keys))

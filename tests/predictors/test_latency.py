@@ -369,6 +369,18 @@ def test_resume_measures_only_missing_units(tiny_table: LatencyTable, tiny_space
     assert ref is not None and len(ref["chunks"]) >= 1
     assert ref["baseline"]["p10"] == pytest.approx(
         float(np.median([c["p10"] for c in ref["chunks"]])))
+    # a complete table is used as it is; for another statistic only the overhead is redone
+    sizes.clear()
+    again = build_latency_table(tiny_space, input_size=16, warmup=1, repeats=3,
+                                overhead_subnets=2, out=out, progress=False)
+    def p10(table: LatencyTable) -> dict[str, float]:
+        return {k: v["p10"] for k, v in table.entries.items()}
+
+    assert sizes == [] and p10(again) == pytest.approx(p10(t))
+    assert again.overhead.to_dict() == t.overhead.to_dict()
+    other = build_latency_table(tiny_space, input_size=16, warmup=1, repeats=3,
+                                overhead_subnets=2, out=out, progress=False, statistic="min")
+    assert sizes == [2 + 1] and other.statistic == "min" and p10(other) == pytest.approx(p10(t))
     # a partial table of other settings is not silently mixed in
     with pytest.raises(LatencyTableError, match="other settings"):
         build_latency_table(tiny_space, input_size=16, batch=2, warmup=1, repeats=3,
