@@ -1036,12 +1036,13 @@ def local_drift_factors(then: Sequence[float], now: Sequence[float], times: Sequ
 
 
 def measure_with_references(table: LatencyTable, models: Sequence[nn.Module],
-                            input_shapes: Sequence[Sequence[int]] | Sequence[int], *,
+                            input_shape: Sequence[int], *,
                             device: str | None = None, threads: int | None = None,
                             batch: int | None = None, warmup: int = 5, repeats: int = 30,
                             seed: int = 0) -> tuple[list[LatencyStats], list[LatencyStats]]:
-    """Time ``models`` interleaved with the table's overhead subnets (its *reference
-    subnets*) and return ``(corrected, raw)`` statistics per model.
+    """Time ``models`` (all on inputs of ``input_shape``, without the batch dimension)
+    interleaved with the table's overhead subnets (its *reference subnets*) and return
+    ``(corrected, raw)`` statistics per model.
 
     Each model's statistics are multiplied by :func:`local_drift_factors`, computed on the
     table's statistic from the reference subnets' time at the build (``overhead.subnets``)
@@ -1059,13 +1060,9 @@ def measure_with_references(table: LatencyTable, models: Sequence[nn.Module],
     space, st = table.space, table.settings
     refs = build_subnets(space, [space.config(r["config"]) for r in subs], st)
     then = [float(r["measured_ms"]) for r in subs]
-    shapes: list[Sequence[int]]
-    if len(input_shapes) and isinstance(input_shapes[0], (int, np.integer)):
-        shapes = [tuple(input_shapes)] * len(models)  # type: ignore[arg-type]
-    else:
-        shapes = list(input_shapes)  # type: ignore[arg-type]
     ref_shape = (st.in_channels, *st.input_size)
-    stats = measure_many(list(models) + refs, shapes + [ref_shape] * len(refs),
+    stats = measure_many(list(models) + refs,
+                         [tuple(input_shape)] * len(models) + [ref_shape] * len(refs),
                          device=st.device if device is None else device,
                          threads=st.threads if threads is None else threads,
                          batch=st.batch if batch is None else batch, warmup=warmup,
