@@ -43,7 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stem-stride", type=int, choices=(1, 2),
                    help="stem stride of the supernet the search trains, as `nas train "
                    "--stem-stride` (default: 2 from 64 pixels up, else 1)")
-    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads")
+    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (per worker "
+                   "with --workers)")
+    p.add_argument("--workers", type=int_at_least(1), default=1,
+                   help="evaluate subnets on N Ray workers in parallel (default: 1, in this "
+                        "process; needs pip install 'nas[ray]'); the history is the same")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join a running Ray cluster ('auto' or host:port) instead of starting "
+                        "one on this machine")
     p.add_argument("--out", metavar="DIR", help="output directory; the same command with the "
                    "same --out resumes (default: runs/search-<space>-<hash of the options>)")
     p.add_argument("--no-progress", action="store_true")
@@ -58,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                          data=args.data, data_root=args.data_root, strategy=args.strategy,
                          budget=args.budget, seed=args.seed, device=args.device,
                          train_epochs=args.train_epochs, threads=args.threads,
-                         stem_stride=args.stem_stride)
+                         stem_stride=args.stem_stride, workers=args.workers,
+                         ray_address=args.ray_address)
     opts.validate()
     input_file(args.supernet, "--supernet")
     output_path(args.out, "--out", directory=True)

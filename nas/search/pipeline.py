@@ -9,8 +9,9 @@ Phases, each resumable inside the output directory:
    (only when ``latency`` is a target or constrained).
 3. **search** — the searcher proposes configs; each real evaluation measures accuracy on the
    validation split (BN recalibrated) and reads latency from the table and FLOPs, params and
-   size from the analytic counter. Every evaluation is appended to ``OUT/history.csv`` at
-   once; re-running the same command skips what is there.
+   size from the analytic counter (``workers`` > 1 or a ``ray_address``: the accuracies of
+   each proposed batch on Ray workers, :mod:`nas.search.distributed`). Every evaluation is
+   appended to ``OUT/history.csv`` at once; re-running the same command skips what is there.
 4. **front** — the Pareto front of accuracy against the targets, extracted to
    ``OUT/pareto/<id>.pt`` (``weights_only`` loadable) with its config JSON, latency measured
    for real on the extracted model, ``pareto.csv``, ``pareto.json``, ``pareto.png`` and
@@ -73,6 +74,9 @@ class SearchOptions:
     latency_threads: int = 1
     max_export: int = 12
     threads: int | None = None
+    # evaluations on Ray workers (nas.search.distributed): 1 and no address: in this process
+    workers: int = 1
+    ray_address: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`UsageError` naming the ``nas search`` flag (or, for options without
@@ -101,6 +105,15 @@ class SearchOptions:
         for name, lo in (("bn_batches", 0), ("latency_batch", 1), ("latency_threads", 1),
                          ("max_export", 1)):
             check_int(name, getattr(self, name), lo)
+        check_int("--workers", self.workers, 1)
+        if self.ray_address is not None and (not isinstance(self.ray_address, str)
+                                             or not self.ray_address.strip()):
+            raise UsageError(f"--ray-address: a Ray cluster address ('auto' or host:port), "
+                             f"got {self.ray_address!r}")
+        if self.distributed:
+            from nas.search.distributed import import_ray
+
+            import_ray("--workers" if self.ray_address is None else "--ray-address")
         for c in self.constraints:
             Limit.parse(c)
         from nas.search.base import list_searchers
@@ -115,10 +128,16 @@ class SearchOptions:
                              f"strategy; known: {', '.join(list_strategies())}")
         resolve_device(self.device, field="--device")
 
+    @property
+    def distributed(self) -> bool:
+        """Whether evaluations run on Ray workers."""
+        return self.workers > 1 or self.ray_address is not None
+
     def identity(self) -> dict[str, Any]:
         """What must match for an output directory to be resumed."""
         d = asdict(self)
-        for k in ("device", "threads", "max_export", "budget"):  # a larger budget extends
+        # a larger budget extends; workers compute what this process would
+        for k in ("device", "threads", "max_export", "budget", "workers", "ray_address"):
             d.pop(k)
         if self.stem_stride is None:  # (added later: directories from before still match)
             d.pop("stem_stride")
@@ -471,16 +490,38 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         return TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
                             generator=torch.Generator().manual_seed(calib_gen_seed))
 
+    pool = None
+
+    def start_pool() -> Any:
+        from itertools import islice
+
+        from nas.search.distributed import RayEvaluatorPool
+
+        say(f"search: evaluations on {opts.workers} Ray worker(s) at "
+            f"{opts.ray_address or 'a local runtime'}")
+        # the batches calib_loader() yields first: what each evaluation here would read
+        calib = list(islice(calib_loader(), opts.bn_batches)) if opts.bn_batches else []
+        return RayEvaluatorPool(net, parts.val, calib, bn_batches=opts.bn_batches,
+                                workers=opts.workers, threads=opts.threads or 1,
+                                device=opts.device, address=opts.ray_address)
+
     def evaluate(configs: list[Config]) -> np.ndarray:
         out_vals = []
         c = costs(configs)
         ok = feasible(configs)
+        remote: dict[int, tuple[float, float]] = {}
+        if pool is not None:
+            todo = [i for i in range(len(configs)) if ok[i]]
+            remote = dict(zip(todo, pool.evaluate([configs[i] for i in todo])))
         for i, cfg in enumerate(configs):
             ts = time.perf_counter()
-            if ok[i]:
-                acc = evaluate_config(net, cfg, val, calib_loader(), opts.bn_batches)["top1"]
-            else:
+            if not ok[i]:
                 acc = 0.0  # outside the hard limits: not evaluated, never on the front
+            elif pool is not None:
+                acc, secs = remote[i]
+                ts -= secs  # the worker's own time for it
+            else:
+                acc = evaluate_config(net, cfg, val, calib_loader(), opts.bn_batches)["top1"]
             ok_all = bool(ok[i]) and all(bool(lim.holds(np.array([acc]))[0])
                                          for lim in acc_limits)
             row = {"id": cfg.id, "accuracy": f"{acc:.4f}",
@@ -521,10 +562,14 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             advance(1)
 
         try:
+            if opts.distributed and len(known) < opts.budget:
+                pool = start_pool()
             result = run_search(searcher, evaluate, opts.budget, known=known,
                                 on_evaluated=on_eval)
         finally:
             hist.close()
+            if pool is not None:
+                pool.close()
     timings["search_s"] = time.perf_counter() - t
     say(f"search: {len(result.configs)} evaluations, best accuracy {best['acc']:.2f}%")
 

@@ -416,3 +416,71 @@ def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
     with pytest.raises(UsageError, match="differs in: supernet"):
         _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/b.pt"),
                      space)
+
+
+def _history(out: Path) -> list[tuple[str, str]]:
+    return [(r["id"], r["accuracy"]) for r in csv.DictReader(open(out / "history.csv"))]
+
+
+def test_ray_workers_evaluate_what_this_process_does(tiny_supernet, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``--workers 2``: the same evaluations, in the same order, with the same accuracies as
+    the search in this process; the two kinds of run resume each other's directories."""
+    pytest.importorskip("ray")
+    space, space_file, ckpt = tiny_supernet
+    args = ("--strategy", "nsga2", "--budget", "10")
+    assert _search(tmp_path / "seq", space_file, ckpt, *args) == 0
+    assert _search(tmp_path / "ray", space_file, ckpt, *args, "--workers", "2") == 0
+    assert "evaluations on 2 Ray worker(s) at a local runtime" in capsys.readouterr().out
+    seq, par = _history(tmp_path / "seq"), _history(tmp_path / "ray")
+    assert len(seq) == 10 and par == seq
+    assert len({a for _, a in seq}) > 1  # the accuracies differ: the comparison can fail
+    front = json.loads((tmp_path / "ray" / "pareto.json").read_text())
+    assert front == json.loads((tmp_path / "seq" / "pareto.json").read_text())
+    # a larger budget continues the search made in this process on workers, and back
+    assert _search(tmp_path / "seq", space_file, ckpt, *args[:2], "--budget", "14",
+                   "--workers", "2") == 0
+    assert _search(tmp_path / "ray", space_file, ckpt, *args[:2], "--budget", "14") == 0
+    assert _history(tmp_path / "seq") == _history(tmp_path / "ray")
+    assert len(_history(tmp_path / "seq")) == 14
+
+
+def test_ray_options_are_checked(tiny_supernet, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.errors import UsageError
+    from nas.search.pipeline import SearchOptions
+
+    space, space_file, ckpt = tiny_supernet
+    for kw, message in (({"workers": 0}, "--workers: must be >= 1, got 0"),
+                        ({"workers": 2.5}, "--workers: must be an integer >= 1"),
+                        ({"ray_address": " "}, "--ray-address: a Ray cluster address")):
+        with pytest.raises(UsageError, match=message):
+            SearchOptions(**kw).validate()
+    assert _exit_status(["search", "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert _search(tmp_path / "n", space_file, ckpt, "--workers", "2") == 2
+    err = capsys.readouterr().err
+    assert "--workers: evaluating on several workers needs Ray" in err
+    assert "pip install 'nas[ray]'" in err and not (tmp_path / "n").exists()
+    assert _search(tmp_path / "n", space_file, ckpt, "--ray-address", "auto") == 2
+    assert "--ray-address: evaluating on several workers needs Ray" in capsys.readouterr().err
+
+
+def test_a_failing_worker_evaluation_is_one_clear_error(tiny_supernet) -> None:
+    """An evaluation that raises on a worker comes back as a DistributedError with the
+    worker's message, and the pool still stops its runtime."""
+    ray = pytest.importorskip("ray")
+    from nas.search.distributed import DistributedError, RayEvaluatorPool
+    from nas.supernet import load_supernet
+
+    space, _, ckpt = tiny_supernet
+    net = load_supernet(ckpt, space=space)
+    x, y = torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)
+    with RayEvaluatorPool(net, (x, y), [x], bn_batches=1, workers=1) as pool:
+        (acc, secs), = pool.evaluate([space.max()])
+        assert 0.0 <= acc <= 100.0 and secs > 0
+        with pytest.raises(DistributedError, match="an evaluation failed on a Ray worker: "):
+            pool.evaluate([{"no_such_dimension": 1}])
+    assert not ray.is_initialized()

@@ -1,0 +1,193 @@
+"""Subnet evaluations spread over Ray workers (``nas search --workers N``).
+
+A search spends its time evaluating the configs its searcher proposes: each one's batch
+norms are recalibrated on a few training batches and its accuracy is measured on the
+validation split. Searchers propose whole populations at a time (``linas`` 10, the pymoo
+searchers 20), and those evaluations are independent, so they can run side by side.
+
+:class:`RayEvaluatorPool` starts ``workers`` Ray actors. Each holds its own copy of the
+supernet, the validation split and the calibration batches, shipped once through Ray's
+object store; a batch of configs is evaluated one config per task on whichever worker is
+free, and the accuracies come back in the order of the configs. A worker computes exactly
+what the sequential loop computes (the same weights, the same calibration batches, its own
+torch thread count), so a search's history does not depend on how many workers ran it, and
+a search started with workers can be resumed without them and the other way round.
+
+Local: ``--workers N`` starts a Ray runtime on this machine for the run (N × ``--threads``
+CPUs). A cluster: ``--ray-address ADDR`` (``auto``: the cluster this machine belongs to)
+joins one started with ``ray start``; every node needs the same ``nas`` and torch. On
+``--device cuda`` each worker asks Ray for one GPU.
+
+Ray is an optional dependency: ``pip install 'nas[ray]'`` (the test set-up installs it).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from nas.errors import NasError, UsageError
+from nas.searchspace import Config
+
+log = logging.getLogger(__name__)
+
+#: object-store room on top of what the workers' payload takes (local runtime only)
+_STORE_SLACK = 128 * 2**20
+
+
+class DistributedError(NasError):
+    """A Ray worker failed (it died, or an evaluation raised in it)."""
+
+
+def import_ray(flag: str = "--workers") -> Any:
+    """``ray``, or a :class:`UsageError` naming ``flag`` and the install command."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"{flag}: evaluating on several workers needs Ray, which is not "
+                         "installed; pip install 'nas[ray]' (or drop the flag)") from None
+    return ray
+
+
+def _tensor_bytes(*objs: Any) -> int:
+    total = 0
+    for o in objs:
+        if isinstance(o, torch.Tensor):
+            total += o.numel() * o.element_size()
+        elif isinstance(o, torch.nn.Module):
+            total += sum(t.numel() * t.element_size()
+                         for t in (*o.parameters(), *o.buffers()))
+        elif isinstance(o, (list, tuple)):
+            total += _tensor_bytes(*o)
+    return total
+
+
+def _cpu(batches: Iterable[Any]) -> list[Any]:
+    return [tuple(t.cpu() for t in b) if isinstance(b, (tuple, list)) else b.cpu()
+            for b in batches]
+
+
+class _Evaluator:
+    """One worker (a Ray actor): a supernet copy and the data it is evaluated on."""
+
+    def __init__(self, net: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
+                 calib: list[Any], bn_batches: int, threads: int, device: str,
+                 batch_size: int) -> None:
+        from nas.data import TensorLoader
+
+        torch.set_num_threads(threads)
+        self.net = net.to(device).eval()
+        self.val = TensorLoader(*val, batch_size, device=device)
+        self.calib = calib
+        self.bn_batches = bn_batches
+
+    def evaluate(self, config: Config) -> tuple[float, float]:
+        """(top-1 accuracy %, seconds) of ``config``, BN recalibrated first."""
+        from nas.training import evaluate_config
+
+        t = time.perf_counter()
+        top1 = evaluate_config(self.net, config, self.val, self.calib, self.bn_batches)["top1"]
+        return float(top1), time.perf_counter() - t
+
+
+class RayEvaluatorPool:
+    """``workers`` Ray actors that evaluate configs of ``net`` in parallel.
+
+    Args:
+        net: the supernet (copied to each worker; left untouched here).
+        val: validation images and labels.
+        calib: the BN-recalibration batches, the same for every config.
+        bn_batches: how many of them each evaluation uses (0: no recalibration).
+        workers: actors to start (>= 1).
+        threads: torch threads per worker (and the CPUs each asks Ray for).
+        device: ``cpu`` or ``cuda[:N]`` (a worker on cuda asks Ray for one GPU and uses the
+            one it is given).
+        address: a running Ray cluster to join (``auto`` or ``host:port``); ``None`` starts
+            a runtime on this machine for the pool's lifetime.
+        batch_size: validation batch size.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, net: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
+                 calib: Sequence[Any], *, bn_batches: int, workers: int, threads: int = 1,
+                 device: str = "cpu", address: str | None = None,
+                 batch_size: int = 256) -> None:
+        ray = import_ray("--workers" if address is None else "--ray-address")
+        self._ray = ray
+        self._started = False
+        cpu_net = net if next(net.parameters()).device.type == "cpu" else \
+            copy.deepcopy(net).cpu()
+        val = (val[0].cpu(), val[1].cpu())
+        calib = _cpu(calib)
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False,
+                                      "logging_level": logging.WARNING,
+                                      "log_to_driver": True}
+            if address is None:
+                # room for the payload (it is stored once and mapped by every worker) rather
+                # than Ray's default of 30% of the machine's memory
+                kwargs.update(num_cpus=workers * threads, object_store_memory=max(
+                    80 * 2**20, 2 * _tensor_bytes(cpu_net, val, calib) + _STORE_SLACK))
+            try:
+                ray.init(address=address, **kwargs)
+            except Exception as e:  # noqa: BLE001 - ray raises ConnectionError and others
+                flag = "--ray-address" if address else "--workers"
+                raise DistributedError(f"{flag}: could not start Ray "
+                                       f"({type(e).__name__}: {e})") from None
+            self._started = True
+        from ray.util import ActorPool
+
+        dev = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.workers: list[Any] = []
+        try:
+            actor = ray.remote(num_cpus=threads, num_gpus=1 if dev == "cuda" else 0)(_Evaluator)
+            refs = [ray.put(o) for o in (cpu_net, val, calib)]
+            self.workers = [actor.remote(*refs, bn_batches, threads, dev, batch_size)
+                            for _ in range(workers)]
+        except BaseException:
+            self.close()
+            raise
+        self._pool = ActorPool(self.workers)
+        log.info("%d Ray workers (%d thread(s) each) at %s", workers, threads,
+                 address or "a local runtime")
+
+    def evaluate(self, configs: Sequence[Config]) -> list[tuple[float, float]]:
+        """(top-1 %, seconds) per config, in the order of ``configs``.
+
+        Raises:
+            DistributedError: a worker died or an evaluation raised in one.
+        """
+        ray = self._ray
+        try:
+            return list(self._pool.map(lambda a, c: a.evaluate.remote(c), list(configs)))
+        except ray.exceptions.RayActorError as e:
+            raise DistributedError(f"a Ray worker died during the evaluations ({e}); "
+                                   "re-run the same command to resume the search") from None
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause if getattr(e, "cause", None) is not None else e
+            raise DistributedError(f"an evaluation failed on a Ray worker: "
+                                   f"{type(cause).__name__}: {cause}") from None
+
+    def close(self) -> None:
+        """Stop the workers (and the local Ray runtime this pool started)."""
+        for w in getattr(self, "workers", []):
+            try:
+                self._ray.kill(w)
+            except Exception:  # noqa: BLE001, S110 - already gone
+                pass
+        self.workers = []
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+            self._started = False
+
+    def __enter__(self) -> RayEvaluatorPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
