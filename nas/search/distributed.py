@@ -108,10 +108,15 @@ class RayEvaluatorPool:
         device: ``cpu`` or ``cuda[:N]`` (a worker on cuda asks Ray for one GPU and uses the
             one it is given).
         address: a running Ray cluster to join (``auto`` or ``host:port``); ``None`` starts
-            a runtime on this machine for the pool's lifetime.
+            a runtime of its own on this machine for the pool's lifetime (not one that
+            ``ray start`` or ``$RAY_ADDRESS`` offers).
         batch_size: validation batch size.
 
-    Use as a context manager, or call :meth:`close`.
+    Use as a context manager, or call :meth:`close`. One process can start local pools one
+    after another, and join a cluster any number of times, but with Ray 2.60 a pool that
+    joins a cluster after an earlier pool in the same process started and stopped a local
+    runtime gets its workers cancelled (a :class:`DistributedError` on the first
+    evaluation); ``nas search`` runs one pool per process.
     """
 
     def __init__(self, net: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
@@ -130,12 +135,14 @@ class RayEvaluatorPool:
                                       "logging_level": logging.WARNING,
                                       "log_to_driver": True}
             if address is None:
-                # room for the payload (it is stored once and mapped by every worker) rather
-                # than Ray's default of 30% of the machine's memory
-                kwargs.update(num_cpus=workers * threads, object_store_memory=max(
-                    80 * 2**20, 2 * _tensor_bytes(cpu_net, val, calib) + _STORE_SLACK))
+                # a runtime of its own ("local"; ray.init would join one that `ray start`
+                # runs or RAY_ADDRESS names), with room for the payload (stored once, mapped
+                # by every worker) rather than Ray's default of 30% of the machine's memory
+                store = 2 * _tensor_bytes(cpu_net, val, calib) + _STORE_SLACK
+                kwargs.update(address="local", num_cpus=workers * threads,
+                              object_store_memory=max(80 * 2**20, store))
             try:
-                ray.init(address=address, **kwargs)
+                ray.init(**({"address": address} | kwargs))
             except Exception as e:  # noqa: BLE001 - ray raises ConnectionError and others
                 flag = "--ray-address" if address else "--workers"
                 raise DistributedError(f"{flag}: could not start Ray "

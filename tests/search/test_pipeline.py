@@ -484,3 +484,31 @@ def test_a_failing_worker_evaluation_is_one_clear_error(tiny_supernet) -> None:
         with pytest.raises(DistributedError, match="an evaluation failed on a Ray worker: "):
             pool.evaluate([{"no_such_dimension": 1}])
     assert not ray.is_initialized()
+
+
+def test_search_joins_a_ray_cluster(tiny_supernet, tmp_path: Path) -> None:
+    """``--ray-address``: a ``nas search`` process joins a running cluster (one head node
+    here) and writes the history the in-process search writes."""
+    pytest.importorskip("ray")
+    import subprocess
+
+    from ray.cluster_utils import Cluster
+
+    space, space_file, ckpt = tiny_supernet
+    args = ("--strategy", "evolution", "--budget", "6")
+    assert _search(tmp_path / "seq", space_file, ckpt, *args) == 0
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 2, "include_dashboard": False})
+    address = cluster.address
+    try:
+        cmd = [sys.executable, "-c", "import sys; from nas.cli.main import main; "
+               "sys.exit(main(sys.argv[1:]))", "search", "--space", str(space_file),
+               "--supernet", str(ckpt), "--target", "flops", "params", "--out",
+               str(tmp_path / "cl"), "--no-progress", "--threads", "1", *args,
+               "--workers", "2", "--ray-address", address]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        cluster.shutdown()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"evaluations on 2 Ray worker(s) at {address}" in done.stdout
+    assert _history(tmp_path / "cl") == _history(tmp_path / "seq")
