@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -52,6 +53,64 @@ def import_ray(flag: str = "--workers") -> Any:
         raise UsageError(f"{flag}: evaluating on several workers needs Ray, which is not "
                          "installed; pip install 'nas[ray]' (or drop the flag)") from None
     return ray
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) nothing answers at: ``ray.init``
+    retries such an address for many minutes. ``auto`` and other forms are left to Ray."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise DistributedError(f"--ray-address {address}: no Ray cluster answers there "
+                               f"({type(e).__name__}: {e}); start one with `ray start "
+                               f"--head --port {port}` or give its address") from None
+
+
+def init_ray(address: str | None, *, num_cpus: int | None = None,
+             store_bytes: int | None = None) -> bool:
+    """Start Ray in this process unless it is running; returns whether it started it.
+
+    ``address`` ``None``: a runtime of its own on this machine (``address="local"``; a plain
+    ``ray.init`` would join one that ``ray start`` runs or ``RAY_ADDRESS`` names) with
+    ``num_cpus`` CPUs and an object store of ``store_bytes`` (at least Ray's minimum).
+    Otherwise: join the cluster at ``address``.
+
+    Raises:
+        DistributedError: Ray could not start or join (naming the flag and, for a join, what
+            a cluster with token authentication needs).
+    """
+    ray = import_ray("--workers" if address is None else "--ray-address")
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+                              "log_to_driver": True}
+    if address is None:
+        kwargs.update(address="local", num_cpus=num_cpus)
+        if store_bytes is not None:
+            kwargs["object_store_memory"] = max(80 * 2**20, int(store_bytes))
+    else:
+        _probe(address)
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except Exception as e:  # noqa: BLE001 - ray raises ConnectionError and others
+        flag = "--ray-address" if address else "--workers"
+        hint = ""
+        if address and os.environ.get("RAY_AUTH_MODE") != "token":
+            # Ray 2.59+: `ray start` clusters require a token; a joining driver sends one
+            # only when told to
+            hint = ("; a cluster with token authentication (the default of `ray start` "
+                    "from Ray 2.59) needs RAY_AUTH_MODE=token here, with its token in "
+                    "RAY_AUTH_TOKEN or ~/.ray/auth_token")
+        raise DistributedError(f"{flag}: could not start Ray ({type(e).__name__}: {e})"
+                               f"{hint}") from None
+    return True
 
 
 def _tensor_bytes(*objs: Any) -> int:
@@ -111,6 +170,8 @@ class RayEvaluatorPool:
             a runtime of its own on this machine for the pool's lifetime (not one that
             ``ray start`` or ``$RAY_ADDRESS`` offers).
         batch_size: validation batch size.
+        owns_runtime: Ray is already initialised (:func:`init_ray`) and the pool is to shut
+            it down at :meth:`close`.
 
     Use as a context manager, or call :meth:`close`. One process can start local pools one
     after another, and join a cluster any number of times, but with Ray 2.60 a pool that
@@ -122,7 +183,7 @@ class RayEvaluatorPool:
     def __init__(self, net: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
                  calib: Sequence[Any], *, bn_batches: int, workers: int, threads: int = 1,
                  device: str = "cpu", address: str | None = None,
-                 batch_size: int = 256) -> None:
+                 batch_size: int = 256, owns_runtime: bool = False) -> None:
         ray = import_ray("--workers" if address is None else "--ray-address")
         self._ray = ray
         self._started = False
@@ -130,24 +191,13 @@ class RayEvaluatorPool:
             copy.deepcopy(net).cpu()
         val = (val[0].cpu(), val[1].cpu())
         calib = _cpu(calib)
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False,
-                                      "logging_level": logging.WARNING,
-                                      "log_to_driver": True}
-            if address is None:
-                # a runtime of its own ("local"; ray.init would join one that `ray start`
-                # runs or RAY_ADDRESS names), with room for the payload (stored once, mapped
-                # by every worker) rather than Ray's default of 30% of the machine's memory
-                store = 2 * _tensor_bytes(cpu_net, val, calib) + _STORE_SLACK
-                kwargs.update(address="local", num_cpus=workers * threads,
-                              object_store_memory=max(80 * 2**20, store))
-            try:
-                ray.init(**({"address": address} | kwargs))
-            except Exception as e:  # noqa: BLE001 - ray raises ConnectionError and others
-                flag = "--ray-address" if address else "--workers"
-                raise DistributedError(f"{flag}: could not start Ray "
-                                       f"({type(e).__name__}: {e})") from None
+        if owns_runtime:
             self._started = True
+        elif not ray.is_initialized():
+            # room for the payload (stored once, mapped by every worker) rather than Ray's
+            # default of 30% of the machine's memory
+            store = 2 * _tensor_bytes(cpu_net, val, calib) + _STORE_SLACK
+            self._started = init_ray(address, num_cpus=workers * threads, store_bytes=store)
         from ray.util import ActorPool
 
         dev = "cuda" if str(device).startswith("cuda") else "cpu"

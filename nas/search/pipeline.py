@@ -371,6 +371,11 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         check_data_fits(net, data, opts.data)
     else:
         del data  # training loads its own copy; do not hold two while it runs
+    joined = False
+    if opts.ray_address is not None:  # a wrong address or token: said before any work
+        from nas.search.distributed import init_ray
+
+        joined = init_ray(opts.ray_address)
     _prepare_out(out, opts, space)
     say(f"output directory: {out}")
 
@@ -503,7 +508,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         calib = list(islice(calib_loader(), opts.bn_batches)) if opts.bn_batches else []
         return RayEvaluatorPool(net, parts.val, calib, bn_batches=opts.bn_batches,
                                 workers=opts.workers, threads=opts.threads or 1,
-                                device=opts.device, address=opts.ray_address)
+                                device=opts.device, address=opts.ray_address,
+                                owns_runtime=joined)
 
     def evaluate(configs: list[Config]) -> np.ndarray:
         out_vals = []
@@ -570,6 +576,10 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             hist.close()
             if pool is not None:
                 pool.close()
+            elif joined:  # nothing left to evaluate: leave the cluster joined above
+                import ray
+
+                ray.shutdown()
     timings["search_s"] = time.perf_counter() - t
     say(f"search: {len(result.configs)} evaluations, best accuracy {best['acc']:.2f}%")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -459,6 +460,17 @@ def test_ray_options_are_checked(tiny_supernet, tmp_path: Path,
             SearchOptions(**kw).validate()
     assert _exit_status(["search", "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+    if importlib.util.find_spec("ray") is not None:
+        import socket
+
+        with socket.socket() as sock:  # a port nothing listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        assert _search(tmp_path / "a", space_file, ckpt, "--ray-address",
+                       f"127.0.0.1:{port}") == 1
+        err = capsys.readouterr().err
+        assert f"--ray-address 127.0.0.1:{port}: no Ray cluster answers there" in err
+        assert not (tmp_path / "a").exists()  # said before any work
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     assert _search(tmp_path / "n", space_file, ckpt, "--workers", "2") == 2
     err = capsys.readouterr().err
