@@ -5,18 +5,22 @@ norms are recalibrated on a few training batches and its accuracy is measured on
 validation split. Searchers propose whole populations at a time (``linas`` 10, the pymoo
 searchers 20), and those evaluations are independent, so they can run side by side.
 
-:class:`RayEvaluatorPool` starts ``workers`` Ray actors. Each holds its own copy of the
-supernet, the validation split and the calibration batches, shipped once through Ray's
-object store; a batch of configs is evaluated one config per task on whichever worker is
-free, and the accuracies come back in the order of the configs. A worker computes exactly
-what the sequential loop computes (the same weights, the same calibration batches, its own
-torch thread count), so a search's history does not depend on how many workers ran it, and
-a search started with workers can be resumed without them and the other way round.
+:class:`RayEvaluatorPool` starts ``workers`` Ray actors. Each deserialises its own copy of
+the supernet, the validation split and the calibration batches, put once into Ray's object
+store; a batch of configs is evaluated one config per task on whichever worker is free, and
+the accuracies come back in the order of the configs. A worker computes what the sequential
+loop computes (the same weights, the same calibration batches), so with the same torch
+thread count (``--threads``; the workers' default is 1) on the same kind of CPU a search's
+history does not depend on how many workers ran it, and a search started with workers can
+be resumed without them and the other way round. (Another thread count changes the order
+of floating-point sums: logits move by ~1e-3, which can flip a near-tie.)
 
-Local: ``--workers N`` starts a Ray runtime on this machine for the run (N × ``--threads``
-CPUs). A cluster: ``--ray-address ADDR`` (``auto``: the cluster this machine belongs to)
-joins one started with ``ray start``; every node needs the same ``nas`` and torch. On
-``--device cuda`` each worker asks Ray for one GPU.
+Local: ``--workers N`` starts a Ray runtime of its own on this machine for the run
+(N × ``--threads`` CPUs). A cluster: ``--ray-address ADDR`` (``auto``: the cluster this
+machine belongs to) joins one started with ``ray start``; every node needs the same ``nas``
+and torch. On ``--device cuda`` each worker asks Ray for one GPU and uses the one Ray gives
+it (the index in ``cuda:N`` is not used). Workers that cannot be placed (too few CPUs or
+GPUs in the cluster) or do not start are reported before any evaluation.
 
 Ray is an optional dependency: ``pip install 'nas[ray]'`` (the test set-up installs it).
 """
@@ -72,9 +76,20 @@ def _probe(address: str, timeout: float = 10.0) -> None:
                                f"--head --port {port}` or give its address") from None
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+#: RAY_AUTH_MODE as it was before this process's local runtime set it (ray.init leaves it
+#: set after ray.shutdown, and a later join would send a token the cluster may not expect)
+_AUTH_MODE: list[str | None] = []
+
+
 def init_ray(address: str | None, *, num_cpus: int | None = None,
              store_bytes: int | None = None) -> bool:
-    """Start Ray in this process unless it is running; returns whether it started it.
+    """Start Ray in this process unless it is running; returns whether it started it (stop
+    it with :func:`shutdown_ray`).
 
     ``address`` ``None``: a runtime of its own on this machine (``address="local"``; a plain
     ``ray.init`` would join one that ``ray start`` runs or ``RAY_ADDRESS`` names) with
@@ -82,8 +97,7 @@ def init_ray(address: str | None, *, num_cpus: int | None = None,
     Otherwise: join the cluster at ``address``.
 
     Raises:
-        DistributedError: Ray could not start or join (naming the flag and, for a join, what
-            a cluster with token authentication needs).
+        DistributedError: Ray could not start or join (naming the flag).
     """
     ray = import_ray("--workers" if address is None else "--ray-address")
     if ray.is_initialized():
@@ -94,23 +108,54 @@ def init_ray(address: str | None, *, num_cpus: int | None = None,
         kwargs.update(address="local", num_cpus=num_cpus)
         if store_bytes is not None:
             kwargs["object_store_memory"] = max(80 * 2**20, int(store_bytes))
+        _AUTH_MODE[:] = [os.environ.get("RAY_AUTH_MODE")]
     else:
         _probe(address)
         kwargs["address"] = address
     try:
         ray.init(**kwargs)
     except Exception as e:  # noqa: BLE001 - ray raises ConnectionError and others
-        flag = "--ray-address" if address else "--workers"
+        if address is None:
+            _restore_auth_mode()
+            raise DistributedError(f"--workers: could not start a local Ray runtime "
+                                   f"({_first_line(e)})") from None
         hint = ""
-        if address and os.environ.get("RAY_AUTH_MODE") != "token":
-            # Ray 2.59+: `ray start` clusters require a token; a joining driver sends one
-            # only when told to
-            hint = ("; a cluster with token authentication (the default of `ray start` "
-                    "from Ray 2.59) needs RAY_AUTH_MODE=token here, with its token in "
-                    "RAY_AUTH_TOKEN or ~/.ray/auth_token")
-        raise DistributedError(f"{flag}: could not start Ray ({type(e).__name__}: {e})"
-                               f"{hint}") from None
+        if address != "auto" and os.environ.get("RAY_AUTH_MODE") != "token":
+            # something answered at the address (the probe) but the join failed
+            hint = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token "
+                    "here, with its token in RAY_AUTH_TOKEN or ~/.ray/auth_token")
+        raise DistributedError(f"--ray-address {address}: could not join the Ray cluster "
+                               f"({_first_line(e)}){hint}") from None
     return True
+
+
+def _restore_auth_mode() -> None:
+    if _AUTH_MODE:
+        old = _AUTH_MODE.pop()
+        if old is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = old
+
+
+def shutdown_ray() -> None:
+    """Stop (or leave) Ray in this process, and undo what starting a local runtime set in
+    the environment."""
+    import ray
+
+    ray.shutdown()
+    _restore_auth_mode()
+
+
+def check_cluster(address: str) -> None:
+    """Join the cluster at ``address`` and leave it again: a wrong address or a missing
+    token is reported before a search does any work.
+
+    Raises:
+        DistributedError: as :func:`init_ray`.
+    """
+    if init_ray(address):
+        shutdown_ray()
 
 
 def _tensor_bytes(*objs: Any) -> int:
@@ -165,13 +210,14 @@ class RayEvaluatorPool:
         workers: actors to start (>= 1).
         threads: torch threads per worker (and the CPUs each asks Ray for).
         device: ``cpu`` or ``cuda[:N]`` (a worker on cuda asks Ray for one GPU and uses the
-            one it is given).
+            one it is given; ``N`` is not used).
         address: a running Ray cluster to join (``auto`` or ``host:port``); ``None`` starts
             a runtime of its own on this machine for the pool's lifetime (not one that
-            ``ray start`` or ``$RAY_ADDRESS`` offers).
+            ``ray start`` or ``$RAY_ADDRESS`` offers). Where Ray is already initialised in
+            this process, the pool uses it as it is and leaves it running.
         batch_size: validation batch size.
-        owns_runtime: Ray is already initialised (:func:`init_ray`) and the pool is to shut
-            it down at :meth:`close`.
+        start_timeout: seconds the workers get to start (load the supernet) before the
+            pool gives up.
 
     Use as a context manager, or call :meth:`close`. One process can start local pools one
     after another, and join a cluster any number of times, but with Ray 2.60 a pool that
@@ -183,36 +229,55 @@ class RayEvaluatorPool:
     def __init__(self, net: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
                  calib: Sequence[Any], *, bn_batches: int, workers: int, threads: int = 1,
                  device: str = "cpu", address: str | None = None,
-                 batch_size: int = 256, owns_runtime: bool = False) -> None:
+                 batch_size: int = 256, start_timeout: float = 300.0) -> None:
+        from nas.supernet.ops import clear_weight_caches
+
         ray = import_ray("--workers" if address is None else "--ray-address")
         self._ray = ray
         self._started = False
+        self.workers: list[Any] = []
         cpu_net = net if next(net.parameters()).device.type == "cpu" else \
             copy.deepcopy(net).cpu()
+        clear_weight_caches(cpu_net)  # eval-time caches: useless on a worker, and large
         val = (val[0].cpu(), val[1].cpu())
         calib = _cpu(calib)
-        if owns_runtime:
-            self._started = True
-        elif not ray.is_initialized():
-            # room for the payload (stored once, mapped by every worker) rather than Ray's
-            # default of 30% of the machine's memory
+        where = f"the Ray cluster at {address}" if address else "the local Ray runtime"
+        dev = "cuda" if str(device).startswith("cuda") else "cpu"
+        if not ray.is_initialized():
+            # each put object is stored once: room for the payload and some slack rather
+            # than Ray's default of 30% of the machine's memory
             store = 2 * _tensor_bytes(cpu_net, val, calib) + _STORE_SLACK
             self._started = init_ray(address, num_cpus=workers * threads, store_bytes=store)
-        from ray.util import ActorPool
-
-        dev = "cuda" if str(device).startswith("cuda") else "cpu"
-        self.workers: list[Any] = []
         try:
+            have = ray.cluster_resources()
+            for res, need, flags in (("CPU", workers * threads, "--workers x --threads"),
+                                     ("GPU", workers if dev == "cuda" else 0,
+                                      "--workers on --device cuda")):
+                if need > have.get(res, 0):
+                    raise DistributedError(
+                        f"{flags}: {workers} worker(s) need {need} {res}s; {where} has "
+                        f"{have.get(res, 0):g}")
+            from ray.util import ActorPool
+
             actor = ray.remote(num_cpus=threads, num_gpus=1 if dev == "cuda" else 0)(_Evaluator)
             refs = [ray.put(o) for o in (cpu_net, val, calib)]
             self.workers = [actor.remote(*refs, bn_batches, threads, dev, batch_size)
                             for _ in range(workers)]
+            try:
+                ray.get([w.__ray_ready__.remote() for w in self.workers],
+                        timeout=start_timeout)
+            except ray.exceptions.GetTimeoutError:
+                raise DistributedError(
+                    f"--workers: the {workers} Ray worker(s) did not start within "
+                    f"{start_timeout:g} s on {where} (busy, or short of memory?)") from None
+            except ray.exceptions.RayError as e:
+                raise DistributedError(f"--workers: a Ray worker could not start on "
+                                       f"{where} ({_first_line(e)})") from None
+            self._pool = ActorPool(self.workers)
         except BaseException:
             self.close()
             raise
-        self._pool = ActorPool(self.workers)
-        log.info("%d Ray workers (%d thread(s) each) at %s", workers, threads,
-                 address or "a local runtime")
+        log.info("%d Ray workers (%d thread(s) each) on %s", workers, threads, where)
 
     def evaluate(self, configs: Sequence[Config]) -> list[tuple[float, float]]:
         """(top-1 %, seconds) per config, in the order of ``configs``.
@@ -224,12 +289,13 @@ class RayEvaluatorPool:
         try:
             return list(self._pool.map(lambda a, c: a.evaluate.remote(c), list(configs)))
         except ray.exceptions.RayActorError as e:
-            raise DistributedError(f"a Ray worker died during the evaluations ({e}); "
-                                   "re-run the same command to resume the search") from None
+            raise DistributedError(f"a Ray worker stopped during the evaluations "
+                                   f"({_first_line(e)}); re-run the same command to resume "
+                                   "the search") from None
         except ray.exceptions.RayTaskError as e:
             cause = e.cause if getattr(e, "cause", None) is not None else e
             raise DistributedError(f"an evaluation failed on a Ray worker: "
-                                   f"{type(cause).__name__}: {cause}") from None
+                                   f"{_first_line(cause)}") from None
 
     def close(self) -> None:
         """Stop the workers (and the local Ray runtime this pool started)."""
@@ -239,8 +305,8 @@ class RayEvaluatorPool:
             except Exception:  # noqa: BLE001, S110 - already gone
                 pass
         self.workers = []
-        if self._started and self._ray.is_initialized():
-            self._ray.shutdown()
+        if self._started:
+            shutdown_ray()
             self._started = False
 
     def __enter__(self) -> RayEvaluatorPool:

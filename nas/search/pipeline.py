@@ -371,11 +371,10 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         check_data_fits(net, data, opts.data)
     else:
         del data  # training loads its own copy; do not hold two while it runs
-    joined = False
     if opts.ray_address is not None:  # a wrong address or token: said before any work
-        from nas.search.distributed import init_ray
+        from nas.search.distributed import check_cluster
 
-        joined = init_ray(opts.ray_address)
+        check_cluster(opts.ray_address)
     _prepare_out(out, opts, space)
     say(f"output directory: {out}")
 
@@ -508,8 +507,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         calib = list(islice(calib_loader(), opts.bn_batches)) if opts.bn_batches else []
         return RayEvaluatorPool(net, parts.val, calib, bn_batches=opts.bn_batches,
                                 workers=opts.workers, threads=opts.threads or 1,
-                                device=opts.device, address=opts.ray_address,
-                                owns_runtime=joined)
+                                device=opts.device, address=opts.ray_address)
 
     def evaluate(configs: list[Config]) -> np.ndarray:
         out_vals = []
@@ -576,10 +574,6 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             hist.close()
             if pool is not None:
                 pool.close()
-            elif joined:  # nothing left to evaluate: leave the cluster joined above
-                import ray
-
-                ray.shutdown()
     timings["search_s"] = time.perf_counter() - t
     say(f"search: {len(result.configs)} evaluations, best accuracy {best['acc']:.2f}%")
 

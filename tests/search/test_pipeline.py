@@ -493,9 +493,35 @@ def test_a_failing_worker_evaluation_is_one_clear_error(tiny_supernet) -> None:
     with RayEvaluatorPool(net, (x, y), [x], bn_batches=1, workers=1) as pool:
         (acc, secs), = pool.evaluate([space.max()])
         assert 0.0 <= acc <= 100.0 and secs > 0
-        with pytest.raises(DistributedError, match="an evaluation failed on a Ray worker: "):
+        with pytest.raises(DistributedError, match="an evaluation failed on a Ray worker: "
+                           ) as info:
             pool.evaluate([{"no_such_dimension": 1}])
+        assert "\n" not in str(info.value)
     assert not ray.is_initialized()
+
+
+def test_workers_that_cannot_be_placed_are_refused_before_any_evaluation(tiny_supernet
+                                                                         ) -> None:
+    """More workers x threads than the runtime's CPUs, or GPU workers where there is no
+    GPU: a one-line error at once (Ray would wait for the resources forever)."""
+    ray = pytest.importorskip("ray")
+    from nas.search.distributed import DistributedError, RayEvaluatorPool
+    from nas.supernet import load_supernet
+
+    space, _, ckpt = tiny_supernet
+    net = load_supernet(ckpt, space=space)
+    x, y = torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)
+    ray.init(address="local", num_cpus=1, num_gpus=0, include_dashboard=False)
+    try:
+        with pytest.raises(DistributedError, match=r"--workers x --threads: 2 worker\(s\) "
+                           r"need 2 CPUs; the local Ray runtime has 1"):
+            RayEvaluatorPool(net, (x, y), [x], bn_batches=1, workers=2)
+        with pytest.raises(DistributedError, match=r"--workers on --device cuda: 1 worker\(s\)"
+                           r" need 1 GPUs; the local Ray runtime has 0"):
+            RayEvaluatorPool(net, (x, y), [x], bn_batches=1, workers=1, device="cuda")
+        assert ray.is_initialized()  # a runtime the pool did not start is left running
+    finally:
+        ray.shutdown()
 
 
 def test_search_joins_a_ray_cluster(tiny_supernet, tmp_path: Path) -> None:
