@@ -222,8 +222,9 @@ class RayEvaluatorPool:
     Use as a context manager, or call :meth:`close`. One process can start local pools one
     after another, and join a cluster any number of times, but with Ray 2.60 a pool that
     joins a cluster after an earlier pool in the same process started and stopped a local
-    runtime gets its workers cancelled (a :class:`DistributedError` on the first
-    evaluation); ``nas search`` runs one pool per process.
+    runtime gets its workers cancelled (a :class:`DistributedError` saying a worker could
+    not start; restoring ``RAY_AUTH_MODE`` does not prevent it); ``nas search`` runs one pool
+    per process.
     """
 
     def __init__(self, net: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
