@@ -31,7 +31,7 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -286,17 +286,28 @@ class RayEvaluatorPool:
         Raises:
             DistributedError: a worker died or an evaluation raised in one.
         """
+        return list(self.evaluate_iter(configs))
+
+    def evaluate_iter(self, configs: Sequence[Config]) -> Iterator[tuple[float, float]]:
+        """As :meth:`evaluate`, yielding each result as soon as it and every one before it
+        are in (all configs are submitted at once): a caller that records results as they
+        come loses only the unfinished ones when stopped."""
         ray = self._ray
-        try:
-            return list(self._pool.map(lambda a, c: a.evaluate.remote(c), list(configs)))
-        except ray.exceptions.RayActorError as e:
-            raise DistributedError(f"a Ray worker stopped during the evaluations "
-                                   f"({_first_line(e)}); re-run the same command to resume "
-                                   "the search") from None
-        except ray.exceptions.RayTaskError as e:
-            cause = e.cause if getattr(e, "cause", None) is not None else e
-            raise DistributedError(f"an evaluation failed on a Ray worker: "
-                                   f"{_first_line(cause)}") from None
+        results = self._pool.map(lambda a, c: a.evaluate.remote(c), list(configs))
+        while True:
+            try:
+                r = next(results)
+            except StopIteration:
+                return
+            except ray.exceptions.RayActorError as e:
+                raise DistributedError(f"a Ray worker stopped during the evaluations "
+                                       f"({_first_line(e)}); re-run the same command to "
+                                       "resume the search") from None
+            except ray.exceptions.RayTaskError as e:
+                cause = e.cause if getattr(e, "cause", None) is not None else e
+                raise DistributedError(f"an evaluation failed on a Ray worker: "
+                                       f"{_first_line(cause)}") from None
+            yield r
 
     def close(self) -> None:
         """Stop the workers (and the local Ray runtime this pool started)."""

@@ -513,17 +513,17 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         out_vals = []
         c = costs(configs)
         ok = feasible(configs)
-        remote: dict[int, tuple[float, float]] = {}
-        if pool is not None:
-            todo = [i for i in range(len(configs)) if ok[i]]
-            remote = dict(zip(todo, pool.evaluate([configs[i] for i in todo])))
+        # on workers: all submitted at once, each row written as soon as it (and every one
+        # before it) is in, so a stopped search loses only the unfinished evaluations
+        remote = pool.evaluate_iter([cfg for cfg, f in zip(configs, ok) if f]) \
+            if pool is not None else iter(())
         for i, cfg in enumerate(configs):
             ts = time.perf_counter()
             if not ok[i]:
                 acc = 0.0  # outside the hard limits: not evaluated, never on the front
             elif pool is not None:
-                acc, secs = remote[i]
-                ts -= secs  # the worker's own time for it
+                acc, secs = next(remote)
+                ts = time.perf_counter() - secs  # the worker's own time for it
             else:
                 acc = evaluate_config(net, cfg, val, calib_loader(), opts.bn_batches)["top1"]
             ok_all = bool(ok[i]) and all(bool(lim.holds(np.array([acc]))[0])

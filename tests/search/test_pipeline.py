@@ -497,6 +497,11 @@ def test_a_failing_worker_evaluation_is_one_clear_error(tiny_supernet) -> None:
                            ) as info:
             pool.evaluate([{"no_such_dimension": 1}])
         assert "\n" not in str(info.value)
+        # results come as they are in: the one before a failure is delivered first
+        it = pool.evaluate_iter([space.max(), {"no_such_dimension": 1}])
+        assert next(it)[0] == acc
+        with pytest.raises(DistributedError, match="an evaluation failed on a Ray worker"):
+            next(it)
     assert not ray.is_initialized()
 
 
