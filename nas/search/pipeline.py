@@ -509,6 +509,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                                 workers=opts.workers, threads=opts.threads or 1,
                                 device=opts.device, address=opts.ray_address)
 
+    tick: list[Callable[[int], None]] = [lambda n: None]  # the progress bar's advance
+
     def evaluate(configs: list[Config]) -> np.ndarray:
         out_vals = []
         c = costs(configs)
@@ -537,6 +539,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                    "seconds": f"{time.perf_counter() - ts:.3f}", "config": cfg.to_json()}
             writer.writerow(row)
             hist.flush()
+            tick[0](1)  # progress per evaluation, not per proposed batch
             vals = np.array([acc] + [c[tg][i] for tg in opts.targets])
             out_vals.append(told(vals, ok_all))
         return np.array(out_vals, dtype=float)
@@ -559,11 +562,11 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     best = {"acc": max((v[0] for v in known.values()), default=float("nan"))}
     with task_progress("search: evaluations", opts.budget, enabled=progress) as advance:
         advance(len(known))
+        tick[0] = advance
 
         def on_eval(cfg: Config, v: np.ndarray) -> None:
             if not best["acc"] >= v[0]:
                 best["acc"] = float(v[0])
-            advance(1)
 
         try:
             if opts.distributed and len(known) < opts.budget:
