@@ -28,6 +28,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -486,25 +487,19 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     if new_file:
         writer.writeheader()
         hist.flush()
-    calib_gen_seed = opts.seed + 1
-
-    def calib_loader() -> TensorLoader:
-        # the same batches for every config, so a subnet's statistics (and accuracy) do not
-        # depend on when it was evaluated -- and the export reproduces them exactly
-        return TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
-                            generator=torch.Generator().manual_seed(calib_gen_seed))
-
+    # the same calibration batches for every config, so a subnet's statistics (and accuracy)
+    # do not depend on when or where it was evaluated -- and the export reproduces them
+    # exactly: the first bn_batches of one seeded shuffle, drawn once
+    calib = list(islice(TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
+                                     generator=torch.Generator().manual_seed(opts.seed + 1)),
+                        opts.bn_batches))
     pool = None
 
     def start_pool() -> Any:
-        from itertools import islice
-
         from nas.search.distributed import RayEvaluatorPool
 
         say(f"search: evaluations on {opts.workers} Ray worker(s) at "
             f"{opts.ray_address or 'a local runtime'}")
-        # the batches calib_loader() yields first: what each evaluation here would read
-        calib = list(islice(calib_loader(), opts.bn_batches)) if opts.bn_batches else []
         return RayEvaluatorPool(net, parts.val, calib, bn_batches=opts.bn_batches,
                                 workers=opts.workers, threads=opts.threads or 1,
                                 device=opts.device, address=opts.ray_address)
@@ -527,7 +522,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                 acc, secs = next(remote)
                 ts = time.perf_counter() - secs  # the worker's own time for it
             else:
-                acc = evaluate_config(net, cfg, val, calib_loader(), opts.bn_batches)["top1"]
+                acc = evaluate_config(net, cfg, val, calib, opts.bn_batches)["top1"]
             ok_all = bool(ok[i]) and all(bool(lim.holds(np.array([acc]))[0])
                                          for lim in acc_limits)
             row = {"id": cfg.id, "accuracy": f"{acc:.4f}",
@@ -584,7 +579,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     t = time.perf_counter()
     def calibrate(cfg: Config) -> None:
         if opts.bn_batches > 0:
-            recalibrate_bn(net, cfg, calib_loader(), opts.bn_batches)
+            recalibrate_bn(net, cfg, calib, opts.bn_batches)
 
     pos = {c: i for i, c in enumerate(result.configs)}
 
