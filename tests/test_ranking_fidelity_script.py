@@ -1,0 +1,49 @@
+"""The ranking-fidelity benchmark split over processes measures what one process does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "ranking_fidelity.py"
+TINY = ["--epochs", "1", "--max-steps-per-epoch", "3", "--subnets", "3", "--threads", "1"]
+
+
+def run(*args: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(SCRIPT), *args], env=env, check=True,
+                         capture_output=True, text=True)
+    return out.stdout
+
+
+def test_split_processes_match_one_process_and_combine(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.json"
+    run(*TINY, "--strategies", "uniform", "--json", str(whole))
+    parts = []
+    for only in (["0", "2"], ["1"]):
+        parts.append(tmp_path / f"alone{only[0]}.json")
+        run(*TINY, "--only", *only, "--strategies", "--json", str(parts[-1]))
+    parts.append(tmp_path / "uniform.json")
+    run(*TINY, "--only", "--strategies", "uniform", "--json", str(parts[-1]))
+
+    ref = json.loads(whole.read_text())
+    split = [json.loads(p.read_text()) for p in parts]
+    key = lambda r: r["subnet"]  # noqa: E731
+    assert sorted(ref["standalone"], key=key) == sorted(
+        (r for s in split for r in s["standalone"]), key=key)
+    assert len(ref["standalone"]) == 3 and split[-1]["standalone"] == []
+    assert split[-1]["inherited"] == ref["inherited"]  # the supernet training is seeded too
+
+    text = run("--combine", *map(str, parts))
+    for name in ("val", "test"):
+        assert f"[{name}] uniform    tau" in text
+    bad = tmp_path / "other.json"
+    bad.write_text(json.dumps({**split[0], "configs": split[0]["configs"][::-1]}))
+    out = subprocess.run([sys.executable, str(SCRIPT), "--combine", str(parts[0]), str(bad)],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "other subnets" in out.stderr
