@@ -30,6 +30,7 @@ from nas.supernet.ops import (
     ElasticActQuant,
     ElasticBatchNorm2d,
     ElasticConv2d,
+    ElasticLinear,
     active_leaves,
     collect_state,
 )
@@ -513,12 +514,12 @@ class Supernet(nn.Module):
         if not plans or not torch.is_grad_enabled() or self._sharing:
             yield
             return
-        settings: dict[ElasticConv2d, list[tuple[int, ...]]] = {}
+        settings: dict[ElasticConv2d | ElasticLinear, list[tuple[int, ...]]] = {}
         self._sharing = True
         try:
             for plan in plans:
                 self._use_plan(plan)
-                for m in self._active_convs():
+                for m in self._active_shared():
                     settings.setdefault(m, []).append(m._setting[:5])
             if self._plan is not None:
                 self._use_plan(self._plan)
@@ -530,11 +531,12 @@ class Supernet(nn.Module):
             for m in settings:  # (clearing one that was never set is harmless)
                 m.share_weights(None)
 
-    def _active_convs(self) -> Iterator[ElasticConv2d]:
-        """The elastic convs the applied plan runs."""
+    def _active_shared(self) -> Iterator[ElasticConv2d | ElasticLinear]:
+        """The elastic convs and linears (the modules with shared weights to derive) the
+        applied plan runs."""
         for _, child in self.named_children():
             for m in (child, *active_leaves(child)):
-                if isinstance(m, ElasticConv2d):
+                if isinstance(m, (ElasticConv2d, ElasticLinear)):
                     yield m
 
     def _set(self, cfg: Config, plan: Any) -> None:

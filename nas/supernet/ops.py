@@ -496,16 +496,54 @@ class ElasticLinear(nn.Module):
     def set_active(self, in_f: int, out_f: int, bits: int = 32) -> None:
         if not (0 < in_f <= self.max_in and 0 < out_f <= self.max_out):
             raise SupernetError(f"linear {in_f}->{out_f} exceeds {self.max_in}->{self.max_out}")
-        self.__dict__.update(_in=int(in_f), _out=int(out_f), _bits=int(bits),
+        in_f, out_f, bits = int(in_f), int(out_f), int(bits)
+        self.__dict__.update(_in=in_f, _out=out_f, _bits=bits, _setting=(in_f, out_f, bits),
                              _plain=in_f == self.max_in and out_f == self.max_out)
+        if "_shared" not in self.__dict__:
+            self.__dict__["_shared"] = None
+
+    def training_weights(self, settings: Sequence[tuple[int, int, int]]) -> list[Tensor]:
+        """The active weights (fake-quantized, differentiable) of several settings
+        ``(in, out, bits)`` at once, as :meth:`ElasticConv2d.training_weights`: the parts of
+        the shared weight are read by one :func:`gather_regions`, whose backward adds them
+        into one gradient (two slices' backward would allocate and zero a whole-weight
+        gradient each, per setting). Leaves the last setting active."""
+        jobs: list[tuple[Region | None, int]] = []
+        for st in settings:
+            if tuple(st) != self._setting:
+                self.set_active(*st)
+            jobs.append((None if self._plain else Region(self._out, self._in, 1, 0, 1, 0, 1),
+                         self._bits))
+        regions = [r for r, _ in jobs if r is not None]
+        w4 = self.weight.view(self.max_out, self.max_in, 1, 1)
+        raw = iter(gather_regions(w4, regions) if regions else ())
+        ws = [self.weight if r is None else next(raw).view(r.out, r.inp) for r, _ in jobs]
+        return [fake_quant_weight(w, bits) for w, (_, bits) in zip(ws, jobs)]
+
+    def share_weights(self, settings: Sequence[tuple[int, ...]] | None) -> None:
+        """As :meth:`ElasticConv2d.share_weights`, for settings ``(in, out, bits)``."""
+        if settings is None:
+            self.__dict__["_shared"] = None
+            return
+        prev = self._setting
+        uniq = list(dict.fromkeys(tuple(s) for s in settings))
+        self.__dict__["_shared"] = dict(zip(uniq, self.training_weights(uniq)))
+        self.set_active(*prev)
 
     def forward(self, x: Tensor) -> Tensor:
+        b = self.bias
+        if b is not None and self._out != self.max_out:
+            b = b[: self._out]
         if self._plain:
-            w, b = self.weight, self.bias
+            w = fake_quant_weight(self.weight, self._bits)
+        elif torch.is_grad_enabled():
+            shared = self._shared
+            w = shared.get(self._setting) if shared is not None else None
+            if w is None:
+                w = self.training_weights([self._setting])[0]
         else:
-            w = self.weight[: self._out, : self._in]
-            b = None if self.bias is None else self.bias[: self._out]
-        return F.linear(x, fake_quant_weight(w, self._bits), b)
+            w = fake_quant_weight(self.weight[: self._out, : self._in], self._bits)
+        return F.linear(x, w, b)
 
     def active_state(self) -> dict[str, Tensor]:
         out = {"weight": self.weight[: self._out, : self._in].detach()}

@@ -83,12 +83,13 @@ def test_unequal_groups_and_errors(supernets):
     assert net.active_config is None
 
 
-def test_shared_weights_give_the_gradients_of_separate_backward_passes():
-    """``shared_weights`` (one gather per conv for several subnets, one backward pass over
-    their summed losses, as ``sandwich`` runs) computes what a backward pass per subnet
-    computes, and leaves nothing shared behind."""
+@pytest.mark.parametrize("name", ["resnet_like", "vit_like"])
+def test_shared_weights_give_the_gradients_of_separate_backward_passes(name):
+    """``shared_weights`` (one gather per conv and linear for several subnets, one backward
+    pass over their summed losses, as ``sandwich`` runs) computes what a backward pass per
+    subnet computes, and leaves nothing shared behind."""
     torch.manual_seed(0)
-    space = get_space("resnet_like")
+    space = get_space(name)
     net = build_supernet(space, in_channels=3, num_classes=5, input_size=8).train()
     randomize(net, 2)
     ref = copy.deepcopy(net)
@@ -114,3 +115,37 @@ def test_shared_weights_give_the_gradients_of_separate_backward_passes():
     assert not any(getattr(m, "_shared", None) for m in net.modules())
     with torch.no_grad(), net.shared_weights(cfgs):  # without autograd: nothing to share
         assert not any(getattr(m, "_shared", None) for m in net.modules())
+
+
+def test_elastic_linear_gathered_weights_match_plain_slices():
+    """The training path of ``ElasticLinear`` (one gather for all settings) gives the
+    outputs and gradients of plain slicing, for one setting and for shared ones."""
+    from nas.supernet.ops import ElasticLinear, fake_quant_weight
+
+    torch.manual_seed(0)
+    lin = ElasticLinear(12, 10)
+    with torch.no_grad():
+        lin.bias.normal_()
+    ref = copy.deepcopy(lin)
+    settings = [(12, 10, 32), (7, 5, 8), (12, 4, 4), (7, 5, 8)]
+    xs = [torch.randn(3, s[0]) for s in settings]
+    lin.share_weights(settings)
+    total = 0.0
+    for (i, o, b), x in zip(settings, xs):
+        lin.set_active(i, o, b)
+        total = total + lin(x).square().sum()
+    lin.share_weights(None)
+    total.backward()
+    want = 0.0
+    for (i, o, b), x in zip(settings, xs):
+        w = fake_quant_weight(ref.weight[:o, :i], b)
+        want = want + F.linear(x, w, ref.bias[:o]).square().sum()
+    want.backward()
+    assert torch.allclose(total, want, rtol=1e-6)
+    assert torch.allclose(lin.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(lin.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-6)
+    assert lin._shared is None
+    lin.set_active(7, 5, 8)  # one setting, no sharing: the same gather path
+    x = torch.randn(2, 7)
+    assert torch.allclose(lin(x), F.linear(x, fake_quant_weight(ref.weight[:5, :7], 8),
+                                           ref.bias[:5]), atol=1e-6)
