@@ -52,6 +52,9 @@ def spanning_configs(space: Space, n: int, build: dict, seed: int,
     pool = space.sample_many(3000, seed)
     flops = np.array([analytic_costs(space, c, **build).flops for c in pool])
     if span == "extremes":
+        if n < 2:
+            raise SystemExit("--span extremes needs --subnets >= 2 (the smallest and the "
+                             "largest config at least)")
         lo, hi = space.min(), space.max()
         f_lo, f_hi = (analytic_costs(space, c, **build).flops for c in (lo, hi))
         targets = np.geomspace(f_lo, f_hi, n)[1:-1]
@@ -136,18 +139,39 @@ def combine(paths: list[str]) -> None:
     """Print the taus from the ``--json`` files of several processes."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     configs = parts[0]["configs"]
+
+    def recipe(part: dict) -> dict:
+        # what must match for the accuracies to be comparable: every option but the
+        # runtime ones (and the data path, a temporary file under --resize: the data is
+        # compared by its description and the resize)
+        skip = {"device", "threads", "data", "data_root", "strategy"}
+        return {**{k: v for k, v in part["options"].items() if k not in skip},
+                "describe": part["describe"], "resize": part.get("resize")}
+
     for p, part in zip(paths, parts):
         if part["configs"] != configs:
             raise SystemExit(f"{p}: other subnets than {paths[0]} (another space, data, seed "
                              "or --subnets)")
+        a, b = recipe(part), recipe(parts[0])
+        if a != b:
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            raise SystemExit(f"{p}: trained otherwise than {paths[0]} ({', '.join(diff)} "
+                             "differ)")
     n = len(configs)
     alone: dict[str, dict[int, dict[int, float]]] = {"val": {}, "test": {}}
     inherited: dict[str, dict[str, list[float]]] = {}
-    for part in parts:
+    for p, part in zip(paths, parts):
         for r in part["standalone"]:
+            if not 0 <= r["subnet"] < n:
+                raise SystemExit(f"{p}: subnet index {r['subnet']} is not in 0..{n - 1}")
+            if r["subnet"] in alone["val"].get(r["rep"], {}):
+                raise SystemExit(f"{p}: stand-alone subnet {r['subnet']} (repetition "
+                                 f"{r['rep']}) is in another file too")
             for split_name in ("val", "test"):
                 alone[split_name].setdefault(r["rep"], {})[r["subnet"]] = r[split_name]
         for name, accs in part["inherited"].items():
+            if name in inherited:
+                raise SystemExit(f"{p}: strategy {name} is in another file too")
             inherited[name] = accs
     print(f"{n} subnets, {parts[0]['flops'][0] / 1e6:.1f} -> {parts[0]['flops'][-1] / 1e6:.1f}"
           f" MFLOPs; {parts[0]['describe']}")
@@ -239,9 +263,13 @@ def main() -> None:
                         **extra).resolved(space.family)
     configs = spanning_configs(space, args.subnets, build, args.seed, args.span)
     flops = [analytic_costs(space, c, **build).flops for c in configs]
-    result = {"describe": describe, "configs": [dict(c) for c in configs], "flops": flops,
+    result = {"describe": describe, "resize": args.resize,
+              "configs": [dict(c) for c in configs], "flops": flops,
               "options": base.to_dict(), "standalone": [], "inherited": {}, "seconds": {}}
     only = range(len(configs)) if args.only is None else args.only
+    bad = [i for i in only if not 0 <= i < len(configs)]
+    if bad:
+        raise SystemExit(f"--only: {bad} not in 0..{len(configs) - 1}")
     t = time.perf_counter()
     alone: dict[str, list[float]] = {"val": [], "test": []}
     reps = range(args.standalone_first, args.standalone_seeds)

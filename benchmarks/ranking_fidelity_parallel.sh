@@ -10,9 +10,10 @@
 # Example (the GPU run in benchmarks/RESULTS.md):
 #   benchmarks/ranking_fidelity_parallel.sh out 1 --data fashion-mnist --stem-stride 2 \
 #       --batch-size 256 --epochs 12 --device cuda --threads 1
-set -u
+set -u -o pipefail
 out=$1; reps=$2; shift 2
 mkdir -p "$out"
+rm -f "$out"/alone*.json "$out"/sandwich.json "$out"/poa.json "$out"/uniform.json
 here=$(dirname "$0")
 py=${PYTHON:-python3}
 subnets=8
@@ -29,5 +30,10 @@ for s in sandwich poa uniform; do
 done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
-"$py" "$here/ranking_fidelity.py" --combine "$out"/*.json | tee "$out/combined.txt"
+files=()  # a process that failed wrote nothing (its log says why): combine the others
+for f in "$out"/alone*.json "$out"/sandwich.json "$out"/poa.json "$out"/uniform.json; do
+  [ -f "$f" ] && files+=("$f")
+done
+[ ${#files[@]} -gt 0 ] || { echo "no results in $out (see its .log files)" >&2; exit 1; }
+"$py" "$here/ranking_fidelity.py" --combine "${files[@]}" | tee "$out/combined.txt" || rc=1
 exit $rc

@@ -47,3 +47,13 @@ def test_split_processes_match_one_process_and_combine(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                          text=True)
     assert out.returncode != 0 and "other subnets" in out.stderr
+    # results of another recipe (here: more epochs) are not mixed in
+    bad.write_text(json.dumps({**split[-1], "options": {**split[-1]["options"], "epochs": 2}}))
+    out = subprocess.run([sys.executable, str(SCRIPT), "--combine", str(parts[0]), str(bad)],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                         text=True)
+    assert out.returncode != 0 and "epochs differ" in out.stderr
+    out = subprocess.run([sys.executable, str(SCRIPT), "--combine", str(parts[0]),
+                          str(parts[0])], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "in another file too" in out.stderr

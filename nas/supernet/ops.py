@@ -507,7 +507,8 @@ class ElasticLinear(nn.Module):
         ``(in, out, bits)`` at once, as :meth:`ElasticConv2d.training_weights`: the parts of
         the shared weight are read by one :func:`gather_regions`, whose backward adds them
         into one gradient (two slices' backward would allocate and zero a whole-weight
-        gradient each, per setting). Leaves the last setting active."""
+        gradient each, per setting). First-order only, as the convs' gather (no
+        ``create_graph`` double backward through it). Leaves the last setting active."""
         jobs: list[tuple[Region | None, int]] = []
         for st in settings:
             if tuple(st) != self._setting:
@@ -534,15 +535,16 @@ class ElasticLinear(nn.Module):
         b = self.bias
         if b is not None and self._out != self.max_out:
             b = b[: self._out]
-        if self._plain:
-            w = fake_quant_weight(self.weight, self._bits)
+        if self._plain and self._bits >= 32:
+            w = self.weight
         elif torch.is_grad_enabled():
             shared = self._shared
             w = shared.get(self._setting) if shared is not None else None
             if w is None:
                 w = self.training_weights([self._setting])[0]
         else:
-            w = fake_quant_weight(self.weight[: self._out, : self._in], self._bits)
+            w = self.weight if self._plain else self.weight[: self._out, : self._in]
+            w = fake_quant_weight(w, self._bits)
         return F.linear(x, w, b)
 
     def active_state(self) -> dict[str, Tensor]:
