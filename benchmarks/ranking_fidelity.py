@@ -27,7 +27,6 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from nas.data import TensorLoader, load_dataset, split, subset
 from nas.searchspace import Config, Space, get_space
 from nas.supernet import analytic_costs, build_subnet, zero_init_last
 from nas.training import TrainOptions, evaluate, evaluate_config, train
+from nas.utils.files import atomic_write_text
 
 
 def spanning_configs(space: Space, n: int, build: dict, seed: int,
@@ -129,10 +129,7 @@ def tau(a: list[float], b: list[float]) -> float:
 
 
 def write_json(path: str, obj: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def combine(paths: list[str]) -> None:

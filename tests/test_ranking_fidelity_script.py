@@ -13,11 +13,10 @@ SCRIPT = ROOT / "benchmarks" / "ranking_fidelity.py"
 TINY = ["--epochs", "1", "--max-steps-per-epoch", "3", "--subnets", "3", "--threads", "1"]
 
 
-def run(*args: str) -> str:
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(SCRIPT), *args], env=env, check=True,
-                         capture_output=True, text=True)
-    return out.stdout
+    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, check=check,
+                          capture_output=True, text=True)
 
 
 def test_split_processes_match_one_process_and_combine(tmp_path: Path) -> None:
@@ -38,22 +37,16 @@ def test_split_processes_match_one_process_and_combine(tmp_path: Path) -> None:
     assert len(ref["standalone"]) == 3 and split[-1]["standalone"] == []
     assert split[-1]["inherited"] == ref["inherited"]  # the supernet training is seeded too
 
-    text = run("--combine", *map(str, parts))
+    text = run("--combine", *map(str, parts)).stdout
     for name in ("val", "test"):
         assert f"[{name}] uniform    tau" in text
     bad = tmp_path / "other.json"
     bad.write_text(json.dumps({**split[0], "configs": split[0]["configs"][::-1]}))
-    out = subprocess.run([sys.executable, str(SCRIPT), "--combine", str(parts[0]), str(bad)],
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                         text=True)
+    out = run("--combine", str(parts[0]), str(bad), check=False)
     assert out.returncode != 0 and "other subnets" in out.stderr
     # results of another recipe (here: more epochs) are not mixed in
     bad.write_text(json.dumps({**split[-1], "options": {**split[-1]["options"], "epochs": 2}}))
-    out = subprocess.run([sys.executable, str(SCRIPT), "--combine", str(parts[0]), str(bad)],
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                         text=True)
+    out = run("--combine", str(parts[0]), str(bad), check=False)
     assert out.returncode != 0 and "epochs differ" in out.stderr
-    out = subprocess.run([sys.executable, str(SCRIPT), "--combine", str(parts[0]),
-                          str(parts[0])], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         capture_output=True, text=True)
+    out = run("--combine", str(parts[0]), str(parts[0]), check=False)
     assert out.returncode != 0 and "in another file too" in out.stderr
