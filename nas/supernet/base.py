@@ -520,7 +520,7 @@ class Supernet(nn.Module):
             for plan in plans:
                 self._use_plan(plan)
                 for m in self._active_shared():
-                    settings.setdefault(m, []).append(m._setting[:5])
+                    settings.setdefault(m, []).append(m.share_key())
             if self._plan is not None:
                 self._use_plan(self._plan)
             for m, sts in settings.items():

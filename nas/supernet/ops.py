@@ -152,7 +152,41 @@ def gather_regions(weight: Tensor, regions: Sequence[Region]) -> tuple[Tensor, .
     return _GatherRegions.apply(weight, tuple(regions))
 
 
-class ElasticConv2d(nn.Module):
+class _SharedTrainingWeights:
+    """What elastic layers with a shared weight (convs, linears) do alike in training: derive
+    the weights of several subnets of one step at once (:meth:`share_weights`) and use them
+    (:meth:`training_weight`). A layer provides ``training_weights(settings)``,
+    ``set_active(*setting)`` and :meth:`share_key`, the active setting as
+    ``training_weights`` takes it."""
+
+    def share_key(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def share_weights(self, settings: Sequence[tuple[int, ...]] | None) -> None:
+        """Several subnets of one training step (``Supernet.shared_weights``, multi-
+        architecture batches): derive the training weights of all ``settings`` (as
+        :meth:`share_key` gives them) now, in one ``training_weights`` call, and use them in
+        forward passes at those settings until ``share_weights(None)``; their gradients then
+        reach the shared weight through one buffer."""
+        if settings is None:
+            self.__dict__["_shared"] = None
+            return
+        prev = self.share_key()
+        uniq = list(dict.fromkeys(tuple(s) for s in settings))
+        ws = self.training_weights(uniq)  # type: ignore[attr-defined]
+        self.__dict__["_shared"] = dict(zip(uniq, ws))
+        self.set_active(*prev)  # type: ignore[attr-defined]
+
+    def training_weight(self) -> Tensor:
+        """The active setting's training weight: the shared one where :meth:`share_weights`
+        derived it, else derived now."""
+        shared = self.__dict__.get("_shared")
+        key = self.share_key()
+        w = shared.get(key) if shared is not None else None
+        return w if w is not None else self.training_weights([key])[0]  # type: ignore[attr-defined]
+
+
+class ElasticConv2d(_SharedTrainingWeights, nn.Module):
     """Conv with elastic input/output channels, kernel size and groups.
 
     Args:
@@ -226,21 +260,9 @@ class ElasticConv2d(nn.Module):
             self.clear_cache()
             self.__dict__["_shared"] = None
 
-    def share_weights(self, settings: Sequence[tuple[int, ...]] | None) -> None:
-        """Several subnets of one training step (``Supernet.shared_weights``, multi-
-        architecture batches): derive the training weights of all ``settings``
-        (``(in, out, kernel, groups, bits)`` each, as ``_setting[:5]``) now, in one
-        :meth:`training_weights` call, and use them in forward passes at those settings until
-        ``share_weights(None)``; their gradients then reach the shared weight through one
-        buffer."""
-        if settings is None:
-            self.__dict__["_shared"] = None
-            return
-        prev = self._setting[:5]
-        uniq = list(dict.fromkeys(tuple(s) for s in settings))
-        ws = self.training_weights(uniq)
-        self.__dict__["_shared"] = dict(zip(uniq, ws))
-        self.set_active(*prev)
+    def share_key(self) -> tuple[int, ...]:
+        """``(in, out, kernel, groups, bits)`` of the active setting."""
+        return self._setting[:5]
 
     def clear_cache(self) -> None:
         """Forget the cached eval-time weight (rebuilt on the next no-grad forward)."""
@@ -365,12 +387,7 @@ class ElasticConv2d(nn.Module):
         if self._plain and self._bits >= 32:
             return self.weight
         if torch.is_grad_enabled():
-            shared = self._shared
-            if shared is not None:
-                w = shared.get(self._setting[:5])
-                if w is not None:
-                    return w
-            return self.training_weights([self._setting[:5]])[0]
+            return self.training_weight()
         key = self._source_key()
         if self._cache is None or key != self._cache_key:
             # contiguous: a strided view of the shared weight would be copied by the conv into
@@ -481,7 +498,7 @@ class ElasticBatchNorm2d(nn.Module):
         return f"max {self.max_c}, active {self._c}"
 
 
-class ElasticLinear(nn.Module):
+class ElasticLinear(_SharedTrainingWeights, nn.Module):
     """Linear layer with elastic input and output features and fake-quantized weights (per
     output feature, ``bits`` 32: float)."""
 
@@ -521,15 +538,9 @@ class ElasticLinear(nn.Module):
         ws = [self.weight if r is None else next(raw).view(r.out, r.inp) for r, _ in jobs]
         return [fake_quant_weight(w, bits) for w, (_, bits) in zip(ws, jobs)]
 
-    def share_weights(self, settings: Sequence[tuple[int, ...]] | None) -> None:
-        """As :meth:`ElasticConv2d.share_weights`, for settings ``(in, out, bits)``."""
-        if settings is None:
-            self.__dict__["_shared"] = None
-            return
-        prev = self._setting
-        uniq = list(dict.fromkeys(tuple(s) for s in settings))
-        self.__dict__["_shared"] = dict(zip(uniq, self.training_weights(uniq)))
-        self.set_active(*prev)
+    def share_key(self) -> tuple[int, ...]:
+        """``(in, out, bits)`` of the active setting."""
+        return self._setting
 
     def forward(self, x: Tensor) -> Tensor:
         b = self.bias
@@ -538,10 +549,7 @@ class ElasticLinear(nn.Module):
         if self._plain and self._bits >= 32:
             w = self.weight
         elif torch.is_grad_enabled():
-            shared = self._shared
-            w = shared.get(self._setting) if shared is not None else None
-            if w is None:
-                w = self.training_weights([self._setting])[0]
+            w = self.training_weight()
         else:
             w = self.weight if self._plain else self.weight[: self._out, : self._in]
             w = fake_quant_weight(w, self._bits)
