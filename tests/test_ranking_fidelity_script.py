@@ -50,3 +50,26 @@ def test_split_processes_match_one_process_and_combine(tmp_path: Path) -> None:
     assert out.returncode != 0 and "epochs differ" in out.stderr
     out = run("--combine", str(parts[0]), str(parts[0]), check=False)
     assert out.returncode != 0 and "in another file too" in out.stderr
+
+
+def test_cuda_graphs_needs_a_cuda_device() -> None:
+    out = run(*TINY, "--cuda-graphs", "--strategies", check=False)
+    assert out.returncode != 0
+    assert "--cuda-graphs: needs --device cuda" in out.stderr
+
+
+def test_cuda_graphs_train_like_eager(tmp_path: Path) -> None:
+    """On a GPU: the graphed stand-alone training learns like the eager one (not bit for
+    bit: cuDNN's backward is not deterministic, two eager runs differ as much)."""
+    import pytest
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    accs = []
+    for graphs in ([], ["--cuda-graphs"]):
+        out = tmp_path / f"g{len(graphs)}.json"
+        run("--epochs", "2", "--subnets", "2", "--only", "0", "--strategies", "--device",
+            "cuda", *graphs, "--json", str(out))
+        accs.append(json.loads(out.read_text())["standalone"][0]["val"])
+    assert accs[0] > 60 and abs(accs[0] - accs[1]) < 5, accs
