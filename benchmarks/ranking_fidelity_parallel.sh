@@ -9,7 +9,7 @@
 # are printed by `ranking_fidelity.py --combine` at the end (also into OUT_DIR/combined.txt).
 # Two phases, not all 11 processes at once: processes share one GPU by time slices, and
 # measured on an H200 the sandwich supernet's epochs took 182-217 s beside 8 stand-alone
-# trainings replaying CUDA graphs, against 31-36 s with the three supernets alone
+# trainings replaying CUDA graphs, against 32-36 s with the three supernets alone
 # (benchmarks/RESULTS.md).
 # Example (the recipe of the 8-epoch GPU run in benchmarks/RESULTS.md, which was run in
 # pieces to fit the device's 10-minute limit per command):
