@@ -39,7 +39,7 @@ from scipy.stats import kendalltau
 from nas.data import TensorLoader, load_dataset, split, subset
 from nas.searchspace import Config, Space, get_space
 from nas.supernet import analytic_costs, build_subnet, zero_init_last
-from nas.training import TrainOptions, evaluate, evaluate_config, train
+from nas.training import TrainOptions, evaluate, evaluate_config, evaluate_model, train
 from nas.utils.files import atomic_write_text
 
 
@@ -133,13 +133,8 @@ def resized_npz(name: str, size: int, out: Path, root: str | None = None) -> str
     return str(path)
 
 
-@torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
-    model.eval()
-    correct = 0
-    for xb, yb in TensorLoader(x, y, 1000, device=device):
-        correct += int((model(xb).argmax(1) == yb).sum())
-    return 100.0 * correct / len(y)
+    return evaluate_model(model, TensorLoader(x, y, 1000, device=device))["top1"]
 
 
 def tau(a: list[float], b: list[float]) -> float:

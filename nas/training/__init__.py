@@ -5,6 +5,7 @@ from nas.training.evaluate import (
     check_data_fits,
     evaluate,
     evaluate_config,
+    evaluate_model,
     held_out_split,
     recalibrate_bn,
 )
@@ -19,6 +20,6 @@ from nas.training.trainer import (
 )
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError",
-           "check_data_fits", "evaluate", "evaluate_config", "held_out_split", "kd_loss",
-           "list_strategies", "load_checkpoint", "make_strategy", "recalibrate_bn",
-           "register_strategy", "train"]
+           "check_data_fits", "evaluate", "evaluate_config", "evaluate_model",
+           "held_out_split", "kd_loss", "list_strategies", "load_checkpoint", "make_strategy",
+           "recalibrate_bn", "register_strategy", "train"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from nas.errors import UsageError
 from nas.searchspace import Config
@@ -22,24 +23,31 @@ def recalibrate_bn(supernet: Supernet, config: Config | Mapping[str, Any],
 
 
 @torch.no_grad()
+def evaluate_model(model: nn.Module, loader: Iterable[Any]) -> dict[str, float]:
+    """Top-1 accuracy (%) and mean cross-entropy of ``model`` (any network, e.g. an extracted
+    subnet) over ``loader``, in eval mode (its mode is restored after)."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device  # batches follow the model (any loader)
+    correct, total, loss = 0, 0, 0.0
+    try:
+        for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
+    finally:
+        model.train(was_training)
+    return {"top1": 100.0 * correct / max(1, total), "loss": loss / max(1, total), "n": total}
+
+
+@torch.no_grad()
 def evaluate(supernet: Supernet, config: Config | Mapping[str, Any],
              loader: Iterable[Any]) -> dict[str, float]:
     """Top-1 accuracy (%) and mean cross-entropy of ``config`` over ``loader``, eval mode."""
-    was_training = supernet.training
-    supernet.eval()
-    dev = next(supernet.parameters()).device  # batches follow the supernet (any loader)
-    correct, total, loss = 0, 0, 0.0
-    try:
-        with supernet.activate(config):
-            for x, y in loader:
-                x, y = x.to(dev), y.to(dev)
-                logits = supernet(x)
-                loss += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += int((logits.argmax(1) == y).sum())
-                total += len(y)
-    finally:
-        supernet.train(was_training)
-    return {"top1": 100.0 * correct / max(1, total), "loss": loss / max(1, total), "n": total}
+    with supernet.activate(config):
+        return evaluate_model(supernet, loader)
 
 
 def evaluate_config(supernet: Supernet, config: Config | Mapping[str, Any],

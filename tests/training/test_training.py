@@ -18,6 +18,7 @@ from nas.training import (
     TrainOptions,
     evaluate,
     evaluate_config,
+    evaluate_model,
     list_strategies,
     load_checkpoint,
     recalibrate_bn,
@@ -190,6 +191,24 @@ def test_bn_recalibration_changes_stats_and_helps(tiny_space: Space, tmp_path: P
         assert any(not torch.equal(before[k], after[k]) for k in before)
         gains.append(evaluate(net, cfg, val)["top1"] - stale)
     assert np.mean(gains) > 5.0 and min(gains) > -2.0
+
+
+def test_evaluate_model_matches_the_subnet_in_the_supernet(tiny_space: Space,
+                                                           tmp_path: Path) -> None:
+    """``evaluate_model`` on an extracted subnet gives what ``evaluate`` gives for its config
+    in the supernet, and leaves the model in the mode it found it in."""
+    net = train(TrainOptions(strategy="uniform", epochs=1, **FAST), tmp_path / "run",
+                space=tiny_space, progress=False).supernet
+    parts = split(load_dataset("digits"), 0.1, seed=0)
+    val = TensorLoader(*parts.val, 64)
+    cfg = tiny_space.sample(np.random.default_rng(1))
+    sub = net.extract(cfg)
+    sub.train()
+    got, want = evaluate_model(sub, val), evaluate(net, cfg, val)
+    assert got["n"] == want["n"] == len(parts.val[1])
+    assert got["top1"] == want["top1"] and got["top1"] > 10.0
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert sub.training
 
 
 def test_poa_trains_the_elastic_subnets(tiny_space: Space, tmp_path: Path) -> None:
