@@ -8,7 +8,13 @@ import logging
 
 from rich.table import Table
 
-from nas.cli._common import add_space_argument, console, input_file, int_at_least
+from nas.cli._common import (
+    add_space_argument,
+    console,
+    input_file,
+    int_at_least,
+    json_line,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         out[f"{prefix}{key}_mean"] = float(np.mean(r["scores"]))
         out[f"{prefix}{key}_std"] = float(np.std(r["scores"]))
     if args.json:
-        print(json.dumps(out))
+        print(json_line(out))
         return 0
     what = f"best {objectives[0]}" if single else "hypervolume ratio to the true front"
     t = Table("searcher", f"{what}: mean", "std", title=f"{args.table}: {args.budget} queries, "

@@ -16,6 +16,7 @@ from nas.cli._common import (
     err_console,
     input_file,
     int_at_least,
+    json_line,
     output_path,
 )
 from nas.errors import UsageError
@@ -63,13 +64,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write a CSV here (atomically) instead of printing it")
 
 
+def _transform(args: argparse.Namespace) -> dict[str, str]:
+    """``--target-transform`` as a predictor keyword, only when given (each model has its
+    own default)."""
+    return {} if args.target_transform is None else {"target_transform": args.target_transform}
+
+
 def _model_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--model", default="auto",
                    help="a registered predictor: ridge, layerwise, svr, rf, gbt, gp, mlp, "
                         "ensemble, auto (default: auto, chosen by cross-validation)")
-    e.add_argument("--target-transform", default="normal", choices=("normal", "none"),
-                   help="fit on rank-based normal scores (robust for accuracies; default) or "
-                        "on the raw values (e.g. additive latencies with ridge)")
+    e.add_argument("--target-transform", default=None, choices=("normal", "none"),
+                   help="fit on rank-based normal scores (robust for accuracies) or on the "
+                        "raw values (additive latencies); default: the model's own -- none "
+                        "for layerwise, normal for the others")
     e.add_argument("--features", default="default", metavar="KINDS",
                    help="comma-separated feature kinds (encoding, counts, graph, cost, zc); "
                         "'default': every cheap kind the space supports; 'all': also "
@@ -129,7 +137,7 @@ def _fit(args: argparse.Namespace) -> int:
     fz = Featurizer(space, kinds=_kinds(args.features, space),
                     proxies=[p.strip() for p in args.proxies.split(",") if p.strip()],
                     cache_dir=args.cache_dir)
-    model = get_predictor(args.model, seed=args.seed, target_transform=args.target_transform)
+    model = get_predictor(args.model, seed=args.seed, **_transform(args))
     configs, y = load_measurements(args.table, space, args.target)
     if len(y) < 2:
         raise UsageError(f"{args.table}: a predictor needs at least 2 rows, got {len(y)}")
@@ -145,7 +153,7 @@ def _fit(args: argparse.Namespace) -> int:
             "training_fit": {k: (float(v) if np.isfinite(v) else None)
                              for k, v in all_metrics(y, np.asarray(fitted)).items()}}
     if args.json:
-        print(json.dumps(info))
+        print(json_line(info))
     else:
         chosen = f" (auto chose {info['chosen']})" if info["chosen"] else ""
         fit = info["training_fit"]
@@ -265,12 +273,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = evaluate_table(
             args.table, space, args.target, n_train=args.n_train, n_test=args.n_test,
             seeds=args.seeds, model=args.model, features=kinds, proxies=proxies,
-            model_kwargs={"target_transform": args.target_transform},
+            model_kwargs=_transform(args),
             cache_dir=args.cache_dir, on_features=on_features,
             on_seed=lambda: bar.advance(seed_task))
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
         return 0
     t = Table(title=f"{args.model} on {args.target}: {args.n_train} train / {args.n_test} test "
                     f"configs, {args.seeds} seeds, features {', '.join(result.features)}")

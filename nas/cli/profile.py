@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+from pathlib import Path
 
 from nas.cli._common import (
     add_space_argument,
     console,
     device_arg,
     int_at_least,
+    json_line,
     output_path,
 )
 from nas.errors import UsageError
@@ -50,9 +51,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _check_replaceable(path: Path) -> None:
+    """``--fresh`` replaces the table at ``--out`` (when the new build first saves, not
+    before); refuse when the file there is not a latency table, so that a mistyped ``--out``
+    cannot overwrite something else."""
+    from nas.predictors.latency import FORMAT
 
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    try:
+        doc = json.loads(text)
+        ok = isinstance(doc, dict) and doc.get("format") == FORMAT
+    except ValueError:  # a damaged table still starts as one
+        ok = f'"format": "{FORMAT}"' in text[:200]
+    if not ok:
+        raise UsageError(f"--out: {path} exists and is not a latency table; --fresh replaces "
+                         "only a latency table (choose another file or remove it)")
+
+
+def run(args: argparse.Namespace) -> int:
     from nas.predictors.latency import build_latency_table, validate_table
     from nas.searchspace import load_space
 
@@ -61,14 +80,15 @@ def run(args: argparse.Namespace) -> int:
     output_path(args.out, "--out")
     space = load_space(args.space)
     if args.fresh and Path(args.out).exists():
-        Path(args.out).unlink()
+        _check_replaceable(Path(args.out))
     show = not args.no_progress and (not args.json or console.is_terminal)
     table = build_latency_table(
         space, input_size=args.input_size, batch=args.batch, threads=args.threads,
         device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,
         stem_stride=args.stem_stride, warmup=args.warmup, repeats=args.repeats,
         statistic=args.statistic,
-        overhead_subnets=args.overhead_subnets, out=args.out, seed=args.seed, progress=show)
+        overhead_subnets=args.overhead_subnets, out=args.out, resume=not args.fresh,
+        seed=args.seed, progress=show)
     result: dict[str, object] = {
         "space": space.name, "out": str(args.out), "units": table.n_units,
         "statistic": table.statistic, "device": table.settings.device,
@@ -87,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if "uncorrected" in s:
             result["within_10pct_uncorrected"] = s["uncorrected"]["within_10pct"]
     if args.json:
-        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
-                          for k, v in result.items()}))
+        print(json_line(result))
         return 0
     console.print(f"wrote {args.out}: {table.n_units} units of {space.name} "
                   f"({table.settings.device}, {table.settings.threads} thread(s), batch "

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from nas.errors import UsageError
 from nas.predictors.features import Featurizer
 from nas.predictors.metrics import all_metrics
 from nas.predictors.models import get_predictor
-from nas.predictors.table import load_measurements, select_rows
+from nas.predictors.table import TableError, load_measurements, select_rows
 from nas.predictors.zerocost import ProxySettings
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,12 @@ def evaluate_table(table: str | os.PathLike[str], space: Any, target: str, *, n_
     get_predictor(model, **(model_kwargs or {}))  # bad names/options fail before any work
     configs, y = load_measurements(table, space, target)
     # validate the split before any expensive feature work
-    used = np.unique(np.concatenate([
-        np.concatenate(select_rows(len(y), n_train, n_test, sd, configs))
-        for sd in range(seeds)]))
+    try:
+        used = np.unique(np.concatenate([
+            np.concatenate(select_rows(len(y), n_train, n_test, sd, configs))
+            for sd in range(seeds)]))
+    except TableError as e:  # a split the table cannot give: a usage error, naming the file
+        raise UsageError(f"{os.fspath(table)}: {e}") from None
     X = np.zeros((len(y), len(fz.names())))
     prog = (lambda done: on_features(done, len(used))) if on_features else None
     X[used] = fz.transform([configs[i] for i in used], progress=prog)

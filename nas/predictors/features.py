@@ -11,13 +11,20 @@ Feature groups (``kinds``):
 - ``counts``: for any space, how often each value occurs among the present categorical
   dimensions that share one value list (``nb201``: how many edges run each operation, dead
   edges included; they still cost time).
-- ``cost``: family-specific exact cost figures (``nb201``: log parameters, log MACs).
+- ``cost``: exact cost figures (``nb201``: log parameters, log MACs; the supernet families
+  -- ``resnet_like``, ``vit_like``, ``mobilenet`` -- log parameters, log FLOPs, from their
+  analytic counters at the reference input of 3x32x32 and 10 classes: the features rank
+  configs, and another input size scales every config's FLOPs alike).
 - ``zc``: zero-cost proxies computed on the real, freshly initialised network
-  (:mod:`nas.predictors.zerocost`); expensive, so cached in a directory of the caller's
-  choosing.
+  (:mod:`nas.predictors.zerocost`; for the supernet families the static subnet, built for
+  the proxy settings' resolution and classes); expensive, so cached in a directory of the
+  caller's choosing.
 
-``encoding``, ``graph`` and ``cost`` are vectorised over the encoding matrix (100,000
-configs in well under a second); ``zc`` builds one network per config.
+``encoding``, ``counts``, ``graph`` and ``nb201``'s ``cost`` are vectorised over the
+encoding matrix (100,000 configs in well under a second) and make the default kinds. The
+supernet families' ``cost`` walks each distinct config's plan (~0.2 ms per config on one
+core: 100,000 distinct configs take ~20 s), so it is asked for by name (or ``all``), not a
+default; ``zc`` builds one network per config.
 """
 
 from __future__ import annotations
@@ -46,24 +53,41 @@ ZC_FILL = -1000.0
 # family -> function(space, encodings) -> (matrix, names)
 _GRAPH: dict[str, Callable[[Any, np.ndarray], tuple[np.ndarray, list[str]]]] = {}
 _COST: dict[str, Callable[[Any, np.ndarray], tuple[np.ndarray, list[str]]]] = {}
-# family -> function(config) -> nn.Module (the real network, for zero-cost proxies)
-_NETWORK: dict[str, Callable[[Any], Any]] = {}
+# family -> function(config, ProxySettings) -> nn.Module (the real network, for zero-cost
+# proxies)
+_NETWORK: dict[str, Callable[[Any, ProxySettings], Any]] = {}
+# families whose cost features are not vectorised (not among the default kinds)
+_SLOW_COST: set[str] = set()
 
 
 def register_family_features(family: str, *, graph: Callable[..., Any] | None = None,
                              cost: Callable[..., Any] | None = None,
-                             network: Callable[[Any], Any] | None = None) -> None:
-    """Register graph/cost feature functions and a network builder for a supernet family."""
+                             network: Callable[[Any, ProxySettings], Any] | None = None,
+                             vectorised_cost: bool = True) -> None:
+    """Register graph/cost feature functions and a network builder for a family.
+
+    Args:
+        cost: ``cost(space, encodings) -> (matrix, names)``.
+        network: ``network(config, proxy_settings) -> nn.Module``, the freshly built network
+            of a config (for the ``zc`` kind).
+        vectorised_cost: ``False`` keeps ``cost`` out of :func:`default_kinds` (it is slow
+            on many configs).
+    """
     if graph is not None:
         _GRAPH[family] = graph
     if cost is not None:
         _COST[family] = cost
+        if vectorised_cost:
+            _SLOW_COST.discard(family)
+        else:
+            _SLOW_COST.add(family)
     if network is not None:
         _NETWORK[family] = network
 
 
 def available_kinds(space: Any) -> tuple[str, ...]:
     """The feature kinds this space supports."""
+    _register_supernet_families()
     fam = space.family
     out = ["encoding"]
     if _value_groups(space):
@@ -78,8 +102,10 @@ def available_kinds(space: Any) -> tuple[str, ...]:
 
 
 def default_kinds(space: Any) -> tuple[str, ...]:
-    """The cheap kinds (everything but ``zc``) this space supports."""
-    return tuple(k for k in available_kinds(space) if k != "zc")
+    """The cheap, vectorised kinds this space supports (not ``zc``, and not ``cost`` where
+    it is computed config by config)."""
+    return tuple(k for k in available_kinds(space)
+                 if k != "zc" and not (k == "cost" and space.family in _SLOW_COST))
 
 
 def encoding_features(space: Any, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -208,7 +234,11 @@ class Featurizer:
         enc = self.space.encode_many(configs)
         mat, _ = self.from_encoding(enc)
         if "zc" in self.kinds:
-            build = _NETWORK[self.space.family]
+            net_of = _NETWORK[self.space.family]
+            settings = self.proxy_settings
+
+            def build(c: Any) -> Any:
+                return net_of(c, settings)
             zc = proxy_matrix(self.space, configs, build, proxies=self.proxies,
                               settings=self.proxy_settings, cache_dir=self.cache_dir,
                               threads=self.threads, progress=progress)
@@ -358,11 +388,53 @@ def nb201_cost_features(space: Any, enc: np.ndarray) -> tuple[np.ndarray, list[s
     return np.stack([np.log10(params), np.log10(macs)], axis=1), ["log10_params", "log10_macs"]
 
 
-def _nb201_network(config: Any) -> Any:
+def _nb201_network(config: Any, settings: ProxySettings) -> Any:
     from nas.supernet.nb201 import build_nb201
 
-    return build_nb201(config)
+    return build_nb201(config)  # the benchmark's CIFAR network, whatever the settings
 
 
 register_family_features("nb201", graph=nb201_graph_features, cost=nb201_cost_features,
                          network=_nb201_network)
+
+
+# ---------------------------------------------------------------------- supernet families
+# the build the cost features are counted at (they rank configs; another input size scales
+# every config's FLOPs alike)
+COST_INPUT = (3, 32, 32)
+COST_CLASSES = 10
+
+
+def supernet_cost_features(space: Any, enc: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """log10 of the parameters and FLOPs of each row's config, from the family's analytic
+    counter at :data:`COST_INPUT` and :data:`COST_CLASSES` (each distinct row once)."""
+    from nas.supernet.base import analytic_costs
+
+    enc = np.asarray(enc, dtype=np.float64)
+    uniq, inverse = np.unique(enc, axis=0, return_inverse=True)
+    out = np.empty((len(uniq), 2))
+    for i, row in enumerate(uniq):
+        cfg = space.decode(row)
+        c = analytic_costs(space, cfg, in_channels=COST_INPUT[0], num_classes=COST_CLASSES,
+                           input_size=COST_INPUT[1:])
+        out[i] = (c.params, c.flops)
+    return np.log10(np.maximum(out, 1.0))[inverse.ravel()], ["log10_params", "log10_flops"]
+
+
+def _supernet_network(config: Any, settings: ProxySettings) -> Any:
+    from nas.supernet.base import build_subnet
+
+    return build_subnet(config.space, config, in_channels=3,
+                        num_classes=settings.num_classes, input_size=settings.resolution)
+
+
+@functools.cache
+def _register_supernet_families() -> None:
+    """Cost and zero-cost features for every registered supernet family (once; imported
+    lazily: the supernets need torch)."""
+    from nas.supernet.base import list_families
+
+    for fam in list_families():
+        if fam not in _COST:
+            register_family_features(fam, cost=supernet_cost_features,
+                                     network=_supernet_network, vectorised_cost=False)

@@ -78,6 +78,7 @@ import datetime as _dt
 import itertools
 import json
 import logging
+import math
 import os
 import platform
 import re
@@ -548,11 +549,19 @@ class TableSettings:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> TableSettings:
-        return TableSettings(str(d["device"]), str(d["device_name"]), int(d["threads"]),
-                             int(d["batch"]), (int(d["input_size"][0]), int(d["input_size"][1])),
-                             int(d["in_channels"]), int(d["num_classes"]), str(d["torch"]),
-                             int(d["warmup"]), int(d["repeats"]),
-                             _stored_stem_stride(d.get("stem_stride")))
+        t = TableSettings(str(d["device"]), str(d["device_name"]), int(d["threads"]),
+                          int(d["batch"]), (int(d["input_size"][0]), int(d["input_size"][1])),
+                          int(d["in_channels"]), int(d["num_classes"]), str(d["torch"]),
+                          int(d["warmup"]), int(d["repeats"]),
+                          _stored_stem_stride(d.get("stem_stride")))
+        for name, v, lo in (("threads", t.threads, 1), ("batch", t.batch, 1),
+                            ("input_size", min(t.input_size), 1),
+                            ("in_channels", t.in_channels, 1),
+                            ("num_classes", t.num_classes, 1), ("warmup", t.warmup, 0),
+                            ("repeats", t.repeats, 1)):
+            if v < lo:
+                raise ValueError(f"settings.{name}: must be at least {lo}, got {v}")
+        return t
 
     def differences(self, other: TableSettings) -> list[str]:
         """``name: this vs other`` for each compared setting that differs (the stem stride
@@ -899,6 +908,22 @@ class LatencyTable:
         if statistic not in ("min", "p10", "median", "mean"):
             raise LatencyTableError(f"latency table {p}: corrupt (unknown statistic "
                                     f"{statistic!r})")
+        # measured times are positive numbers; a hand-edited or damaged file would otherwise
+        # predict negative or NaN latencies (or fail later with a misleading message)
+        for k, v in entries.items():
+            for s_, x in v.items():
+                if not (math.isfinite(x) and x > 0):
+                    raise LatencyTableError(f"latency table {p}: corrupt (entry {k!r}: {s_} "
+                                            f"must be a positive number of ms, got {x!r})")
+        for k, x in overhead.scales.items():
+            if not (math.isfinite(x) and x > 0):
+                raise LatencyTableError(f"latency table {p}: corrupt (overhead scale {k!r} "
+                                        f"must be a positive number, got {x!r})")
+        for name, x in (("intercept_ms", overhead.intercept_ms),
+                        ("per_block_ms", overhead.per_block_ms)):
+            if not math.isfinite(x):
+                raise LatencyTableError(f"latency table {p}: corrupt (overhead {name} must be "
+                                        f"a finite number, got {x!r})")
         if doc.get("fingerprint") != tspace.fingerprint:
             raise LatencyTableError(f"latency table {p}: corrupt (its space does not match its "
                                     "fingerprint)")
@@ -910,7 +935,7 @@ class LatencyTable:
                 if not tspace.has(d):
                     raise LatencyTableError(f"latency table {p}: corrupt (position {m.name!r} "
                                             f"uses {d!r}, not a dimension of its space)")
-            if any(k >= len(keys) for k in m.keys.tolist()):
+            if any(k >= len(keys) or k < -1 for k in m.keys.tolist()):
                 raise LatencyTableError(f"latency table {p}: corrupt (position {m.name!r} "
                                         "refers to a key that does not exist)")
         bad = [k for k in entries if k not in set(keys)]
@@ -1232,13 +1257,25 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     if out is not None and resume and Path(out).exists():
         old = LatencyTable.load(out, space=space, require_complete=False)
         diff = old.settings.differences(settings)
-        if diff or (old.settings.warmup, old.settings.repeats) != (warmup, repeats):
+        usable = (old.complete and old.statistic == statistic
+                  and set(keys) <= set(old.entries)
+                  and len(old.overhead.subnets) == overhead_subnets)
+        method = (old.settings.warmup, old.settings.repeats) != (warmup, repeats)
+        if method and usable and not diff:
+            # a complete table: how many calls each unit was timed with no longer matters
+            log.warning("%s is complete and was measured with warmup=%d, repeats=%d (asked: "
+                        "%d, %d); using it as it is (a fresh build: --fresh)", out,
+                        old.settings.warmup, old.settings.repeats, warmup, repeats)
+            return old
+        if method:
+            diff = [*diff, f"warmup/repeats {old.settings.warmup}/{old.settings.repeats} "
+                           f"here, asked {warmup}/{repeats}"]
+        if diff:
             raise LatencyTableError(
                 f"latency table {out} was built with other settings "
-                f"({'; '.join(diff) or 'warmup/repeats differ'}); start over with "
+                f"({'; '.join(diff)}); start over with "
                 "`nas profile --fresh`, remove it, or choose another output file")
-        if (old.complete and old.statistic == statistic and set(keys) <= set(old.entries)
-                and len(old.overhead.subnets) == overhead_subnets):
+        if usable:
             log.info("%s is already complete (%d units, overhead fitted on %d subnets); "
                      "using it as it is (a fresh build: remove it first)", out, len(keys),
                      overhead_subnets)

@@ -666,25 +666,41 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
         raise PredictorFileError(f"{path}: corrupt predictor header ({e})") from None
     if name not in PREDICTORS:
+        _load_builtins()  # a predictor registered by another module of the package
+    if name not in PREDICTORS:
         raise PredictorFileError(f"{path}: unknown predictor {name!r}; known: "
                                  f"{', '.join(list_predictors())}")
     if header.get("sklearn") != _sklearn_version():
         log.warning("%s: saved with scikit-learn %s, running %s: refitted models may predict "
                     "slightly differently", path, header.get("sklearn"), _sklearn_version())
+    if (X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] < 2
+            or not np.issubdtype(X.dtype, np.number) or not np.issubdtype(y.dtype, np.number)
+            or not np.all(np.isfinite(X)) or not np.all(np.isfinite(y))):
+        raise PredictorFileError(
+            f"{path}: corrupt predictor (training data: X {X.dtype} {X.shape}, y {y.dtype} "
+            f"{y.shape}; expected finite numbers, X of (rows, features), y one per row)")
     chosen = config.pop("chosen", None)
-    pred = get_predictor(name, **config)
+    try:
+        pred = get_predictor(name, **config)
+    except (TypeError, ValueError) as e:  # UsageError included
+        raise PredictorFileError(f"{path}: corrupt predictor settings ({e})") from None
     if chosen is not None:
         pred.params["chosen"] = chosen
     state = {k[6:]: v for k, v in arrays.items() if k.startswith("state.")}
     pred.X_train_, pred.y_train_ = X, y
-    Xs, z = pred._fit_transform(_as_2d(X), np.asarray(y, dtype=np.float64))
     try:
+        Xs, z = pred._fit_transform(_as_2d(X), np.asarray(y, dtype=np.float64))
         restored = pred._load_state(state)
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise PredictorFileError(f"{path}: stored weights do not fit predictor {name!r} ({e})"
-                                 ) from None
-    if not restored:
-        pred._fit(Xs, z)
+        if not restored:
+            pred._fit(Xs, z)
+        # weights that do not match the features fail here, not at the first prediction
+        probe = np.asarray(pred._predict(Xs[:2]))
+        if probe.shape != (2,) or not np.all(np.isfinite(probe)):
+            raise ValueError(f"it predicts {probe.shape} values for 2 of its own training "
+                             "rows")
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise PredictorFileError(f"{path}: stored weights or settings do not fit predictor "
+                                 f"{name!r} ({type(e).__name__}: {e})") from None
     pred._fitted = True
     return pred, dict(header.get("extra") or {})
 

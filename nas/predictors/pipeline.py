@@ -24,7 +24,13 @@ import numpy as np
 
 from nas.errors import UsageError
 from nas.predictors.features import Featurizer
-from nas.predictors.models import Predictor, get_predictor, load_predictor, save_predictor
+from nas.predictors.models import (
+    Predictor,
+    PredictorFileError,
+    get_predictor,
+    load_predictor,
+    save_predictor,
+)
 from nas.predictors.zerocost import ProxySettings
 
 
@@ -120,6 +126,11 @@ class ConfigPredictor:
                         proxies=tuple(extra.get("proxies") or ("synflow",)),
                         proxy_settings=_proxy_settings(path, extra.get("proxy_settings")),
                         cache_dir=cache_dir)
+        n_feat = len(fz.names())
+        if model.X_train_.shape[1] != n_feat:
+            raise PredictorFileError(
+                f"{path}: corrupt predictor (fitted on {model.X_train_.shape[1]} features, but "
+                f"its feature kinds {list(fz.kinds)} give {n_feat} for space {space.name!r})")
         return cls(fz, model), extra
 
 

@@ -227,8 +227,8 @@ def select_rows(n: int, n_train: int, n_test: int, seed: int,
         n_units = len(ids)
     if n_train + n_test > n_units:
         what = f"{n} rows" if n_units == n else f"{n_units} distinct configs ({n} rows)"
-        raise TableError(f"the table has {what}, fewer than n_train + n_test = "
-                         f"{n_train} + {n_test}")
+        raise TableError(f"the table has {what}, fewer than --n-train + --n-test = "
+                         f"{n_train} + {n_test} (lower them; --n-test defaults to 1000)")
     perm = np.random.default_rng(seed).permutation(n_units)
     if n_units == n:  # no repeated group: group k is row k, the split is the permutation's
         return perm[n_test:n_test + n_train], perm[:n_test]

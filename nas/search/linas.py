@@ -125,10 +125,9 @@ class LINAS(Searcher):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from nas.predictors.features import Featurizer, available_kinds
+        from nas.predictors.features import Featurizer, default_kinds
 
-        kinds = self.options["features"] or [k for k in available_kinds(self.space)
-                                             if k != "zc"]
+        kinds = self.options["features"] or list(default_kinds(self.space))
         self.featurizer = Featurizer(self.space, kinds=kinds)
         known = self.options["known"] or {}
         names = [o.name for o in self.objectives]

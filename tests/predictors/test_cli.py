@@ -22,6 +22,48 @@ def test_evaluate_json(nb201_slice: Path, capsys: pytest.CaptureFixture[str]) ->
     assert res["features"] == ["encoding", "counts", "graph", "cost"]
 
 
+def test_evaluate_json_is_strict_when_a_metric_is_undefined(
+        nb201_slice: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A constant target has no Kendall's tau: the JSON line says null, not NaN (which
+    strict parsers reject)."""
+    import csv
+
+    with open(nb201_slice, newline="") as f:
+        rows = list(csv.DictReader(f))
+    const = tmp_path / "const.csv"
+    with open(const, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**r, "cifar10_test_acc": "50"} for r in rows)
+    rc = main(["predictor", "evaluate", "--table", str(const), "--space", "nb201",
+               "--target", "cifar10_test_acc", "--n-train", "20", "--n-test", "50",
+               "--seeds", "1", "--model", "ridge", "--json"])
+    out = capsys.readouterr().out.strip()
+
+    def refuse(c: str) -> None:
+        raise ValueError(f"non-standard JSON constant {c}")
+
+    res = json.loads(out, parse_constant=refuse)
+    assert rc == 0 and res["kendall_tau_mean"] is None and res["mape_mean"] == 0.0
+
+
+def test_layerwise_fits_raw_latencies_by_default(nb201_slice: Path, tmp_path: Path) -> None:
+    from nas.predictors.models import load_predictor
+
+    out = tmp_path / "lw.npz"
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "latency_gold_6226_ms", "--model", "layerwise", "--features",
+                 "counts", "--out", str(out)]) == 0
+    assert load_predictor(out)[0].target_transform == "none"  # its own default
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "latency_gold_6226_ms", "--model", "layerwise", "--features",
+                 "counts", "--target-transform", "normal", "--out", str(out)]) == 0
+    assert load_predictor(out)[0].target_transform == "normal"
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "cifar10_test_acc", "--model", "ridge", "--out", str(out)]) == 0
+    assert load_predictor(out)[0].target_transform == "normal"
+
+
 def test_evaluate_table_output_and_errors(nb201_slice: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["predictor", "evaluate", "--table", str(nb201_slice), "--space", "nb201",
@@ -41,7 +83,8 @@ def test_evaluate_table_output_and_errors(nb201_slice: Path,
     assert rc == 2 and "unknown feature kind 'magic'" in capsys.readouterr().err
     rc = main(["predictor", "evaluate", "--table", str(nb201_slice), "--space", "nb201",
                "--target", "cifar10_test_acc", "--n-train", "250", "--n-test", "100"])
-    assert rc == 1 and "fewer than n_train" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "fewer than --n-train + --n-test" in err and "--n-test defaults" in err
 
 
 def test_fit_then_predict(nb201_slice: Path, tmp_path: Path,

@@ -387,6 +387,45 @@ def test_resume_measures_only_missing_units(tiny_table: LatencyTable, tiny_space
                             out=out, progress=False)
 
 
+def test_complete_table_is_reused_whatever_its_warmup_and_repeats(
+        tiny_table: LatencyTable, tiny_space, tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    out = tmp_path / "t.json"
+    out.write_text(Path(tiny_table.path).read_text())
+    with caplog.at_level(logging.WARNING, logger="nas.predictors.latency"):
+        again = build_latency_table(tiny_space, input_size=16, warmup=2, repeats=10,
+                                    overhead_subnets=4, out=out, progress=False)
+    assert {k: v["p10"] for k, v in again.entries.items()} == pytest.approx(
+        {k: v["p10"] for k, v in tiny_table.entries.items()})
+    assert "measured with warmup=1, repeats=3 (asked: 2, 10)" in caplog.text
+    # a partial one is not resumed with other repeats: the message gives both
+    doc = json.loads(out.read_text())
+    out.write_text(json.dumps(dict(doc, complete=False)))
+    with pytest.raises(LatencyTableError, match=r"warmup/repeats 1/3 here, asked 2/10"):
+        build_latency_table(tiny_space, input_size=16, warmup=2, repeats=10,
+                            overhead_subnets=4, out=out, progress=False)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["entries"][next(iter(d["entries"]))].update(p10=-4.5),
+     r"p10 must be a positive number of ms, got -4\.5"),
+    (lambda d: d["entries"][next(iter(d["entries"]))].update(median=float("nan")),
+     r"median must be a positive number of ms, got nan"),
+    (lambda d: d["overhead"]["scales"].update(float=-3.0),
+     r"overhead scale 'float' must be a positive number"),
+    (lambda d: d["settings"].update(threads=-1), r"settings\.threads: must be at least 1"),
+    (lambda d: d["positions"][0]["keys"].__setitem__(0, -7),
+     r"refers to a key that does not exist"),
+])
+def test_tables_with_impossible_numbers_are_corrupt(tiny_table: LatencyTable, tmp_path: Path,
+                                                    edit, message: str) -> None:  # noqa: ANN001
+    doc = json.loads(Path(tiny_table.path).read_text())
+    edit(doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(LatencyTableError, match=r"bad\.json: corrupt \(.*" + message):
+        LatencyTable.load(bad)
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_profile_json(tiny_file: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "lut.json"
@@ -414,6 +453,13 @@ def test_cli_profile_errors(tiny_file: Path, tmp_path: Path, capsys) -> None:  #
     assert "bad.json" in capsys.readouterr().err
     assert main(["profile", "--space", str(tiny_file), "--out", str(bad), "--validate",
                  "1"]) == 2
+    # --fresh replaces a latency table (when the new one is first saved), nothing else
+    other = tmp_path / "results.csv"
+    other.write_text("a,b\n1,2\n")
+    for space in (str(tiny_file), "nb201"):
+        assert main(["profile", "--space", space, "--out", str(other), "--fresh"]) == 2
+        assert "results.csv exists and is not a latency table" in capsys.readouterr().err
+        assert other.read_text() == "a,b\n1,2\n"
 
 
 def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> None:  # noqa: ANN001

@@ -98,6 +98,58 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
         load_predictor(tmp_path / "pickled.npz")
 
 
+def _edited(src: Path, dst: Path, **changes: np.ndarray) -> Path:
+    with np.load(src, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays.update(changes)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_tampered_predictor_files_are_refused_at_load(tmp_path: Path) -> None:
+    import json
+
+    X, y = _data(60, 4)
+    good = tmp_path / "good.npz"
+    save_predictor(get_predictor("ridge").fit(X, y), good)
+    # training targets that do not match the rows
+    with pytest.raises(PredictorFileError, match=r"ylen.npz: corrupt predictor \(training data"):
+        load_predictor(_edited(good, tmp_path / "ylen.npz", y_train=y[:10]))
+    # stored weights of another width: caught at load, not at the first prediction
+    with pytest.raises(PredictorFileError, match=r"state.npz: stored weights .* 'ridge'"):
+        load_predictor(_edited(good, tmp_path / "state.npz", **{"state.coef": np.ones(3)}))
+    # a settings value the model cannot take
+    with np.load(good, allow_pickle=False) as f:
+        header = json.loads(f["header"].tobytes().decode())
+    header["config"]["seed"] = "abc"
+    blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with pytest.raises(PredictorFileError, match=r"cfg.npz: corrupt predictor settings"):
+        load_predictor(_edited(good, tmp_path / "cfg.npz", header=blob))
+
+
+def test_a_saved_layerwise_predictor_loads_in_a_new_process(tmp_path: Path) -> None:
+    """``layerwise`` registers from another module of the package: loading must find it
+    in a process that has not imported that module yet."""
+    import subprocess
+    import sys
+
+    X, y = _data(60, 4)
+    path = tmp_path / "lw.npz"
+    p = get_predictor("layerwise").fit(X, y)
+    assert p.target_transform == "none"
+    save_predictor(p, path)
+    code = ("import sys, numpy as np; from nas.predictors.models import load_predictor; "
+            "q, _ = load_predictor(sys.argv[1]); print(q.name, q.target_transform, "
+            "repr(float(q.predict(np.load(sys.argv[2]))[0])))")
+    np.save(tmp_path / "x.npy", X[:1])
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    name, transform, value = out.stdout.split()
+    assert (name, transform) == ("layerwise", "none")
+    assert float(value) == p.predict(X[:1])[0]
+
+
 def test_same_seed_same_predictions() -> None:
     X, y = _data(100, 5)
     for name in ("rf", "gbt", "mlp"):

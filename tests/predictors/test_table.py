@@ -83,7 +83,7 @@ def test_select_rows_disjoint_and_seeded() -> None:
     assert len(tr) == 20 and len(te) == 30 and not set(tr) & set(te)
     tr2, te2 = select_rows(100, 40, 30, 0)
     np.testing.assert_array_equal(te, te2)
-    with pytest.raises(TableError, match="fewer than n_train"):
+    with pytest.raises(TableError, match="fewer than --n-train"):
         select_rows(10, 8, 5, 0)
 
 
@@ -103,7 +103,7 @@ def test_select_rows_keeps_repeated_configs_on_one_side() -> None:
             i for i, g in enumerate(groups) if g in train_cfgs | test_cfgs]
         # the test configs do not depend on n_train
         assert set(select_rows(len(groups), 10, 12, seed, groups)[1].tolist()) == set(te)
-    with pytest.raises(TableError, match=r"30 distinct configs \(60 rows\), fewer than n_train"):
+    with pytest.raises(TableError, match=r"30 distinct configs \(60 rows\), fewer than --n-train"):
         select_rows(len(groups), 20, 11, 0, groups)
 
 
