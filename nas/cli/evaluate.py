@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rich.table import Table
 
-from nas.cli._common import console, device_arg, input_file, int_at_least
+from nas.cli._common import console, device_arg, input_file, int_at_least, json_line
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     input_file(args.config, "--config")
     net = load_supernet(args.supernet, device=args.device)
     space = net.space
-    args.data = args.data or net.checkpoint_meta.get("data") or "digits"
+    meta = net.checkpoint_meta
+    if args.data is None and args.data_root is None:  # the run's own data, where it was
+        args.data_root = meta.get("data_root")
+    args.data = args.data or meta.get("data") or "digits"
     data = load_dataset(args.data, root=args.data_root)
     check_data_fits(net, data, args.data)
     parts, seed = held_out_split(net, data, seed=args.seed)  # the run's own held-out images
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         r = evaluate_config(net, cfg, loader, calib, args.bn_batches)
         c = net.costs(cfg)
         if args.json:
-            print(json.dumps({"id": cfg.id, "top1": r["top1"], "loss": r["loss"],
+            print(json_line({"id": cfg.id, "top1": r["top1"], "loss": r["loss"],
                               "params": c.params, "flops": c.flops,
                               "size_bytes": c.size_bytes, "config": cfg.to_dict()}))
         else:

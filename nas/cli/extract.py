@@ -45,7 +45,10 @@ def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
     from nas.data import TensorLoader, load_dataset
     from nas.training import check_data_fits, held_out_split, recalibrate_bn
 
-    name = args.data or net.checkpoint_meta.get("data") or "digits"  # type: ignore[attr-defined]
+    meta = net.checkpoint_meta  # type: ignore[attr-defined]
+    if args.data is None and args.data_root is None:  # the run's own data, where it was
+        args.data_root = meta.get("data_root")
+    name = args.data or meta.get("data") or "digits"
     data = load_dataset(name, root=args.data_root)
     check_data_fits(net, data, name,  # type: ignore[arg-type]
                     hint="; give its training data or --bn-batches 0")

@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("nas: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # (a training run says where it checkpointed)
+        print(f"nas {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
     except UsageError as e:
         if args.debug:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 from pathlib import Path
 
 from nas.cli._common import (
@@ -15,6 +17,8 @@ from nas.cli._common import (
     output_path,
 )
 from nas.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if args.validate == 1:
         raise UsageError(f"--validate must be 0 or at least 2, got {args.validate}")
     output_path(args.out, "--out")
+    cores = os.cpu_count() or 1
+    if args.device == "cpu" and args.threads > cores:
+        log.warning("--threads %d is more than this machine's %d cores: the table would time "
+                    "oversubscribed threads", args.threads, cores)
     space = load_space(args.space)
     if args.fresh and Path(args.out).exists():
         _check_replaceable(Path(args.out))
@@ -106,6 +114,13 @@ def run(args: argparse.Namespace) -> int:
                        "spearman": s["spearman"], "drift_correction": s["drift_correction"]})
         if "uncorrected" in s:
             result["within_10pct_uncorrected"] = s["uncorrected"]["within_10pct"]
+            result["drift_factor"] = s["drift_factor"]
+            if not 0.8 <= s["drift_factor"] <= 1.25:
+                log.warning("the drift correction scaled this machine's times by %.2f: it "
+                            "runs much faster or slower now than when %s was built (or the "
+                            "table comes from another machine or was edited); its absolute "
+                            "predictions do not hold here -- rebuild it with --fresh",
+                            s["drift_factor"], args.out)
     if args.json:
         print(json_line(result))
         return 0

@@ -18,7 +18,9 @@ _RESUME_FLAGS = ("threads", "device", "epochs")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", metavar="NAME|FILE", help="search space (default: resnet_like)")
-    p.add_argument("--strategy", help="sandwich (default), multiarch, poa, progressive, uniform")
+    p.add_argument("--strategy", choices=("sandwich", "multiarch", "poa", "progressive",
+                                          "uniform"),
+                   help="sandwich (default), multiarch, poa, progressive, uniform")
     p.add_argument("--data", help="digits (default), fashion-mnist, cifar10, a .npz or an "
                    "image folder")
     p.add_argument("--data-root", help="directory of the dataset's files")
@@ -63,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         if not run_dir.is_dir():
             raise UsageError(f"--resume {args.resume}: no such run directory")
         if not (run_dir / "checkpoint.pt").exists():
+            if (run_dir / "options.yaml").exists():  # a run stopped before its first save
+                raise UsageError(f"--resume {args.resume}: the run there stopped before its "
+                                 "first checkpoint, so there is nothing to resume; start it "
+                                 f"again with --out {args.resume}")
             raise UsageError(f"--resume {args.resume}: not a run directory (no checkpoint.pt; "
                              "`nas train --out DIR` makes one)")
         given = [f for f in _FLAGS + ("config", "out")

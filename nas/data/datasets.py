@@ -89,6 +89,11 @@ def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
 
     for key, y in (("y_train", y_train), ("y_test", y_test)):
         y = np.asarray(y)
+        if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
+            raise DataError(f"{name}: {key} must be one class label per image (1-D), got "
+                            f"shape {y.shape}")
+        if y.dtype.kind == "f" and y.size and not np.all(np.isfinite(y)):
+            raise DataError(f"{name}: {key} holds NaN or infinite labels")
         if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and y.size
                                                and np.all(np.isfinite(y))
                                                and np.all(y == np.round(y))):
@@ -120,6 +125,22 @@ def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
     if yt.min() < 0 or (len(ys) and ys.min() < 0):
         raise DataError(f"{name}: labels must be >= 0")
     num_classes = int(max(yt.max(), ys.max() if len(ys) else 0)) + 1
+    present = np.unique(yt)
+    if len(present) < 2:
+        raise DataError(f"{name}: the training set has one class (label {int(present[0])}); "
+                        "classification needs at least 2")
+    # labels are class indices 0..K-1: the head gets K outputs. Mostly unused indices (ids,
+    # years, codes) would build a huge head and fail late, or train one that is mostly unused
+    if num_classes > 2 * len(present) and num_classes > len(present) + 10:
+        raise DataError(f"{name}: labels must be class indices 0..K-1; these go up to "
+                        f"{num_classes - 1} but only {len(present)} distinct values occur "
+                        "in the training set (re-index them, e.g. with numpy.unique(y, "
+                        "return_inverse=True))")
+    missing = num_classes - len(present)
+    if missing:
+        log.warning("%s: %d of the %d class indices have no training images (e.g. %d)", name,
+                    missing, num_classes,
+                    int(np.setdiff1d(np.arange(num_classes), present)[0]))
     return ImageData(
         name=name, x_train=torch.from_numpy(np.ascontiguousarray(xt)),
         y_train=torch.from_numpy(yt), x_test=torch.from_numpy(np.ascontiguousarray(xs)),

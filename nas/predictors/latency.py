@@ -1409,6 +1409,10 @@ class ValidationResult:
             t, p = self.raw[self.statistic], self.predicted_ms
             out["uncorrected"] = {"within_10pct": within_pct(t, p, 10.0),
                                   "kendall_tau": kendall_tau(t, p), "mape": mape(t, p)}
+            # how much the correction scaled the measurements (median): far from 1, the
+            # machine is in another state than at the build -- or the table was built on
+            # another machine, or edited: the corrected figures cannot tell those apart
+            out["drift_factor"] = float(np.median(self.measured_ms / t))
         return out
 
 

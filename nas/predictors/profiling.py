@@ -44,6 +44,7 @@ stage-0 ``mhsa`` block's ratio to the CNN reference varied with a coefficient of
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -232,25 +233,37 @@ def measure_many(models: Sequence[nn.Module],
     if not models:
         return []
     shapes: list[tuple[int, ...]]
-    if len(input_shapes) and isinstance(input_shapes[0], (int, np.integer)):
-        shapes = [tuple(int(s) for s in input_shapes)] * len(models)  # type: ignore[arg-type]
-    else:
-        shapes = [tuple(int(s) for s in sh) for sh in input_shapes]  # type: ignore[union-attr]
+    try:
+        if len(input_shapes) and isinstance(input_shapes[0], (int, np.integer)):
+            shapes = [tuple(int(s) for s in input_shapes)] * len(models)  # type: ignore[arg-type]
+        else:
+            shapes = [tuple(int(s) for s in sh) for sh in input_shapes]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        shapes = []
+    if not shapes or any(not sh or min(sh) < 1 for sh in shapes):
+        raise UsageError(f"input_shape: a sequence of positive ints per input without the "
+                         f"batch dimension, e.g. (3, 32, 32), got {input_shapes!r}")
     if len(shapes) != len(models):
         raise UsageError(f"{len(models)} models but {len(shapes)} input shapes")
     steady_allocator()
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     modes = [m.training for m in models]
+    # where each model was (the first parameter's or buffer's device, and its float dtype):
+    # put back afterwards; the input follows the model's dtype (a bf16 model gets bf16)
+    firsts = [next(itertools.chain(m.parameters(), m.buffers()), None) for m in models]
+    homes = [(t.device, t.dtype) if t is not None else None for t in firsts]
     timed = _timer(dev)
     times = np.zeros((len(models), repeats))
     try:
         with pinned_threads(threads), torch.inference_mode():
             prepared = []
-            for m, sh in zip(models, shapes):
+            for m, sh, home in zip(models, shapes, homes):
                 m.eval()
                 m.to(dev)
-                x = torch.randn((batch, *sh), generator=gen).to(dev)
+                dtype = home[1] if home is not None and home[1].is_floating_point \
+                    else torch.float32
+                x = torch.randn((batch, *sh), generator=gen).to(dev, dtype)
                 prepared.append((m, x))
             calls = [(lambda m=m, x=x: m(x)) for m, x in prepared]
             for _ in range(warmup):
@@ -260,8 +273,10 @@ def measure_many(models: Sequence[nn.Module],
                 for i in rng.permutation(len(calls)):
                     times[i, r] = timed(calls[i])
     finally:
-        for m, mode in zip(models, modes):
+        for m, mode, home in zip(models, modes, homes):
             m.train(mode)
+            if home is not None and home[0] != dev:
+                m.to(home[0])
     return [LatencyStats.from_times(t) for t in times]
 
 
@@ -278,5 +293,8 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
     >>> 0 < s.min <= s.p10 <= s.median <= s.max
     True
     """
+    if isinstance(input_shape, (int, np.integer)) or not isinstance(input_shape, Sequence):
+        raise UsageError(f"input_shape: a sequence of positive ints without the batch "
+                         f"dimension, e.g. (3, 32, 32), got {input_shape!r}")
     return measure_many([model], [tuple(input_shape)], device=device, threads=threads,
                         batch=batch, warmup=warmup, repeats=repeats, seed=seed)[0]

@@ -19,6 +19,8 @@ def recalibrate_bn(supernet: Supernet, config: Config | Mapping[str, Any],
     """Recompute the running BN statistics of ``config``'s layers from ``batches`` training
     batches (a subnet's inherited statistics belong to other widths; this is what makes
     inherited accuracy meaningful). Returns the number of batches used."""
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise UsageError(f"recalibrate_bn: batches must be an int >= 1, got {batches!r}")
     return supernet.recalibrate_bn(config, loader, max_batches=batches)
 
 
@@ -39,7 +41,9 @@ def evaluate_model(model: nn.Module, loader: Iterable[Any]) -> dict[str, float]:
             total += len(y)
     finally:
         model.train(was_training)
-    return {"top1": 100.0 * correct / max(1, total), "loss": loss / max(1, total), "n": total}
+    if total == 0:  # 0 % of nothing would read as a real figure
+        raise UsageError("evaluate: the loader gave no images (an empty split?)")
+    return {"top1": 100.0 * correct / total, "loss": loss / total, "n": total}
 
 
 @torch.no_grad()

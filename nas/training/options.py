@@ -165,6 +165,13 @@ class TrainOptions:
                                               or self.weight_decay < 0):
             raise UsageError(f"weight_decay: must be a finite number >= 0 (or null: by "
                              f"optimizer), got {self.weight_decay!r}")
+        if self.batch_size < 2:
+            raise UsageError(f"batch_size: must be at least 2 (batch norm needs two images "
+                             f"per batch in training), got {self.batch_size}")
+        if self.strategy == "multiarch" and self.groups > self.batch_size // 2:
+            raise UsageError(f"groups: multiarch splits each batch of {self.batch_size} into "
+                             f"groups of at least 2 images (batch norm), so at most "
+                             f"{self.batch_size // 2}, got {self.groups}")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
         if not 0 <= self.ema_momentum < 1:

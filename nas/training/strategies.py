@@ -537,14 +537,19 @@ class Progressive(Strategy):
         # OFA accumulates the subnets' gradients, averaged: one backward pass over the mean,
         # the subnets' conv weights derived at once (see Sandwich)
         with self.supernet.shared_weights(cfgs):
-            losses = []
+            losses, ce_sum, kd_sum = [], 0.0, 0.0
             for cfg in cfgs:
                 logits = self.forward(cfg, x)
-                losses.append(self.ce(logits, y)
-                              + kd_loss(logits, target, self.opts.kd_temperature))
+                ce = self.ce(logits, y)
+                kd = kd_loss(logits, target, self.opts.kd_temperature)
+                losses.append(ce + kd)
+                ce_sum += float(ce.detach())
+                kd_sum += float(kd.detach())
             mean = sum(losses) / k
         mean.backward()
-        return {"loss": mean.item(), "phase": float(self.phase)}
+        # the branches of a step: the labels' and the full network's (distillation) terms
+        return {"loss": mean.item(), "loss_label": ce_sum / k, "loss_kd": kd_sum / k,
+                "phase": float(self.phase)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"teacher": None if self.teacher is None else self.teacher.net.state_dict(),

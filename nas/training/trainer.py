@@ -68,6 +68,86 @@ class TrainingDivergedError(TrainingError):
     """The loss became NaN or infinite: the run cannot continue as configured."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training: the run checkpointed after the step it was in and
+    stopped; ``nas train --resume`` continues it."""
+
+    def __init__(self, run: Path) -> None:
+        super().__init__(f"interrupted; {run} is checkpointed: continue with "
+                         f"`nas train --resume {run}`")
+        self.run = run
+
+
+class _RunLock:
+    """An exclusive lock on a run directory (``.lock``, ``flock``: released by the OS when the
+    process dies), so that a second ``nas train --resume`` cannot write into a run that is
+    still training. Where ``fcntl`` does not exist (Windows) it does nothing."""
+
+    def __init__(self, run: Path) -> None:
+        self.path = run / ".lock"
+        self._f: Any = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover
+            return
+        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise TrainingError(f"{self.path.parent}: is being trained by {holder} (it holds "
+                                f"{self.path}); wait for it to finish or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        self._f = f
+
+    def release(self) -> None:
+        if self._f is not None:
+            self._f.close()  # (closing drops the lock)
+            self._f = None
+
+
+class _StopRequest:
+    """Inside the ``with`` block, the first Ctrl-C sets :attr:`requested` (the training loop
+    checkpoints after the step it is in and stops); a second one interrupts at once. Only in
+    the main thread (signal handlers cannot be installed elsewhere)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.requested:
+            signal.signal(signal.SIGINT, self._old)
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after this step (writing a checkpoint); Ctrl-C again stops at "
+                    "once and loses the work since the last checkpoint")
+
+    def __enter__(self) -> _StopRequest:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -86,7 +166,9 @@ def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], floa
     total = max(1, opts.epochs * steps_per_epoch)
     warm = int(opts.warmup_epochs * steps_per_epoch)
     if warm > total // 2:  # a warm-up as long as the run would leave no decay at all
-        log.warning("warmup_epochs %g is more than half of the %d epochs; warming up over "
+        # (the default one-epoch warm-up of a one-epoch run is no mistake worth a warning)
+        say = log.info if opts.warmup_epochs == TrainOptions.warmup_epochs else log.warning
+        say("warmup_epochs %g is more than half of the %d epochs; warming up over "
                     "half of the run instead", opts.warmup_epochs, opts.epochs)
         warm = total // 2
 
@@ -165,6 +247,33 @@ def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
     return signed_v1_differs(space)
 
 
+def _absolute_data_paths(opts: TrainOptions) -> TrainOptions:
+    """``opts`` with a data file or folder and ``data_root`` made absolute, so that the run
+    can resume, and its supernet be evaluated, from another working directory."""
+    from dataclasses import replace
+
+    from nas.data import list_datasets
+
+    changes: dict[str, Any] = {}
+    if opts.data not in list_datasets() and Path(opts.data).exists():
+        changes["data"] = str(Path(opts.data).resolve())
+    if opts.data_root is not None:
+        changes["data_root"] = str(Path(opts.data_root).expanduser().resolve())
+    return replace(opts, **changes) if changes else opts
+
+
+def _data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
+    """A digest of the training images and labels (after the split and any subset), kept in
+    the checkpoint: a resumed run refuses data that changed under it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(repr((tuple(x.shape), str(x.dtype))).encode())
+    h.update(np.ascontiguousarray(y.numpy()).tobytes())
+    h.update(np.ascontiguousarray(x.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _configure_torch(opts: TrainOptions) -> None:
     # glibc keeps freed memory: every step allocates the same activation and gradient sizes,
     # which it would otherwise page-fault afresh (nas.utils.memory; NAS_STEADY_ALLOCATOR=0
@@ -199,9 +308,25 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     run = Path(run_dir)
     ckpt_path = run / "checkpoint.pt"
     state: dict[str, Any] | None = None
-    replanned_from: int | None = None  # the epochs a resumed run had, when they change
+    lock = _RunLock(run)
     if resume:
         state = load_checkpoint(ckpt_path)
+        lock.acquire()  # before touching anything of a run that may still be training
+    try:
+        return _train(opts, run, state, lock, progress=progress, space=space,
+                      stop_after_steps=stop_after_steps, announce=announce,
+                      resume_overrides=resume_overrides)
+    finally:
+        lock.release()
+
+
+def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _RunLock, *,
+           progress: bool, space: Space | None, stop_after_steps: int | None,
+           announce: Callable[[Path], None] | None,
+           resume_overrides: Mapping[str, Any] | None) -> TrainResult:
+    ckpt_path = run / "checkpoint.pt"
+    replanned_from: int | None = None  # the epochs a resumed run had, when they change
+    if state is not None:
         if remove_stale_temporaries(run):
             log.info("%s: removed temporary files left by the interrupted run", run)
         changes = dict(resume_overrides or {})
@@ -224,15 +349,26 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                          "another --out")
     space = space or load_space(opts.space)
     opts = opts.resolved(space.family)  # family defaults (optimizer, lr), saved resolved
+    if state is None:  # a run resumes (and eval/extract find its data) from anywhere
+        opts = _absolute_data_paths(opts)
     check_stem_stride(space.family, opts.stem_stride)  # before any data is read or downloaded
     _configure_torch(opts)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
     data = load_dataset(opts.data, root=opts.data_root, download=opts.download)
     parts = split(data, opts.val_fraction, seed=opts.seed)
+    if len(parts.val[1]) == 0:
+        raise UsageError(f"val_fraction: {opts.val_fraction:g} of {data.name}'s "
+                         f"{len(data.y_train)} training images leaves no validation images; "
+                         "raise it or use more data")
     x_train, y_train = parts.train
     if opts.train_subset:
         x_train, y_train = subset(x_train, y_train, opts.train_subset, seed=opts.seed)
+    fingerprint = _data_fingerprint(x_train, y_train)
+    if state is not None and state.get("data_fingerprint") not in (None, fingerprint):
+        raise TrainingError(f"{run}: its training data changed since the run started "
+                            f"(--data {opts.data}: {data.describe()}); resuming would train "
+                            "on other images. Restore the data or start a new run")
     net = build_supernet(space, in_channels=data.in_channels, num_classes=data.num_classes,
                          input_size=data.input_size, stem_stride=opts.stem_stride,
                          device=device)
@@ -268,7 +404,13 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     history: list[dict[str, Any]] = []
     partial: dict[str, Any] = {"sums": {}, "done": 0, "images": 0}  # of an interrupted epoch
     if state is not None:
-        net.load_state_dict(state["model"])
+        try:
+            net.load_state_dict(state["model"])
+        except RuntimeError as e:  # (size mismatches: data of other classes or resolution)
+            first = str(e).strip().splitlines()[-1].strip()
+            raise TrainingError(f"{ckpt_path}: its weights do not fit the supernet built for "
+                                f"{data.describe()} ({first}); was the data changed?"
+                                ) from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         strategy.load_state_dict(state["strategy"])
@@ -295,6 +437,10 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         log.info("resuming %s at epoch %d step %d", run, epoch + 1, step_in_epoch)
     else:
         run.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+        if ckpt_path.exists():  # another process started a run here meanwhile
+            raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or "
+                             "choose another --out")
         atomic_write_text(run / "options.yaml", yaml.safe_dump(opts.to_dict(), sort_keys=False))
         space.save(run / "space.yaml")
         atomic_write_text(run / "metrics.jsonl", "")
@@ -313,6 +459,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
             "rng": _np_state(rng), "torch_rng": torch.get_rng_state(),
             "epoch": next_epoch, "step_in_epoch": next_step, "step": global_step,
             "epoch_gen_state": epoch_gen_state, "history": history,
+            "data_fingerprint": fingerprint,
             "partial": {"sums": dict(sums or {}), "done": done, "images": images},
         }, ckpt_path)
 
@@ -321,7 +468,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     def supernet_meta(epochs: int, row: dict[str, Any]) -> dict[str, Any]:
         # seed and val_fraction: search, eval and extract hold out the same validation images
         return {"epochs": epochs, "strategy": opts.strategy, "data": opts.data,
-                "seed": opts.seed, "val_fraction": opts.val_fraction,
+                "data_root": opts.data_root, "seed": opts.seed, "val_fraction": opts.val_fraction,
                 "val_acc_max": row.get("val_acc_max"), "val_acc_min": row.get("val_acc_min")}
 
     if epoch >= opts.epochs:
@@ -330,7 +477,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                       meta=supernet_meta(epoch, history[-1] if history else {}))  # lost it)
         return TrainResult(run, net, epoch, history, already_complete=True)
     with training_progress(enabled=progress, total_epochs=opts.epochs,
-                           steps_per_epoch=steps_per_epoch) as bar:
+                           steps_per_epoch=steps_per_epoch) as bar, _StopRequest() as stop:
         while epoch < opts.epochs:
             net.train()
             strategy.on_epoch_start(epoch)
@@ -359,8 +506,9 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                     raise TrainingDivergedError(
                         f"training diverged: loss {bad!r} is {losses[bad]} at epoch "
                         f"{epoch + 1}, step {i + 1}; lower the learning rate (lr "
-                        f"{opts.lr:g}) or raise warmup_epochs. The last checkpoint "
-                        f"({ckpt_path}) is from before; start a new run")
+                        f"{opts.lr:g}) or raise warmup_epochs, and start a new run"
+                        + (f" (the last checkpoint, {ckpt_path}, is from before)"
+                           if ckpt_path.exists() else ""))
                 if opts.grad_clip:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
                 optimizer.step()
@@ -380,6 +528,9 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
                         and step_in_epoch < steps_per_epoch:
                     checkpoint(epoch, step_in_epoch, sums, done, images)
                     last_ckpt = time.monotonic()
+                if stop.requested and step_in_epoch < steps_per_epoch:
+                    checkpoint(epoch, step_in_epoch, sums, done, images)
+                    raise TrainingInterrupted(run)
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     if step_in_epoch < steps_per_epoch:
                         checkpoint(epoch, step_in_epoch, sums, done, images)
@@ -408,6 +559,8 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
             save_supernet(net, run / "supernet.pt", meta=supernet_meta(epoch, row))
             checkpoint(epoch, 0)
             last_ckpt = time.monotonic()
+            if stop.requested and epoch < opts.epochs:
+                raise TrainingInterrupted(run)
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                 return TrainResult(run, net, epoch, history)
     return TrainResult(run, net, epoch, history)

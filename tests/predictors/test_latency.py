@@ -124,6 +124,18 @@ def test_measure_latency_sane_and_restores_threads() -> None:
         torch.set_num_threads(old)
 
 
+@pytest.mark.parametrize("shape", [5, (3, -1, 8), (), ("a",)])
+def test_measure_latency_refuses_bad_input_shapes(shape) -> None:  # noqa: ANN001
+    with pytest.raises(UsageError, match="input_shape: a sequence of positive ints"):
+        measure_latency(nn.Conv2d(3, 8, 3), shape)
+
+
+def test_measure_latency_feeds_the_models_dtype() -> None:
+    model = nn.Conv2d(3, 8, 3).to(torch.bfloat16)
+    assert measure_latency(model, (3, 8, 8), repeats=2, warmup=0).p10 > 0
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
 def test_measure_many_interleaves_and_checks_arguments() -> None:
     models = [nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())]
     out = measure_many(models, (3, 8, 8), warmup=0, repeats=4)
@@ -441,7 +453,32 @@ def test_cli_profile_json(tiny_file: Path, tmp_path: Path, capsys) -> None:  # n
     assert r["kendall_tau"] is None or -1.0 <= r["kendall_tau"] <= 1.0
     assert r["drift_correction"] == "reference subnets"  # the table's overhead subnets
     assert 0.0 <= r["within_10pct_uncorrected"] <= 1.0
+    assert r["drift_factor"] > 0
     assert LatencyTable.load(out).complete
+
+
+def test_cli_profile_warns_when_the_correction_rescales_a_table(
+        tiny_table: LatencyTable, tiny_file: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A table whose every time is doubled (edited, or built on a slower machine) validates
+    well once corrected by its own doubled reference subnets; the rescaling is reported."""
+    doc = json.loads(Path(tiny_table.path).read_text())
+    for v in doc["entries"].values():
+        for k in v:
+            v[k] *= 2
+    oh = doc["overhead"]
+    oh["intercept_ms"] *= 2
+    oh["per_block_ms"] *= 2
+    for sub in oh["subnets"]:
+        sub["measured_ms"] *= 2
+        sub["unit_sum_ms"] *= 2
+    out = tmp_path / "doubled.json"
+    out.write_text(json.dumps(doc))
+    assert main(["profile", "--space", str(tiny_file), "--input-size", "16", "--out",
+                 str(out), "--validate", "4", "--repeats", "3", "--warmup", "1",
+                 "--overhead-subnets", "4", "--json", "--no-progress"]) == 0
+    cap = capsys.readouterr()
+    assert "scaled this machine's times by" in " ".join(cap.err.split())
+    assert json.loads(cap.out)["drift_factor"] > 1.25
 
 
 def test_cli_profile_errors(tiny_file: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001

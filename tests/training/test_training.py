@@ -326,10 +326,12 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     assert main(["train", "--resume", str(run), "--batch-size", "16"]) == 2
     assert "drop --batch-size" in capsys.readouterr().err
     # a bad strategy is refused before anything is announced or created
-    assert main(["train", "--space", str(space_file), "--strategy", "greedy",
-                 "--out", str(tmp_path / "never")]) == 2
+    with pytest.raises(SystemExit) as ex:  # argparse: before any data is read
+        main(["train", "--space", str(space_file), "--strategy", "greedy",
+              "--out", str(tmp_path / "never")])
+    assert ex.value.code == 2
     out, err = capsys.readouterr()
-    assert "unknown strategy 'greedy'; known: multiarch" in err
+    assert "--strategy: invalid choice: 'greedy'" in err
     assert "run directory" not in out and not (tmp_path / "never").exists()
     assert main(["train", "--space", str(space_file), "--data", str(tmp_path / "none.npz"),
                  "--out", str(tmp_path / "never")]) == 1
@@ -723,3 +725,113 @@ def test_zero_init_last(tiny_space: Space, tmp_path: Path) -> None:
     assert TrainOptions().zero_init_last is True
     with pytest.raises(UsageError, match="zero_init_last: must be true or false"):
         TrainOptions(zero_init_last="yes")
+
+
+def _digits_npz(path: Path, *, relabel: bool = False) -> Path:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x, y = (d.images * 16).astype(np.uint8), d.target.copy()
+    if relabel:  # same shapes and classes, other labels
+        y = (y + 1) % 10
+    np.savez(path, x_train=x[:1500], y_train=y[:1500], x_test=x[1500:], y_test=y[1500:])
+    return path
+
+
+def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
+        tiny_space: Space, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from nas.training import trainer as tr
+    from nas.training.trainer import TrainingInterrupted
+
+    opts = TrainOptions(strategy="sandwich", epochs=3, max_steps_per_epoch=4,
+                        deterministic=True, **FAST)
+    full = train(opts, tmp_path / "a", space=tiny_space, progress=False)
+    real = tr.make_strategy
+    calls = {"n": 0}
+
+    def interrupting(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        s = real(*a, **kw)
+        step = s.step
+
+        def counted(x, y):  # noqa: ANN001, ANN202
+            calls["n"] += 1
+            if calls["n"] == 6:  # Ctrl-C in the middle of the 6th step
+                os.kill(os.getpid(), signal.SIGINT)
+            return step(x, y)
+        s.step = counted
+        return s
+
+    monkeypatch.setattr(tr, "make_strategy", interrupting)
+    with pytest.raises(TrainingInterrupted, match=r"--resume .*b"):
+        train(opts, tmp_path / "b", space=tiny_space, progress=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2)  # the 6th step finished
+    monkeypatch.setattr(tr, "make_strategy", real)
+    resumed = train(opts, tmp_path / "b", resume=True, progress=False)
+    a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_run_being_trained_is_locked(tiny_space: Space, tmp_path: Path) -> None:
+    from nas.training.trainer import _RunLock
+
+    opts = TrainOptions(epochs=2, max_steps_per_epoch=2, **FAST)
+    train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
+    held = _RunLock(tmp_path / "run")
+    held.acquire()  # as another `nas train` on this run would
+    try:
+        with pytest.raises(TrainingError, match=r"run: is being trained by process \d+"):
+            train(opts, tmp_path / "run", resume=True, progress=False)
+    finally:
+        held.release()
+    assert train(opts, tmp_path / "run", resume=True, progress=False).epochs_done == 2
+
+
+def test_resume_refuses_changed_data_and_data_paths_are_absolute(
+        tiny_space: Space, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    _digits_npz(tmp_path / "d.npz")
+    opts = TrainOptions(data="d.npz", epochs=2, max_steps_per_epoch=2, **FAST)
+    train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
+    saved = yaml.safe_load((tmp_path / "run" / "options.yaml").read_text())
+    assert saved["data"] == str(tmp_path / "d.npz")  # resumable from any directory
+    _digits_npz(tmp_path / "d.npz", relabel=True)
+    with pytest.raises(TrainingError, match="training data changed since the run started"):
+        train(opts, tmp_path / "run", resume=True, progress=False)
+    _digits_npz(tmp_path / "d.npz")
+    monkeypatch.chdir(tmp_path.parent)
+    assert train(opts, tmp_path / "run", resume=True, progress=False).epochs_done == 2
+
+
+def test_bad_datasets_and_splits_are_refused(tiny_space: Space, tmp_path: Path) -> None:
+    from nas.data import DataError
+
+    x = np.zeros((40, 8, 8), np.uint8)
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=np.full(40, 3), x_test=x[:4],
+             y_test=np.full(4, 3))
+    with pytest.raises(DataError, match="one class .*at least 2"):
+        load_dataset(str(tmp_path / "one.npz"))
+    np.savez(tmp_path / "ids.npz", x_train=x, y_train=np.arange(40) * 10**6, x_test=x[:4],
+             y_test=np.zeros(4, int))
+    with pytest.raises(DataError, match="labels must be class indices 0..K-1"):
+        load_dataset(str(tmp_path / "ids.npz"))
+    np.savez(tmp_path / "tiny.npz", x_train=x[:2], y_train=np.array([0, 1]),  # 1 per class
+             x_test=x[:2], y_test=np.array([0, 1]))
+    with pytest.raises(UsageError, match="val_fraction: .*leaves no validation images"):
+        train(TrainOptions(data=str(tmp_path / "tiny.npz"), batch_size=2, threads=1),
+              tmp_path / "r", space=tiny_space, progress=False)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(UsageError, match="batch_size: must be at least 2"):
+        TrainOptions(batch_size=1).validate()
+    with pytest.raises(UsageError, match="groups: .* at most 16, got 20"):
+        TrainOptions(strategy="multiarch", batch_size=32, groups=20).validate()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    with pytest.raises(UsageError, match="the loader gave no images"):
+        evaluate_model(net, [])
