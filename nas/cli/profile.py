@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 from nas.cli._common import (
@@ -68,8 +69,8 @@ def _check_replaceable(path: Path) -> None:
     try:
         doc = json.loads(text)
         ok = isinstance(doc, dict) and doc.get("format") == FORMAT
-    except ValueError:  # a damaged table still starts as one
-        ok = f'"format": "{FORMAT}"' in text[:200]
+    except ValueError:  # a damaged table still starts as one ({"format":"nas.latency_table")
+        ok = re.match(r'\s*\{\s*"format"\s*:\s*"' + re.escape(FORMAT) + '"', text) is not None
     if not ok:
         raise UsageError(f"--out: {path} exists and is not a latency table; --fresh replaces "
                          "only a latency table (choose another file or remove it)")
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     if args.validate == 1:
         raise UsageError(f"--validate must be 0 or at least 2, got {args.validate}")
     output_path(args.out, "--out")
-    cores = os.cpu_count() or 1
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)  # the cores this process may use
     if args.device == "cpu" and args.threads > cores:
         log.warning("--threads %d is more than this machine's %d cores: the table would time "
                     "oversubscribed threads", args.threads, cores)

@@ -82,7 +82,13 @@ def register_family_features(family: str, *, graph: Callable[..., Any] | None = 
         else:
             _SLOW_COST.add(family)
     if network is not None:
-        _NETWORK[family] = network
+        import inspect
+
+        try:  # a builder of one argument (config), as before proxy settings were passed
+            n_args = len(inspect.signature(network).parameters)
+        except (TypeError, ValueError):
+            n_args = 2
+        _NETWORK[family] = network if n_args >= 2 else (lambda c, s, f=network: f(c))
 
 
 def available_kinds(space: Any) -> tuple[str, ...]:
@@ -428,13 +434,14 @@ def _supernet_network(config: Any, settings: ProxySettings) -> Any:
                         num_classes=settings.num_classes, input_size=settings.resolution)
 
 
-@functools.cache
 def _register_supernet_families() -> None:
-    """Cost and zero-cost features for every registered supernet family (once; imported
+    """Cost and zero-cost features for every registered supernet family that has none of
+    its own (looked up on each call: a family registered later gets them too; imported
     lazily: the supernets need torch)."""
     from nas.supernet.base import list_families
 
     for fam in list_families():
         if fam not in _COST:
-            register_family_features(fam, cost=supernet_cost_features,
-                                     network=_supernet_network, vectorised_cost=False)
+            register_family_features(fam, cost=supernet_cost_features, vectorised_cost=False)
+        if fam not in _NETWORK:
+            register_family_features(fam, network=_supernet_network)

@@ -293,7 +293,8 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *,
     >>> 0 < s.min <= s.p10 <= s.median <= s.max
     True
     """
-    if isinstance(input_shape, (int, np.integer)) or not isinstance(input_shape, Sequence):
+    if isinstance(input_shape, (int, np.integer)) or not isinstance(input_shape,
+                                                                   (Sequence, np.ndarray)):
         raise UsageError(f"input_shape: a sequence of positive ints without the batch "
                          f"dimension, e.g. (3, 32, 32), got {input_shape!r}")
     return measure_many([model], [tuple(input_shape)], device=device, threads=threads,

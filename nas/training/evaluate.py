@@ -19,9 +19,15 @@ def recalibrate_bn(supernet: Supernet, config: Config | Mapping[str, Any],
     """Recompute the running BN statistics of ``config``'s layers from ``batches`` training
     batches (a subnet's inherited statistics belong to other widths; this is what makes
     inherited accuracy meaningful). Returns the number of batches used."""
-    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+    import operator
+
+    try:
+        n = operator.index(batches)  # ints, numpy ints; not floats
+    except TypeError:
+        n = 0
+    if isinstance(batches, bool) or n < 1:
         raise UsageError(f"recalibrate_bn: batches must be an int >= 1, got {batches!r}")
-    return supernet.recalibrate_bn(config, loader, max_batches=batches)
+    return supernet.recalibrate_bn(config, loader, max_batches=n)
 
 
 @torch.no_grad()

@@ -537,18 +537,18 @@ class Progressive(Strategy):
         # OFA accumulates the subnets' gradients, averaged: one backward pass over the mean,
         # the subnets' conv weights derived at once (see Sandwich)
         with self.supernet.shared_weights(cfgs):
-            losses, ce_sum, kd_sum = [], 0.0, 0.0
+            losses, parts = [], []
             for cfg in cfgs:
                 logits = self.forward(cfg, x)
                 ce = self.ce(logits, y)
                 kd = kd_loss(logits, target, self.opts.kd_temperature)
                 losses.append(ce + kd)
-                ce_sum += float(ce.detach())
-                kd_sum += float(kd.detach())
+                parts.append(torch.stack([ce.detach(), kd.detach()]))
             mean = sum(losses) / k
         mean.backward()
         # the branches of a step: the labels' and the full network's (distillation) terms
-        return {"loss": mean.item(), "loss_label": ce_sum / k, "loss_kd": kd_sum / k,
+        ce_mean, kd_mean = (torch.stack(parts).mean(0)).tolist()  # one device sync
+        return {"loss": mean.item(), "loss_label": ce_mean, "loss_kd": kd_mean,
                 "phase": float(self.phase)}
 
     def state_dict(self) -> dict[str, Any]:

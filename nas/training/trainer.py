@@ -18,6 +18,7 @@ resumed run in deterministic mode reaches the same weights as an uninterrupted o
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -73,8 +74,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     stopped; ``nas train --resume`` continues it."""
 
     def __init__(self, run: Path) -> None:
-        super().__init__(f"interrupted; {run} is checkpointed: continue with "
-                         f"`nas train --resume {run}`")
+        super().__init__(f"interrupted; {run} is checkpointed: `nas train --resume {run}` "
+                         "continues it (a `nas search` run: the same search command again)")
         self.run = run
 
 
@@ -95,7 +96,13 @@ class _RunLock:
         f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                # a filesystem without flock (NFS without lockd, some FUSE/Lustre mounts)
+                f.close()
+                log.warning("%s: cannot lock the run directory here (%s); make sure no "
+                            "other process trains it", self.path.parent, e.strerror or e)
+                return
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
@@ -120,13 +127,21 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self._installed = False
         self._old: Any = None
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _restore(self) -> None:
         import signal
 
+        if self._installed:
+            # (None: a handler not set from Python; the interpreter's default stands in)
+            signal.signal(signal.SIGINT, signal.default_int_handler if self._old is None
+                          else self._old)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            signal.signal(signal.SIGINT, self._old)
+            self._restore()
             raise KeyboardInterrupt
         self.requested = True
         log.warning("stopping after this step (writing a checkpoint); Ctrl-C again stops at "
@@ -136,16 +151,15 @@ class _StopRequest:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
+        # not where SIGINT is ignored (a background job of a script): it stays ignored
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             self._old = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        self._restore()
 
 
 @dataclass
@@ -262,16 +276,20 @@ def _absolute_data_paths(opts: TrainOptions) -> TrainOptions:
     return replace(opts, **changes) if changes else opts
 
 
-def _data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
-    """A digest of the training images and labels (after the split and any subset), kept in
-    the checkpoint: a resumed run refuses data that changed under it."""
+def _data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
+    """Digests of the training split (after any subset), kept in the checkpoint:
+    ``labels`` (with the images' shape; exact) and ``pixels`` (the standardised float bits,
+    which another numpy or Pillow may round differently)."""
     import hashlib
 
-    h = hashlib.sha256()
-    h.update(repr((tuple(x.shape), str(x.dtype))).encode())
-    h.update(np.ascontiguousarray(y.numpy()).tobytes())
-    h.update(np.ascontiguousarray(x.numpy()).tobytes())
-    return h.hexdigest()[:16]
+    def digest(*parts: Any) -> str:
+        h = hashlib.sha256()
+        for p in parts:
+            h.update(p if isinstance(p, bytes) else memoryview(np.ascontiguousarray(p)))
+        return h.hexdigest()[:16]
+
+    return {"labels": digest(repr(tuple(x.shape)).encode(), y.numpy()),
+            "pixels": digest(x.numpy())}
 
 
 def _configure_torch(opts: TrainOptions) -> None:
@@ -365,10 +383,17 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
     if opts.train_subset:
         x_train, y_train = subset(x_train, y_train, opts.train_subset, seed=opts.seed)
     fingerprint = _data_fingerprint(x_train, y_train)
-    if state is not None and state.get("data_fingerprint") not in (None, fingerprint):
-        raise TrainingError(f"{run}: its training data changed since the run started "
-                            f"(--data {opts.data}: {data.describe()}); resuming would train "
-                            "on other images. Restore the data or start a new run")
+    old_print = state.get("data_fingerprint") if state is not None else None
+    if isinstance(old_print, dict):
+        if old_print.get("labels") != fingerprint["labels"]:
+            raise TrainingError(f"{run}: its training data changed since the run started "
+                                f"(--data {opts.data}: {data.describe()}; other images or "
+                                "labels); resuming would train on other data. Restore the "
+                                "data or start a new run")
+        if old_print.get("pixels") != fingerprint["pixels"]:
+            log.warning("%s: the training images' values differ from when the run started "
+                        "(changed files, or another numpy/Pillow rounding them otherwise); "
+                        "resuming anyway", run)
     net = build_supernet(space, in_channels=data.in_channels, num_classes=data.num_classes,
                          input_size=data.input_size, stem_stride=opts.stem_stride,
                          device=device)

@@ -497,6 +497,14 @@ def test_cli_profile_errors(tiny_file: Path, tmp_path: Path, capsys) -> None:  #
         assert main(["profile", "--space", space, "--out", str(other), "--fresh"]) == 2
         assert "results.csv exists and is not a latency table" in capsys.readouterr().err
         assert other.read_text() == "a,b\n1,2\n"
+    # a damaged table is what --fresh is for
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"format":"nas.'
+                   'latency_table","version":1,"comp')
+    assert main(["profile", "--space", str(tiny_file), "--input-size", "16", "--out", str(cut),
+                 "--fresh", "--validate", "0", "--repeats", "2", "--warmup", "0",
+                 "--overhead-subnets", "2", "--no-progress"]) == 0
+    assert LatencyTable.load(cut).complete
 
 
 def test_unit_classes_and_overhead_fit(tiny_table: LatencyTable, tiny_space) -> None:  # noqa: ANN001

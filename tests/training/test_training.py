@@ -775,6 +775,14 @@ def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
     a, b = full.supernet.state_dict(), resumed.supernet.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # where SIGINT is ignored (a script's background job), training leaves it ignored
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        train(TrainOptions(epochs=1, max_steps_per_epoch=1, **FAST), tmp_path / "c",
+              space=tiny_space, progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def test_a_run_being_trained_is_locked(tiny_space: Space, tmp_path: Path) -> None:
