@@ -168,8 +168,10 @@ class Predictor(ABC):
     def predict_with_std(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """Predicted targets and their standard deviations (models with ``supports_std``)."""
         if not self.supports_std:
-            raise UsageError(f"predictor {self.name!r} does not report uncertainty; use one of "
-                             f"{', '.join(n for n, c in PREDICTORS.items() if c.supports_std)}")
+            chosen = f" (it chose {self.params['chosen']!r})" if "chosen" in self.params else ""
+            raise UsageError(f"predictor {self.name!r}{chosen} does not report uncertainty; use "
+                             "one of " + ", ".join(n for n, c in PREDICTORS.items()
+                                                  if c.supports_std is True))
         z, s = self._predict_std(self._x(X))
         return self._y_back(z), self._std_back(z, s)
 
@@ -584,6 +586,14 @@ class AutoPredictor(Predictor):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return self.inner_.predict(X)
+
+    @property  # type: ignore[override]
+    def supports_std(self) -> bool:  # as the chosen model does
+        inner = getattr(self, "inner_", None)
+        return bool(inner is not None and inner.supports_std)
+
+    def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner_.predict_with_std(X)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {f"inner.{k}": v for k, v in self.inner_._state().items()}

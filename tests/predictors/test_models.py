@@ -150,6 +150,20 @@ def test_a_saved_layerwise_predictor_loads_in_a_new_process(tmp_path: Path) -> N
     assert float(value) == p.predict(X[:1])[0]
 
 
+def test_auto_reports_uncertainty_when_its_choice_does(tmp_path: Path) -> None:
+    X, y = _data(80, 6)
+    gp = get_predictor("auto", candidates=["gp"], folds=3).fit(X, y)
+    mean, std = gp.predict_with_std(X[:5])
+    assert std.shape == (5,) and np.all(std >= 0)
+    np.testing.assert_allclose(mean, gp.predict(X[:5]), rtol=1e-9)  # (fast path vs sklearn)
+    save_predictor(gp, tmp_path / "a.npz")
+    assert load_predictor(tmp_path / "a.npz")[0].supports_std
+    ridge = get_predictor("auto", candidates=["ridge"], folds=3).fit(X, y)
+    assert not ridge.supports_std
+    with pytest.raises(UsageError, match=r"'auto' \(it chose 'ridge'\) does not report"):
+        ridge.predict_with_std(X[:5])
+
+
 def test_same_seed_same_predictions() -> None:
     X, y = _data(100, 5)
     for name in ("rf", "gbt", "mlp"):
