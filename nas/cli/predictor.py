@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--table", metavar="CSV",
                      help="rows mapped to configs like `fit` does (other columns are kept)")
     src.add_argument("--configs", metavar="JSON",
-                     help="a JSON list of configs, or one config per line (JSON lines)")
+                     help="a JSON list of configs, or one config per line (JSON lines, or "
+                          "the space's text form, e.g. NAS-Bench-201 arch strings)")
     q.add_argument("--std", action="store_true",
                    help="also the predictive standard deviation (gp, rf, ensemble)")
     q.add_argument("--cache-dir", default=None, metavar="DIR",
@@ -192,12 +193,15 @@ def _read_configs(path: str, space: object) -> list[object]:
                 try:
                     items.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise UsageError(f"--configs {path}: line {k + 1} is not JSON ({e.msg})"
-                                     ) from None
+                    if not getattr(space, "arch_format", None):
+                        raise UsageError(f"--configs {path}: line {k + 1} is not JSON "
+                                         f"({e.msg})") from None
+                    items.append(line.strip())  # the space's text form (NB201 strings)
     out = []
     for k, item in enumerate(items):
         try:
-            out.append(space.config(item))  # type: ignore[attr-defined]
+            out.append(space.parse_arch(item) if isinstance(item, str)  # type: ignore[attr-defined]
+                       else space.config(item))  # type: ignore[attr-defined]
         except (ConfigError, TypeError, ValueError) as e:
             raise UsageError(f"--configs {path}: config #{k + 1}: {e}") from None
     if not out:

@@ -173,3 +173,20 @@ def test_predict_configs_file_errors_and_rerun(nb201_slice: Path, tmp_path: Path
     assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
                  "--table", str(first), "--std", "--out", str(second)]) == 0
     assert first.read_text() == second.read_text()
+    # NAS-Bench-201 arch strings, one per line, predict as their configs do
+    import csv
+
+    rows = list(csv.DictReader(open(nb201_slice, newline="")))[:3]
+    archs = tmp_path / "archs.txt"
+    archs.write_text("\n".join(r["arch"] for r in rows) + "\n")
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--configs", str(archs), "--out", str(tmp_path / "a.csv")]) == 0
+    by_arch = list(csv.DictReader(open(tmp_path / "a.csv", newline="")))
+    by_table = list(csv.DictReader(open(first, newline="")))[:3]
+    assert len(by_arch) == 3
+    col = "predicted_cifar10_test_acc"
+    assert [r[col] for r in by_arch] == [r[col] for r in by_table]
+    archs.write_text("|not_an_op~0|+|x|\n")
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--configs", str(archs)]) == 2
+    assert "config #1" in capsys.readouterr().err
