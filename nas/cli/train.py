@@ -10,7 +10,8 @@ from nas.cli._common import console, device_arg, float_in, input_file, int_at_le
 
 # flags that map one to one onto TrainOptions fields
 _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr", "optimizer",
-          "device", "seed", "threads", "label_smoothing", "num_random", "groups", "stem_stride")
+          "device", "seed", "threads", "label_smoothing", "num_random", "groups", "stem_stride",
+          "schedule", "weight_decay", "momentum", "warmup_epochs", "checkpoint_minutes")
 # what a resumed run may change: runtime settings (they do not change what is computed on
 # CPU) and its length (the learning-rate schedule is re-planned over the new epochs)
 _RESUME_FLAGS = ("threads", "device", "epochs")
@@ -37,6 +38,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="peak learning rate (default: 0.2 for sgd, 0.001 for adamw)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"),
                    help="sgd or adamw (default: adamw for vit_like spaces, sgd otherwise)")
+    p.add_argument("--schedule", choices=("cosine", "step", "constant"),
+                   help="learning-rate schedule after the warm-up (default: cosine)")
+    p.add_argument("--weight-decay", type=float_in(0),
+                   help="weight decay, not on biases and norms (default: 5e-5 for sgd, 0.05 "
+                        "for adamw)")
+    p.add_argument("--momentum", type=float_in(0, 1),
+                   help="sgd momentum, Nesterov (default: 0.9)")
+    p.add_argument("--warmup-epochs", type=float_in(0),
+                   help="linear learning-rate warm-up, in epochs (default: 1)")
+    p.add_argument("--checkpoint-minutes", type=float_in(0, lo_open=True),
+                   help="also checkpoint mid-epoch after this many minutes (default: 5)")
     p.add_argument("--label-smoothing", type=float_in(0, 1),
                    help="label smoothing of the largest subnet's loss (default: 0.1)")
     p.add_argument("--stem-stride", type=int, choices=(1, 2),

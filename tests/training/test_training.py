@@ -843,3 +843,26 @@ def test_bad_datasets_and_splits_are_refused(tiny_space: Space, tmp_path: Path) 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
     with pytest.raises(UsageError, match="the loader gave no images"):
         evaluate_model(net, [])
+
+
+def test_cli_flags_for_the_optimiser_and_schedule(tiny_space: Space, tmp_path: Path) -> None:
+    import yaml
+
+    from nas.cli.main import main
+
+    space_file = tmp_path / "tiny.yaml"
+    tiny_space.save(space_file)
+    opts = tmp_path / "opts.yaml"
+    opts.write_text("epochs: 1\nmax_steps_per_epoch: 1\ntrain_subset: 64\nbatch_size: 32\n"
+                    "threads: 1\nbn_batches: 1\nmomentum: 0.5\n")
+    run = tmp_path / "run"
+    assert main(["train", "--space", str(space_file), "--config", str(opts), "--schedule",
+                 "step", "--weight-decay", "0.001", "--momentum", "0.8", "--warmup-epochs",
+                 "0", "--checkpoint-minutes", "2", "--out", str(run), "--no-progress"]) == 0
+    saved = yaml.safe_load((run / "options.yaml").read_text())
+    assert (saved["schedule"], saved["weight_decay"], saved["momentum"],
+            saved["warmup_epochs"], saved["checkpoint_minutes"]) == ("step", 0.001, 0.8, 0.0,
+                                                                     2.0)  # flags win
+    with pytest.raises(SystemExit):
+        main(["train", "--momentum", "1.5", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
