@@ -330,10 +330,14 @@ def load_cifar10(root: str | None = None, download: bool = False) -> ImageData:
     base = Path(root or "~/.cache/nas/cifar10").expanduser()
     if (base / "cifar-10-batches-py").is_dir():
         base = base / "cifar-10-batches-py"
-    if not (base / "test_batch").exists():
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (base / n).exists()]
+    if missing:
         if not download:
-            raise DataError(f"cifar10: no python batches in {base}; pass the directory that "
-                            "holds data_batch_1..5 and test_batch, or download it first "
+            what = ("no python batches" if len(missing) == len(names)
+                    else f"{', '.join(missing)} missing")
+            raise DataError(f"cifar10: {what} in {base}; pass the directory that holds "
+                            "data_batch_1..5 and test_batch, or download it first "
                             "(`nas train --data cifar10 --download`)")
         archive = download_file(CIFAR10_URL, base / "cifar-10-python.tar.gz", CIFAR10_MD5)
         with tarfile.open(archive) as tar:

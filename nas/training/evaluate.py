@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from torch import nn
 from nas.errors import UsageError
 from nas.searchspace import Config
 from nas.supernet import Supernet
+
+log = logging.getLogger(__name__)
 
 
 def recalibrate_bn(supernet: Supernet, config: Config | Mapping[str, Any],
@@ -90,4 +93,9 @@ def held_out_split(supernet: Supernet, data: Any, *, seed: int | None = None,
 
     meta = getattr(supernet, "checkpoint_meta", None) or {}
     used = seed if seed is not None else int(meta.get("seed", default_seed))
+    if seed is not None and "seed" in meta and int(meta["seed"]) != seed:
+        log.warning("seed %d: the supernet was trained with seed %d, so this validation split "
+                    "holds images it was trained on (its accuracy reads optimistic); leave "
+                    "--seed out to use the training run's own held-out images", seed,
+                    int(meta["seed"]))
     return split(data, meta.get("val_fraction", 0.1), seed=used), used

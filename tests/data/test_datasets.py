@@ -152,6 +152,26 @@ def test_cifar10_batches_and_restricted_unpickling(tmp_path: Path) -> None:
             load_cifar10(str(tmp_path))
 
 
+def test_cifar10_with_a_batch_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas.data import datasets
+
+    for i in (1, 2, 4, 5):
+        _cifar_batch(tmp_path / f"data_batch_{i}", 4, i)
+    _cifar_batch(tmp_path / "test_batch", 5, 9)
+    with pytest.raises(DataError, match=r"cifar10: data_batch_3 missing in .*--download"):
+        load_cifar10(str(tmp_path))
+    asked: list[str] = []
+
+    def offline(url: str, *a, **kw):  # noqa: ANN002, ANN003, ANN202
+        asked.append(url)
+        raise DataError("offline")
+
+    monkeypatch.setattr(datasets, "download_file", offline)
+    with pytest.raises(DataError, match="offline"):
+        load_cifar10(str(tmp_path), download=True)  # a partial copy is completed, not kept
+    assert asked == [datasets.CIFAR10_URL]
+
+
 def test_npz_and_image_folder(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (12, 6, 6, 3), dtype=np.uint8),

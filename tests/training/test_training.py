@@ -866,3 +866,18 @@ def test_cli_flags_for_the_optimiser_and_schedule(tiny_space: Space, tmp_path: P
     with pytest.raises(SystemExit):
         main(["train", "--momentum", "1.5", "--out", str(tmp_path / "never")])
     assert not (tmp_path / "never").exists()
+
+
+def test_another_seed_than_the_training_runs_warns(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from nas.training import held_out_split
+
+    net = SimpleNamespace(checkpoint_meta={"seed": 3, "val_fraction": 0.1})
+    data = load_dataset("digits")
+    with caplog.at_level(logging.WARNING, logger="nas.training.evaluate"):
+        _, used = held_out_split(net, data)
+        assert used == 3 and not caplog.records
+        _, used = held_out_split(net, data, seed=7)
+    assert used == 7 and "trained with seed 3" in caplog.text
