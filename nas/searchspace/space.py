@@ -25,15 +25,19 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
+import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError, SpaceDefinitionError
+from nas.errors import ConfigError, NasError, SpaceDefinitionError
 from nas.searchspace.constraints import (
     Compare,
     Constraint,
@@ -55,6 +59,21 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
+
+
+@contextlib.contextmanager
+def _recursion_room(depth: int) -> Iterator[None]:
+    """Enough Python recursion for a depth-first walk ``depth`` dimensions deep (a space of
+    ~1000 dimensions would hit the default limit of 1000)."""
+    old = sys.getrecursionlimit()
+    need = 3 * depth + 200
+    if need > old:
+        sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if need > old:
+            sys.setrecursionlimit(old)
 
 
 class _SearchBudget(Exception):
@@ -147,6 +166,15 @@ class Space:
             closing[max(idxs)].append((c, tuple(idxs)))
             self._cons_idx.append((c, tuple(idxs)))
         self._closing = tuple(tuple(x) for x in closing)
+        # for forward checking: per dimension, the constraints that read it and also read a
+        # later dimension (still undecided when it is set)
+        ahead: list[list[tuple[int, Constraint, tuple[int, ...]]]] = [[] for _ in dims]
+        for k, (c, ci) in enumerate(self._cons_idx):
+            for j in set(ci):
+                if j < max(ci):
+                    ahead[j].append((k, c, ci))
+        self._ahead = tuple(tuple(x) for x in ahead)
+        self._support_memo: dict[tuple[Any, ...], bool] = {}
         self._fingerprint = hashlib.sha256(
             json.dumps(self.to_dict(), sort_keys=True).encode()
         ).hexdigest()
@@ -275,6 +303,42 @@ class Space:
                 return False
         return True
 
+    def _supported(self, idx: Sequence[int], d: int, limit: int = 4096) -> bool:
+        """Forward checking after dimension ``d`` is set: every constraint that reads ``d``
+        and a later, undecided dimension must still have some completion of those (each
+        either one of its values or, where it may be absent, absent). A constraint with more
+        than ``limit`` completions is assumed satisfiable (never prunes wrongly)."""
+        for k, c, ci in self._ahead[d]:
+            later = sorted({j for j in ci if j > d})
+            # what each later dimension may still be: 0 absent, 1 one of its values, 2 either
+            kinds = []
+            for j in later:
+                dim = self._dims[j]
+                if all(p <= d for p, _, _ in dim.conds):
+                    kinds.append(1 if self._active(idx, j) else 0)
+                else:
+                    kinds.append(2)
+            key = (k, d, tuple(idx[j] for j in ci if j <= d), tuple(kinds))
+            ok = self._support_memo.get(key)
+            if ok is None:
+                options = [[None] if kd == 0 else
+                           list(self._dims[j].values) + ([None] if kd == 2 else [])
+                           for j, kd in zip(later, kinds)]
+                if math.prod(len(o) for o in options) > limit:
+                    ok = True
+                else:
+                    fixed = {j: self._value(idx, j) for j in ci if j <= d}
+                    ok = False
+                    for combo in itertools.product(*options):
+                        vals = {**fixed, **dict(zip(later, combo))}
+                        if c.check(tuple(vals[j] for j in ci)):
+                            ok = True
+                            break
+                self._support_memo[key] = ok
+            if not ok:
+                return False
+        return True
+
     def _satisfied(self, idx: Sequence[int]) -> bool:
         for c, ci in self._cons_idx:
             if not c.check(tuple(self._value(idx, j) for j in ci)):
@@ -292,7 +356,12 @@ class Space:
 
     def _check_predicates(self, cfg: Config) -> str | None:
         for p in self.predicates:
-            if not p(cfg):
+            try:
+                ok = p(cfg)
+            except Exception as e:  # a user's function: name it, not just its exception
+                raise ConfigError(f"space {self.name!r}: {p.describe()} raised "
+                                  f"{type(e).__name__}: {e}") from e
+            if not ok:
                 return f"{p.describe()} rejects this config"
         return None
 
@@ -316,14 +385,36 @@ class Space:
         required: frozenset[int] = frozenset(),
         budget: int = 50_000,
     ) -> Config | None:
+        """:meth:`_search` without forward checking on a small budget (what nearly every
+        call needs: forward checking would cost a mutation ~25 %), then with it on the full
+        budget (tight constraints between distant dimensions)."""
+        quick = self._search(pref, rng, pinned=pinned, required=required,
+                             budget=min(budget, 2_000), forward=False)
+        if quick is not None or not self._cons_idx:
+            return quick
+        return self._search(pref, rng, pinned=pinned, required=required, budget=budget,
+                            forward=True)
+
+    def _search(
+        self,
+        pref: Sequence[int | None] | None,
+        rng: np.random.Generator | None,
+        *,
+        pinned: frozenset[int] = frozenset(),
+        required: frozenset[int] = frozenset(),
+        budget: int = 50_000,
+        forward: bool = True,
+    ) -> Config | None:
         """Depth-first search for a valid config, trying preferred values first.
 
         ``pref[d]`` is the preferred value index of dimension ``d`` (``None``: no preference,
         then a random order with ``rng`` or the default first). Pinned dimensions may only take
         their preferred value; ``required`` ones must also exist (a branch where one is absent
         is backtracked). Constraints are checked as soon as every dimension they read is
-        decided; predicates at the end. Returns ``None`` when nothing valid is found within
-        ``budget`` nodes.
+        decided, and forward-checked before (a value that leaves a constraint no completion
+        of its undecided dimensions is skipped at once, instead of being found out after
+        every dimension in between was tried); predicates at the end. Returns ``None`` when
+        nothing valid is found within ``budget`` nodes.
         """
         dims = self._dims
         D = len(dims)
@@ -354,12 +445,16 @@ class Space:
             if d == D:
                 cfg = Config._make(self, tuple(idx))
                 return cfg if self._check_predicates(cfg) is None else None
-            for i in candidates(d):
+            cands = candidates(d)
+            # forward checking pays where it can skip values; a dimension with one candidate
+            # (pinned, absent) is left to the closing checks
+            ahead = forward and len(cands) > 1 and bool(self._ahead[d])
+            for i in cands:
                 nodes += 1
                 if nodes > budget:
                     raise _SearchBudget
                 idx[d] = i
-                if self._check_closing(idx, d):
+                if self._check_closing(idx, d) and (not ahead or self._supported(idx, d)):
                     found = rec(d + 1)
                     if found is not None:
                         return found
@@ -367,15 +462,25 @@ class Space:
             return None
 
         try:
-            return rec(0)
+            with _recursion_room(D):
+                return rec(0)
         except _SearchBudget:
             return None
 
     def _unsatisfiable(self) -> ConfigError:
-        return ConfigError(
-            f"space {self.name!r}: no valid config found; its constraints may be "
-            "unsatisfiable (or reject almost everything)"
-        )
+        try:  # exact, without the predicates (variable elimination): which failure is it?
+            n = self.cardinality(predicates="ignore")
+        except (NasError, RecursionError, MemoryError):
+            n = None
+        if n == 0:
+            return ConfigError(f"space {self.name!r}: its constraints are unsatisfiable (they "
+                               "admit no config at all)")
+        what = (f"{n:.3g} configs satisfy its constraints" if n is not None
+                else "its constraints may admit some")
+        preds = (f"; its predicates ({', '.join(p.describe() for p in self.predicates)}) may "
+                 "reject almost all of them" if self.predicates else "")
+        return ConfigError(f"space {self.name!r}: no valid config found within the search "
+                           f"budget, though {what}{preds}")
 
     # ------------------------------------------------------------------ verbs
     def sample(self, rng: np.random.Generator | int | None = None) -> Config:
@@ -406,17 +511,24 @@ class Space:
         if self.predicates:
             for i, cfg in enumerate(out):
                 if self._check_predicates(cfg) is not None:
-                    for _ in range(20):
-                        row = tuple(self._draw(1, rng)[0].tolist())
-                        cfg = Config._make(self, row)
-                        if self._satisfied(row) and self._check_predicates(cfg) is None:
-                            break
-                    else:
-                        cfg = self._solve(None, rng)
-                        if cfg is None:
-                            raise self._unsatisfiable()
-                    out[i] = cfg
+                    out[i] = self._draw_accepted(rng)
         return out
+
+    def _draw_accepted(self, rng: np.random.Generator) -> Config:
+        """A config the constraints and predicates accept: rejection sampling in batches of
+        256 draws (a predicate that accepts 1 % of configs needs ~100), then the solver."""
+        for _ in range(16):
+            rows = self._draw(256, rng)
+            if self._cons_idx:
+                rows = rows[self._rows_ok(rows)]
+            for row in map(tuple, rows.tolist()):
+                cfg = Config._make(self, row)
+                if self._check_predicates(cfg) is None:
+                    return cfg
+        cfg = self._solve(None, rng)
+        if cfg is None:
+            raise self._unsatisfiable()
+        return cfg
 
     def _sample_one(self, rng: np.random.Generator) -> Config:
         dims = self._dims
@@ -437,6 +549,8 @@ class Space:
             cfg = Config._make(self, row)
             if self._check_predicates(cfg) is None:
                 return cfg
+        if self.predicates:
+            return self._draw_accepted(rng)
         cfg = self._solve(None, rng)
         if cfg is None:
             raise self._unsatisfiable()
@@ -783,7 +897,11 @@ class Space:
                     yield from rec(d + 1)
             idx[d] = INACTIVE
 
-        return rec(0)
+        def walk() -> Iterator[Config]:
+            with _recursion_room(D):
+                yield from rec(0)
+
+        return walk()
 
     def cardinality(self, *, predicates: str = "enumerate", max_enumerate: int = 2_000_000) -> int:
         """The exact number of distinct valid configs.

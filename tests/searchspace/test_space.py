@@ -206,6 +206,53 @@ def test_unsatisfiable_space_errors_clearly() -> None:
         s.min()
 
 
+def test_tight_constraints_are_solved_not_reported_unsatisfiable() -> None:
+    """A constraint between the first and the last of 22 dimensions that only one value of
+    the first satisfies: depth-first search without forward checking tried every value of
+    the 20 dimensions in between (3^20) for each wrong first value and gave up."""
+    dims = [IntRange("a", 0, 9)] + [Choice(f"m{i}", (1, 2, 3)) for i in range(20)] \
+        + [Choice("z", (0,))]
+    sp = Space("tight", dims, [Compare("a", "==", "z")])
+    assert sp.cardinality() == 3**20
+    assert sp.max()["a"] == 0 and sp.default()["a"] == 0
+    assert all(c["a"] == 0 for c in sp.sample_many(200, 0))
+    assert all(sp.sample(s)["a"] == 0 for s in range(30))
+    assert sp.complete({"m0": 2}) is not None
+    assert sp.repair(np.full(len(sp), 5.0))["a"] == 0
+
+
+def test_resnet_like_with_a_width_ordering_constraint_samples() -> None:
+    d = get_space("resnet_like").to_dict()
+    d["name"] = "ordered"
+    d["constraints"] = [*d.get("constraints", []),
+                        {"type": "compare", "left": "stages.1.width", "op": "<=",
+                         "right": "stages.0.width"}]
+    sp = Space.from_dict(d)
+    for cfg in [*sp.sample_many(5, 0), *sp.sample_many(50, 1), sp.default(), sp.max()]:
+        assert cfg["stages.1.width"] <= cfg["stages.0.width"]
+
+
+def test_rare_and_raising_predicates() -> None:
+    register_predicate("one_in_30", lambda c: sum(c[f"m{i}"] for i in range(6)) % 30 == 0)
+    dims = [IntRange(f"m{i}", 0, 9) for i in range(6)]
+    rare = Space("rare", dims, [Predicate("one_in_30")])
+    assert all(sum(c[f"m{i}"] for i in range(6)) % 30 == 0 for c in rare.sample_many(20, 0))
+    register_predicate("boom", lambda c: 1 / 0)
+    with pytest.raises(ConfigError, match=r"'boom' raised ZeroDivisionError"):
+        Space("b", dims, [Predicate("boom")]).sample(0)
+    register_predicate("never", lambda c: False)
+    with pytest.raises(ConfigError, match=r"within the search budget, though 1e\+06 configs "
+                                          r"satisfy its constraints; its predicates"):
+        Space("n", dims, [Predicate("never")]).sample(0)
+
+
+def test_a_thousand_dimensions_do_not_exhaust_the_recursion_limit() -> None:
+    sp = Space("wide", [Choice(f"d{i}", (1, 2)) for i in range(1500)],
+               [Compare("d0", "<=", "d1499")])
+    assert sp.max()["d0"] <= sp.max()["d1499"] and sp.min()["d0"] == 1
+    assert len(sp.neighbours(sp.min())) > 0
+
+
 def test_sample_is_roughly_uniform_per_dimension(resnet: Space) -> None:
     configs = resnet.sample_many(6000, 0)
     kernels = [c["stages.0.blocks.0.kernel"] for c in configs]
