@@ -257,6 +257,18 @@ def _load_builtins() -> None:
     import nas.supernet.vit  # noqa: F401
 
 
+def family_plan(cls: type[Supernet], space: Space, cfg: Config, build: BuildArgs) -> Any:
+    """``cls.make_plan`` with a space that lacks a dimension the family reads (a file whose
+    ``family`` was changed, a custom space that made ``stem.width`` conditional) reported as
+    one :class:`SupernetError` naming space, family and dimension, not a ``KeyError``."""
+    try:
+        return cls.make_plan(space, cfg, build)
+    except KeyError as e:
+        what = e.args[0] if e.args else e
+        raise SupernetError(f"space {space.name!r} does not fit family {cls.family!r}: the "
+                            f"family reads {what}") from None
+
+
 def check_build(cls: type[Supernet], build: BuildArgs) -> None:
     """Raise :class:`UsageError` if ``build`` sets what ``cls``'s family does not have."""
     if build.stem_stride is not None and not cls.has_stem:
@@ -310,7 +322,7 @@ def build_subnet(space: Space, config: Config | Mapping[str, Any], *, in_channel
     check_build(cls, build)
     cfg = space.config(config)
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        return cls.build_static(cls.make_plan(space, cfg, build), build)
+        return cls.build_static(family_plan(cls, space, cfg, build), build)
 
 
 def analytic_costs(space: Space, config: Config | Mapping[str, Any], *, in_channels: int,
@@ -320,7 +332,7 @@ def analytic_costs(space: Space, config: Config | Mapping[str, Any], *, in_chann
     cls = family_class(space.family)
     build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
     check_build(cls, build)
-    return cls.plan_costs(cls.make_plan(space, space.config(config), build), build)
+    return cls.plan_costs(family_plan(cls, space, space.config(config), build), build)
 
 
 class Supernet(nn.Module):
@@ -401,7 +413,7 @@ class Supernet(nn.Module):
         if plan is None:
             if len(self._plans) >= 4096:  # bounded: searches visit many configs
                 self._plans.clear()
-            plan = self._plans[cfg] = self.make_plan(self.space, cfg, self.build)
+            plan = self._plans[cfg] = family_plan(type(self), self.space, cfg, self.build)
         return plan
 
     def _use_plan(self, plan: Any) -> None:

@@ -109,19 +109,29 @@ def _refuse_signed_v1(p: str | os.PathLike[str], payload: dict[str, Any], kind: 
                               f"{again}")
 
 
+def _load_problem(e: Exception) -> str:
+    """The first specific line of a ``load_state_dict`` error (its first line is only
+    "Error(s) in loading state_dict for ...")."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    detail = next((ln for ln in lines[1:]), lines[0] if lines else type(e).__name__)
+    return detail if len(detail) <= 300 else detail[:297] + "..."
+
+
 def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
                   device: torch.device | str | None = None) -> Supernet:
     """Load a supernet checkpoint. ``space``: raise unless the checkpoint holds this space."""
     payload = _read(path, "supernet", device)
     stored, build = _space_and_build(path, payload, space)
     _refuse_signed_v1(path, payload, "supernet", stored)
-    net = build_supernet(stored, **build.kwargs, device=device)
+    try:
+        net = build_supernet(stored, **build.kwargs, device=device)
+    except NasError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     try:
         net.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the supernet of space "
-                              f"{stored.name!r} ({first})") from None
+                              f"{stored.name!r} ({_load_problem(e)})") from None
     net.checkpoint_meta = dict(payload.get("meta") or {})
     return net
 
@@ -143,11 +153,13 @@ def save_subnet(model: nn.Module, config: Config, path: str | os.PathLike[str], 
     _atomic_save(payload, Path(path))
 
 
-def load_subnet(path: str | os.PathLike[str], *,
+def load_subnet(path: str | os.PathLike[str], *, space: Space | None = None,
                 device: torch.device | str | None = None) -> tuple[nn.Module, Config]:
-    """Load a subnet written by :func:`save_subnet`: the rebuilt model and its config."""
+    """Load a subnet written by :func:`save_subnet`: the rebuilt model, in eval mode (as a
+    TorchScript file loads; ``.train()`` to fine-tune it), and its config. ``space``: raise
+    unless the file holds a config of this space."""
     payload = _read(path, "subnet", device)
-    space, build = _space_and_build(path, payload, None)
+    space, build = _space_and_build(path, payload, space)
     if "config" not in payload:
         raise CheckpointError(f"{path}: subnet checkpoint lacks 'config'")
     try:
@@ -155,10 +167,13 @@ def load_subnet(path: str | os.PathLike[str], *,
     except NasError as e:
         raise CheckpointError(f"{path}: corrupt config ({e})") from None
     _refuse_signed_v1(path, payload, "subnet", space, cfg)
-    model = build_subnet(space, cfg, **build.kwargs, device=device)
+    try:
+        model = build_subnet(space, cfg, **build.kwargs, device=device)
+    except NasError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit config {cfg.id} ({first})") from None
-    return model, cfg
+        raise CheckpointError(f"{path}: weights do not fit config {cfg.id} "
+                              f"({_load_problem(e)})") from None
+    return model.eval(), cfg

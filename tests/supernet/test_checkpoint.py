@@ -130,9 +130,25 @@ def test_subnet_round_trip(supernets, x, tmp_path):
     path = tmp_path / "sub.pt"
     save_subnet(sub, cfg, path, in_channels=3, num_classes=5, input_size=8)
     model, got = load_subnet(path)
-    assert got == cfg
+    assert got == cfg and not model.training  # ready for inference, as TorchScript loads
     with torch.no_grad():
-        assert torch.equal(model.eval()(x), sub(x))
+        assert torch.equal(model(x), sub.eval()(x))
+    # a file of another space, a family that does not fit, weights that do not fit
+    with pytest.raises(CheckpointError, match=r"sub\.pt: checkpoint holds space"):
+        load_subnet(path, space=supernets["mobilenet_like"].space)
+    payload = torch.load(path, weights_only=True)
+    bad = tmp_path / "bad.pt"
+    torch.save({**payload, "family": "mobilenet_like",
+                "space": {**payload["space"], "family": "mobilenet_like"}}, bad)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: .*does not fit family "
+                                              r"'mobilenet_like'"):
+        load_subnet(bad)
+    sd = dict(payload["state_dict"])
+    name = next(k for k in sd if k.endswith("weight") and sd[k].dim() == 4)
+    sd[name] = sd[name][:1]
+    torch.save({**payload, "state_dict": sd}, bad)
+    with pytest.raises(CheckpointError, match=rf"weights do not fit config .*{name}"):
+        load_subnet(bad)
 
 
 def test_cli_extract_all_formats(ckpt, supernets, x, tmp_path, capsys):
