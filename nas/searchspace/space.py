@@ -992,6 +992,7 @@ def _space_from_dict(d: Any, predicates: Mapping[str, Predicate]) -> Space:
             raise SpaceDefinitionError(f"missing required key {key!r}", ())
     if not isinstance(d["dims"], list):
         raise SpaceDefinitionError("must be a list of dimensions and groups", ("dims",))
+    _unique_names(d["dims"], ("dims",))
     children = [_node_from_dict(c, ("dims", i)) for i, c in enumerate(d["dims"])]
     cons_raw = d.get("constraints") or []
     if not isinstance(cons_raw, list):
@@ -1011,8 +1012,47 @@ def _space_from_dict(d: Any, predicates: Mapping[str, Predicate]) -> Space:
     except SpaceDefinitionError as e:
         if e.field:
             raise
-        field = ("name",) if "space name" in str(e) else ()
+        field: tuple[str | int, ...] = ("name",) if "space name" in str(e) else ()
+        if not field:  # "<dotted path>: ...": point at the entry that declares that path
+            head = e.bare_message.split(":", 1)[0].strip()
+            field = _dotted_fields(d["dims"]).get(head, ())
+            if field and "condition reads" in e.bare_message:
+                field += ("when",)
         raise SpaceDefinitionError(e.bare_message, field) from None
+
+
+def _unique_names(raw: list[Any], field: tuple[str | int, ...]) -> None:
+    """Two entries of one list of dimensions/groups with the same name: an error at the
+    second (its line in a YAML file), not at the list."""
+    seen: set[Any] = set()
+    for i, c in enumerate(raw):
+        name = c.get("name") if isinstance(c, Mapping) else None
+        if name is not None and name in seen:
+            raise SpaceDefinitionError(f"two entries are named {name!r}", field + (i, "name"))
+        seen.add(name)
+
+
+def _dotted_fields(raw: list[Any], prefix: str = "",
+                   field: tuple[str | int, ...] = ("dims",)) -> dict[str, tuple[str | int, ...]]:
+    """Dotted path -> location in the definition, for every declared dimension and group
+    (a repeated group's copies ``name.0``, ``name.1``, ... point at its one entry)."""
+    out: dict[str, tuple[str | int, ...]] = {}
+    for i, c in enumerate(raw):
+        if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
+            continue
+        f = field + (i,)
+        path = prefix + c["name"]
+        out[path] = f
+        kids = c.get("children")
+        if isinstance(kids, list):
+            reps = c.get("repeat")
+            if isinstance(reps, int) and not isinstance(reps, bool) and 0 < reps <= 1024:
+                for k in range(reps):
+                    out[f"{path}.{k}"] = f
+                    out.update(_dotted_fields(kids, f"{path}.{k}.", f + ("children",)))
+            else:
+                out.update(_dotted_fields(kids, path + ".", f + ("children",)))
+    return out
 
 
 _NODE_KEYS = {
@@ -1064,6 +1104,7 @@ def _node_from_dict(d: Any, field: tuple[str | int, ...]) -> Any:
         raw_children = d.get("children")
         if not isinstance(raw_children, list):
             raise SpaceDefinitionError("a group needs a list of children", field + ("children",))
+        _unique_names(raw_children, field + ("children",))
         children = tuple(_node_from_dict(c, field + ("children", i))
                          for i, c in enumerate(raw_children))
     try:

@@ -77,6 +77,16 @@ def test_yaml_space_with_repeat(tmp_path: Path) -> None:
      r"x\.yaml:10: dims\[0\]\.children\[0\]\.children\[1\]: b: high \(1\) must be >= low"),
     ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\nconstraints:\n  - a >= 1\n",
      r"x\.yaml:5: constraints\[0\]: a constraint must be a mapping with a type \(divides, "),
+    # errors found while the space is put together point at their entry, not at line 1
+    ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\n"
+     "  - {name: a, type: int, low: 1, high: 3}\n",
+     r"x\.yaml:4: dims\[1\]\.name: two entries are named 'a'"),
+    ("name: x\ndims:\n  - name: g\n    type: group\n    children:\n"
+     "      - {name: a, type: int, low: 1, high: 2}\n      - {name: a, type: int, low: 1, "
+     "high: 3}\n", r"x\.yaml:7: dims\[0\]\.children\[1\]\.name: two entries are named"),
+    ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\n"
+     "  - {name: b, type: int, low: 1, high: 2, when: {path: zz, op: '>', value: 1}}\n",
+     r"x\.yaml:4: dims\[1\]\.when: b: condition reads 'zz'"),
 ])
 def test_yaml_errors_name_file_line_and_field(tmp_path: Path, text: str, pattern: str) -> None:
     p = tmp_path / "x.yaml"
