@@ -13,6 +13,8 @@ from nas.cli._common import console, int_at_least, output_path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="spaces_command", metavar="ACTION")
+    sub.add_parser("list", help="the registered spaces: family, dimensions, cardinality "
+                               "(also what `nas spaces` alone prints)")
     s = sub.add_parser("show", help="a table of a space's groups, dimensions and choices")
     s.add_argument("space", metavar="NAME|FILE")
     s = sub.add_parser("sample", help="random valid configs, one JSON object per line")
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from nas.searchspace import get_space, list_spaces, load_config, load_space
 
     cmd = args.spaces_command
-    if cmd is None:
+    if cmd in (None, "list"):
         table = Table("name", "family", "dimensions", "cardinality", title="registered spaces")
         for name in list_spaces():
             sp = get_space(name)

@@ -25,6 +25,7 @@ def test_spaces_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("resnet_like", "mobilenet_like", "vit_like", "nb201"):
         assert name in out
     assert "15,625" in out
+    assert run(capsys, "spaces", "list")[:2] == (0, out)  # the action its help names
     code, out, _ = run(capsys, "spaces", "show", "resnet_like")
     assert code == 0 and "stages.2.blocks.5.cardinality" in out and "stages.2.depth > 5" in out
 
