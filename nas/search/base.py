@@ -233,18 +233,33 @@ class SearchResult:
 def run_search(searcher: Searcher, evaluate: Callable[[list[Config]], np.ndarray],
                budget: int, *, known: dict[Config, np.ndarray] | None = None,
                on_evaluated: Callable[[Config, np.ndarray], None] | None = None,
-               max_idle_asks: int = 200) -> SearchResult:
+               max_idle_asks: int = 200,
+               free: Callable[[list[Config]], np.ndarray] | None = None,
+               max_free: int | None = None) -> SearchResult:
     """Ask/evaluate/tell until ``budget`` distinct configs have been evaluated.
 
     Configs proposed again are told their known values without spending budget; ``known``
     pre-loads values (a resumed search: they are told to the searcher and count towards the
     budget). Stops early if ``max_idle_asks`` asks in a row bring nothing new (a space
     smaller than the budget).
+
+    ``free(configs)`` marks the configs whose "evaluation" costs nothing (outside hard cost
+    limits: ``evaluate`` returns their placeholder values without measuring them); they are
+    told and kept in the result but do not spend budget, up to ``max_free`` of them
+    (default ``max(1000, 20 * budget)``: a searcher that proposes nothing else stops there).
     """
     if budget < 0:
         raise UsageError(f"budget must be >= 0, got {budget}")
     cache: dict[Config, np.ndarray] = {}
     order: list[Config] = []
+    max_free = max(1000, 20 * budget) if max_free is None else max_free
+
+    def is_free(cs: list[Config]) -> np.ndarray:
+        if free is None or not cs:
+            return np.zeros(len(cs), dtype=bool)
+        return np.asarray(free(cs), dtype=bool).reshape(len(cs))
+
+    spent = n_free = 0
     if known:
         configs = list(known)
         vals = np.array([known[c] for c in configs], dtype=float)
@@ -252,11 +267,20 @@ def run_search(searcher: Searcher, evaluate: Callable[[list[Config]], np.ndarray
         for c in configs:
             cache[c] = np.asarray(known[c], dtype=float)
             order.append(c)
+        f = is_free(configs)
+        n_free = int(f.sum())
+        spent = len(configs) - n_free
     idle = 0
-    while len(order) < budget and idle < max_idle_asks:
+    while spent < budget and idle < max_idle_asks and n_free < max_free:
         proposals = searcher.ask()
-        new = [c for c in dict.fromkeys(proposals) if c not in cache]
-        new = new[: budget - len(order)]
+        fresh = [c for c in dict.fromkeys(proposals) if c not in cache]
+        new, k = [], 0
+        for c, f in zip(fresh, is_free(fresh)):
+            if f:
+                new.append(c)
+            elif k < budget - spent:
+                new.append(c)
+                k += 1
         if new:
             vals = np.asarray(evaluate(new), dtype=float).reshape(len(new), -1)
             for c, v in zip(new, vals):
@@ -264,7 +288,9 @@ def run_search(searcher: Searcher, evaluate: Callable[[list[Config]], np.ndarray
                 order.append(c)
                 if on_evaluated is not None:
                     on_evaluated(c, v)
-            idle = 0
+            spent += k
+            n_free += len(new) - k
+            idle = 0 if k else idle + 1
         else:
             idle += 1
         told = [c for c in proposals if c in cache]

@@ -93,6 +93,9 @@ class SearchOptions:
         check_int("--seed", self.seed, 0)
         if self.train_epochs is not None:
             check_int("--train-epochs", self.train_epochs, 1)
+            if self.supernet:
+                raise UsageError("--train-epochs: sets the supernet this search trains; a "
+                                 "--supernet checkpoint is used as it is (drop one of them)")
         if self.threads is not None:
             check_int("--threads", self.threads, 1)
         if self.stem_stride is not None:
@@ -178,6 +181,8 @@ def _history_row(line: bytes, space: Space) -> dict[str, Any]:
         raise ValueError(f"{len(fields)} fields, expected {len(HISTORY_FIELDS)}")
     row = dict(zip(HISTORY_FIELDS, fields))
     for k in _FLOAT_FIELDS:
+        if k == "accuracy" and row[k] == "" and row["accuracy_source"] == "infeasible":
+            continue  # outside the cost limits: never measured
         try:
             float(row[k])
         except ValueError:
@@ -264,10 +269,22 @@ def _comparable(ident: dict[str, Any]) -> dict[str, Any]:
     return {**ident, "options": opts}
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
     manifest = out / "search.json"
-    ident = {"space": space.name, "space_fingerprint": space.fingerprint,
-             "options": opts.identity()}
+    ident: dict[str, Any] = {"space": space.name, "space_fingerprint": space.fingerprint,
+                             "options": opts.identity()}
+    if opts.supernet:  # its contents, not only its path: a replaced file is another search
+        ident["supernet_sha256"] = _file_sha256(Path(opts.supernet))
     if manifest.exists():
         try:
             old = json.loads(manifest.read_text())
@@ -276,8 +293,13 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
         if not isinstance(old, dict) or not isinstance(old.get("options"), dict):
             raise SearchError(f"{manifest}: corrupt; remove it or choose another --out")
         was, now = _comparable(old), _comparable(ident)
+        if "supernet_sha256" not in was:  # (a directory from before it was recorded)
+            now.pop("supernet_sha256", None)
         if was != now:
-            diff = [k for k in now["options"] if was["options"].get(k) != now["options"][k]]
+            diff = [f"{k} ({was['options'].get(k)!r} there, {now['options'][k]!r} now)"
+                    for k in now["options"] if was["options"].get(k) != now["options"][k]]
+            if not diff and was.get("supernet_sha256") != now.get("supernet_sha256"):
+                diff = ["the --supernet file's contents (it changed since the search began)"]
             what = ", ".join(diff) if diff else "space definition"
             if (_only_search_phase_differs(was, now)
                     and not (out / "history.csv").exists()):
@@ -332,6 +354,35 @@ def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say:
     return train(topts, run, progress=progress, space=space).supernet
 
 
+def _check_feasible(lim: Limit, values: np.ndarray, space: Space, *, descent: bool) -> None:
+    """:class:`SearchError` when no probed config meets the cost limit ``lim``."""
+    if lim.holds(values).any():
+        return
+    best = values.min() if lim.op.startswith("<") else values.max()
+    unit = {"latency": " ms", "size": " bytes"}.get(lim.metric, "")
+    how = (", 2,000 samples and the fastest found by descent over the latency table"
+           if descent else " and 2,000 samples")
+    raise SearchError(f"--constraint {lim} is infeasible: no config of {space.name} "
+                      f"satisfies it (the best {lim.metric} seen, over the smallest and "
+                      f"largest configs{how}, is {best:.4g}{unit})")
+
+
+def _check_analytic_limits(limits: list[Limit], space: Space, cost: Callable[[Config], Any],
+                           seed: int) -> None:
+    """FLOPs, parameter and size limits no config can meet, reported before the supernet is
+    trained or a latency table built (they need neither)."""
+    analytic = [lim for lim in limits if lim.metric in ("flops", "params", "size")]
+    if not analytic:
+        return
+    probe = [space.min(), space.max()] + space.sample_many(2000, seed)
+    cs = [cost(c) for c in probe]
+    values = {"flops": np.array([c.flops for c in cs], float),
+              "params": np.array([c.params for c in cs], float),
+              "size": np.array([c.size_bytes for c in cs], float)}
+    for lim in analytic:
+        _check_feasible(lim, values[lim.metric], space, descent=False)
+
+
 def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
@@ -364,13 +415,28 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     data = load_dataset(opts.data, root=opts.data_root)
     net = None
     if opts.supernet:
-        from nas.supernet import load_supernet
+        from nas.supernet import CheckpointError, load_supernet
 
         t = time.perf_counter()
-        net = load_supernet(opts.supernet, space=space, device=opts.device)
+        try:
+            net = load_supernet(opts.supernet, space=space, device=opts.device)
+        except CheckpointError as e:  # the wrong kind of input file: a usage error
+            hint = ""
+            if "format 'nas.train'" in str(e):
+                hint = (f"; that is a training checkpoint: give the run's supernet.pt "
+                        f"({Path(opts.supernet).with_name('supernet.pt')})")
+            raise UsageError(f"--supernet: {e}{hint}") from None
         timings["supernet_s"] = time.perf_counter() - t
         check_data_fits(net, data, opts.data)
+        _check_analytic_limits(limits, space, net.costs, opts.seed)
     else:
+        from nas.supernet.base import analytic_costs
+
+        def cost(cfg: Config) -> Any:
+            return analytic_costs(space, cfg, in_channels=data.in_channels,
+                                  num_classes=data.num_classes, input_size=data.input_size,
+                                  stem_stride=opts.stem_stride)
+        _check_analytic_limits(limits, space, cost, opts.seed)
         del data  # training loads its own copy; do not hold two while it runs
     if opts.ray_address is not None:  # a wrong address or token: said before any work
         from nas.search.distributed import check_cluster
@@ -431,17 +497,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     pc = costs(probe)
     # what an infeasible config is told as its cost: dominated by every feasible one
     penalty = {tg: 10.0 * float(np.nanmax(pc[tg])) + 1.0 for tg in opts.targets}
-    if cheap:
-        for lim in cheap:
-            ok = lim.holds(pc[lim.metric])
-            if not ok.any():
-                best = pc[lim.metric].min() if lim.op.startswith("<") else pc[lim.metric].max()
-                unit = {"latency": " ms", "size": " bytes"}.get(lim.metric, "")
-                raise SearchError(f"--constraint {lim} is infeasible: no config of "
-                                  f"{space.name} satisfies it (the best {lim.metric} seen, "
-                                  f"over the smallest and largest configs, 2,000 samples "
-                                  f"and the fastest found by descent over the latency table, "
-                                  f"is {best:.4g}{unit})")
+    for lim in cheap:
+        _check_feasible(lim, pc[lim.metric], space, descent=latency is not None)
 
     def feasible(configs: list[Config]) -> np.ndarray:
         """The cheap limits (everything but accuracy), before any evaluation."""
@@ -475,7 +532,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     known: dict[Config, np.ndarray] = {}
     for r in rows:
         cfg = r["_config"]
-        vals = np.array([float(r["accuracy"])] + [
+        vals = np.array([float(r["accuracy"] or 0.0)] + [
             float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
             for tg in opts.targets])
         known[cfg] = told(vals, bool(feasible_after([cfg], vals[:1])[0]))
@@ -523,19 +580,29 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                 ts = time.perf_counter() - secs  # the worker's own time for it
             else:
                 acc = evaluate_config(net, cfg, val, calib, opts.bn_batches)["top1"]
+            # at the precision history.csv keeps: a resumed search reads back exactly what
+            # this one holds (a front of mixed precisions kept a dominated config)
+            acc = float(f"{acc:.4f}")
+            lat = float(f"{c['latency'][i]:.6g}")
             ok_all = bool(ok[i]) and all(bool(lim.holds(np.array([acc]))[0])
                                          for lim in acc_limits)
-            row = {"id": cfg.id, "accuracy": f"{acc:.4f}",
+            if ok_all and not best["acc"] >= acc:
+                best["acc"] = acc
+            if ok[i]:
+                best["measured"] += 1
+            row = {"id": cfg.id, "accuracy": f"{acc:.4f}" if ok[i] else "",
                    "accuracy_source": "measured" if ok[i] else "infeasible",
-                   "latency_ms": f"{c['latency'][i]:.6g}",
+                   "latency_ms": f"{lat:.6g}",
                    "latency_source": "table" if latency is not None else "none",
                    "flops": int(c["flops"][i]), "params": int(c["params"][i]),
                    "size_bytes": int(c["size"][i]), "feasible": int(ok_all),
                    "seconds": f"{time.perf_counter() - ts:.3f}", "config": cfg.to_json()}
             writer.writerow(row)
             hist.flush()
-            tick[0](1)  # progress per evaluation, not per proposed batch
-            vals = np.array([acc] + [c[tg][i] for tg in opts.targets])
+            if ok[i]:
+                tick[0](1)  # progress per measured config, not per proposed batch
+            vals = np.array([acc] + [lat if tg == "latency" else c[tg][i]
+                                     for tg in opts.targets])
             out_vals.append(told(vals, ok_all))
         return np.array(out_vals, dtype=float)
 
@@ -554,26 +621,40 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     t = time.perf_counter()
     from nas.utils.progress import task_progress
 
-    best = {"acc": max((v[0] for v in known.values()), default=float("nan"))}
+    # the best measured accuracy of a config inside every limit, and how many were measured
+    # (configs outside the cost limits are told to the searcher but neither measured nor
+    # counted against --budget)
+    measured_known = [r for r in rows if r.get("accuracy_source") != "infeasible"]
+    best: dict[str, Any] = {
+        "acc": max((float(r["accuracy"]) for r in measured_known if int(r["feasible"])),
+                   default=float("nan")),
+        "measured": len(measured_known)}
+    if best["measured"] > opts.budget:
+        say(f"search: {best['measured']} evaluations are already done, more than --budget "
+            f"{opts.budget}; all of them are used")
+
+    def outside_cost_limits(cs: list[Config]) -> np.ndarray:
+        return ~feasible(cs)
+
     with task_progress("search: evaluations", opts.budget, enabled=progress) as advance:
-        advance(len(known))
+        advance(min(best["measured"], opts.budget))
         tick[0] = advance
-
-        def on_eval(cfg: Config, v: np.ndarray) -> None:
-            if not best["acc"] >= v[0]:
-                best["acc"] = float(v[0])
-
         try:
-            if opts.distributed and len(known) < opts.budget:
+            if opts.distributed and best["measured"] < opts.budget:
                 pool = start_pool()
             result = run_search(searcher, evaluate, opts.budget, known=known,
-                                on_evaluated=on_eval)
+                                free=outside_cost_limits if cheap else None)
         finally:
             hist.close()
             if pool is not None:
                 pool.close()
     timings["search_s"] = time.perf_counter() - t
-    say(f"search: {len(result.configs)} evaluations, best accuracy {best['acc']:.2f}%")
+    skipped = len(result.configs) - best["measured"]
+    say(f"search: {best['measured']} evaluations"
+        + (f" (and {skipped} proposals outside the cost limits, not evaluated)" if skipped
+           else "")
+        + (f", best accuracy within the limits {best['acc']:.2f}%" if best["acc"] == best["acc"]
+           else ", none within the limits"))
 
     # 4. front, export, measured latency
     t = time.perf_counter()
@@ -597,7 +678,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     ref = (F[okf].max(axis=0) if okf.any() else F.max(axis=0)) + 1e-9
     hv = hypervolume(F[okf][pareto_mask(F[okf])], ref) if okf.any() else 0.0
     summary = {"options": asdict(opts), "seed": opts.seed, "out": str(out),
-               "objectives": [str(o) for o in objectives], "evaluations": len(result.configs),
+               "objectives": [str(o) for o in objectives], "evaluations": best["measured"],
+               "proposals_outside_cost_limits": skipped,
                "front_size": len(front), "hypervolume": hv, "hypervolume_reference":
                ref.tolist(), "timings": timings,
                "versions": {"nas": __version__, "torch": torch.__version__,

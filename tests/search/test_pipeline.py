@@ -81,7 +81,7 @@ def test_search_outputs_and_resume(tiny_supernet, tmp_path: Path,
     assert len(hist2) == 15 and hist2[:12] == hist
     capsys.readouterr()
     assert _search(out, space_file, ckpt, "--strategy", "evolution", "--seed", "3") == 2
-    assert "holds a different search (differs in: seed)" in capsys.readouterr().err
+    assert "holds a different search (differs in: seed (" in capsys.readouterr().err
 
 
 def test_constraints(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,13 +101,15 @@ def test_constraints(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_errors(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space, space_file, ckpt = tiny_supernet
+    # the wrong kind of input file is a usage error (exit 2) naming the flag
     assert main(["search", "--space", "resnet_like", "--supernet", str(ckpt), "--out",
-                 str(tmp_path / "x"), "--no-progress"]) == 1
-    assert "checkpoint holds space 'tiny_resnet', not 'resnet_like'" in capsys.readouterr().err
+                 str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "--supernet: " in (err := capsys.readouterr().err)
+    assert "checkpoint holds space 'tiny_resnet', not 'resnet_like'" in err
     assert not (tmp_path / "x").exists()  # refused before the output directory was made
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")
-    assert _search(tmp_path / "w", space_file, bad) == 1
+    assert _search(tmp_path / "w", space_file, bad) == 2
     assert "bad.pt: not a readable supernet checkpoint" in capsys.readouterr().err
     assert _search(tmp_path / "v", space_file, ckpt, "--data", "nope") == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
@@ -187,7 +189,7 @@ def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
     capsys.readouterr()
     assert load_supernet(out2 / "supernet" / "supernet.pt").build.stem_stride == 2
     assert main([*args, "--stem-stride", "2"]) == 2  # another search than the one in out
-    assert "differs in: stem_stride" in capsys.readouterr().err
+    assert "differs in: stem_stride (" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -409,6 +411,8 @@ def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
     space = load_space("resnet_like")
     space.save(tmp_path / "s.yaml")
     (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a.pt").write_bytes(b"supernet a")
+    (tmp_path / "runs" / "b.pt").write_bytes(b"supernet b")
     _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/a.pt"), space)
     _prepare_out(tmp_path / "out", SearchOptions(space="./s.yaml",
                                                  supernet="./runs/../runs/a.pt"), space)
@@ -416,6 +420,11 @@ def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
                                                  supernet=str(tmp_path / "runs/a.pt")), space)
     with pytest.raises(UsageError, match="differs in: supernet"):
         _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/b.pt"),
+                     space)
+    # the same path with other contents (a retrained or replaced file) is another search
+    (tmp_path / "runs" / "a.pt").write_bytes(b"supernet a, trained further")
+    with pytest.raises(UsageError, match="the --supernet file's contents"):
+        _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/a.pt"),
                      space)
 
 
@@ -555,3 +564,48 @@ def test_search_joins_a_ray_cluster(tiny_supernet, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"evaluations on 2 Ray worker(s) at {address}" in done.stdout
     assert _history(tmp_path / "cl") == _history(tmp_path / "seq")
+
+
+def test_configs_outside_the_cost_limits_do_not_spend_the_budget(
+        tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nas.supernet import load_supernet
+
+    space, space_file, ckpt = tiny_supernet
+    net = load_supernet(ckpt)
+    params = sorted(net.costs(c).params for c in space.sample_many(400, 0))
+    limit = params[len(params) // 5]  # about a fifth of the configs are inside
+    out = tmp_path / "tight"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "6",
+                   "--constraint", f"params<={limit}") == 0
+    printed = capsys.readouterr().out
+    hist = list(csv.DictReader(open(out / "history.csv")))
+    measured = [r for r in hist if r["accuracy_source"] == "measured"]
+    outside = [r for r in hist if r["accuracy_source"] == "infeasible"]
+    assert len(measured) == 6 and outside  # random proposals mostly miss the limit
+    assert all(int(r["params"]) <= limit for r in measured)
+    assert all(r["accuracy"] == "" and r["feasible"] == "0" for r in outside)  # not measured
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 6
+    assert summary["proposals_outside_cost_limits"] == len(outside)
+    assert f"search: 6 evaluations (and {len(outside)} proposals outside" in printed
+    # accuracies are held at the precision history.csv keeps: a resume reads back the same
+    front = json.loads((out / "pareto.json").read_text())
+    assert front and all(round(r["accuracy"], 4) == r["accuracy"] for r in front)
+    # resumed with a larger budget: the rows outside the limits still do not count
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "8",
+                   "--constraint", f"params<={limit}") == 0
+    hist = list(csv.DictReader(open(out / "history.csv")))
+    assert sum(r["accuracy_source"] == "measured" for r in hist) == 8
+
+
+def test_analytic_limits_and_train_epochs_are_checked_before_any_work(
+        tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space, space_file, ckpt = tiny_supernet
+    # no supernet given: an impossible parameter limit is said before training one
+    assert main(["search", "--space", str(space_file), "--constraint", "params<=10",
+                 "--out", str(tmp_path / "t"), "--no-progress"]) == 1
+    assert "--constraint params<=10 is infeasible" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+    assert _exit_status(["search", "--space", str(space_file), "--supernet", str(ckpt),
+                         "--train-epochs", "3", "--out", str(tmp_path / "e")]) == 2
+    assert "--train-epochs: sets the supernet this search trains" in capsys.readouterr().err
