@@ -667,8 +667,9 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     def feasible_result(cs: list[Config]) -> np.ndarray:
         return feasible_after(cs, np.array([result.values[pos[c], 0] for c in cs]))
 
+    probe = next(iter(val))[0][:32]  # a few validation images to check the extractions on
     front = _export_front(net, result, opts, out, latency, costs, feasible_result, say,
-                          calibrate)
+                          calibrate, probe)
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     F = to_min(result.values, objectives)
@@ -691,11 +692,15 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
 def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency: Any,
                   costs: Callable, feasible: Callable, say: Callable,
-                  calibrate: Callable[[Config], None]) -> list[dict[str, Any]]:
+                  calibrate: Callable[[Config], None],
+                  probe: torch.Tensor | None = None) -> list[dict[str, Any]]:
     """Extract, save and time the front. Each subnet's batch-norm statistics are
     recalibrated exactly as when it was evaluated (``calibrate``) before extraction: the
     supernet's running statistics belong to whichever config was calibrated last, so an
-    extraction without it would carry another subnet's statistics."""
+    extraction without it would carry another subnet's statistics. Each extracted model's
+    output on ``probe`` is compared with the supernet's (``extraction_max_abs_diff``). A
+    front that is the same as the last run's, with its files in place, is kept as it is
+    (a re-run of a finished search neither re-extracts nor re-times it)."""
     from nas.supernet import save_subnet
 
     objectives = result.objectives
@@ -714,14 +719,31 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     pdir = out / "pareto"
     pdir.mkdir(exist_ok=True)
     configs = [result.configs[i] for i in front_idx]
+    previous = _previous_front(out)
+    if previous is not None and [r["id"] for r in previous] == [cfg.id for cfg in configs] \
+            and all((pdir / f"{cfg.id}.{ext}").exists() for cfg in configs
+                    for ext in ("pt", "json")) \
+            and all(r.get("accuracy") == float(result.values[i, 0])
+                    for r, i in zip(previous, front_idx)):
+        say(f"front: the same {len(configs)} subnets as the last run; kept as they are "
+            f"({out / 'pareto.json'})")
+        return previous
     c = costs(configs)
     b = net.build
     measured = np.full(len(configs), np.nan)
     measured_raw = np.full(len(configs), np.nan)
+    diffs = np.full(len(configs), np.nan)
     models = []
-    for cfg in configs:
+    for k, cfg in enumerate(configs):
         calibrate(cfg)
         model = net.extract(cfg).eval()
+        if probe is not None:
+            with torch.no_grad(), net.activate(cfg):
+                was = net.training
+                net.eval()
+                x = probe.to(next(model.parameters()).device)
+                diffs[k] = float((model(x) - net(x)).abs().max())
+                net.train(was)
         save_subnet(model, cfg, pdir / f"{cfg.id}.pt", **b.kwargs)
         atomic_write_text(pdir / f"{cfg.id}.json", json.dumps(
             {"space": cfg.space.name, "id": cfg.id, "config": cfg.to_dict()}, indent=2) + "\n")
@@ -747,7 +769,12 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
                      "latency_measured_raw_ms": float(measured_raw[k]),
                      "flops": int(c["flops"][k]), "params": int(c["params"][k]),
                      "size_bytes": int(c["size"][k]), "file": f"pareto/{cfg.id}.pt",
+                     "extraction_max_abs_diff": float(diffs[k]),
                      "config": cfg.to_dict()})
+    if probe is not None:
+        say(f"front: {len(configs)} subnets extracted; largest |difference| between their "
+            f"outputs and the supernet's on {len(probe)} validation images: "
+            f"{np.nanmax(diffs):.2g}")
     atomic_write_text(out / "pareto.json", json.dumps(rows, indent=2) + "\n")
     fields = [k for k in rows[0] if k != "config"] + ["config"]
     lines = [",".join(fields)]
@@ -757,6 +784,17 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
                               else v for v in vals))
     atomic_write_text(out / "pareto.csv", "\n".join(lines) + "\n")
     _plot(result, rows, opts, out, okf)
+    return rows
+
+
+def _previous_front(out: Path) -> list[dict[str, Any]] | None:
+    """The rows of the last run's ``pareto.json`` (``None``: none, or unreadable)."""
+    try:
+        rows = json.loads((out / "pareto.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "id" in r for r in rows):
+        return None
     return rows
 
 

@@ -72,9 +72,17 @@ def test_search_outputs_and_resume(tiny_supernet, tmp_path: Path,
     assert len(front) >= 2 and front[-1]["accuracy"] > front[0]["accuracy"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["evaluations"] == 12 and summary["versions"]["torch"] == torch.__version__
-    # the same command again: nothing is evaluated twice
+    # each extracted subnet computes what the supernet computes at its config
+    assert all(r["extraction_max_abs_diff"] <= 1e-5 for r in front)
+    assert "subnets extracted; largest |difference|" in printed
+    # the same command again: nothing is evaluated twice, and the unchanged front is kept
+    # as it is (not extracted again: its files stay byte for byte)
+    files = {p.name: p.read_bytes() for p in (out / "pareto").iterdir()}
     assert _search(out, space_file, ckpt, "--strategy", "evolution") == 0
     assert len(list(csv.DictReader(open(out / "history.csv")))) == 12
+    assert "the same" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (out / "pareto").iterdir()} == files
+    assert json.loads((out / "pareto.json").read_text()) == front
     # a larger budget continues the same search
     assert _search(out, space_file, ckpt, "--strategy", "evolution", "--budget", "15") == 0
     hist2 = list(csv.DictReader(open(out / "history.csv")))
