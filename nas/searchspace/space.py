@@ -445,17 +445,34 @@ class Space:
             if d == D:
                 cfg = Config._make(self, tuple(idx))
                 return cfg if self._check_predicates(cfg) is None else None
+            for i in candidates(d):
+                nodes += 1
+                if nodes > budget:
+                    raise _SearchBudget
+                idx[d] = i
+                if self._check_closing(idx, d):
+                    found = rec(d + 1)
+                    if found is not None:
+                        return found
+            idx[d] = INACTIVE
+            return None
+
+        def rec_ahead(d: int) -> Config | None:  # rec with forward checking
+            nonlocal nodes
+            if d == D:
+                cfg = Config._make(self, tuple(idx))
+                return cfg if self._check_predicates(cfg) is None else None
             cands = candidates(d)
             # forward checking pays where it can skip values; a dimension with one candidate
             # (pinned, absent) is left to the closing checks
-            ahead = forward and len(cands) > 1 and bool(self._ahead[d])
+            ahead = len(cands) > 1 and bool(self._ahead[d])
             for i in cands:
                 nodes += 1
                 if nodes > budget:
                     raise _SearchBudget
                 idx[d] = i
                 if self._check_closing(idx, d) and (not ahead or self._supported(idx, d)):
-                    found = rec(d + 1)
+                    found = rec_ahead(d + 1)
                     if found is not None:
                         return found
             idx[d] = INACTIVE
@@ -463,7 +480,7 @@ class Space:
 
         try:
             with _recursion_room(D):
-                return rec(0)
+                return (rec_ahead if forward else rec)(0)
         except _SearchBudget:
             return None
 
