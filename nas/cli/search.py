@@ -82,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
         out = f"runs/search-{space.name}-{digest.hexdigest()[:8]}"
     result = run_search_job(opts, out, progress=not args.no_progress,
                             say=lambda m: console.print(m))
-    t = Table("id", "accuracy %", "latency pred ms", "latency meas ms", "MFLOPs", "params",
-              "size KiB", title=f"Pareto front ({len(result['front'])} subnets) — {out}")
+    t = Table(title=f"Pareto front ({len(result['front'])} subnets) — {out}")
+    t.add_column("id", no_wrap=True, min_width=12)  # whole, to copy (narrow terminals)
+    for name in ("accuracy %", "latency pred ms", "latency meas ms", "MFLOPs", "params",
+                 "size KiB"):
+        t.add_column(name)
     def ms(v: float) -> str:
         return "-" if v != v else f"{v:.3f}"  # NaN when latency was not asked for
 

@@ -102,7 +102,11 @@ def init_ray(address: str | None, *, num_cpus: int | None = None,
     ray = import_ray("--workers" if address is None else "--ray-address")
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
+    # a runtime of its own on this machine: Ray's set-up warnings (e.g. about an auth token
+    # it does not need) are noise in the search's output; joining a cluster, they may matter
+    kwargs: dict[str, Any] = {"include_dashboard": False,
+                              "logging_level": logging.ERROR if address is None
+                              else logging.WARNING,
                               "log_to_driver": True}
     if address is None:
         kwargs.update(address="local", num_cpus=num_cpus)
