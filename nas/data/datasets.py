@@ -23,7 +23,6 @@ Paths: a directory of class sub-folders (``class/image.png``, optionally under `
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import logging
 import os
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 
 from nas.errors import NasError, UsageError
-from nas.utils.files import NPZ_LOAD_ERRORS, npz_load_error
+from nas.utils.files import NPZ_LOAD_ERRORS, file_digest, npz_load_error
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +194,7 @@ def download_file(url: str, dest: str | os.PathLike[str], md5: str, *,
 
 
 def file_md5(path: Path) -> str:
-    h = hashlib.md5()  # noqa: S324 - published checksums of the datasets are MD5
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")  # the datasets' published checksums are MD5
 
 
 # ----------------------------------------------------------------------------- loaders

@@ -41,7 +41,7 @@ from nas.search.base import Objective, hypervolume, make_searcher, pareto_mask, 
 from nas.search.constraints import Limit
 from nas.searchspace import Config, Space, load_space
 from nas.utils.checks import check_int
-from nas.utils.files import atomic_write_bytes, atomic_write_text
+from nas.utils.files import atomic_write_bytes, atomic_write_text, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -269,22 +269,12 @@ def _comparable(ident: dict[str, Any]) -> dict[str, Any]:
     return {**ident, "options": opts}
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
     manifest = out / "search.json"
     ident: dict[str, Any] = {"space": space.name, "space_fingerprint": space.fingerprint,
                              "options": opts.identity()}
     if opts.supernet:  # its contents, not only its path: a replaced file is another search
-        ident["supernet_sha256"] = _file_sha256(Path(opts.supernet))
+        ident["supernet_sha256"] = file_digest(opts.supernet)
     if manifest.exists():
         try:
             old = json.loads(manifest.read_text())

@@ -109,7 +109,7 @@ def _refuse_signed_v1(p: str | os.PathLike[str], payload: dict[str, Any], kind: 
                               f"{again}")
 
 
-def _load_problem(e: Exception) -> str:
+def load_problem(e: Exception) -> str:
     """The first specific line of a ``load_state_dict`` error (its first line is only
     "Error(s) in loading state_dict for ...")."""
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
@@ -131,7 +131,7 @@ def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
         net.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: weights do not fit the supernet of space "
-                              f"{stored.name!r} ({_load_problem(e)})") from None
+                              f"{stored.name!r} ({load_problem(e)})") from None
     net.checkpoint_meta = dict(payload.get("meta") or {})
     return net
 
@@ -175,5 +175,5 @@ def load_subnet(path: str | os.PathLike[str], *, space: Space | None = None,
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{path}: weights do not fit config {cfg.id} "
-                              f"({_load_problem(e)})") from None
+                              f"({load_problem(e)})") from None
     return model.eval(), cfg

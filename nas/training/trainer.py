@@ -38,7 +38,7 @@ from nas.errors import NasError, UsageError
 from nas.searchspace import Space, load_space
 from nas.supernet import Supernet, build_supernet, save_supernet, zero_init_last
 from nas.supernet.base import check_stem_stride
-from nas.supernet.checkpoint import signed_v1_differs
+from nas.supernet.checkpoint import load_problem, signed_v1_differs
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.schedule import warmed
@@ -264,8 +264,6 @@ def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
 def _absolute_data_paths(opts: TrainOptions) -> TrainOptions:
     """``opts`` with a data file or folder and ``data_root`` made absolute, so that the run
     can resume, and its supernet be evaluated, from another working directory."""
-    from dataclasses import replace
-
     from nas.data import list_datasets
 
     changes: dict[str, Any] = {}
@@ -273,7 +271,7 @@ def _absolute_data_paths(opts: TrainOptions) -> TrainOptions:
         changes["data"] = str(Path(opts.data).resolve())
     if opts.data_root is not None:
         changes["data_root"] = str(Path(opts.data_root).expanduser().resolve())
-    return replace(opts, **changes) if changes else opts
+    return opts.replace(**changes) if changes else opts
 
 
 def _data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict[str, str]:
@@ -432,10 +430,9 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         try:
             net.load_state_dict(state["model"])
         except RuntimeError as e:  # (size mismatches: data of other classes or resolution)
-            first = str(e).strip().splitlines()[-1].strip()
             raise TrainingError(f"{ckpt_path}: its weights do not fit the supernet built for "
-                                f"{data.describe()} ({first}); was the data changed?"
-                                ) from None
+                                f"{data.describe()} ({load_problem(e)}); was the data "
+                                "changed?") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         strategy.load_state_dict(state["strategy"])
