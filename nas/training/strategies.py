@@ -163,11 +163,18 @@ class MultiArch(Strategy):
         # the shared weights sliced once for all k subnets (Supernet.activate_many)
         with self.supernet.activate_many(configs):
             logits = self.supernet(x)
-        total = x.new_zeros(())
-        for out, target in zip(logits.tensor_split(k), y.tensor_split(k)):
-            total = total + self.ce(out, target) * (len(target) / len(x))
+        parts = [self.ce(out, target) for out, target
+                 in zip(logits.tensor_split(k), y.tensor_split(k))]
+        sizes = [len(target) for target in y.tensor_split(k)]
+        total = sum(part * (n / len(x)) for part, n in zip(parts, sizes))
         total.backward()  # one backward pass for all K subnets
-        return {"loss": total.item()}
+        # the branches of a step are its K subnets: the total (weighted by group size), and
+        # the best and the worst of the K (their spread: how unevenly the sampled subnets
+        # are trained); one device sync
+        each = torch.stack([part.detach() for part in parts]).tolist()
+        return {"loss": sum(e * n / len(x) for e, n in zip(each, sizes)),
+                "loss_group_best": min(each),
+                "loss_group_worst": max(each)}
 
 
 class _Teacher:

@@ -3,6 +3,7 @@ options and checkpoints fail clearly."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,17 @@ def test_each_strategy_runs(strategy: str, tiny_space: Space, tmp_path: Path) ->
     assert net.checkpoint_meta["strategy"] == strategy
     if strategy == "progressive":
         assert [row["phase"] for row in r.history] == [0.0, 1.0, 2.0, 3.0]
+    # the metrics log has the losses of each strategy's branches
+    branches = {"uniform": set(), "sandwich": {"loss_max", "loss_min", "loss_kd"},
+                "multiarch": {"loss_group_best", "loss_group_worst"},
+                "poa": {"loss_intact", "loss_elastic"},
+                "progressive": {"loss_label", "loss_kd"}}[strategy]
+    for line in lines[1:]:  # (progressive's first epoch is phase 0: the full network alone)
+        row = json.loads(line)
+        assert branches <= set(row), (strategy, sorted(row))
+    if strategy == "multiarch":
+        for row in r.history:
+            assert row["loss_group_best"] <= row["loss"] <= row["loss_group_worst"]
 
 
 @pytest.mark.parametrize("strategy", ["uniform", "sandwich", "multiarch", "poa", "progressive"])
