@@ -8,6 +8,7 @@ got [3, 3]``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,26 @@ class _LineLoader(yaml.SafeLoader):
     pass
 
 
+# Booleans as in YAML 1.2 (the current standard): only true/false. YAML 1.1, PyYAML's
+# default, also reads yes/no/on/off as booleans, which turned a choice written `[on, off]`
+# or `[yes, no]` into [True, False] unasked; here they stay strings.
+_BOOL = "tag:yaml.org,2002:bool"
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                  list("tTfF"))
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
+    own = sum(key_node.tag != "tag:yaml.org,2002:merge" for key_node, _ in node.value)
+    loader.flatten_mapping(node)  # merged (`<<: *anchor`) pairs first, then the node's own
+    merged = len(node.value) - own
     out = _LineDict()
     out.lines = {}
     out.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
+    own_keys: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
@@ -47,10 +62,14 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
             raise yaml.constructor.ConstructorError(
                 None, None, f"unhashable key {key!r}", key_node.start_mark
             ) from None
-        if key in out:
+        if i < merged:  # merged keys override each other, as YAML's merge says
+            pass
+        elif key in own_keys:  # (and a key of the node's own overrides a merged one)
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
+        else:
+            own_keys.add(key)
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = key_node.start_mark.line + 1
     return out
@@ -132,7 +151,7 @@ def load_space_file(path: str | Path) -> Space:
     """Load a space definition from a YAML or JSON file."""
     doc, _ = read_document(path)
     try:
-        return Space.from_dict(to_plain(doc))
+        space = Space.from_dict(to_plain(doc))
     except SpaceDefinitionError as e:
         line = _line_of(doc, e.field)
         where = f"{path}:{line}" if line else str(path)
@@ -140,6 +159,34 @@ def load_space_file(path: str | Path) -> Space:
         raise SpaceDefinitionError(
             f"{where}: {field + ': ' if field else ''}{e.bare_message}"
         ) from None
+    _check_satisfiable(space, doc, path)
+    return space
+
+
+def _check_satisfiable(space: Space, doc: Any, path: str | Path) -> None:
+    """A file whose constraints admit no config is an error at load, naming the constraint
+    that admits nothing by itself, or all of them (an exact count: milliseconds; predicates
+    are left out, so what is refused here is empty whatever they say)."""
+    from nas.searchspace.cardinality import count_configs
+
+    if not space.constraints or count_configs(space) > 0:
+        return
+    alone = [i for i, c in enumerate(space.constraints)
+             if count_configs(Space(space.name, space.root.children, [c])) == 0]
+    if alone:
+        # the entry in the file (predicates, kept apart by the space, may sit between)
+        entries = [j for j, c in enumerate(doc.get("constraints") or [])
+                   if not (isinstance(c, dict) and c.get("type") == "predicate")]
+        i = alone[0]
+        field: tuple[str | int, ...] = ("constraints", entries[i] if i < len(entries) else i)
+        what = f"this constraint admits no config: {space.constraints[i].describe()}"
+    else:
+        field = ("constraints",)
+        what = ("the constraints together admit no config: "
+                + "; ".join(c.describe() for c in space.constraints))
+    line = _line_of(doc, field)
+    raise SpaceDefinitionError(f"{path}{f':{line}' if line else ''}: {_format_field(field)}: "
+                               f"{what}")
 
 
 def save_space(space: Space, path: str | Path) -> None:

@@ -87,6 +87,17 @@ def test_yaml_space_with_repeat(tmp_path: Path) -> None:
     ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\n"
      "  - {name: b, type: int, low: 1, high: 2, when: {path: zz, op: '>', value: 1}}\n",
      r"x\.yaml:4: dims\[1\]\.when: b: condition reads 'zz'"),
+    # constraints that admit no config are refused at load, at the entry to blame
+    ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\n"
+     "  - {name: b, type: int, low: 3, high: 4}\nconstraints:\n"
+     "  - {type: compare, left: b, op: '>', right: 1}\n"
+     "  - {type: compare, left: a, op: '>=', right: b}\n",
+     r"x\.yaml:7: constraints\[1\]: this constraint admits no config: a >= b"),
+    ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\n"
+     "  - {name: b, type: int, low: 1, high: 2}\nconstraints:\n"
+     "  - {type: compare, left: a, op: '>', right: b}\n"
+     "  - {type: compare, left: b, op: '>=', right: a}\n",
+     r"x\.yaml:5: constraints: the constraints together admit no config: a > b; b >= a"),
 ])
 def test_yaml_errors_name_file_line_and_field(tmp_path: Path, text: str, pattern: str) -> None:
     p = tmp_path / "x.yaml"
@@ -125,3 +136,24 @@ def test_config_files(tmp_path: Path) -> None:
 def _write(p: Path, obj: object) -> Path:
     p.write_text(json.dumps(obj))
     return p
+
+
+def test_yaml_booleans_are_yaml_1_2_and_merge_keys_work(tmp_path: Path) -> None:
+    # on/off/yes/no are strings (YAML 1.2), not booleans as in YAML 1.1; true/false are
+    # booleans; a `<<:` merge key fills in keys that the mapping's own keys may override
+    p = tmp_path / "x.yaml"
+    p.write_text("name: x\n"
+                 "dims:\n"
+                 "  - &c {name: mode, type: choice, values: [on, off]}\n"
+                 "  - {<<: *c, name: se}\n"
+                 "  - {<<: *c, name: act, values: [yes, no]}\n"
+                 "  - {<<: *c, name: bias, values: [true, false]}\n")
+    s = load_space(str(p))
+    assert s.dimension("mode").values == ("on", "off")
+    assert s.dimension("se").values == ("on", "off")
+    assert s.dimension("act").values == ("yes", "no")
+    assert s.dimension("bias").values == (True, False)
+    # a key written twice in one mapping is still an error
+    p.write_text("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2, low: 0}\n")
+    with pytest.raises(SpaceDefinitionError, match=r"x\.yaml:3: malformed YAML: duplicate key"):
+        load_space(str(p))
