@@ -142,12 +142,13 @@ class Space:
         self._index = index
         self.constraints: tuple[Constraint, ...] = ()
         self.predicates: tuple[Predicate, ...] = ()
-        cons, preds = [], []
-        for c in constraints:
+        cons, preds, where = [], [], []  # where: each constraint's place in `constraints`
+        for i, c in enumerate(constraints):
             if isinstance(c, Predicate):
                 preds.append(c)
             elif isinstance(c, Constraint):
                 cons.append(c)
+                where.append(i)
             else:
                 raise SpaceDefinitionError(f"{name}: not a constraint: {c!r}")
         self.constraints = tuple(cons)
@@ -160,7 +161,7 @@ class Space:
                 if p not in index:
                     raise SpaceDefinitionError(
                         f"constraint '{c.describe()}' reads {p!r}, which is not a dimension of "
-                        f"space {name!r}", ("constraints", ci)
+                        f"space {name!r}", ("constraints", where[ci])
                     )
                 idxs.append(index[p])
             closing[max(idxs)].append((c, tuple(idxs)))

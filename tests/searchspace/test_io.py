@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from nas.errors import ConfigError, SpaceDefinitionError
-from nas.searchspace import get_space, load_config, load_space, save_config
+from nas.searchspace import (
+    get_space,
+    load_config,
+    load_space,
+    register_predicate,
+    save_config,
+)
 
 SPACE_YAML = """\
 name: mini_resnet
@@ -156,4 +162,20 @@ def test_yaml_booleans_are_yaml_1_2_and_merge_keys_work(tmp_path: Path) -> None:
     # a key written twice in one mapping is still an error
     p.write_text("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2, low: 0}\n")
     with pytest.raises(SpaceDefinitionError, match=r"x\.yaml:3: malformed YAML: duplicate key"):
+        load_space(str(p))
+
+
+def test_errors_point_at_the_entry_when_predicates_come_first(tmp_path: Path) -> None:
+    # predicates are kept apart from declarative constraints; errors still name the entry
+    # of the file (they named the constraint's place among the non-predicates)
+    register_predicate("io_test_always", lambda cfg: True)
+    head = ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\nconstraints:\n"
+            "  - {type: predicate, name: io_test_always}\n")
+    p = tmp_path / "x.yaml"
+    p.write_text(head + "  - {type: divides, divisor: a, dividend: zz}\n")
+    with pytest.raises(SpaceDefinitionError, match=r"x\.yaml:6: constraints\[1\]: .*reads 'zz'"):
+        load_space(str(p))
+    p.write_text(head + "  - {type: compare, left: a, op: '>', right: 5}\n")
+    with pytest.raises(SpaceDefinitionError,
+                       match=r"x\.yaml:6: constraints\[1\]: this constraint admits no config"):
         load_space(str(p))
