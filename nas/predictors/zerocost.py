@@ -4,9 +4,20 @@ Proxies (each a float per network; larger is "better" for all of them):
 
 - ``synflow`` (Tanaka et al. 2020, as used by Abdelfattah et al. 2021): batch norm removed,
   weights replaced by their absolute values, float64, an all-ones input; the score is
-  ``log(sum |theta * dR/dtheta|)`` with ``R`` the summed output. Needs no data.
+  ``log(sum |theta * dR/dtheta|)`` with ``R`` the summed output. Needs no data. The method
+  relies on the network being linear for that positive input (ReLUs pass everything): so
+  activations that saturate (ReLU6 / hardtanh) act as ReLU, and fake quantization (weights
+  and activations, whose clamps cut the gradient) is switched off -- synflow scores the
+  architecture; a config's bit widths reach a predictor through its encoding. Without this,
+  ReLU6 and the activation clips saturated under the growing positive activations and the
+  score of a ``mobilenet_like`` config depended on its head width alone.
 - ``naswot`` (Mellor et al. 2021): ``log|det K|`` of the Hamming-similarity kernel of the
-  binary ReLU activation codes of a batch.
+  binary ReLU activation codes of a batch. The codes are read at every rectifier-like
+  activation the forward pass calls -- ReLU, ReLU6 (hardtanh), leaky ReLU, GELU, SiLU,
+  hardswish, as modules or as functions (a torch function mode sees both) -- as "input > 0"
+  (Mellor et al.'s code reads the inputs of every module whose type names ReLU). Hooks on
+  ``nn.ReLU`` modules alone saw none of the supernet families' block activations (called
+  as functions), so their kernel was empty.
 - ``snip`` (Lee et al. 2019): ``log(sum |theta * dL/dtheta|)`` for a cross-entropy loss.
 - ``grad_norm``: ``log`` of the summed L2 norms of the weight gradients of that loss.
 - ``jacov`` (Mellor et al. 2020): the input-Jacobian correlation score
@@ -39,7 +50,7 @@ log = logging.getLogger(__name__)
 
 PROXIES: tuple[str, ...] = ("synflow", "naswot", "snip", "grad_norm", "jacov")
 # bumped when a proxy's definition changes (part of the cache key)
-PROXY_VERSION = 2
+PROXY_VERSION = 3
 
 
 class ProxyCacheError(NasError):
@@ -98,26 +109,76 @@ def _safe_log(v: float) -> float:
     return math.log(v) if v > 0 and math.isfinite(v) else float("-inf") if v == 0 else float("nan")
 
 
-def synflow(net: Any, input_shape: Sequence[int]) -> float:
-    """The synflow score of ``net`` (modified in place: BN removed, weights made absolute,
-    float64). ``input_shape`` is ``(C, H, W)``."""
+def _rectifiers() -> frozenset[Any]:
+    """The rectifier-like activation functions (as a torch function mode sees them: an
+    ``nn.ReLU`` module calls ``F.relu``, ``nn.ReLU6`` calls ``F.hardtanh``)."""
     import torch
+    import torch.nn.functional as F
+
+    return frozenset({F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.hardtanh,
+                      F.hardtanh_, F.leaky_relu, F.leaky_relu_, F.gelu, F.silu, F.hardswish,
+                      F.elu, F.selu, F.celu, F.mish, torch.Tensor.relu, torch.Tensor.relu_})
+
+
+def _activation_mode(on_call: Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+                     ) -> Any:
+    """A torch function mode that hands every rectifier call to ``on_call(func, x, args,
+    kwargs)`` (which returns its result) and runs everything else as it is."""
+    from torch.overrides import TorchFunctionMode
+
+    acts = _rectifiers()
+
+    class _Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            kwargs = kwargs or {}
+            if func in acts:
+                x = args[0] if args else kwargs.get("input")
+                if x is not None:
+                    return on_call(func, x, args, kwargs)
+            return func(*args, **kwargs)
+
+    return _Mode()
+
+
+def _linearize_for_synflow(net: Any) -> None:
+    """Batch norm and fake quantization out, weights of 32 bits (in place)."""
     from torch import nn
 
-    def strip_bn(mod: nn.Module) -> None:
+    from nas.supernet.static import FakeQuantAct
+
+    def strip(mod: nn.Module) -> None:
         for name, child in mod.named_children():
-            if isinstance(child, nn.BatchNorm2d):
+            if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, FakeQuantAct)):
                 setattr(mod, name, nn.Identity())
             else:
-                strip_bn(child)
+                strip(child)
 
-    strip_bn(net)
+    strip(net)
+    for m in net.modules():
+        if hasattr(m, "bits") and isinstance(m.bits, int):
+            m.bits = 32  # QConv2d / QLinear: a plain convolution / linear layer
+
+
+def synflow(net: Any, input_shape: Sequence[int]) -> float:
+    """The synflow score of ``net`` (modified in place: BN and fake quantization removed,
+    weights made absolute, float64; saturating rectifiers act as ReLU). ``input_shape`` is
+    ``(C, H, W)``."""
+    import torch
+    import torch.nn.functional as F
+
+    _linearize_for_synflow(net)
     net.double()
     with torch.no_grad():
         for p in net.parameters():
             p.abs_()
     net.zero_grad(set_to_none=True)
-    out = net(torch.ones((1, *input_shape), dtype=torch.float64))
+    saturating = {F.relu6, F.hardtanh, F.hardtanh_}
+
+    def as_relu(func: Any, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return F.relu(x) if func in saturating else func(*args, **kwargs)
+
+    with _activation_mode(as_relu):
+        out = net(torch.ones((1, *input_shape), dtype=torch.float64))
     out.sum().backward()
     total = sum(float((w.detach() * w.grad).abs().sum())
                 for w in _weights(net) if w.grad is not None)
@@ -131,19 +192,17 @@ def data_proxies(net: Any, x: Any, labels: Any) -> dict[str, float]:
 
     net.train()
     codes: list[Any] = []
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-        codes.append((out.detach().flatten(1) > 0).to(torch.float64))
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.ReLU)]
-    try:
-        x = x.clone().requires_grad_(True)
-        net.zero_grad(set_to_none=True)
-        out = net(x)
-    finally:
-        for h in handles:
-            h.remove()
     n = x.shape[0]
+
+    def record(func: Any, inp: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if isinstance(inp, torch.Tensor) and inp.dim() >= 1 and inp.shape[0] == n:
+            codes.append((inp.detach().flatten(1) > 0).to(torch.float64))
+        return func(*args, **kwargs)
+
+    x = x.clone().requires_grad_(True)
+    net.zero_grad(set_to_none=True)
+    with _activation_mode(record):
+        out = net(x)
     k_mat = torch.zeros((n, n), dtype=torch.float64)
     for c in codes:
         k_mat += c @ c.T + (1 - c) @ (1 - c).T

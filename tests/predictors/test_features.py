@@ -64,3 +64,34 @@ def test_predictor_file_whose_kinds_do_not_match_its_features(tmp_path: Path) ->
     np.savez(tmp_path / "kinds.npz", **arrays)
     with pytest.raises(PredictorFileError, match=r"kinds.npz: corrupt predictor \(fitted on"):
         ConfigPredictor.load(tmp_path / "kinds.npz", space)
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "vit_like", "mobilenet_like"])
+def test_proxies_see_the_whole_network_of_each_family(name: str) -> None:
+    # naswot reads every rectifier the forward pass calls (the families call them as
+    # functions: hooks on nn.ReLU modules saw none, and naswot was -inf for every config);
+    # synflow runs the network linearised (no fake quantization, ReLU6 as ReLU), so the bit
+    # widths do not swamp it and saturating activations do not flatten it
+    from nas.predictors.features import _NETWORK, _register_supernet_families
+    from nas.predictors.zerocost import compute_proxies
+
+    _register_supernet_families()
+    space = get_space(name)
+    settings = ProxySettings(batch=4, resolution=16)
+
+    def proxies(cfg: object) -> dict[str, float]:
+        return compute_proxies(lambda: _NETWORK[space.family](cfg, settings), settings,
+                               proxies=("synflow", "naswot"))
+
+    lo, hi = space.min(), space.max()
+    lo_v, hi_v = proxies(lo), proxies(hi)
+    assert all(math.isfinite(v) for v in (*lo_v.values(), *hi_v.values())), (lo_v, hi_v)
+    assert hi_v["naswot"] > lo_v["naswot"] and hi_v["synflow"] > lo_v["synflow"]
+    bits = [p for p in space.paths if p.endswith(".bits")]
+    full = hi.replace({p: 32 for p in bits})
+    low = hi.replace({p: 4 for p in bits})
+    assert proxies(low)["synflow"] == pytest.approx(proxies(full)["synflow"], rel=1e-9)
+    # two configs that differ only inside the body score differently
+    body = [p for p in space.paths if (".depth" in p or ".width" in p) and "head" not in p]
+    other = hi.replace({body[0]: space.dimension(body[0]).values[0]})
+    assert proxies(other)["synflow"] != hi_v["synflow"]
