@@ -4,6 +4,13 @@ The study lives in optuna storage: in-memory by default, or any storage URL (``s
 option), e.g. ``sqlite:///RUN_DIR/optuna.db``, so a search can resume and several workers
 can share one study (``study_name``).
 
+What the study learns from is what was evaluated: a suggestion that broke a constraint was
+repaired before it was evaluated (:func:`~nas.searchspace.adapters.suggest_config`), so its
+trial is marked failed and the repaired config is added as a completed trial of its own
+(optuna's samplers learn only from completed trials); configs told from elsewhere (a resumed
+search's history, or values of configs told again) are added the same way, once per config,
+so a resumed search with in-memory storage starts from what it knew instead of from random.
+
 The study's name is ``nas-search-seed<SEED>`` unless the ``study_name`` option is given:
 searchers of different seeds in one storage (e.g. the seeds of a replay benchmark) each get
 their own study, and a search resumed with the same seed finds its own. An explicit
@@ -12,13 +19,14 @@ their own study, and a search resumed with the same seed finds its own. An expli
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
 from nas.search.base import Searcher, register_searcher
 from nas.searchspace import Config
-from nas.searchspace.adapters import suggest_config
+from nas.searchspace.adapters import CONFIG_ATTR, REPAIRED_ATTR, suggest_config, trial_params
 
 
 class OptunaSearcher(Searcher):
@@ -41,6 +49,16 @@ class OptunaSearcher(Searcher):
             directions=["maximize" if o.direction == "max" else "minimize"
                         for o in self.objectives])
         self._pending: dict[Config, list[Any]] = {}
+        # the configs the study has completed trials of (a persistent storage's included)
+        self._in_study: set[Config] = set()
+        for t in self.study.get_trials(deepcopy=False,
+                                       states=(optuna.trial.TrialState.COMPLETE,)):
+            raw = t.user_attrs.get(CONFIG_ATTR)
+            try:
+                self._in_study.add(self.space.config(json.loads(raw)) if raw is not None
+                                   else self.space.config(dict(t.params)))
+            except Exception:  # noqa: BLE001 - a trial of another space: not ours to know
+                continue
 
     def ask(self) -> list[Config]:
         out = []
@@ -52,14 +70,28 @@ class OptunaSearcher(Searcher):
         return out
 
     def _tell(self, configs: list[Config], F: np.ndarray) -> None:
+        import optuna
+
         signs = np.array([o.sign for o in self.objectives])
         for c, f in zip(configs, F):
-            trials = self._pending.get(c)
-            if not trials:
-                continue  # told from elsewhere (a resumed search): nothing pending here
-            trial = trials.pop(0)
             vals = (f * signs).tolist()
-            self.study.tell(trial, vals[0] if len(vals) == 1 else vals)
+            values = vals[0] if len(vals) == 1 else vals
+            trials = self._pending.get(c)
+            trial = trials.pop(0) if trials else None
+            if trial is not None and not trial.user_attrs.get(REPAIRED_ATTR):
+                self.study.tell(trial, values)
+                self._in_study.add(c)
+                continue
+            if trial is not None:  # its params are not what was evaluated
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if c in self._in_study:
+                continue  # the study has this config's values already
+            params, dists = trial_params(self.space, c)
+            self.study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=dists,
+                **({"value": values} if len(vals) == 1 else {"values": values}),
+                user_attrs={CONFIG_ATTR: c.to_json()}))
+            self._in_study.add(c)
 
 
 @register_searcher

@@ -21,6 +21,31 @@ CONFIG_ATTR = "nas_config"
 REPAIRED_ATTR = "nas_repaired"
 
 
+def _distribution(dim: Any) -> Any:
+    """The optuna distribution :func:`suggest_config` suggests ``dim`` from."""
+    import optuna
+
+    spec = dim.spec
+    if isinstance(spec, IntRange):
+        return optuna.distributions.IntDistribution(spec.low, spec.high, step=spec.step)
+    return optuna.distributions.CategoricalDistribution(list(spec.values))
+
+
+def trial_params(space: Space, config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(params, distributions)`` of ``config`` as :func:`suggest_config` names them (the
+    dimensions that exist in it, by dotted path): what ``optuna.trial.create_trial`` needs to
+    tell a study a config it did not suggest (a repaired one, or one known from elsewhere)."""
+    cfg = space.config(config)
+    params, dists = {}, {}
+    for d, dim in enumerate(space._dims):
+        i = cfg._idx[d]
+        if i == INACTIVE:
+            continue
+        params[dim.path] = dim.values[i]
+        dists[dim.path] = _distribution(dim)
+    return params, dists
+
+
 def suggest_config(trial: optuna.trial.BaseTrial, space: Space) -> Config:
     """Suggest a config inside an optuna trial, define-by-run.
 
@@ -28,8 +53,10 @@ def suggest_config(trial: optuna.trial.BaseTrial, space: Space) -> Config:
     kernel is only asked for when the stage is deep enough), under their dotted paths. Integer
     ranges use ``suggest_int``; choices use ``suggest_categorical``. If the suggested values
     break a constraint, the config is repaired to the nearest valid one (see
-    :meth:`Space.repair`) and the trial's user attribute ``nas_repaired`` is set. The final
-    config is stored as JSON in the user attribute ``nas_config``.
+    :meth:`Space.repair`) and the trial's user attribute ``nas_repaired`` is set: its params
+    are then not the config evaluated, and the searcher tells the study the repaired config
+    as a trial of its own (:func:`trial_params`). The final config is stored as JSON in the
+    user attribute ``nas_config``.
     """
     idx = [INACTIVE] * len(space)
     for d, dim in enumerate(space._dims):

@@ -4,6 +4,8 @@ search beats nothing-at-all on an easy objective."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,38 @@ def test_pareto_and_hypervolume() -> None:
     # union of the boxes up to (4, 6): x in [1,2) height 1, [2,3) height 4, [3,4) height 5
     assert hypervolume(F, np.array([4, 6])) == pytest.approx(1 + 4 + 5)
     assert hypervolume(np.array([[5.0, 5.0]]), np.array([4, 6])) == 0.0
+
+
+def test_optuna_learns_what_was_evaluated_and_resumes_from_it() -> None:
+    # resnet_like has constraints: suggestions that break one are repaired before they are
+    # evaluated; the study must hold the repaired config's params with its values (the
+    # suggestion's own trial fails), and a resumed searcher starts from the known results
+    import optuna
+
+    from nas.searchspace.adapters import CONFIG_ATTR, trial_params
+
+    space = get_space("resnet_like")
+    objs = [Objective("score", "max")]
+
+    def score(cs: list) -> np.ndarray:
+        return np.array([[float(space.encode(c).clip(0).sum())] for c in cs])
+
+    s = make_searcher("optuna-tpe", space, objs, seed=0)
+    res = run_search(s, score, 40)
+    trials = s.study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed, "no suggestion was repaired: the test does not exercise repairs"
+    for t in done:
+        cfg = space.config(json.loads(t.user_attrs[CONFIG_ATTR]))
+        assert t.params == trial_params(space, cfg)[0]
+        assert t.value == pytest.approx(float(score([cfg])[0, 0]))
+    assert {space.config(json.loads(t.user_attrs[CONFIG_ATTR]))
+            for t in done} == set(res.configs)
+    # resume: a new searcher (in-memory study) is told the 40 known results first
+    again = make_searcher("optuna-tpe", space, objs, seed=0)
+    known = {c: v for c, v in zip(res.configs, res.values)}
+    res2 = run_search(again, score, 45, known=known)
+    first = [t for t in again.study.get_trials(deepcopy=False)
+             if t.state == optuna.trial.TrialState.COMPLETE][:40]
+    assert len(first) == 40 and len(res2.configs) == 45
