@@ -14,7 +14,14 @@ from nas.searchspace.adapters import pymoo_problem, pymoo_repair
 
 class PymooSearcher(Searcher):
     """One pymoo generation per ask: its individuals are decoded through ``space.repair``;
-    the generation is told back to pymoo once all of it has been evaluated."""
+    the generation is told back to pymoo once all of it has been evaluated.
+
+    Results told before the first generation (a resumed search's history) become the
+    initial population instead of a random one: the algorithm is initialised with them, and
+    its first offspring are bred from them (``nsga2``, ``agemoea``, ``unsga3``; elitist
+    survival then keeps ``pop_size`` of them). ``moead`` ties its population to its weight
+    vectors one to one, so it starts from random and reuses known values only for configs it
+    proposes again."""
 
     defaults: dict[str, Any] = {"pop_size": 20}
 
@@ -61,8 +68,24 @@ class PymooSearcher(Searcher):
             self._values = {}
         return list(self._configs)
 
+    seeds_from_known: bool = True
+
+    def _seed(self, configs: list[Config], F: np.ndarray) -> None:
+        """Make ``configs`` (told before any generation) the initial population."""
+        from pymoo.core.population import Population
+
+        uniq = dict(zip(configs, F))  # (a config told twice: its last values)
+        self.algo.ask()  # initialises the algorithm; its random population is not used
+        X = np.array([self.space.encode(c) for c in uniq], dtype=float)
+        X[X < 0] = 0.0  # absent dimensions: any value in bounds (the repair ignores them)
+        pop = Population.new("X", X)
+        pop.set("F", np.array(list(uniq.values()), dtype=float))
+        self.algo.tell(infills=pop)
+
     def _tell(self, configs: list[Config], F: np.ndarray) -> None:
         if self._pop is None:
+            if self.seeds_from_known and not self.algo.is_initialized and configs:
+                self._seed(configs, F)
             return
         lookup = {c: f for c, f in zip(configs, F)}
         for i, c in enumerate(self._configs):
@@ -127,6 +150,7 @@ class UNSGA3Searcher(PymooSearcher):
 class MOEADSearcher(PymooSearcher):
     name = "moead"
     min_objectives = 2
+    seeds_from_known = False  # one individual per weight vector (see PymooSearcher)
 
     def _algorithm(self, pop_size: int, n_obj: int) -> Any:
         from pymoo.algorithms.moo.moead import MOEAD

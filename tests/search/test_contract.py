@@ -137,3 +137,26 @@ def test_optuna_learns_what_was_evaluated_and_resumes_from_it() -> None:
     first = [t for t in again.study.get_trials(deepcopy=False)
              if t.state == optuna.trial.TrialState.COMPLETE][:40]
     assert len(first) == 40 and len(res2.configs) == 45
+
+
+@pytest.mark.parametrize("name", ["nsga2", "agemoea", "unsga3"])
+def test_pymoo_resumes_from_the_known_results(name: str) -> None:
+    # a resumed search's history becomes the initial population (it restarted from random)
+    space = get_space("nb201")
+    objs = [Objective("a", "max"), Objective("b", "min")]
+
+    def evaluate(cs: list[Config]) -> np.ndarray:
+        e = np.array([space.encode(c) for c in cs])
+        return np.stack([e.sum(1), e[:, 0] + 1.0], axis=1)
+
+    first = run_search(make_searcher(name, space, objs, seed=0, pop_size=8), evaluate, 24)
+    known = dict(zip(first.configs, first.values))
+    again = make_searcher(name, space, objs, seed=1, pop_size=8)
+    again.tell(list(known), np.array(list(known.values())))
+    assert {space.repair(x) for x in again.algo.pop.get("X")} == set(first.configs)
+    # the search goes on from there: offspring of that population, then survival
+    again = make_searcher(name, space, objs, seed=1, pop_size=8)
+    res = run_search(again, evaluate, 32, known=known)
+    assert res.configs[:24] == first.configs and len(res.configs) == 32
+    pop = {space.repair(x) for x in again.algo.pop.get("X")}
+    assert pop <= set(res.configs)
