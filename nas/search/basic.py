@@ -30,9 +30,11 @@ class RegularizedEvolution(Searcher):
     tournament winner: ``sample_size`` members of the population are drawn, the best (by the
     first objective; with several objectives a random non-dominated one of the sample) is the
     parent; with probability ``crossover`` the child is the space's crossover of the winners of
-    two tournaments, then it is mutated with the space's ``mutate`` (``mutation_rate``: per
-    dimension, default one dimension). The population keeps the ``population`` most recent
-    evaluations: the oldest dies, not the worst.
+    two tournaments, then it is mutated with the space's ``mutate``: by default exactly one
+    existing dimension changes (Real et al.'s mutation changes one thing); with
+    ``mutation_rate`` each existing dimension changes with that probability (at least one
+    does). The population keeps the ``population`` most recent evaluations: the oldest dies,
+    not the worst.
     """
 
     name = "evolution"
@@ -66,7 +68,9 @@ class RegularizedEvolution(Searcher):
         parent = self._select()
         if self.rng.random() < float(self.options["crossover"]):
             parent = self.space.crossover(parent, self._select(), self.rng)
-        return [self.space.mutate(parent, self.rng, self.options["mutation_rate"])]
+        rate = self.options["mutation_rate"]
+        # rate 0: no dimension is drawn to change, so mutate changes exactly one
+        return [self.space.mutate(parent, self.rng, 0.0 if rate is None else rate)]
 
     def _tell(self, configs: list[Config], F: np.ndarray) -> None:
         for c, f in zip(configs, F):
