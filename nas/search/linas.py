@@ -8,9 +8,11 @@ Rounds of:
 3. run an inner NSGA-II over the predictors only — thousands of candidates, vectorised
    (:func:`nas.search.inner.nsga2`, or pymoo's NSGA-II with ``inner_engine="pymoo"``),
    seeded with the best configs found so far — and keep every candidate it visits;
-4. pick the next population among the not-yet-evaluated candidates: by non-dominated rank
-   of the predicted objectives (crowding distance inside a rank), or, for one objective, by
-   predicted value, with a small share of random proposals for exploration.
+4. pick the next population among the not-yet-evaluated candidates: whole non-dominated
+   fronts of the predicted objectives in rank order; from the front that does not fit
+   whole, picks spaced evenly along it (two objectives) or by decreasing crowding distance
+   (three or more); for one objective, by predicted value; plus a small share of random
+   proposals for exploration.
 
 Objectives whose values come from a cheap model (a latency lookup table, FLOPs) can be given
 as ``known`` functions: the inner search then uses them exactly instead of a predictor.
@@ -58,7 +60,11 @@ def _hash_duplicates() -> Any:
 def _spread_pick(F: np.ndarray, k: int) -> np.ndarray:
     """``k`` indices of ``F`` (minimisation, several objectives): whole non-dominated fronts
     in rank order; the front that does not fit whole is sampled evenly along its second
-    objective, so picks cover the trade-off instead of crowding at one end."""
+    objective (two objectives: a front ordered by one objective is ordered by the other), so
+    picks cover the trade-off instead of crowding at one end; with three or more objectives
+    an order along one of them says nothing of the others, so that front gives its members
+    of largest crowding distance."""
+    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     out: list[int] = []
@@ -69,6 +75,9 @@ def _spread_pick(F: np.ndarray, k: int) -> np.ndarray:
             break
         if len(front) <= room:
             out.extend(front.tolist())
+        elif F.shape[1] > 2:
+            cd = calc_crowding_distance(F[front])
+            out.extend(front[np.argsort(-cd, kind="stable")[:room]].tolist())
         else:
             front = front[np.argsort(F[front, 1], kind="stable")]
             pos = np.unique(np.round(np.linspace(0, len(front) - 1, room)).astype(int))

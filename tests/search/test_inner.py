@@ -149,3 +149,22 @@ def test_survival_is_rank_then_crowding_as_in_pymoo() -> None:
         out = np.setdiff1d(np.flatnonzero(rank == last), keep)
         if len(out):  # the cut kept the most crowded-apart points of the last front
             assert cd[keep][rank[keep] == last].min() >= cd[out].max()
+
+
+def test_linas_picks_cover_the_front() -> None:
+    # two objectives: the partial front is sampled evenly along it; three: by crowding
+    # distance (an order along one objective says nothing of the others), ends first
+    from nas.search.linas import _spread_pick
+
+    t = np.linspace(0, 1, 11)
+    F2 = np.stack([t, 1 - t], axis=1)  # one front of 11
+    assert sorted(F2[_spread_pick(F2, 3), 0].tolist()) == [0.0, 0.5, 1.0]
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(3), size=30)  # a front of 30 on the simplex
+    dominated = w + 1.0
+    F3 = np.vstack([dominated[:5], w])
+    pick = _spread_pick(F3, 6)
+    assert len(pick) == 6 and all(i >= 5 for i in pick)  # the first front only
+    # the points with the smallest value of each objective (its extremes) are kept
+    for j in range(3):
+        assert 5 + int(np.argmin(w[:, j])) in pick.tolist()
