@@ -84,8 +84,24 @@ class Strategy:
         self.space: Space = supernet.space
         self.opts = opts
         self.rng = rng
-        self._max = self.space.max()
+        # the largest: the supernet's own (every weight in use, full precision), not the
+        # space's last values, which are the largest only where a space lists its choices
+        # cheapest first (the convention; cardinality and attention are easy to list the
+        # other way); the smallest: the space's first values
+        try:
+            self._max = supernet.largest_config()
+        except NotImplementedError:
+            self._max = self.space.max()
         self._min = self.space.min()
+
+    @property
+    def largest(self) -> Config:
+        """The largest subnet (the one the trainer reports as ``val_acc_max``)."""
+        return self._max
+
+    @property
+    def smallest(self) -> Config:
+        return self._min
 
     def ce(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.opts.label_smoothing)

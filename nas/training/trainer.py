@@ -563,7 +563,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                                    / max(1e-9, time.perf_counter() - t0)}
             row.update({k: v / max(1, done) for k, v in sums.items()})
             if (epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs:
-                for name, cfg in (("max", space.max()), ("min", space.min())):
+                for name, cfg in (("max", strategy.largest), ("min", strategy.smallest)):
                     r = evaluate_config(net, cfg, val_loader, calib_loader(epoch),
                                         opts.bn_batches)
                     row[f"val_acc_{name}"] = r["top1"]
