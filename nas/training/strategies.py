@@ -4,9 +4,10 @@ Each strategy turns one batch into gradients on the shared weights (``step``); t
 owns the optimizer step. Strategies:
 
 - ``uniform`` — single-path one-shot (SPOS): one uniformly sampled subnet per step, labels.
-- ``sandwich`` — BigNAS/OFA sandwich rule with in-place distillation: the largest subnet
-  learns from the labels; the smallest and ``num_random`` random subnets learn from the
-  largest's detached soft predictions.
+- ``sandwich`` — the sandwich rule with in-place distillation (Yu & Huang's slimmable
+  networks, BigNAS): the largest subnet learns from the labels; the smallest and
+  ``num_random`` random subnets learn from the largest's detached soft predictions (BigNAS
+  samples 2 random subnets; the default 1 trades that for a quarter less work per step).
 - ``multiarch`` — ViT-ResNAS multi-architectural sampling: the batch is split into
   ``groups`` parts, each part trains a different random subnet, and one backward pass and one
   optimizer step cover them all.
