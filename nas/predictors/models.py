@@ -368,7 +368,9 @@ class GBTPredictor(_SklearnPredictor):
 @register_predictor
 class GPPredictor(_SklearnPredictor):
     """Gaussian process (Matern-5/2 with ARD-free length scale plus white noise); reports
-    its posterior standard deviation."""
+    the predictive standard deviation of a new measurement: the posterior's uncertainty
+    about the function plus the fitted white noise (how far a measured value may fall from
+    the prediction; the noise part does not shrink with more data)."""
 
     name = "gp"
     supports_std = True

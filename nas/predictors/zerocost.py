@@ -24,7 +24,8 @@ Proxies (each a float per network; larger is "better" for all of them):
   ``-sum(log(v + k) + 1/(v + k))`` over the eigenvalues ``v`` of the correlation matrix of
   per-sample input gradients, ``k = 1e-5``.
 
-The batch is random Gaussian noise (no dataset needed) unless one is given. Everything is
+The batch of naswot/snip/grad_norm/jacov is random Gaussian noise with random labels (no
+dataset needed; :func:`data_proxies` takes any batch for a caller that has one). Everything is
 seeded: weights come from a ``torch.Generator`` and the same seed gives the same value.
 Values are cached in a JSON-lines file under a directory the caller chooses.
 """
