@@ -388,10 +388,26 @@ class Supernet(nn.Module):
             x = stage(x)
         return self.head(x)
 
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, keep: Config | Mapping[str, Any] | None = None) -> None:
         """Sort channels by importance so that narrow subnets keep the most important ones,
-        without changing the function of the full-width network."""
+        without changing the function of the full-width network. With ``keep`` (a config),
+        each group of channels that ``keep`` uses only in part keeps that part as its first
+        channels, each part sorted on its own (OFA's second sort of a width phase: the
+        channels of the widths trained so far stay theirs, and a narrower width gets the
+        most important of them; :func:`~nas.supernet.ops.importance_order`)."""
         raise NotImplementedError
+
+    def _kept_counts(self, keep: Config | Mapping[str, Any] | None,
+                     read: Callable[[], list[int]]) -> list[int | None] | None:
+        """``read()`` (the active channel counts of the family's channel groups) with
+        ``keep`` active; ``None`` without ``keep``."""
+        if keep is None:
+            return None
+        # the largest first: modules of blocks that ``keep`` does not run read full counts
+        # (a full sort there) instead of whatever an earlier subnet left in them
+        self._use_plan(self._plan_of(self.space.config(self.largest_config())))
+        with self.activate(keep):
+            return list(read())
 
     def largest_config(self) -> Config:
         """The config with the most parameters at float precision (the one all weights

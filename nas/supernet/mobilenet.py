@@ -39,6 +39,7 @@ from nas.supernet.ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
     ElasticLinear,
+    importance_order,
 )
 from nas.supernet.resnet import _attn_params
 from nas.supernet.static import (
@@ -255,17 +256,20 @@ class MobileNetSupernet(Supernet):
         return space.config(flat)
 
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, keep: Config | None = None) -> None:
         """Sort each block's expanded channels by the L1 norm of the project conv's columns
-        that read them (OFA), most important first; expand conv, batch norms, depthwise conv
-        and attention follow. The function at full width and expansion is unchanged."""
-        for stage in self.stages:
-            for blk in stage.blocks:
-                imp = blk.project.weight.abs().sum(dim=(0, 2, 3))
-                perm = torch.argsort(imp, descending=True, stable=True)
-                blk.expand.permute_out(perm)
-                blk.bn1.permute(perm)
-                blk.dw.permute_out(perm)
-                blk.bn2.permute(perm)
-                blk.attn.permute(perm)
-                blk.project.permute_in(perm)
+        that read them (OFA), most important first (``keep``: see
+        :meth:`Supernet.reorder_channels`, OFA's ``re_organize_middle_weights`` at a later
+        expand stage); expand conv, batch norms, depthwise conv and attention follow. The
+        function at full width and expansion is unchanged."""
+        blocks = [blk for stage in self.stages for blk in stage.blocks]
+        kept = self._kept_counts(keep, lambda: [blk.expand._out for blk in blocks])
+        for i, blk in enumerate(blocks):
+            imp = blk.project.weight.abs().sum(dim=(0, 2, 3))
+            perm = importance_order(imp, kept[i] if kept else None)
+            blk.expand.permute_out(perm)
+            blk.bn1.permute(perm)
+            blk.dw.permute_out(perm)
+            blk.bn2.permute(perm)
+            blk.attn.permute(perm)
+            blk.project.permute_in(perm)

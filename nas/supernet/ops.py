@@ -818,6 +818,18 @@ class ElasticAttention(nn.Module):
             m.permute(perm)
 
 
+def importance_order(imp: Tensor, keep: int | None = None) -> Tensor:
+    """The channel permutation that sorts ``imp`` (one importance per channel), most
+    important first; with ``keep``, the first ``keep`` channels stay the first ``keep`` (each
+    part sorted on its own): OFA's re-sort after a width stretch, which reorders the channels
+    a narrower width will use without changing the set the trained widths share."""
+    if keep is None or keep >= len(imp) or keep <= 0:
+        return torch.argsort(imp, descending=True, stable=True)
+    head = torch.argsort(imp[:keep], descending=True, stable=True)
+    tail = torch.argsort(imp[keep:], descending=True, stable=True) + keep
+    return torch.cat([head, tail])
+
+
 def column_l1(m: nn.Module) -> Tensor:
     """Importance of each input channel of a conv or linear layer: the L1 norm of the weights
     that read it (used to sort channels, :meth:`Supernet.reorder_channels`)."""

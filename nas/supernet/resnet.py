@@ -49,6 +49,7 @@ from nas.supernet.ops import (
     ElasticConv2d,
     ElasticLinear,
     column_l1,
+    importance_order,
 )
 from nas.supernet.static import (
     InputCheck,
@@ -265,11 +266,14 @@ class ResNetSupernet(Supernet):
         return space.config(flat)
 
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, keep: Config | None = None) -> None:
         """Sort each residual stream's channels (stem output, each stage's output) by the L1
-        norm of the weights that read them, most important first. Block internals keep their
-        order: the block-diagonal weights of elastic cardinality fix it. The full-width network
-        computes the same function afterwards (permuted producers and consumers)."""
+        norm of the weights that read them, most important first (``keep``: see
+        :meth:`Supernet.reorder_channels`). Block internals keep their order: the
+        block-diagonal weights of elastic cardinality fix it. The full-width network computes
+        the same function afterwards (permuted producers and consumers)."""
+        kept = self._kept_counts(keep, lambda: [self.stem.conv._out] + [
+            stage.blocks[0].conv3._out for stage in self.stages])
         producers: list[tuple[list[nn.Module], list[nn.Module]]] = []
         producers.append(([self.stem.conv], [self.stem.bn]))
         for stage in self.stages:
@@ -286,7 +290,7 @@ class ResNetSupernet(Supernet):
             else:
                 consumers.append(self.head.classifier)
             imp = sum(column_l1(m) for m in consumers)
-            perm = torch.argsort(imp, descending=True, stable=True)
+            perm = importance_order(imp, kept[i] if kept else None)
             for c in convs:
                 c.permute_out(perm)
             for bn in bns:

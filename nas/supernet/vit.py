@@ -64,6 +64,7 @@ from nas.supernet.ops import (
     ElasticLinear,
     ElasticPosEmbed,
     column_l1,
+    importance_order,
 )
 from nas.supernet.static import (
     InputCheck,
@@ -367,17 +368,27 @@ class VitSupernet(Supernet):
         return cfg
 
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, keep: Config | None = None) -> None:
         """Sort each stage's residual-stream channels and each block's MLP hidden units by the
-        L1 norm of the weights that read them, most important first; the full network
-        computes the same function afterwards. The q/k/v channels keep their order: the
-        elastic head split fixes which channels belong to which head."""
+        L1 norm of the weights that read them, most important first (``keep``: see
+        :meth:`Supernet.reorder_channels`); the full network computes the same function
+        afterwards. The q/k/v channels keep their order: the elastic head split fixes which
+        channels belong to which head."""
+        def counts() -> list[int]:
+            out = []
+            for s, stage in enumerate(self.stages):
+                blocks = list(stage.blocks)
+                out.append(self.stem.proj._out if s == 0 else blocks[0].conv._out)
+                out += [b.fc1._out for b in blocks if isinstance(b, TransformerBlock)]
+            return out
+
+        kept = iter(self._kept_counts(keep, counts) or [])
         for s, stage in enumerate(self.stages):
             blocks = list(stage.blocks)
             tbs = [b for b in blocks if isinstance(b, TransformerBlock)]
+            stream_keep = next(kept, None)
             for tb in tbs:  # MLP hidden units: fc1 rows, fc2 columns
-                perm = torch.argsort(tb.fc2.weight.abs().sum(dim=0), descending=True,
-                                     stable=True)
+                perm = importance_order(tb.fc2.weight.abs().sum(dim=0), next(kept, None))
                 tb.fc1.permute_out(perm)
                 tb.fc2.permute_in(perm)
             readers: list[nn.Module] = []
@@ -389,7 +400,7 @@ class VitSupernet(Supernet):
             else:
                 readers.append(self.head.classifier)
             imp = sum(column_l1(m) for m in readers)
-            perm = torch.argsort(imp, descending=True, stable=True)
+            perm = importance_order(imp, stream_keep)
             if s == 0:
                 self.stem.proj.permute_out(perm)
                 self.stem.pos.permute(perm)

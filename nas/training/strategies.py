@@ -435,7 +435,10 @@ class Progressive(Strategy):
     frozen full network of the end of phase 0 (batch-statistics batch norm, as OFA runs its
     teacher in train mode: its running statistics are whatever the last BN recalibration
     left). Entering the width phase, the channels are sorted by importance
-    (``Supernet.reorder_channels``, the full network's function unchanged).
+    (``Supernet.reorder_channels``, the full network's function unchanged), and, as OFA does
+    at its next expand stage, sorted again when the phase opens every value: within the
+    channels the two largest widths trained, so that set stays theirs and the narrower
+    widths get its most important channels (``reorder_channels(keep=...)``).
 
     OFA trains each of its six stretches (full; kernel; depth top two, all; width top two,
     all) as a run of its own: a fresh optimizer and the schedule restarted at the stretch's
@@ -468,6 +471,7 @@ class Progressive(Strategy):
         self.top_two = False
         self.teacher: _Teacher | None = None
         self.channels_sorted = False
+        self.channels_resorted = False  # the width phase's second sort (see on_step_start)
         self._segments: tuple[int, list[Segment]] = (0, [])
 
     def newly_opened(self, phase: int) -> frozenset[str]:
@@ -546,6 +550,26 @@ class Progressive(Strategy):
         self.top_two = seg.top_two
         if step == seg.start and step > 0 and self.opts.progressive_lr is not None:
             self.reset_optimizer = True  # each stretch is a fresh OFA run
+        if (seg.phase == 3 and not seg.top_two and self.channels_sorted
+                and not self.channels_resorted and step >= seg.start
+                and any(o.phase == 3 and o.top_two and o.end <= seg.start
+                        for o in self.segments(steps_per_epoch))):
+            # OFA sorts again when the width phase opens every value (re_organize_middle_
+            # weights at the next expand stage): the channels the two largest widths trained
+            # stay theirs, and among them the narrower widths get the most important
+            self.supernet.reorder_channels(keep=self.second_largest())
+            self.channels_resorted = True
+            self.reset_optimizer = True
+
+    def second_largest(self) -> Config:
+        """The largest config with every dimension the width phase opened in two steps at
+        its second-largest value (the narrower of the two its first stretch trained)."""
+        vec = self.space.encode(self._max)
+        _, hi = self.space.bounds()
+        for i, path in enumerate(self.space.paths):
+            if path in self.newly_opened(3) and vec[i] >= 0:
+                vec[i] = max(0, int(hi[i]) - 1)
+        return self.space.repair(vec)
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
         if self.phase == 0 or self.teacher is None:
@@ -577,10 +601,14 @@ class Progressive(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {"teacher": None if self.teacher is None else self.teacher.net.state_dict(),
-                "channels_sorted": self.channels_sorted}
+                "channels_sorted": self.channels_sorted,
+                "channels_resorted": self.channels_resorted}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.channels_sorted = bool(state.get("channels_sorted", False))
+        # (a checkpoint from before the second sort existed: treat it as done when the run
+        # is already past the width phase's start, so weights are not re-sorted mid-stretch)
+        self.channels_resorted = bool(state.get("channels_resorted", self.channels_sorted))
         if state.get("teacher") is not None:
             self.teacher = _Teacher(self.supernet, batch_stats=True)
             self.teacher.net.load_state_dict(state["teacher"])

@@ -307,6 +307,45 @@ def test_reorder_channels_keeps_the_full_width_function(name, x):
     assert any(not torch.equal(w0[k], v) for k, v in net.state_dict().items())
 
 
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
+def test_reorder_channels_keeping_a_width(name, x):
+    # OFA's second sort: with keep, the channels the kept config uses stay its own (only
+    # their order changes, in producers and consumers alike), so the kept config and the
+    # full network compute what they did; a narrower config gets other channels
+    from nas.supernet.ops import importance_order
+
+    imp = torch.tensor([1.0, 5.0, 3.0, 9.0, 2.0, 8.0])
+    assert importance_order(imp).tolist() == [3, 5, 1, 2, 4, 0]
+    assert importance_order(imp, 3).tolist() == [1, 2, 0, 3, 5, 4]
+    torch.manual_seed(0)
+    space = get_space(name)
+    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8)
+    randomize(net, 6)
+    net.eval()
+    full = net.largest_config()
+    flat = full.flat()
+    for p in flat:
+        if p.endswith(("width", "expand", "embed_dim", "mlp_ratio")):
+            vals = space.values(p)
+            flat[p] = vals[-2] if len(vals) > 1 else vals[-1]
+        if p.endswith("heads"):  # vit_like: heads that divide the embedding dimension
+            dim = flat[p.replace("heads", "embed_dim")]
+            flat[p] = max(h for h in space.values(p) if dim % h == 0)
+    keep = space.config(flat)
+    narrow = space.min()
+    with torch.no_grad():
+        before = {}
+        for cfg in (full, keep, narrow):
+            with net.activate(cfg):
+                before[cfg] = net(x)
+        net.reorder_channels(keep=keep)
+        for cfg in (full, keep):
+            with net.activate(cfg):
+                assert (net(x) - before[cfg]).abs().max() <= 1e-4, cfg.to_json()
+        with net.activate(narrow):
+            assert not torch.allclose(net(x), before[narrow])
+
+
 def _small_resnet_space() -> Space:
     stages, cons = [], []
     for s, widths in enumerate(((8, 12), (12, 24))):

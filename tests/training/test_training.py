@@ -422,12 +422,19 @@ def test_progressive_teacher_sorting_and_optimizer_reset(tiny_space: Space, tmp_
 
     orig_sort = ResNetSupernet.reorder_channels
     monkeypatch.setattr(ResNetSupernet, "reorder_channels",
-                        lambda self: (calls.append(1), orig_sort(self))[1])
-    opts = TrainOptions(strategy="progressive", epochs=4, max_steps_per_epoch=2,
-                        progressive_subnets=[1, 2, 2], **FAST)
+                        lambda self, keep=None: (calls.append(keep), orig_sort(self, keep))[1])
+    opts = TrainOptions(strategy="progressive", epochs=4, max_steps_per_epoch=4,
+                        progressive_subnets=[1, 2, 2], progressive_gradual=0.5, **FAST)
     r = train(opts, tmp_path / "run", space=tiny_space, progress=False)
     assert [row["phase"] for row in r.history] == [0.0, 1.0, 2.0, 3.0]
-    assert seen == {"teacher_training": True, "sorted_at": 3, "reset": True} and calls == [1]
+    assert seen == {"teacher_training": True, "sorted_at": 3, "reset": True}
+    # sorted entering the width phase, and again (keeping the two largest widths' channels)
+    # when it opens every value, as OFA does at its next expand stage
+    assert len(calls) == 2 and calls[0] is None
+    keep = calls[1]
+    widths = [p for p in tiny_space.paths if p.endswith(".width")
+              and len(tiny_space.values(p)) > 1]
+    assert widths and all(keep[p] == tiny_space.values(p)[-2] for p in widths)
 
 
 def test_kills_between_an_epoch_and_its_checkpoint(tiny_space: Space, tmp_path: Path,
