@@ -61,6 +61,14 @@ class Limit:
     def holds(self, values: np.ndarray) -> np.ndarray:
         return _OPS[self.op](np.asarray(values, dtype=float), self.value)
 
+    def violation(self, values: np.ndarray) -> np.ndarray:
+        """How far ``values`` lie beyond the limit, relative to it (0 where it holds; a
+        value on the bound of a strict limit counts as a tiny violation)."""
+        v = np.asarray(values, dtype=float)
+        over = (v - self.value) if self.op in ("<=", "<") else (self.value - v)
+        rel = np.maximum(over, 0.0) / max(abs(self.value), 1e-12)
+        return np.where(self.holds(v), 0.0, np.maximum(rel, 1e-9))
+
     def __str__(self) -> str:
         unit = {"latency": "ms", "size": "B", "accuracy": "%"}.get(self.metric, "")
         return f"{self.metric}{self.op}{self.value:g}{unit}"

@@ -507,27 +507,44 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             ok &= lim.holds(np.asarray(accuracy, dtype=float))
         return ok
 
-    def told(values: np.ndarray, ok: bool) -> np.ndarray:
+    def violation(c: dict[str, np.ndarray], i: int, acc: float | None = None) -> float:
+        """How far config ``i`` of the costs ``c`` lies outside the limits (relative, summed
+        over them; with ``acc``, the accuracy limits count too)."""
+        v = sum(float(lim.violation(c[lim.metric][i:i + 1])[0]) for lim in cheap)
+        if acc is not None:
+            v += sum(float(lim.violation(np.array([acc]))[0]) for lim in acc_limits)
+        return v
+
+    def told(values: np.ndarray, ok: bool, off: float = 0.0) -> np.ndarray:
         """What the searcher is told: an infeasible config as dominated by every feasible
-        one (accuracy 0, each cost far above any config's), so that no searcher keeps
-        proposing its corner; history.csv keeps the real figures."""
+        one (accuracy below 0, each cost far above any config's), so that no searcher keeps
+        proposing its corner, and graded by how far it lies outside the limits (``off``,
+        :meth:`Limit.violation`): of two such configs the nearer dominates, which leads
+        domination-based searchers (NSGA-II, ...) towards the feasible region instead of
+        leaving them a plateau. history.csv keeps the real figures."""
         if ok:
             return values
-        return np.array([0.0] + [penalty[tg] for tg in opts.targets])
+        return outside_limits_values([penalty[tg] for tg in opts.targets], off)
 
     # 3. search
     objectives = [Objective("accuracy", "max")] + [Objective(tg, "min") for tg in opts.targets]
     hist_path = out / "history.csv"
     rows = _read_history(hist_path, space)
     known: dict[Config, np.ndarray] = {}
-    for r in rows:
+    known_costs = costs([r["_config"] for r in rows]) if rows else {}
+    for i, r in enumerate(rows):
         cfg = r["_config"]
+        measured = r.get("accuracy_source") != "infeasible"
         vals = np.array([float(r["accuracy"] or 0.0)] + [
             float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
             for tg in opts.targets])
-        known[cfg] = told(vals, bool(feasible_after([cfg], vals[:1])[0]))
+        known[cfg] = told(vals, bool(feasible_after([cfg], vals[:1])[0]),
+                          violation(known_costs, i, vals[0] if measured else None))
     if known:
-        say(f"search: resuming with {len(known)} evaluations from {hist_path}")
+        n_out = sum(r.get("accuracy_source") == "infeasible" for r in rows)
+        say(f"search: resuming with {len(rows) - n_out} evaluations"
+            + (f" (and {n_out} proposals outside the cost limits)" if n_out else "")
+            + f" from {hist_path}")
     new_file = not hist_path.exists() or hist_path.stat().st_size == 0
     hist = open(hist_path, "a", newline="", encoding="utf-8")
     writer = csv.DictWriter(hist, fieldnames=HISTORY_FIELDS)
@@ -593,16 +610,16 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                 tick[0](1)  # progress per measured config, not per proposed batch
             vals = np.array([acc] + [lat if tg == "latency" else c[tg][i]
                                      for tg in opts.targets])
-            out_vals.append(told(vals, ok_all))
+            out_vals.append(told(vals, ok_all, violation(c, i, acc if ok[i] else None)))
         return np.array(out_vals, dtype=float)
 
     search_opts: dict[str, Any] = {}
     if opts.strategy == "linas":
         def known_cost(cs: list[Config], tg: str) -> np.ndarray:
             v = costs(cs, only=tg)[tg]
-            for lim in cheap:  # a limit on the same metric: its far side is dominated
-                if lim.metric == tg:
-                    v = np.where(lim.holds(v), v, penalty[tg])
+            for lim in cheap:  # a limit on the same metric: its far side is dominated,
+                if lim.metric == tg:  # graded by how far (see told)
+                    v = np.where(lim.holds(v), v, penalty[tg] * (1.0 + lim.violation(v)))
             return v
 
         search_opts["known"] = {tg: (lambda cs, tg=tg: known_cost(cs, tg))
@@ -657,6 +674,12 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     def feasible_result(cs: list[Config]) -> np.ndarray:
         return feasible_after(cs, np.array([result.values[pos[c], 0] for c in cs]))
 
+    if best["measured"] == 0 and skipped:
+        raise SearchError(
+            f"all {skipped} configs searcher {opts.strategy!r} proposed lie outside the cost "
+            f"limits ({', '.join(opts.constraints)}), so none was evaluated (a search stops "
+            f"after max(1000, 20 x --budget) such proposals); loosen the limits, or use "
+            f"--strategy linas, which searches the cost model itself")
     probe = next(iter(val))[0][:32]  # a few validation images to check the extractions on
     front = _export_front(net, result, opts, out, latency, costs, feasible_result, say,
                           calibrate, probe)
@@ -678,6 +701,15 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                             "numpy": np.__version__}}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {**summary, "front": front}
+
+
+def outside_limits_values(penalties: list[float], off: float) -> np.ndarray:
+    """The values a searcher is told for a config outside the limits, ``off`` (relative,
+    :meth:`Limit.violation`) beyond them: accuracy ``-off`` (below every real one) and each
+    cost its penalty (above every real one) times ``1 + off``. Dominated by every config
+    inside the limits, and of two outside, the nearer dominates."""
+    off = max(float(off), 1e-9)
+    return np.array([-off] + [p * (1.0 + off) for p in penalties])
 
 
 def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency: Any,
