@@ -142,3 +142,13 @@ def output_path(path: str | os.PathLike[str] | None, flag: str, *,
         raise UsageError(f"{flag} {path}: {anc} is a file, not a directory")
     if not os.access(anc, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: {anc} is not writable")
+    # permissions alone do not tell (root passes every check; /proc, read-only mounts,
+    # full disks): create and remove a file where the output will go
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=anc, prefix=".nas-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in {anc} "
+                         f"({e.strerror or e})") from None

@@ -48,6 +48,11 @@ class DataError(NasError):
     """A dataset that cannot be found, read or trusted (names the file and what is wrong)."""
 
 
+class DataNotFoundError(DataError, UsageError):
+    """A dataset file or directory that is not there: a usage error (exit status 2 on the
+    command line, like any other input file that is missing)."""
+
+
 @dataclass
 class ImageData:
     """A dataset in memory: standardised images and labels, train and test parts."""
@@ -256,7 +261,7 @@ def load_fashion_mnist(root: str | None = None, download: bool = False) -> Image
             if download:
                 path = download_file(FASHION_MNIST_URL + fname, base / fname, md5)
             else:
-                raise DataError(
+                raise DataNotFoundError(
                     f"fashion-mnist: {base / fname} not found; install Debian's "
                     "dataset-fashion-mnist, point --data-root at the IDX files, or download "
                     "them first (`nas train --data fashion-mnist --download`)"
@@ -308,7 +313,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         _check_pickle_ops(data)
         d = _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except FileNotFoundError:
-        raise DataError(f"cifar10: {path} not found") from None
+        raise DataNotFoundError(f"cifar10: {path} not found") from None
     except Exception as e:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything
         raise DataError(f"{path}: not a CIFAR-10 python batch "
                         f"({type(e).__name__}: {e})") from None
@@ -321,7 +326,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cifar10(root: str | None = None, download: bool = False) -> ImageData:
-    """CIFAR-10 from the python batches in ``root`` (or ``root/cifar-10-batches-py``)."""
+    """CIFAR-10 from the python batches in ``root`` (or ``root/cifar-10-batches-py``;
+    default ``~/.cache/nas/cifar10``, where ``download`` puts them)."""
     base = Path(root or "~/.cache/nas/cifar10").expanduser()
     if (base / "cifar-10-batches-py").is_dir():
         base = base / "cifar-10-batches-py"
@@ -331,7 +337,7 @@ def load_cifar10(root: str | None = None, download: bool = False) -> ImageData:
         if not download:
             what = ("no python batches" if len(missing) == len(names)
                     else f"{', '.join(missing)} missing")
-            raise DataError(f"cifar10: {what} in {base}; pass the directory that holds "
+            raise DataNotFoundError(f"cifar10: {what} in {base}; pass the directory that holds "
                             "data_batch_1..5 and test_batch, or download it first "
                             "(`nas train --data cifar10 --download`)")
         archive = download_file(CIFAR10_URL, base / "cifar-10-python.tar.gz", CIFAR10_MD5)
@@ -356,7 +362,7 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
                 raise DataError(f"{path}: missing arrays {missing} (found {sorted(z.files)})")
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise DataNotFoundError(f"{path}: no such file") from None
     except NPZ_LOAD_ERRORS as e:
         raise DataError(f"{path}: not a readable .npz file ({npz_load_error(e)})") from None
     xs = []
@@ -389,7 +395,7 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
 
     root = Path(path)
     if not root.is_dir():
-        raise DataError(f"{root}: not a directory")
+        raise (DataError if root.exists() else DataNotFoundError)(f"{root}: not a directory")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
     parts = [root / "train", root / "test"] if split_dirs else [root]
     # hidden folders (.ipynb_checkpoints, .git) are not classes

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import NasError
+from nas.errors import UsageError
 
 ARCH_COLUMN = "arch"
 
 
-class TableError(NasError, ValueError):
-    """A table that cannot be used: unreadable, missing columns, bad values."""
+class TableError(UsageError):
+    """A table that cannot be used: unreadable, missing columns, bad values -- bad input, so
+    a usage error (exit status 2 on the command line)."""
 
 
 @dataclass(frozen=True)

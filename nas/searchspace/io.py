@@ -180,6 +180,17 @@ def _check_satisfiable(space: Space, doc: Any, path: str | Path) -> None:
         i = alone[0]
         field: tuple[str | int, ...] = ("constraints", entries[i] if i < len(entries) else i)
         what = f"this constraint admits no config: {space.constraints[i].describe()}"
+        from nas.searchspace.constraints import Compare, Divides
+
+        c = space.constraints[i]
+        if isinstance(c, (Divides, Compare)):  # arithmetic on values that are no numbers
+            for p in c.paths:
+                odd = [v for v in space.values(p)
+                       if isinstance(v, (str, bool)) or not isinstance(v, (int, float))]
+                if odd:
+                    what += (f" ({p} has values that are not numbers: "
+                             f"{', '.join(map(repr, odd[:3]))})")
+                    break
     else:
         field = ("constraints",)
         what = ("the constraints together admit no config: "

@@ -16,7 +16,7 @@ from torch import nn
 from nas.errors import NasError
 from nas.searchspace import Config, Space
 from nas.supernet.base import BuildArgs, Supernet, build_subnet, build_supernet
-from nas.supernet.errors import CheckpointError
+from nas.supernet.errors import CheckpointError, NotACheckpointError
 from nas.utils.files import atomic_torch_save, torch_load_weights
 
 SUPERNET_FORMAT = "nas.supernet"
@@ -48,19 +48,47 @@ def save_supernet(supernet: Supernet, path: str | os.PathLike[str], *,
     _atomic_save(payload, Path(path))
 
 
+def _what_file(p: Path) -> str | None:
+    """What a file that torch cannot load looks like, when it says: text (a JSON or YAML
+    file given by mistake), or a torch file cut short."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        # a whole zip whose contents torch refuses says why itself (e.g. a global that
+        # would run code); one without its central directory was cut short
+        return None if zipfile.is_zipfile(p) else "a torch zip file that is cut short"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        kind = "JSON" if text.lstrip().startswith(("{", "[")) else "text"
+        return f"it is a {kind} file; checkpoints are written by nas train / nas extract"
+    return None
+
+
 def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"{p}: no such file")
+        raise NotACheckpointError(f"{p}: " + ("is a directory, not a file" if p.is_dir()
+                                               else "no such file"))
     try:
         payload = torch_load_weights(p, map_location=device or "cpu")
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{p}: not a readable {kind} checkpoint ({e})") from None
+        raise NotACheckpointError(f"{p}: not a readable {kind} checkpoint "
+                                  f"({_what_file(p) or e})") from None
     want = SUPERNET_FORMAT if kind == "supernet" else SUBNET_FORMAT
     if not isinstance(payload, dict) or payload.get("format") != want:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{p}: not a {kind} checkpoint (format {got!r}, expected "
-                              f"{want!r})")
+        raise NotACheckpointError(f"{p}: not a {kind} checkpoint (format {got!r}, expected "
+                                  f"{want!r})")
     if payload.get("version") not in _READABLE:
         raise CheckpointError(f"{p}: {kind} checkpoint version {payload.get('version')!r} is "
                               f"not supported (supported: {', '.join(map(str, _READABLE))})")

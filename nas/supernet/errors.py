@@ -17,4 +17,10 @@ class CheckpointError(SupernetError):
     """A checkpoint file that is unreadable, corrupt, or holds another space."""
 
 
-__all__ = ["CheckpointError", "InputShapeError", "SupernetError", "UsageError"]
+class NotACheckpointError(CheckpointError, UsageError):
+    """A file given as a checkpoint that is not there or is no checkpoint of that kind at all
+    (a usage error: exit status 2 on the command line, like any wrong input file)."""
+
+
+__all__ = ["CheckpointError", "InputShapeError", "NotACheckpointError", "SupernetError",
+           "UsageError"]

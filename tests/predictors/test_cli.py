@@ -74,7 +74,7 @@ def test_evaluate_table_output_and_errors(nb201_slice: Path,
     rc = main(["predictor", "evaluate", "--table", str(nb201_slice), "--space", "nb201",
                "--target", "nope", "--n-train", "50", "--json"])
     err = capsys.readouterr().err
-    assert rc == 1 and "no target column 'nope'" in err and "nb201_slice.csv" in err
+    assert rc == 2 and "no target column 'nope'" in err and "nb201_slice.csv" in err
     rc = main(["predictor", "evaluate", "--table", str(nb201_slice), "--space", "nb201",
                "--target", "cifar10_test_acc", "--n-train", "50", "--model", "xgb"])
     assert rc == 2 and "unknown --model 'xgb'" in capsys.readouterr().err

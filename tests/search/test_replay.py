@@ -76,7 +76,7 @@ def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "expected COLUMN:max or COLUMN:min" in capsys.readouterr().err
     assert main(base + ["--objective", "acc:max", "--strategy", "hillclimb"]) == 2
     assert "unknown searcher 'hillclimb'; known:" in capsys.readouterr().err
-    assert main(base + ["--objective", "speed:max", "--strategy", "random"]) == 1
+    assert main(base + ["--objective", "speed:max", "--strategy", "random"]) == 2
     assert "no target column 'speed'" in capsys.readouterr().err
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nas.cli.main import main
+from nas.errors import UsageError
 from nas.searchspace import get_space, save_config
 from nas.supernet import (
     CheckpointError,
@@ -75,8 +76,16 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
     # would run code: clear errors, neither torch's traceback nor its advice to unpickle
     text = tmp_path / "text.pt"
     text.write_text("root:x:0:0:root:/root:/bin/bash\n")
-    with pytest.raises(CheckpointError, match=r"text.pt: not a readable supernet checkpoint \("):
+    with pytest.raises(CheckpointError, match=r"text.pt: not a readable supernet checkpoint \("
+                       r"it is a text file"):
         load_supernet(text)
+    config = tmp_path / "c.json"  # a config given where the checkpoint goes
+    config.write_text('{"stem": {"width": 16}}\n')
+    with pytest.raises(UsageError, match=r"c.json: not a readable supernet checkpoint \(it is "
+                       r"a JSON file"):
+        load_supernet(config)
+    with pytest.raises(UsageError, match=r"trunc.pt: .*cut short"):
+        load_supernet(trunc)
     evil = tmp_path / "evil.pt"
     torch.save({"f": pytest.raises}, evil)
     with pytest.raises(CheckpointError, match="Unsupported global") as e:
@@ -192,6 +201,10 @@ def test_cli_extract_errors(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err  # a missing input file is a usage error, like --config's
     assert code == 2 and "--supernet" in err and "no such file" in err \
         and len(err.splitlines()) == 1
+    # a file that is no checkpoint at all: a usage error too (exit 2), saying what it is
+    code = main(["eval", "--supernet", str(cfg_path), "--sample", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "it is a JSON file" in err and len(err.splitlines()) == 1
     d = tmp_path / "adir"
     d.mkdir()
     code = main(["extract", "--supernet", str(d), "--config", str(cfg_path),
