@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int_at_least(1), default=5, help="runs per searcher "
                    "(default: 5)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="searcher option, e.g. population=20 (value parsed as JSON if it can)")
+                   help="searcher option (value parsed as JSON if it can); each searcher "
+                        "has its own, e.g. evolution population=20, nsga2 pop_size=20 "
+                        "(an unknown one is refused, listing the searcher's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -92,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh and Path(args.out).exists():
         _check_replaceable(Path(args.out))
     show = not args.no_progress and (not args.json or console.is_terminal)
+    def stamp() -> int | None:
+        try:
+            return Path(args.out).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    before = stamp()
     table = build_latency_table(
         space, input_size=args.input_size, batch=args.batch, threads=args.threads,
         device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,
@@ -126,11 +133,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json_line(result))
         return 0
-    console.print(f"wrote {args.out}: {table.n_units} units of {space.name} "
+    # a complete table at --out is used as it is, not written again
+    verb = "used" if before is not None and stamp() == before else "wrote"
+    console.print(f"{verb} {args.out}: {table.n_units} units of {space.name} "
                   f"({table.settings.device}, {table.settings.threads} thread(s), batch "
                   f"{table.settings.batch}, {args.input_size}px); overhead "
-                  f"{table.overhead.intercept_ms:.3f} ms + "
-                  f"{table.overhead.per_block_ms:.4f} ms per block, unit scales "
+                  f"{table.overhead.describe()}, unit scales "
                   + ", ".join(f"{k} {v:.3f}" for k, v in table.overhead.scales.items()))
     if args.validate:
         console.print(f"validated on {result['validated']} random subnets ({table.statistic}): "

@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "with --workers)")
     p.add_argument("--workers", type=int_at_least(1), default=1,
                    help="evaluate subnets on N Ray workers in parallel (default: 1, in this "
-                        "process; needs pip install 'nas[ray]'); with the same --threads, "
+                        "process; needs pip install 'nas-toolkit[ray]'); with the same --threads, "
                         "the same history")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="join a running Ray cluster ('auto' or host:port) instead of starting "

@@ -666,6 +666,12 @@ class Overhead:
     def scale_vector(self) -> np.ndarray:
         return np.array([float(self.scales.get(k, 1.0)) for k in UNIT_CLASSES])
 
+    def describe(self) -> str:
+        """``"0.230 ms + 0.0333 ms per block"`` (a negative slope with a minus sign)."""
+        pb = self.per_block_ms
+        return (f"{self.intercept_ms:.3f} ms {'-' if pb < 0 else '+'} {abs(pb):.4f} ms "
+                "per block")
+
     def to_dict(self) -> dict[str, Any]:
         return {"intercept_ms": self.intercept_ms, "per_block_ms": self.per_block_ms,
                 "scales": {k: float(v) for k, v in self.scales.items()},
@@ -1277,7 +1283,7 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                 "`nas profile --fresh`, remove it, or choose another output file")
         if usable:
             log.info("%s is already complete (%d units, overhead fitted on %d subnets); "
-                     "using it as it is (a fresh build: remove it first)", out, len(keys),
+                     "using it as it is (a fresh build: nas profile --fresh)", out, len(keys),
                      overhead_subnets)
             return old
         entries = {k: v for k, v in old.entries.items() if k in units}
@@ -1360,8 +1366,7 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                                    attention_shares=table.attention_shares(configs))
     table.overhead = fit_overhead(table, configs, [m.get(statistic) for m in measured])
     table.complete = True
-    log.info("overhead: %.3f ms + %.4f ms per block; built in %.1f s",
-             table.overhead.intercept_ms, table.overhead.per_block_ms,
+    log.info("overhead: %s; built in %.1f s", table.overhead.describe(),
              time.perf_counter() - t0)
     if out is not None:
         table.save(out)

@@ -22,7 +22,7 @@ and torch. On ``--device cuda`` each worker asks Ray for one GPU and uses the on
 it (the index in ``cuda:N`` is not used). Workers that cannot be placed (too few CPUs or
 GPUs in the cluster) or do not start are reported before any evaluation.
 
-Ray is an optional dependency: ``pip install 'nas[ray]'`` (the test set-up installs it).
+Ray is an optional dependency: ``pip install 'nas-toolkit[ray]'`` (the test set-up installs it).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def import_ray(flag: str = "--workers") -> Any:
         import ray
     except ImportError:
         raise UsageError(f"{flag}: evaluating on several workers needs Ray, which is not "
-                         "installed; pip install 'nas[ray]' (or drop the flag)") from None
+                         "installed; pip install 'nas-toolkit[ray]' (or drop the flag)") from None
     return ray
 
 

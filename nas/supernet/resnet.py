@@ -160,7 +160,10 @@ class ResNetSupernet(Supernet):
                 g = config.get(f"{pre}.cardinality", 1)
                 if width % g:
                     raise ConfigError(f"{pre}.cardinality: {g} does not divide "
-                                      f"stages.{s}.width={width}")
+                                      f"stages.{s}.width={width} (give the space the "
+                                      f"constraint {{type: divides, divisor: "
+                                      f"{pre}.cardinality, dividend: stages.{s}.width}} so "
+                                      "that no such config is drawn)")
                 blocks.append(ResBlockPlan(
                     in_ch=prev if b == 0 else width, width=width,
                     kernel=config.get(f"{pre}.kernel", 3), groups=g, attention=att,

@@ -240,7 +240,10 @@ class VitSupernet(Supernet):
             d = config[f"{pre}.embed_dim"]
             heads = config.get(f"{pre}.heads", 1)
             if d % heads:
-                raise ConfigError(f"{pre}.heads: {heads} does not divide {pre}.embed_dim={d}")
+                raise ConfigError(f"{pre}.heads: {heads} does not divide {pre}.embed_dim={d} "
+                                  f"(give the space the constraint {{type: divides, divisor: "
+                                  f"{pre}.heads, dividend: {pre}.embed_dim}} so that no such "
+                                  "config is drawn)")
             bits = config.get(f"{pre}.bits", 32)
             window = WINDOW if config.get(f"{pre}.attention", "global") == "window" else 0
             blocks: list[Any] = []

@@ -455,6 +455,15 @@ def test_cli_profile_json(tiny_file: Path, tmp_path: Path, capsys) -> None:  # n
     assert 0.0 <= r["within_10pct_uncorrected"] <= 1.0
     assert r["drift_factor"] > 0
     assert LatencyTable.load(out).complete
+    # run again: the complete table is used as it is, and the line says so (not "wrote")
+    stamp = out.stat().st_mtime_ns
+    rc = main(["profile", "--space", str(tiny_file), "--input-size", "16", "--batch", "1",
+               "--threads", "1", "--out", str(out), "--repeats", "3", "--warmup", "1",
+               "--overhead-subnets", "3", "--no-progress"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert rc == 0 and out.stat().st_mtime_ns == stamp
+    assert printed.startswith(f"used {out}: 12 units") and " ms per block" in printed
+    assert "+ -" not in printed
 
 
 def test_cli_profile_warns_when_the_correction_rescales_a_table(
