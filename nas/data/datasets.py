@@ -48,9 +48,14 @@ class DataError(NasError):
     """A dataset that cannot be found, read or trusted (names the file and what is wrong)."""
 
 
-class DataNotFoundError(DataError, UsageError):
-    """A dataset file or directory that is not there: a usage error (exit status 2 on the
-    command line, like any other input file that is missing)."""
+class DataFileError(DataError, UsageError):
+    """A dataset file given that is not there or not of its kind (an ``.npz`` without the
+    arrays, a file that is no ``.npz``): a usage error, exit status 2 on the command line,
+    like any other wrong input file."""
+
+
+class DataNotFoundError(DataFileError):
+    """A dataset file or directory that is not there."""
 
 
 @dataclass
@@ -315,10 +320,10 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise DataNotFoundError(f"cifar10: {path} not found") from None
     except Exception as e:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything
-        raise DataError(f"{path}: not a CIFAR-10 python batch "
+        raise DataFileError(f"{path}: not a CIFAR-10 python batch "
                         f"({type(e).__name__}: {e})") from None
     if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
-        raise DataError(f"{path}: not a CIFAR-10 python batch (no data/labels)")
+        raise DataFileError(f"{path}: not a CIFAR-10 python batch (no data/labels)")
     x = np.asarray(d[b"data"], dtype=np.uint8)
     if x.ndim != 2 or x.shape[1] != 3072:
         raise DataError(f"{path}: CIFAR-10 data must be (N, 3072), got {x.shape}")
@@ -359,12 +364,13 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
             if missing:
-                raise DataError(f"{path}: missing arrays {missing} (found {sorted(z.files)})")
+                raise DataFileError(f"{path}: missing arrays {missing} (found "
+                                    f"{sorted(z.files)})")
             arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except FileNotFoundError:
         raise DataNotFoundError(f"{path}: no such file") from None
     except NPZ_LOAD_ERRORS as e:
-        raise DataError(f"{path}: not a readable .npz file ({npz_load_error(e)})") from None
+        raise DataFileError(f"{path}: not a readable .npz file ({npz_load_error(e)})") from None
     xs = []
     for key in ("x_train", "x_test"):
         x = arrays[key]

@@ -31,7 +31,7 @@ from nas.predictors.models import (
     load_predictor,
     save_predictor,
 )
-from nas.predictors.zerocost import ProxySettings
+from nas.predictors.zerocost import PROXY_VERSION, ProxySettings, proxies_changed_since
 
 
 def _distinct(space: Any, enc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +98,7 @@ class ConfigPredictor:
         save_predictor(self.model, path, extra={
             **(extra or {}), "space": fz.space.name, "space_fingerprint": fz.space.fingerprint,
             "kinds": list(fz.kinds), "proxies": list(fz.proxies),
-            "proxy_settings": asdict(fz.proxy_settings)})
+            "proxy_settings": asdict(fz.proxy_settings), "proxy_version": PROXY_VERSION})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], space: Any,
@@ -122,6 +122,13 @@ class ConfigPredictor:
         if extra.get("space_fingerprint") not in (None, space.fingerprint):
             raise UsageError(f"{path}: predictor was fitted for space {extra.get('space')!r}, "
                              f"not for this definition of {space.name!r}")
+        saved_version = int(extra.get("proxy_version", 2))  # (not saved before version 3)
+        if "zc" in (extra.get("kinds") or ()) and proxies_changed_since(saved_version,
+                                                                         space.family):
+            raise UsageError(
+                f"{path}: predictor was fitted on zero-cost proxies of definition "
+                f"{saved_version}; this version computes them by definition {PROXY_VERSION}, "
+                f"whose values differ for family {space.family!r}: fit it again")
         fz = Featurizer(space, kinds=extra.get("kinds"),
                         proxies=tuple(extra.get("proxies") or ("synflow",)),
                         proxy_settings=_proxy_settings(path, extra.get("proxy_settings")),

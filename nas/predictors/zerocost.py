@@ -10,7 +10,10 @@ Proxies (each a float per network; larger is "better" for all of them):
   and activations, whose clamps cut the gradient) is switched off -- synflow scores the
   architecture; a config's bit widths reach a predictor through its encoding. Without this,
   ReLU6 and the activation clips saturated under the growing positive activations and the
-  score of a ``mobilenet_like`` config depended on its head width alone.
+  score of a ``mobilenet_like`` config depended on its head width alone. Gates that
+  saturate by design stay as they are (the sigmoid of squeeze-excitation, ``ese``'s hard
+  sigmoid): under the growing positive activations they sit at 1, so the gate's own weights
+  get almost no synflow score while the gated path passes it on.
 - ``naswot`` (Mellor et al. 2021): ``log|det K|`` of the Hamming-similarity kernel of the
   binary ReLU activation codes of a batch. The codes are read at every rectifier-like
   activation the forward pass calls -- ReLU, ReLU6 (hardtanh), leaky ReLU, GELU, SiLU,
@@ -52,6 +55,17 @@ log = logging.getLogger(__name__)
 PROXIES: tuple[str, ...] = ("synflow", "naswot", "snip", "grad_norm", "jacov")
 # bumped when a proxy's definition changes (part of the cache key)
 PROXY_VERSION = 3
+# the families whose proxy values each version changed (a version not listed: all of them);
+# 3: naswot's activations and synflow's linearisation (nb201's values are the same)
+PROXY_CHANGES: dict[int, frozenset[str]] = {
+    3: frozenset({"resnet_like", "mobilenet_like", "vit_like"})}
+
+
+def proxies_changed_since(version: int, family: str | None) -> bool:
+    """Whether proxy values of ``family`` computed by definition ``version`` may differ from
+    this version's."""
+    return any(family is None or family in PROXY_CHANGES.get(v, frozenset({family}))
+               for v in range(int(version) + 1, PROXY_VERSION + 1))
 
 
 class ProxyCacheError(NasError):

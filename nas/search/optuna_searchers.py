@@ -4,12 +4,15 @@ The study lives in optuna storage: in-memory by default, or any storage URL (``s
 option), e.g. ``sqlite:///RUN_DIR/optuna.db``, so a search can resume and several workers
 can share one study (``study_name``).
 
-What the study learns from is what was evaluated: a suggestion that broke a constraint was
-repaired before it was evaluated (:func:`~nas.searchspace.adapters.suggest_config`), so its
-trial is marked failed and the repaired config is added as a completed trial of its own
-(optuna's samplers learn only from completed trials); configs told from elsewhere (a resumed
-search's history, or values of configs told again) are added the same way, once per config,
-so a resumed search with in-memory storage starts from what it knew instead of from random.
+A suggestion that broke a constraint is repaired before it is evaluated
+(:func:`~nas.searchspace.adapters.suggest_config`): its trial is told the repaired config's
+values (the objective as the sampler sees it, repair included), and the repaired config is
+also added as a completed trial of its own params, so the study holds the point that was
+evaluated. Configs told from elsewhere (a resumed search's history) are added the same way,
+once per config: ``optuna-tpe`` resumed with in-memory storage starts from what it knew.
+``optuna-nsga2`` breeds each generation from the trials its sampler made (they carry its
+generation number), so added trials do not enter its populations: it resumes from random
+unless the study is in persistent ``storage``.
 
 The study's name is ``nas-search-seed<SEED>`` unless the ``study_name`` option is given:
 searchers of different seeds in one storage (e.g. the seeds of a replay benchmark) each get
@@ -78,14 +81,17 @@ class OptunaSearcher(Searcher):
             values = vals[0] if len(vals) == 1 else vals
             trials = self._pending.get(c)
             trial = trials.pop(0) if trials else None
-            if trial is not None and not trial.user_attrs.get(REPAIRED_ATTR):
+            if trial is not None:
+                # a repaired suggestion too: the value of suggesting there, repair included
+                # (marked failed instead, TPE kept suggesting the broken region: each
+                # suggestion repaired to a config already known, and the search stopped
+                # idle long before its budget)
                 self.study.tell(trial, values)
-                self._in_study.add(c)
-                continue
-            if trial is not None:  # its params are not what was evaluated
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                if not trial.user_attrs.get(REPAIRED_ATTR):
+                    self._in_study.add(c)
+                    continue
             if c in self._in_study:
-                continue  # the study has this config's values already
+                continue  # the study has this config's own params and values already
             params, dists = trial_params(self.space, c)
             self.study.add_trial(optuna.trial.create_trial(
                 params=params, distributions=dists,

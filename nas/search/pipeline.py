@@ -678,8 +678,10 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         raise SearchError(
             f"all {skipped} configs searcher {opts.strategy!r} proposed lie outside the cost "
             f"limits ({', '.join(opts.constraints)}), so none was evaluated (a search stops "
-            f"after max(1000, 20 x --budget) such proposals); loosen the limits, or use "
-            f"--strategy linas, which searches the cost model itself")
+            f"after 200 rounds of proposals in a row bring nothing new inside the limits, "
+            f"or after max(1000, 20 x --budget) proposals outside them); loosen the limits"
+            + (", or use --strategy linas, which searches the cost model itself"
+               if opts.strategy != "linas" else ""))
     probe = next(iter(val))[0][:32]  # a few validation images to check the extractions on
     front = _export_front(net, result, opts, out, latency, costs, feasible_result, say,
                           calibrate, probe)

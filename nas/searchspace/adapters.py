@@ -54,9 +54,9 @@ def suggest_config(trial: optuna.trial.BaseTrial, space: Space) -> Config:
     ranges use ``suggest_int``; choices use ``suggest_categorical``. If the suggested values
     break a constraint, the config is repaired to the nearest valid one (see
     :meth:`Space.repair`) and the trial's user attribute ``nas_repaired`` is set: its params
-    are then not the config evaluated, and the searcher tells the study the repaired config
-    as a trial of its own (:func:`trial_params`). The final config is stored as JSON in the
-    user attribute ``nas_config``.
+    are then not the config evaluated (the searchers also add the repaired config as a trial
+    of its own, :func:`trial_params`). The final config is stored as JSON in the user
+    attribute ``nas_config``.
     """
     idx = [INACTIVE] * len(space)
     for d, dim in enumerate(space._dims):

@@ -31,8 +31,17 @@ class _LineList(list):
     line: int
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # remember a mapping's own keys (by identity) before it is flattened: flattening
+        # puts merged (`<<: *anchor`) pairs among them, and a merged anchor is flattened
+        # while the mapping that merges it is, before it is built itself
+        if not hasattr(node, "own_keys"):
+            node.own_keys = {id(k) for k, _ in node.value if k.tag != _MERGE}
+        super().flatten_mapping(node)
 
 
 # Booleans as in YAML 1.2 (the current standard): only true/false. YAML 1.1, PyYAML's
@@ -47,14 +56,13 @@ _LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|F
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    own = sum(key_node.tag != "tag:yaml.org,2002:merge" for key_node, _ in node.value)
-    loader.flatten_mapping(node)  # merged (`<<: *anchor`) pairs first, then the node's own
-    merged = len(node.value) - own
+    loader.flatten_mapping(node)
+    own = node.own_keys  # (see _LineLoader.flatten_mapping)
     out = _LineDict()
     out.lines = {}
     out.line = node.start_mark.line + 1
     own_keys: set[Any] = set()
-    for i, (key_node, value_node) in enumerate(node.value):
+    for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
@@ -62,7 +70,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
             raise yaml.constructor.ConstructorError(
                 None, None, f"unhashable key {key!r}", key_node.start_mark
             ) from None
-        if i < merged:  # merged keys override each other, as YAML's merge says
+        if id(key_node) not in own:  # merged keys override each other, as YAML's merge says
             pass
         elif key in own_keys:  # (and a key of the node's own overrides a merged one)
             raise yaml.constructor.ConstructorError(
@@ -165,14 +173,32 @@ def load_space_file(path: str | Path) -> Space:
 
 def _check_satisfiable(space: Space, doc: Any, path: str | Path) -> None:
     """A file whose constraints admit no config is an error at load, naming the constraint
-    that admits nothing by itself, or all of them (an exact count: milliseconds; predicates
-    are left out, so what is refused here is empty whatever they say)."""
+    that admits nothing by itself, or all of them. The solver looks for one config first
+    (what nearly every space ends with, quickly); only when it finds none are the configs
+    counted exactly, without the predicates (so what is refused here is empty whatever they
+    say); a count too large to make (tables of constraints over many dimensions) leaves the
+    verdict to sampling, which reports it."""
+    from nas.errors import NasError
     from nas.searchspace.cardinality import count_configs
 
-    if not space.constraints or count_configs(space) > 0:
+    if not space.constraints:
+        return
+    try:
+        if space.complete({}) is not None:
+            return
+    except (NasError, RecursionError):
+        pass
+
+    def empty(sp: Space) -> bool:
+        try:
+            return count_configs(sp) == 0
+        except (NasError, RecursionError, MemoryError):
+            return False
+
+    if not empty(space):
         return
     alone = [i for i, c in enumerate(space.constraints)
-             if count_configs(Space(space.name, space.root.children, [c])) == 0]
+             if empty(Space(space.name, space.root.children, [c]))]
     if alone:
         # the entry in the file (predicates, kept apart by the space, may sit between)
         entries = [j for j, c in enumerate(doc.get("constraints") or [])

@@ -606,9 +606,10 @@ class Progressive(Strategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.channels_sorted = bool(state.get("channels_sorted", False))
-        # (a checkpoint from before the second sort existed: treat it as done when the run
-        # is already past the width phase's start, so weights are not re-sorted mid-stretch)
-        self.channels_resorted = bool(state.get("channels_resorted", self.channels_sorted))
+        # (a checkpoint from before the second sort existed: not done; resumed inside the
+        # stretch that opens every width, it is done at the first step -- it keeps what the
+        # full network and the two largest widths compute)
+        self.channels_resorted = bool(state.get("channels_resorted", False))
         if state.get("teacher") is not None:
             self.teacher = _Teacher(self.supernet, batch_stats=True)
             self.teacher.net.load_state_dict(state["teacher"])

@@ -64,6 +64,20 @@ def test_predictor_file_whose_kinds_do_not_match_its_features(tmp_path: Path) ->
     np.savez(tmp_path / "kinds.npz", **arrays)
     with pytest.raises(PredictorFileError, match=r"kinds.npz: corrupt predictor \(fitted on"):
         ConfigPredictor.load(tmp_path / "kinds.npz", space)
+    # a predictor on zero-cost proxies of an older definition (files before version 3 did
+    # not save it): refused for a family whose values changed since, not for nb201
+    from nas.errors import UsageError
+    from nas.predictors.zerocost import proxies_changed_since
+
+    header["extra"]["kinds"] = ["encoding", "zc"]
+    header["extra"].pop("proxy_version")
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **arrays)
+    with pytest.raises(UsageError, match=r"old.npz: predictor was fitted on zero-cost proxies "
+                       r"of definition 2; .* definition 3"):
+        ConfigPredictor.load(tmp_path / "old.npz", space)
+    assert proxies_changed_since(2, "resnet_like") and not proxies_changed_since(2, "nb201")
+    assert proxies_changed_since(1, "nb201") and not proxies_changed_since(3, "resnet_like")
 
 
 @pytest.mark.parametrize("name", ["resnet_like", "vit_like", "mobilenet_like"])

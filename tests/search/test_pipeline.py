@@ -493,7 +493,7 @@ def test_ray_options_are_checked(tiny_supernet, tmp_path: Path,
     assert _search(tmp_path / "n", space_file, ckpt, "--workers", "2") == 2
     err = capsys.readouterr().err
     assert "--workers: evaluating on several workers needs Ray" in err
-    assert "pip install 'nas[ray]'" in err and not (tmp_path / "n").exists()
+    assert "pip install 'nas-toolkit[ray]'" in err and not (tmp_path / "n").exists()
     assert _search(tmp_path / "n", space_file, ckpt, "--ray-address", "auto") == 2
     assert "--ray-address: evaluating on several workers needs Ray" in capsys.readouterr().err
 

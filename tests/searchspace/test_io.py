@@ -159,6 +159,12 @@ def test_yaml_booleans_are_yaml_1_2_and_merge_keys_work(tmp_path: Path) -> None:
     assert s.dimension("se").values == ("on", "off")
     assert s.dimension("act").values == ("yes", "no")
     assert s.dimension("bias").values == (True, False)
+    # an anchor that merges another, merged where it is defined: valid, its own key wins
+    from nas.searchspace.io import read_document, to_plain
+
+    n = tmp_path / "nested.yaml"
+    n.write_text("b: &b {k: 0}\nouter: {inner: &m {<<: *b, k: 1}, <<: *m}\n")
+    assert to_plain(read_document(n)[0])["outer"] == {"k": 1, "inner": {"k": 1}}
     # a key written twice in one mapping is still an error
     p.write_text("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2, low: 0}\n")
     with pytest.raises(SpaceDefinitionError, match=r"x\.yaml:3: malformed YAML: duplicate key"):
@@ -179,3 +185,25 @@ def test_errors_point_at_the_entry_when_predicates_come_first(tmp_path: Path) ->
     with pytest.raises(SpaceDefinitionError,
                        match=r"x\.yaml:6: constraints\[1\]: this constraint admits no config"):
         load_space(str(p))
+
+
+def test_load_looks_for_one_config_before_counting(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    # counting is exponential in the dimensions a constraint couples (a forbid over many
+    # kernels took seconds, then ran out of memory): a satisfiable file loads on the
+    # solver's first config, without a count; a count that cannot be made refuses nothing
+    import nas.searchspace.cardinality as cardinality
+
+    calls = []
+
+    def no_count(space):  # noqa: ANN001, ANN202
+        calls.append(space.name)
+        raise ConfigError("couples too many dimensions")
+
+    monkeypatch.setattr(cardinality, "count_configs", no_count)
+    p = tmp_path / "x.yaml"
+    p.write_text(SPACE_YAML)
+    assert load_space(str(p)).name == "mini_resnet" and calls == []
+    p.write_text("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\nconstraints:\n"
+                 "  - {type: compare, left: a, op: '>', right: 5}\n")
+    load_space(str(p))  # empty, but not countable here: sampling will say so
+    assert calls == ["x"]

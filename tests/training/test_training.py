@@ -346,7 +346,7 @@ def test_cli_train_resume_and_eval(tiny_space: Space, tmp_path: Path,
     assert "--strategy: invalid choice: 'greedy'" in err
     assert "run directory" not in out and not (tmp_path / "never").exists()
     assert main(["train", "--space", str(space_file), "--data", str(tmp_path / "none.npz"),
-                 "--out", str(tmp_path / "never")]) == 1
+                 "--out", str(tmp_path / "never")]) == 2  # a missing input file
     out, err = capsys.readouterr()
     assert "none.npz" in err and "run directory" not in out
     assert not (tmp_path / "never").exists()
