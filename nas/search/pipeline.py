@@ -515,14 +515,15 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             v += sum(float(lim.violation(np.array([acc]))[0]) for lim in acc_limits)
         return v
 
-    def told(values: np.ndarray, ok: bool, off: float = 0.0) -> np.ndarray:
-        """What the searcher is told: an infeasible config as dominated by every feasible
-        one (accuracy below 0, each cost far above any config's), so that no searcher keeps
-        proposing its corner, and graded by how far it lies outside the limits (``off``,
+    def told(values: np.ndarray, off: float) -> np.ndarray:
+        """What the searcher is told: a config inside every limit (``off`` 0, see
+        :func:`violation`) as it is; one outside as dominated by every feasible one
+        (accuracy below 0, each cost far above any config's), so that no searcher keeps
+        proposing its corner, and graded by how far it lies outside (``off``,
         :meth:`Limit.violation`): of two such configs the nearer dominates, which leads
         domination-based searchers (NSGA-II, ...) towards the feasible region instead of
         leaving them a plateau. history.csv keeps the real figures."""
-        if ok:
+        if off == 0:
             return values
         return outside_limits_values([penalty[tg] for tg in opts.targets], off)
 
@@ -538,8 +539,9 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         vals = np.array([float(r["accuracy"] or 0.0)] + [
             float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
             for tg in opts.targets])
-        known[cfg] = told(vals, bool(feasible_after([cfg], vals[:1])[0]),
-                          violation(known_costs, i, vals[0] if measured else None))
+        # (off 0: inside every limit, the measured accuracy's included; the costs of all
+        # rows at once, not a costs() call per row)
+        known[cfg] = told(vals, violation(known_costs, i, vals[0] if measured else None))
     if known:
         n_out = sum(r.get("accuracy_source") == "infeasible" for r in rows)
         say(f"search: resuming with {len(rows) - n_out} evaluations"
@@ -591,8 +593,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             # this one holds (a front of mixed precisions kept a dominated config)
             acc = float(f"{acc:.4f}")
             lat = float(f"{c['latency'][i]:.6g}")
-            ok_all = bool(ok[i]) and all(bool(lim.holds(np.array([acc]))[0])
-                                         for lim in acc_limits)
+            off = violation(c, i, acc if ok[i] else None)
+            ok_all = off == 0  # inside every limit, the measured accuracy's included
             if ok_all and not best["acc"] >= acc:
                 best["acc"] = acc
             if ok[i]:
@@ -610,7 +612,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                 tick[0](1)  # progress per measured config, not per proposed batch
             vals = np.array([acc] + [lat if tg == "latency" else c[tg][i]
                                      for tg in opts.targets])
-            out_vals.append(told(vals, ok_all, violation(c, i, acc if ok[i] else None)))
+            out_vals.append(told(vals, off))
         return np.array(out_vals, dtype=float)
 
     search_opts: dict[str, Any] = {}

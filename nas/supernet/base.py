@@ -405,7 +405,7 @@ class Supernet(nn.Module):
             return None
         # the largest first: modules of blocks that ``keep`` does not run read full counts
         # (a full sort there) instead of whatever an earlier subnet left in them
-        self._use_plan(self._plan_of(self.space.config(self.largest_config())))
+        self._use_plan(self._plan_of(self.largest_config()))
         with self.activate(keep):
             return list(read())
 

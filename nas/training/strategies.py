@@ -180,9 +180,9 @@ class MultiArch(Strategy):
         # the shared weights sliced once for all k subnets (Supernet.activate_many)
         with self.supernet.activate_many(configs):
             logits = self.supernet(x)
-        parts = [self.ce(out, target) for out, target
-                 in zip(logits.tensor_split(k), y.tensor_split(k))]
-        sizes = [len(target) for target in y.tensor_split(k)]
+        groups = list(zip(logits.tensor_split(k), y.tensor_split(k)))
+        parts = [self.ce(out, target) for out, target in groups]
+        sizes = [len(target) for _, target in groups]
         total = sum(part * (n / len(x)) for part, n in zip(parts, sizes))
         total.backward()  # one backward pass for all K subnets
         # the branches of a step are its K subnets: the total (weighted by group size), and
@@ -566,8 +566,9 @@ class Progressive(Strategy):
         its second-largest value (the narrower of the two its first stretch trained)."""
         vec = self.space.encode(self._max)
         _, hi = self.space.bounds()
+        two_step = self.newly_opened(3)
         for i, path in enumerate(self.space.paths):
-            if path in self.newly_opened(3) and vec[i] >= 0:
+            if path in two_step and vec[i] >= 0:
                 vec[i] = max(0, int(hi[i]) - 1)
         return self.space.repair(vec)
 
