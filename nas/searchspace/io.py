@@ -61,7 +61,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
     out = _LineDict()
     out.lines = {}
     out.line = node.start_mark.line + 1
-    own_keys: set[Any] = set()
+    seen: set[Any] = set()  # the node's own keys so far
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         try:
@@ -70,14 +70,14 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
             raise yaml.constructor.ConstructorError(
                 None, None, f"unhashable key {key!r}", key_node.start_mark
             ) from None
-        if id(key_node) not in own:  # merged keys override each other, as YAML's merge says
-            pass
-        elif key in own_keys:  # (and a key of the node's own overrides a merged one)
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        else:
-            own_keys.add(key)
+        # merged keys override each other and are overridden by the node's own, as YAML's
+        # merge says; only an own key written twice is a duplicate
+        if id(key_node) in own:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = key_node.start_mark.line + 1
     return out
@@ -179,7 +179,6 @@ def _check_satisfiable(space: Space, doc: Any, path: str | Path) -> None:
     say); a count too large to make (tables of constraints over many dimensions) leaves the
     verdict to sampling, which reports it."""
     from nas.errors import NasError
-    from nas.searchspace.cardinality import count_configs
 
     if not space.constraints:
         return
@@ -189,22 +188,13 @@ def _check_satisfiable(space: Space, doc: Any, path: str | Path) -> None:
     except (NasError, RecursionError):
         pass
 
-    def empty(sp: Space) -> bool:
-        try:
-            return count_configs(sp) == 0
-        except (NasError, RecursionError, MemoryError):
-            return False
-
-    if not empty(space):
+    if space._exact_count() != 0:
         return
     alone = [i for i, c in enumerate(space.constraints)
-             if empty(Space(space.name, space.root.children, [c]))]
+             if Space(space.name, space.root.children, [c])._exact_count() == 0]
     if alone:
-        # the entry in the file (predicates, kept apart by the space, may sit between)
-        entries = [j for j, c in enumerate(doc.get("constraints") or [])
-                   if not (isinstance(c, dict) and c.get("type") == "predicate")]
         i = alone[0]
-        field: tuple[str | int, ...] = ("constraints", entries[i] if i < len(entries) else i)
+        field: tuple[str | int, ...] = ("constraints", space.constraint_entries[i])
         what = f"this constraint admits no config: {space.constraints[i].describe()}"
         from nas.searchspace.constraints import Compare, Divides
 

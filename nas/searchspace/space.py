@@ -153,6 +153,8 @@ class Space:
                 raise SpaceDefinitionError(f"{name}: not a constraint: {c!r}")
         self.constraints = tuple(cons)
         self.predicates = tuple(preds)
+        # each constraint's place among those given (a file's entry: predicates between)
+        self.constraint_entries: tuple[int, ...] = tuple(where)
         closing: list[list[tuple[Constraint, tuple[int, ...]]]] = [[] for _ in dims]
         self._cons_idx: list[tuple[Constraint, tuple[int, ...]]] = []
         for ci, c in enumerate(self.constraints):
@@ -485,11 +487,16 @@ class Space:
         except _SearchBudget:
             return None
 
-    def _unsatisfiable(self) -> ConfigError:
-        try:  # exact, without the predicates (variable elimination): which failure is it?
-            n = self.cardinality(predicates="ignore")
+    def _exact_count(self) -> int | None:
+        """The exact count of configs without the predicates (variable elimination), or
+        ``None`` where it is too large to make (constraints coupling many dimensions)."""
+        try:
+            return self.cardinality(predicates="ignore")
         except (NasError, RecursionError, MemoryError):
-            n = None
+            return None
+
+    def _unsatisfiable(self) -> ConfigError:
+        n = self._exact_count()  # which failure is it?
         if n == 0:
             return ConfigError(f"space {self.name!r}: its constraints are unsatisfiable (they "
                                "admit no config at all)")
