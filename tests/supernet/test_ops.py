@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nas.searchspace import Choice, Condition, Divides, Group, IntRange, Space, get_space
-from nas.supernet import build_supernet
+from nas.supernet import Supernet, build_supernet
 from nas.supernet.ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
@@ -268,13 +268,19 @@ def test_recalibrate_bn_is_the_exact_average(name):
     assert all(m._recal < 0 for m in net.modules() if isinstance(m, ElasticBatchNorm2d))
 
 
-@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
-def test_reorder_channels_keeps_the_full_width_function(name, x):
+def _randomized_supernet(name: str) -> tuple[Space, Supernet]:
+    """A seeded supernet of the built-in space ``name`` on 8x8 inputs, its weights and
+    batch-norm statistics randomized (so channel orders matter), in eval mode."""
     torch.manual_seed(0)
     space = get_space(name)
     net = build_supernet(space, in_channels=3, num_classes=3, input_size=8)
     randomize(net, 6)
-    net.eval()
+    return space, net.eval()
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
+def test_reorder_channels_keeps_the_full_width_function(name, x):
+    space, net = _randomized_supernet(name)
     full = [space.max(), net.largest_config()]
     # random configs at full widths (and full expansion): the permuted channels are all used
     for cfg in space.sample_many(6, 3):
@@ -317,11 +323,7 @@ def test_reorder_channels_keeping_a_width(name, x):
     imp = torch.tensor([1.0, 5.0, 3.0, 9.0, 2.0, 8.0])
     assert importance_order(imp).tolist() == [3, 5, 1, 2, 4, 0]
     assert importance_order(imp, 3).tolist() == [1, 2, 0, 3, 5, 4]
-    torch.manual_seed(0)
-    space = get_space(name)
-    net = build_supernet(space, in_channels=3, num_classes=3, input_size=8)
-    randomize(net, 6)
-    net.eval()
+    space, net = _randomized_supernet(name)
     full = net.largest_config()
     flat = full.flat()
     for p in flat:
