@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config", metavar="CONFIG.json", help="a config file of the space")
     g.add_argument("--sample", type=int_at_least(0), metavar="N",
-                   help="N random configs (and min, max)")
+                   help="N random configs (and the smallest and largest subnets)")
     p.add_argument("--data", help="dataset the supernet was trained on (default: the one its "
                    "checkpoint names)")
     p.add_argument("--data-root")
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         configs = [load_config(space, args.config)]
     else:
-        configs = [space.min(), space.max()] + space.sample_many(args.sample, seed)
+        # the smallest and the largest subnets (the training's min and max), then samples
+        configs = list(dict.fromkeys([net.smallest_config(), net.largest_config()]
+                                     + space.sample_many(args.sample, seed)))
     table = Table("id", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
                   title=f"{space.name} on {data.name} ({args.split})")
     for cfg in configs:

@@ -144,7 +144,13 @@ def largest_bits(options: Iterable[int]) -> int:
     """The bit width a largest config takes: float (32) where allowed, else the widest (the
     one with the most parameters: float layers carry no activation-quantizer ranges, and the
     widest quantized layer stores the most bits)."""
-    return max(options, key=lambda b: (b >= 32, b))
+    return max(options, key=bits_size_key)
+
+
+def bits_size_key(bits: int) -> tuple[bool, int]:
+    """How large a network bit width ``bits`` makes (:meth:`Supernet.size_key`): float
+    (32 or more) above any quantized width, and wider above narrower."""
+    return (bits >= 32, bits)
 
 
 def n_stages(space: Space) -> int:
@@ -409,10 +415,64 @@ class Supernet(nn.Module):
         with self.activate(keep):
             return list(read())
 
+    def size_key(self, path: str, value: Any) -> Any:
+        """How large a network ``value`` of dimension ``path`` makes, as a sortable key
+        (larger is larger), or ``None`` where the dimension's values do not order the
+        network's size (they are then left to the space's value order). Families key
+        their width, depth, kernel, cardinality, attention and bits dimensions by value,
+        so that a space listing its choices in any order (``[64, 32, 16]``, cardinality
+        ``[1, 2, 4]``) has the same largest and smallest subnets."""
+        return None
+
+    def size_order(self, path: str) -> list[Any]:
+        """The values of ``path`` from the one making the largest network to the one making
+        the smallest (:meth:`size_key`; the space's order reversed where it has none)."""
+        vals = list(self.space.values(path))
+        keys = [self.size_key(path, v) for v in vals]
+        if any(k is None for k in keys):
+            return vals[::-1]
+        order = sorted(range(len(vals)), key=lambda i: (keys[i], i), reverse=True)
+        return [vals[i] for i in order]
+
+    def _extreme_config(self, largest: bool) -> Config:
+        """The config with every dimension that :meth:`size_key` orders at its largest
+        (``largest``) or smallest value and every other dimension as near the space's
+        matching end as the constraints allow. Dimensions that exist in every config (the
+        depths among them) are pinned first, then those of the blocks that exist at the
+        depths chosen."""
+        space = self.space
+        prefer = "max" if largest else "min"
+
+        def pins(paths: Iterable[str]) -> dict[str, Any]:
+            out = {}
+            for p in paths:
+                if any(self.size_key(p, v) is None for v in space.values(p)):
+                    continue
+                order = self.size_order(p)
+                out[p] = order[0] if largest else order[-1]
+            return out
+
+        first = pins(p for p in space.paths if not space.conditions(p))
+        cfg = space.complete(first, prefer=prefer)
+        both = {**first, **pins(cfg.flat())} if cfg is not None else first
+        cfg = space.complete(both, prefer=prefer) if cfg is not None else None
+        if cfg is None:
+            raise SupernetError(
+                f"space {space.name!r}: no valid config takes the "
+                f"{'largest' if largest else 'smallest'} value of every dimension that sizes "
+                f"the network together ({both}); relax the constraints that forbid it")
+        return cfg
+
     def largest_config(self) -> Config:
         """The config with the most parameters at float precision (the one all weights
-        except choice-specific extras belong to)."""
-        raise NotImplementedError
+        except choice-specific extras belong to): every dimension :meth:`size_key` orders
+        at its largest value, whatever order the space lists the values in."""
+        return self._extreme_config(largest=True)
+
+    def smallest_config(self) -> Config:
+        """The config with every dimension :meth:`size_key` orders at its smallest value
+        (the smallest subnet the training strategies train)."""
+        return self._extreme_config(largest=False)
 
     # ------------------------------------------------------------------ activation
     @property

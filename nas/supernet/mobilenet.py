@@ -13,6 +13,7 @@ kernel, head width. The expanded width of a block is its input width times its e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,7 @@ from nas.supernet.base import (
     Costs,
     Layout,
     Supernet,
-    largest_bits,
+    bits_size_key,
     n_stages,
     register_family,
     require_dimensions,
@@ -241,19 +242,17 @@ class MobileNetSupernet(Supernet):
         return Costs(t.params, t.flops, t.bytes)
 
     # ------------------------------------------------------------------ utilities
-    def largest_config(self) -> Config:
-        space = self.space
-        flat = space.max().flat()
-        for s, stage in enumerate(self.stages):
-            if space.has(f"stages.{s}.attention"):
-                att = stage.blocks[0].attn
-                mid = stage.blocks[0].expand.max_out
-                flat[f"stages.{s}.attention"] = max(
-                    space.values(f"stages.{s}.attention"),
-                    key=lambda k: _attn_params(k, mid, att.hw))
-            if space.has(f"stages.{s}.bits"):
-                flat[f"stages.{s}.bits"] = largest_bits(space.values(f"stages.{s}.bits"))
-        return space.config(flat)
+    def size_key(self, path: str, value: Any) -> Any:
+        role = path.rsplit(".", 1)[-1]
+        if role in ("width", "depth", "kernel", "expand"):
+            return value
+        if role == "bits":
+            return bits_size_key(value)
+        if role == "attention":
+            s = int(path.split(".")[1])
+            block = self.stages[s].blocks[0]
+            return _attn_params(value, block.expand.max_out, block.attn.hw)
+        return None
 
     @torch.no_grad()
     def reorder_channels(self, keep: Config | None = None) -> None:

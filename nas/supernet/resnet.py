@@ -13,6 +13,7 @@ and bits, per-block kernel and cardinality. Dimensions a space lacks take a fixe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from nas.supernet.base import (
     Costs,
     Layout,
     Supernet,
-    largest_bits,
+    bits_size_key,
     n_stages,
     register_family,
     require_dimensions,
@@ -250,23 +251,19 @@ class ResNetSupernet(Supernet):
         return Costs(t.params, t.flops, t.bytes)
 
     # ------------------------------------------------------------------ utilities
-    def largest_config(self) -> Config:
-        space = self.space
-        flat = space.max().flat()
-        for s in range(len(self.stages)):
-            wmax = max(space.values(f"stages.{s}.width"))
-            if space.has(f"stages.{s}.attention"):
-                kinds = space.values(f"stages.{s}.attention")
-                hw = self.stages[s].blocks[0].attn.hw
-                flat[f"stages.{s}.attention"] = max(kinds, key=lambda k: _attn_params(k, wmax,
-                                                                                       hw))
-            if space.has(f"stages.{s}.bits"):
-                flat[f"stages.{s}.bits"] = largest_bits(space.values(f"stages.{s}.bits"))
-            for b in range(len(self.stages[s].blocks)):
-                p = f"stages.{s}.blocks.{b}.cardinality"
-                if p in flat:
-                    flat[p] = min(space.values(p))
-        return space.config(flat)
+    def size_key(self, path: str, value: Any) -> Any:
+        role = path.rsplit(".", 1)[-1]
+        if role in ("width", "depth", "kernel"):
+            return value
+        if role == "cardinality":  # more groups, fewer weights
+            return -value
+        if role == "bits":
+            return bits_size_key(value)
+        if role == "attention":
+            s = int(path.split(".")[1])
+            return _attn_params(value, max(self.space.values(f"stages.{s}.width")),
+                                self.stages[s].blocks[0].attn.hw)
+        return None
 
     @torch.no_grad()
     def reorder_channels(self, keep: Config | None = None) -> None:

@@ -37,8 +37,8 @@ from nas.supernet.base import (
     BuildArgs,
     Costs,
     Supernet,
+    bits_size_key,
     down,
-    largest_bits,
     register_family,
     require_dimensions,
     require_stage_values,
@@ -350,25 +350,16 @@ class VitSupernet(Supernet):
         return Costs(t.params, t.flops, t.bytes)
 
     # ------------------------------------------------------------------ utilities
-    def largest_config(self) -> Config:
-        """The largest dimensions, depths and MLP ratios at float precision; heads and
-        attention (which do not change the parameter count) as large as the constraints
-        allow alongside them (a space's ``max()`` may give up width for more heads)."""
-        space = self.space
-        pinned: dict[str, Any] = {}
-        for s in range(len(self.stages)):
-            for name in ("embed_dim", "depth", "mlp_ratio"):
-                p = f"stages.{s}.{name}"
-                if space.has(p):
-                    pinned[p] = max(space.values(p))
-            p = f"stages.{s}.bits"
-            if space.has(p):
-                pinned[p] = largest_bits(space.values(p))
-        cfg = space.complete(pinned)
-        if cfg is None:  # the space's constraints forbid the largest of everything together
-            raise SupernetError(f"space {space.name!r}: no valid config takes the largest "
-                                f"value of every dimension that holds weights ({pinned})")
-        return cfg
+    def size_key(self, path: str, value: Any) -> Any:
+        # heads and attention do not change the parameter count: they take the values
+        # nearest the space's matching end that the constraints allow (a space's ``max()``
+        # may give up width for more heads)
+        role = path.rsplit(".", 1)[-1]
+        if role in ("embed_dim", "depth", "mlp_ratio"):
+            return value
+        if role == "bits":
+            return bits_size_key(value)
+        return None
 
     @torch.no_grad()
     def reorder_channels(self, keep: Config | None = None) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -85,15 +86,12 @@ class Strategy:
         self.space: Space = supernet.space
         self.opts = opts
         self.rng = rng
-        # the largest: the supernet's own (every weight in use, full precision), not the
-        # space's last values, which are the largest only where a space lists its choices
-        # cheapest first (the convention; cardinality and attention are easy to list the
-        # other way); the smallest: the space's first values
-        try:
-            self._max = supernet.largest_config()
-        except NotImplementedError:
-            self._max = self.space.max()
-        self._min = self.space.min()
+        # the largest and the smallest: the supernet's own (by the size of each value), not
+        # the space's last and first values, which are those only where a space lists its
+        # choices cheapest first (the convention; widths, cardinality and attention are easy
+        # to list the other way)
+        self._max = supernet.largest_config()
+        self._min = supernet.smallest_config()
 
     @property
     def largest(self) -> Config:
@@ -333,19 +331,22 @@ def open_dims(space: Space, phase: int) -> frozenset[str]:
 
 
 def sample_open(space: Space, base: Config, open_paths: frozenset[str],
-                rng: np.random.Generator, top_two: frozenset[str] = frozenset()) -> Config:
+                rng: np.random.Generator,
+                top_two: Mapping[str, Sequence[Any]] | None = None) -> Config:
     """A valid config with the ``open_paths`` drawn at random and every other dimension as in
     ``base`` (constraints permitting), through the space's encoding and repair. Paths in
-    ``top_two`` (a subset of ``open_paths``) draw from their two largest values only (values
-    are listed cheapest first), as OFA opens depth and width in two steps."""
+    ``top_two`` (a subset of ``open_paths``, each mapped to its two largest values:
+    :meth:`Supernet.size_order`) draw from those two only, as OFA opens depth and width in
+    two steps."""
     if not open_paths:
         return base
+    top_two = top_two or {}
     vec = space.encode(base)
     rand = space.encode(space.sample(rng))
     _, hi = space.bounds()
     for i, path in enumerate(space.paths):
         if path in top_two:
-            vec[i] = rng.integers(max(0, int(hi[i]) - 1), int(hi[i]) + 1)
+            vec[i] = space.values(path).index(top_two[path][rng.integers(len(top_two[path]))])
         elif path in open_paths:
             vec[i] = rand[i] if rand[i] >= 0 else rng.integers(0, int(hi[i]) + 1)
         elif vec[i] < 0:
@@ -473,6 +474,7 @@ class Progressive(Strategy):
         self.channels_sorted = False
         self.channels_resorted = False  # the width phase's second sort (see on_step_start)
         self._segments: tuple[int, list[Segment]] = (0, [])
+        self._two_largest: dict[int, dict[str, tuple[Any, ...]]] = {}
 
     def newly_opened(self, phase: int) -> frozenset[str]:
         """The dimensions ``phase`` opens that no phase before it trained (phases with no
@@ -561,15 +563,22 @@ class Progressive(Strategy):
             self.channels_resorted = True
             self.reset_optimizer = True
 
+    def two_largest(self, phase: int) -> dict[str, tuple[Any, ...]]:
+        """The two largest values (:meth:`Supernet.size_order`) of each dimension ``phase``
+        opens in two steps (:meth:`newly_opened`)."""
+        if phase not in self._two_largest:
+            self._two_largest[phase] = {p: tuple(self.supernet.size_order(p)[:2])
+                                        for p in self.newly_opened(phase)}
+        return self._two_largest[phase]
+
     def second_largest(self) -> Config:
         """The largest config with every dimension the width phase opened in two steps at
         its second-largest value (the narrower of the two its first stretch trained)."""
         vec = self.space.encode(self._max)
-        _, hi = self.space.bounds()
-        two_step = self.newly_opened(3)
         for i, path in enumerate(self.space.paths):
-            if path in two_step and vec[i] >= 0:
-                vec[i] = max(0, int(hi[i]) - 1)
+            two = self.two_largest(3).get(path)
+            if two and vec[i] >= 0:
+                vec[i] = self.space.values(path).index(two[-1])
         return self.space.repair(vec)
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
@@ -580,7 +589,7 @@ class Progressive(Strategy):
         target = self.teacher.logits(self._max, x)
         k = self.opts.progressive_subnets[self.phase - 1]
         opened = open_dims(self.space, self.phase)
-        top_two = self.newly_opened(self.phase) if self.top_two else frozenset()
+        top_two = self.two_largest(self.phase) if self.top_two else None
         cfgs = [sample_open(self.space, self._max, opened, self.rng, top_two)
                 for _ in range(k)]
         # OFA accumulates the subnets' gradients, averaged: one backward pass over the mean,

@@ -8,16 +8,20 @@ from nas.searchspace import Choice, Divides, Group, IntRange, Space
 from nas.searchspace.builtin import blocks_group
 
 
-def tiny_resnet() -> Space:
+def tiny_resnet(reverse: bool = False) -> Space:
+    """``reverse``: every choice listed the other way (largest first), the same networks."""
+    def order(values: tuple) -> tuple:
+        return values[::-1] if reverse else values
+
     stages, cons = [], []
     for s, widths in enumerate(((8, 16), (16, 24))):
         stages.append(Group(str(s), (
             IntRange("depth", 1, 2),
-            Choice("width", widths),
-            Choice("attention", ("none", "se", "ese", "mhsa")),
-            Choice("bits", (4, 8, 32), default=32),
-            blocks_group(s, 2, (Choice("kernel", (3, 5)),
-                                Choice("cardinality", (8, 2, 1), default=1))),
+            Choice("width", order(widths)),
+            Choice("attention", order(("none", "se", "ese", "mhsa"))),
+            Choice("bits", order((4, 8, 32)), default=32),
+            blocks_group(s, 2, (Choice("kernel", order((3, 5))),
+                                Choice("cardinality", order((8, 2, 1)), default=1))),
         )))
         cons += [Divides(f"stages.{s}.blocks.{b}.cardinality", f"stages.{s}.width")
                  for b in range(2)]

@@ -556,22 +556,66 @@ def test_progressive_caps_a_long_warmup_with_a_warning(tiny_space: Space,
 
 
 def test_progressive_two_largest_values_first(tiny_space: Space) -> None:
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=8)
+    prog = make_strategy("progressive", net, TrainOptions(strategy="progressive", epochs=4),
+                         np.random.default_rng(0))
     rng = np.random.default_rng(0)
     mx = tiny_space.max()
     opened = open_dims(tiny_space, 3)
     new = opened - open_dims(tiny_space, 2)  # width, attention, bits, cardinality
+    assert set(prog.two_largest(3)) == new
     _, hi = tiny_space.bounds()
-    idx = [i for i, p in enumerate(tiny_space.paths) if p in new]
+    # attention is ordered by its parameters (at these widths se has more than ese)
+    assert prog.two_largest(3)["stages.0.attention"] == ("mhsa", "se")
+    idx = [i for i, p in enumerate(tiny_space.paths)
+           if p in new and not p.endswith("attention")]
 
-    def below_top(top_two: frozenset[str]) -> set[int]:
+    def below_top(top_two: dict | None) -> set[int]:
         seen: set[int] = set()
         for _ in range(60):
             vec = tiny_space.encode(sample_open(tiny_space, mx, opened, rng, top_two))
             seen |= {int(hi[i] - vec[i]) for i in idx if vec[i] >= 0}
         return seen
 
-    assert below_top(new) == {0, 1}  # the largest and the second largest values only
-    assert max(below_top(frozenset())) >= 2  # then every value
+    # the space lists its other values cheapest first: the last two
+    assert below_top(prog.two_largest(3)) == {0, 1}  # the largest and the second largest
+    assert max(below_top(None)) >= 2  # then every value
+
+
+def test_largest_and_smallest_whatever_the_value_order() -> None:
+    """A space listing its choices largest first (widths [16, 8], cardinality [1, 2, 8], ...)
+    trains the same largest and smallest subnets, and progressive shrinking opens the same
+    two largest values first, as the same space listed cheapest first."""
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    from .conftest import tiny_resnet
+
+    fwd, rev = tiny_resnet(), tiny_resnet(reverse=True)
+    assert fwd.max() != fwd.min()
+    nets = [build_supernet(s, in_channels=1, num_classes=10, input_size=8) for s in (fwd, rev)]
+    opts = TrainOptions(strategy="progressive", epochs=4)
+    progs = [make_strategy("progressive", n, opts, np.random.default_rng(0)) for n in nets]
+    a, b = progs
+    assert a.largest == fwd.max() and a.smallest == fwd.min()  # cheapest first: the ends
+    assert a.largest.flat() == b.largest.flat() and a.smallest.flat() == b.smallest.flat()
+    assert rev.max().flat() != b.largest.flat()  # the reversed space's last values are small
+    assert nets[1].costs(b.largest) == nets[0].costs(a.largest)
+    assert nets[1].costs(b.largest).params > nets[1].costs(rev.min()).params * 0.99
+    for phase in (2, 3):
+        assert {p: set(v) for p, v in a.two_largest(phase).items()} == {
+            p: set(v) for p, v in b.two_largest(phase).items()}
+    assert a.second_largest().flat() == b.second_largest().flat()
+    rng = np.random.default_rng(1)
+    drawn = {sample_open(rev, b.largest, open_dims(rev, 3), rng, b.two_largest(3))["stages.0.width"]
+             for _ in range(40)}
+    assert drawn == {8, 16}
+    card = {sample_open(rev, b.largest, open_dims(rev, 3), rng, b.two_largest(3))[
+        "stages.1.blocks.0.cardinality"] for _ in range(40)}
+    assert card == {1, 2}  # not 8, the smallest, which a position-based pick took
 
 
 def test_progressive_resume_across_a_restart(tiny_space: Space, tmp_path: Path) -> None:
