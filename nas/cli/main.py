@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nas {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`nas spaces sample ... | head`): stop
+        try:  # quietly, as a tool killed by SIGPIPE does; no flush error at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except OSError as e:  # a file that cannot be read or written: name it, not a temp file
         if args.debug:
             raise
