@@ -1175,13 +1175,17 @@ def _extreme_path(table: LatencyTable, start: Any, sign: float, max_steps: int =
 def overhead_configs(table: LatencyTable, k: int, rng: np.random.Generator) -> list[Any]:
     """``k`` subnets to fit the overhead on (and, later, to correct front measurements for the
     machine's drift), spread over the whole range of predicted latency a search can reach:
-    the space's min and max, then configs at evenly spaced *log* unit sums between the
-    fastest and the slowest config found — by steepest descent from the extremes of 100·k
+    the smallest and the largest subnet, then configs at evenly spaced *log* unit sums between
+    the fastest and the slowest config found — by steepest descent from the extremes of 100·k
     random configs, since a latency-minimising search ends up in the fast corner that random
     sampling never visits (on ``resnet_like`` at 8×8 the fastest random config of 50,000 was
     1.4× slower than the fronts' fastest subnets)."""
-    space = table.space
-    fixed = list(dict.fromkeys([space.min(), space.max()]))[:k]
+    space, st = table.space, table.settings
+    from nas.supernet.base import size_extremes
+
+    fixed = list(dict.fromkeys(size_extremes(
+        space, in_channels=st.in_channels, num_classes=st.num_classes,
+        input_size=st.input_size, stem_stride=st.stem_stride)))[:k]
     pool = list(dict.fromkeys(space.sample_many(100 * max(k, 1), rng)))
     room = k - len(fixed)
     if room <= 0 or not pool:

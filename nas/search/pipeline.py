@@ -26,7 +26,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -358,13 +358,14 @@ def _check_feasible(lim: Limit, values: np.ndarray, space: Space, *, descent: bo
 
 
 def _check_analytic_limits(limits: list[Limit], space: Space, cost: Callable[[Config], Any],
-                           seed: int) -> None:
+                           seed: int, extremes: Callable[[], Sequence[Config]]) -> None:
     """FLOPs, parameter and size limits no config can meet, reported before the supernet is
-    trained or a latency table built (they need neither)."""
+    trained or a latency table built (they need neither). ``extremes()``: the smallest and
+    the largest subnet (by what each value makes, whatever order the space lists them in)."""
     analytic = [lim for lim in limits if lim.metric in ("flops", "params", "size")]
     if not analytic:
         return
-    probe = [space.min(), space.max()] + space.sample_many(2000, seed)
+    probe = list(extremes()) + space.sample_many(2000, seed)
     cs = [cost(c) for c in probe]
     values = {"flops": np.array([c.flops for c in cs], float),
               "params": np.array([c.params for c in cs], float),
@@ -418,15 +419,19 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             raise UsageError(f"--supernet: {e}{hint}") from None
         timings["supernet_s"] = time.perf_counter() - t
         check_data_fits(net, data, opts.data)
-        _check_analytic_limits(limits, space, net.costs, opts.seed)
+        sn = net
+        _check_analytic_limits(limits, space, net.costs, opts.seed,
+                               lambda: (sn.smallest_config(), sn.largest_config()))
     else:
-        from nas.supernet.base import analytic_costs
+        from nas.supernet.base import analytic_costs, size_extremes
+
+        build = dict(in_channels=data.in_channels, num_classes=data.num_classes,
+                     input_size=data.input_size, stem_stride=opts.stem_stride)
 
         def cost(cfg: Config) -> Any:
-            return analytic_costs(space, cfg, in_channels=data.in_channels,
-                                  num_classes=data.num_classes, input_size=data.input_size,
-                                  stem_stride=opts.stem_stride)
-        _check_analytic_limits(limits, space, cost, opts.seed)
+            return analytic_costs(space, cfg, **build)
+        _check_analytic_limits(limits, space, cost, opts.seed,
+                               lambda: size_extremes(space, **build))
         del data  # training loads its own copy; do not hold two while it runs
     if opts.ray_address is not None:  # a wrong address or token: said before any work
         from nas.search.distributed import check_cluster
@@ -478,7 +483,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     # feasibility of the cheap limits, and infeasible limits caught before any evaluation
     cheap = [lim for lim in limits if lim.metric != "accuracy"]
     acc_limits = [lim for lim in limits if lim.metric == "accuracy"]
-    probe = [space.min(), space.max()] + space.sample_many(2000, opts.seed)
+    probe = list(dict.fromkeys([net.smallest_config(), net.largest_config()])) + \
+        space.sample_many(2000, opts.seed)
     if latency is not None:  # the fast corner random samples never reach (README)
         from nas.predictors.latency import _extreme_path
 

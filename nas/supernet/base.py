@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from nas.errors import UsageError
+from nas.errors import ConfigError, UsageError
 from nas.searchspace import Config, Space
 from nas.supernet.errors import InputShapeError, SupernetError
 from nas.supernet.ops import (
@@ -188,6 +188,80 @@ def require_dimensions(space: Space, family: str, paths: Iterable[str]) -> None:
             raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension {p!r}")
 
 
+def require_layout(space: Space, family: str, stages: int, *, top: Iterable[str] = (),
+                   per_stage: Iterable[str] = (), per_block: Iterable[str] = (),
+                   stage_dim: str = "width") -> None:
+    """Raise :class:`SupernetError` for a dimension the family does not build from (a
+    misspelt ``kernel_size`` would otherwise change config ids but not the network), a stage
+    after a gap in the numbering (``stages.0``, ``stages.2``: the family builds the stages
+    up to the gap), and, per stage with block dimensions, a block a depth can run that has
+    none (it would silently take the family's fixed values) or a block no depth runs.
+    ``top``: whole paths (``stem.width``); ``per_stage``: names under ``stages.S``;
+    ``per_block``: names under ``stages.S.blocks.B``; ``stages``: the stages the family
+    builds (numbered ``0 .. stages - 1``, each with a ``stage_dim``)."""
+    top, per_stage, per_block = frozenset(top), frozenset(per_stage), frozenset(per_block)
+    known = sorted(top) + [f"stages.S.{n}" for n in sorted(per_stage)] + [
+        f"stages.S.blocks.B.{n}" for n in sorted(per_block)]
+    blocks: dict[int, set[int]] = {}
+    for path in space.paths:
+        parts = path.split(".")
+        ok = path in top
+        if len(parts) >= 3 and parts[0] == "stages" and parts[1].isdigit():
+            s = int(parts[1])
+            if s >= stages:  # stages are numbered 0, 1, ...: a gap drops the later ones
+                raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
+                                    f"'stages.{stages}.{stage_dim}' but has stage {s} "
+                                    f"({path}); number the stages 0, 1, 2, ...")
+            if len(parts) == 3:
+                ok = parts[2] in per_stage
+            elif len(parts) == 5 and parts[2] == "blocks" and parts[3].isdigit():
+                ok = parts[4] in per_block
+                if ok:
+                    blocks.setdefault(s, set()).add(int(parts[3]))
+        if not ok:
+            raise SupernetError(f"space {space.name!r} (family {family}): dimension {path!r} "
+                                f"is not one the family builds from (it would change config "
+                                f"ids but not the network); known: {', '.join(known)}")
+    for s, have in sorted(blocks.items()):
+        depth = f"stages.{s}.depth"
+        deepest = max(space.values(depth)) if space.has(depth) else 1
+        missing = [b for b in range(deepest) if b not in have]
+        if missing:
+            raise SupernetError(
+                f"space {space.name!r} (family {family}): {depth} allows {deepest} blocks "
+                f"but stages.{s}.blocks.{missing[0]} has no dimensions (it would run with "
+                f"the family's fixed values); give each of blocks 0..{deepest - 1} its "
+                f"dimensions (YAML: repeat: {deepest})")
+        extra = sorted(b for b in have if b >= deepest)
+        if extra:
+            raise SupernetError(
+                f"space {space.name!r} (family {family}): stages.{s}.blocks.{extra[0]} has "
+                f"dimensions but {depth} allows at most {deepest} blocks (0..{deepest - 1}), "
+                f"so no network runs it")
+
+
+def require_divides(space: Space, family: str, divisor: str, dividend: str) -> None:
+    """Raise :class:`SupernetError` when some valid config has a ``divisor`` value that
+    does not divide its ``dividend`` value (groups of a grouped conv, attention heads): the
+    space must exclude such pairs, as a ``divides`` constraint does."""
+    if not (space.has(divisor) and space.has(dividend)):
+        return
+    for g in space.values(divisor):
+        for c in space.values(dividend):
+            if c % g == 0:
+                continue
+            try:
+                allowed = space.complete({divisor: g, dividend: c}) is not None
+            except ConfigError:
+                allowed = False
+            if allowed:
+                raise SupernetError(
+                    f"space {space.name!r} (family {family}): {divisor}={g} does not divide "
+                    f"{dividend}={c}, and no constraint excludes that pair; add "
+                    f"Divides({divisor!r}, {dividend!r}) (YAML: {{type: divides, divisor: "
+                    f"{divisor}, dividend: {dividend}}})")
+
+
 STAGE_VALUE_RULES: tuple[tuple[str, int, str], ...] = (
     ("depth", 1, "every stage runs at least one block"),
     ("bits", 2, "2..31 bits, or 32 for float"),
@@ -226,6 +300,17 @@ def require_positive_ints(space: Space, family: str, names: Iterable[str]) -> No
         if bad:
             raise SupernetError(f"space {space.name!r} (family {family}): {path} allows "
                                 f"{bad[0]!r}; its values must be positive integers")
+
+
+def require_odd_kernels(space: Space, family: str) -> None:
+    """Raise :class:`SupernetError` where a ``kernel`` dimension allows an even size (a
+    'same'-padded conv needs an odd kernel; elastic kernels are centre crops)."""
+    for path in space.paths:
+        if path.rsplit(".", 1)[-1] == "kernel":
+            bad = [v for v in space.values(path) if isinstance(v, int) and v % 2 == 0]
+            if bad:
+                raise SupernetError(f"space {space.name!r} (family {family}): {path} allows "
+                                    f"{bad[0]!r}; kernel sizes must be odd (1, 3, 5, 7, ...)")
 
 
 _FAMILIES: dict[str, type[Supernet]] = {}
@@ -329,6 +414,19 @@ def build_subnet(space: Space, config: Config | Mapping[str, Any], *, in_channel
     cfg = space.config(config)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         return cls.build_static(family_plan(cls, space, cfg, build), build)
+
+
+def size_extremes(space: Space, *, in_channels: int, num_classes: int,
+                  input_size: int | tuple[int, int],
+                  stem_stride: int | None = None) -> tuple[Config, Config]:
+    """The smallest and the largest subnet of ``space``
+    (:meth:`Supernet.smallest_config`, :meth:`Supernet.largest_config`), without
+    allocating weights (the supernet is built on the ``meta`` device)."""
+    cls = family_class(space.family)
+    build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
+    with torch.device("meta"):
+        net = cls(space, build)
+    return net.smallest_config(), net.largest_config()
 
 
 def analytic_costs(space: Space, config: Config | Mapping[str, Any], *, in_channels: int,
@@ -435,32 +533,31 @@ class Supernet(nn.Module):
         return [vals[i] for i in order]
 
     def _extreme_config(self, largest: bool) -> Config:
-        """The config with every dimension that :meth:`size_key` orders at its largest
-        (``largest``) or smallest value and every other dimension as near the space's
-        matching end as the constraints allow. Dimensions that exist in every config (the
-        depths among them) are pinned first, then those of the blocks that exist at the
-        depths chosen."""
+        """The config with each dimension that :meth:`size_key` orders at its largest
+        (``largest``) or smallest value the constraints allow, taken greedily: the
+        dimensions that exist in every config (the depths among them) first, then those of
+        the blocks, each in declaration order at the most extreme value that still leaves a
+        valid config with the values taken so far (as ``space.max()`` adjusts in declaration
+        order); the dimensions it does not order as near the space's matching end as the
+        constraints allow."""
         space = self.space
         prefer = "max" if largest else "min"
-
-        def pins(paths: Iterable[str]) -> dict[str, Any]:
-            out = {}
-            for p in paths:
-                if any(self.size_key(p, v) is None for v in space.values(p)):
-                    continue
-                order = self.size_order(p)
-                out[p] = order[0] if largest else order[-1]
-            return out
-
-        first = pins(p for p in space.paths if not space.conditions(p))
-        cfg = space.complete(first, prefer=prefer)
-        both = {**first, **pins(cfg.flat())} if cfg is not None else first
-        cfg = space.complete(both, prefer=prefer) if cfg is not None else None
-        if cfg is None:
-            raise SupernetError(
-                f"space {space.name!r}: no valid config takes the "
-                f"{'largest' if largest else 'smallest'} value of every dimension that sizes "
-                f"the network together ({both}); relax the constraints that forbid it")
+        ordered = [p for p in space.paths
+                   if all(self.size_key(p, v) is not None for v in space.values(p))]
+        ordered.sort(key=lambda p: bool(space.conditions(p)))  # stable: declaration order
+        pins: dict[str, Any] = {}
+        cfg = space.complete(pins, prefer=prefer)
+        if cfg is None:  # load_space refuses such spaces; a hand-built one may get here
+            raise SupernetError(f"space {space.name!r} admits no config")
+        for p in ordered:
+            if p not in cfg:  # absent at the values taken so far
+                continue
+            order = self.size_order(p)
+            for v in order if largest else order[::-1]:
+                got = space.complete({**pins, p: v}, prefer=prefer)
+                if got is not None:
+                    pins[p], cfg = v, got
+                    break
         return cfg
 
     def largest_config(self) -> Config:

@@ -28,6 +28,8 @@ from nas.supernet.base import (
     n_stages,
     register_family,
     require_dimensions,
+    require_layout,
+    require_odd_kernels,
     require_positive_ints,
     require_stage_values,
     stage_layout,
@@ -96,7 +98,11 @@ def _required(space: Space, family: str) -> None:
     require_dimensions(space, family, ["stem.width", "head.width", "stages.0.width",
                                        *(f"stages.{s}.depth" for s in range(n_stages(space)))])
     require_stage_values(space, family)
+    require_layout(space, family, n_stages(space), top=("stem.width", "head.width"),
+                   per_stage=("depth", "width", "attention", "bits"),
+                   per_block=("expand", "kernel"))
     require_positive_ints(space, family, ("width", "kernel", "expand"))
+    require_odd_kernels(space, family)
 
 
 @register_family("mobilenet_like")

@@ -29,6 +29,9 @@ from nas.supernet.base import (
     n_stages,
     register_family,
     require_dimensions,
+    require_divides,
+    require_layout,
+    require_odd_kernels,
     require_positive_ints,
     require_stage_values,
     stage_layout,
@@ -101,7 +104,16 @@ def _required(space: Space, family: str) -> None:
     require_dimensions(space, family, ["stem.width", "stages.0.width", "stages.0.depth",
                                        *(f"stages.{s}.depth" for s in range(n_stages(space)))])
     require_stage_values(space, family)
+    n = n_stages(space)
+    require_layout(space, family, n, top=("stem.width",),
+                   per_stage=("depth", "width", "attention", "bits"),
+                   per_block=("kernel", "cardinality"))
     require_positive_ints(space, family, ("width", "kernel", "cardinality"))
+    require_odd_kernels(space, family)
+    for s in range(n):  # a grouped conv needs groups that divide its channels
+        for b in range(max(space.values(f"stages.{s}.depth"))):
+            require_divides(space, family, f"stages.{s}.blocks.{b}.cardinality",
+                            f"stages.{s}.width")
 
 
 @register_family("resnet_like")

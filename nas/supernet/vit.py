@@ -41,6 +41,8 @@ from nas.supernet.base import (
     down,
     register_family,
     require_dimensions,
+    require_divides,
+    require_layout,
     require_stage_values,
     stride_for,
     values,
@@ -149,31 +151,14 @@ def _check_space(space: Space, family: str) -> None:
                             "'stages.0.embed_dim'")
     require_dimensions(space, family, [f"stages.{s}.{d}" for s in range(ns)
                                        for d in ("embed_dim", "depth")])
-    beyond = sorted({int(p.split(".")[1]) for p in space.paths
-                     if p.startswith("stages.") and p.split(".")[1].isdigit()
-                     and int(p.split(".")[1]) >= ns})
-    if beyond:  # stages are numbered 0, 1, ...: a gap would silently drop the later ones
-        raise SupernetError(f"space {space.name!r} (family {family}) lacks dimension "
-                            f"'stages.{ns}.embed_dim' but has stage {beyond[0]}")
     require_stage_values(space, family, ns, (
         *STAGE_VALUE_RULES, ("embed_dim", 1, "a positive int"),
         ("heads", 1, "a positive int"), ("mlp_ratio", 1, "a positive int")))
+    require_layout(space, family, ns, stage_dim="embed_dim",
+                   per_stage=("embed_dim", "depth", "heads", "mlp_ratio", "attention", "bits"))
     for s in range(ns):
-        dim, heads = f"stages.{s}.embed_dim", f"stages.{s}.heads"
-        if space.has(heads):  # a heads value that cannot split a dimension must be excluded
-            for h in space.values(heads):
-                for d in space.values(dim):
-                    if d % h == 0:
-                        continue
-                    try:
-                        allowed = space.complete({heads: h, dim: d}) is not None
-                    except ConfigError:
-                        allowed = False
-                    if allowed:
-                        raise SupernetError(
-                            f"space {space.name!r} (family {family}): {heads}={h} does not "
-                            f"divide {dim}={d}, and no constraint excludes that pair; add "
-                            f"Divides({heads!r}, {dim!r})")
+        # a heads value that cannot split a dimension must be excluded
+        require_divides(space, family, f"stages.{s}.heads", f"stages.{s}.embed_dim")
         path = f"stages.{s}.attention"
         if space.has(path):
             bad = [v for v in space.values(path) if v not in ATTENTIONS]

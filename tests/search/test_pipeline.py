@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -666,3 +667,41 @@ def test_a_resume_counts_evaluations_and_proposals_outside_apart(
     assert _search(out, space_file, ckpt, *args) == 0
     assert (f"search: resuming with 4 evaluations (and {n_out} proposals outside the cost "
             "limits)") in capsys.readouterr().out
+
+
+def test_analytic_limit_probes_the_smallest_subnet_whatever_the_value_order() -> None:
+    """A space listing its values largest first: its first and last values are neither the
+    smallest nor the largest subnet, and 2,000 random samples miss the smallest; the
+    feasibility check probes the supernet's own smallest and largest subnets, so a limit only
+    the smallest meets is accepted and the error for a tighter one quotes it."""
+    from nas.search.constraints import Limit
+    from nas.search.pipeline import SearchError, _check_analytic_limits
+    from nas.searchspace import Choice, Divides, Group, IntRange
+    from nas.supernet.base import analytic_costs, size_extremes
+
+    stages, cons = [], []
+    for s, (widths, cards) in enumerate((((48, 32, 24), (1, 2, 8)), ((64, 48), (1, 4, 16)))):
+        stages.append(Group(str(s), (
+            IntRange("depth", 2 - s, 3 - s), Choice("width", widths),
+            Group("blocks", tuple(Group(str(b), (Choice("kernel", (7, 5, 3)),
+                                                 Choice("cardinality", cards)))
+                                  for b in range(3 - s))))))
+        cons += [Divides(f"stages.{s}.blocks.{b}.cardinality", f"stages.{s}.width")
+                 for b in range(3 - s)]
+    space = Space("rev", [Group("stem", (Choice("width", (32, 16)),)),
+                          Group("stages", tuple(stages))], cons, family="resnet_like")
+    build = dict(in_channels=1, num_classes=10, input_size=8)
+
+    def cost(cfg):
+        return analytic_costs(space, cfg, **build)
+
+    small, big = size_extremes(space, **build)
+    least = cost(small).params
+    seen = [cost(c).params for c in [space.min(), space.max()] + space.sample_many(2000, 0)]
+    assert min(seen) > least  # what the check probed before: it would refuse the limit
+    assert cost(big).params >= max(seen)
+    _check_analytic_limits([Limit.parse(f"params<={least}")], space, cost, 0,
+                           lambda: size_extremes(space, **build))
+    with pytest.raises(SearchError, match=re.escape(f"is {least:.4g})")):
+        _check_analytic_limits([Limit.parse(f"params<={least - 1}")], space, cost, 0,
+                               lambda: size_extremes(space, **build))

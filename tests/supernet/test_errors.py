@@ -116,3 +116,81 @@ def test_space_lacking_a_dimension():
 def test_bad_build_arguments(kwargs, field):
     with pytest.raises(NasError, match=field):
         build_supernet(get_space("resnet_like"), **kwargs)
+
+
+def _mini_resnet(*, blocks: int = 2, depth: int = 2, stage_names=("0",), divides: bool = True,
+                 block_dims=("kernel", "cardinality"), widths=(16, 24)) -> Space:
+    """A one- or two-stage resnet_like space; the arguments break it in one way each."""
+    from nas.searchspace import Divides, Group, IntRange
+
+    dims = {"kernel": Choice("kernel", (3, 5)), "cardinality": Choice("cardinality", (16, 1)),
+            "kernel_size": Choice("kernel_size", (3, 5)), "odd": Choice("kernel", (3, 4))}
+    stages, cons = [], []
+    for name in stage_names:
+        block_groups = tuple(Group(str(b), tuple(dims[d] for d in block_dims))
+                             for b in range(blocks))
+        stages.append(Group(name, (IntRange("depth", 1, depth), Choice("width", widths),
+                                   Group("blocks", block_groups))))
+        if divides and "cardinality" in block_dims:
+            cons += [Divides(f"stages.{name}.blocks.{b}.cardinality", f"stages.{name}.width")
+                     for b in range(blocks)]
+    return Space("mini", [Group("stem", (Choice("width", (8,)),)),
+                          Group("stages", tuple(stages))], cons, family="resnet_like")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"stage_names": ("0", "2")}, r"lacks dimension 'stages.1.width' but has stage 2"),
+    ({"block_dims": ("kernel_size",)}, r"'stages.0.blocks.0.kernel_size' is not one the "
+                                       r"family builds from .*known: .*blocks.B.kernel"),
+    ({"blocks": 2, "depth": 3}, r"stages.0.depth allows 3 blocks but stages.0.blocks.2 has "
+                                r"no dimensions .*repeat: 3"),
+    ({"blocks": 3, "depth": 2}, r"stages.0.blocks.2 has dimensions but stages.0.depth allows "
+                                r"at most 2 blocks"),
+    ({"divides": False}, r"stages.0.blocks.0.cardinality=16 does not divide stages.0.width=24.*"
+                         r"add Divides"),
+    ({"block_dims": ("odd",)}, r"stages.0.blocks.0.kernel allows 4; kernel sizes must be odd"),
+])
+def test_resnet_space_the_family_cannot_build(kwargs, message):
+    """Spaces that would silently train something other than they say are refused when the
+    supernet is built, naming the dimension: a stage after a gap in the numbering, a
+    misspelt dimension, a block a depth runs without dimensions (or one no depth runs), a
+    cardinality that may not divide its width, an even kernel."""
+    with pytest.raises(SupernetError, match=message):
+        build_supernet(_mini_resnet(**kwargs), in_channels=1, num_classes=2, input_size=8)
+    build_supernet(_mini_resnet(), in_channels=1, num_classes=2, input_size=8)  # the base is fine
+    # a width every cardinality divides needs no constraint
+    build_supernet(_mini_resnet(divides=False, widths=(16, 32)), in_channels=1, num_classes=2,
+                   input_size=8)
+
+
+def test_largest_and_smallest_within_constraints():
+    """The largest and smallest subnets are the most and least of each dimension the
+    constraints allow together (greedy, in declaration order), not an error when the
+    extremes of everything at once are forbidden; and they follow value size, whatever
+    order the space lists its values in."""
+    from nas.searchspace import Compare, Divides, Group, IntRange
+
+    def space(order):
+        s0 = Group("0", (IntRange("depth", 1, 2), Choice("width", order((16, 24, 64))),
+                         Group("blocks", tuple(
+                             Group(str(b), (Choice("kernel", order((3, 5))),
+                                            Choice("cardinality", order((16, 8, 1)))))
+                             for b in range(2)))))
+        s1 = Group("1", (IntRange("depth", 1, 1), Choice("width", order((16, 48))),
+                         Group("blocks", (Group("0", (Choice("kernel", (3,)),)),))))
+        cons = [Divides(f"stages.0.blocks.{b}.cardinality", "stages.0.width") for b in range(2)]
+        cons.append(Compare("stages.1.width", ">=", "stages.0.width"))  # forbids width 64
+        return Space("c", [Group("stem", (Choice("width", (8,)),)), Group("stages", (s0, s1))],
+                     cons, family="resnet_like")
+
+    fwd, rev = space(lambda v: v), space(lambda v: v[::-1])
+    a, b = (build_supernet(s, in_channels=1, num_classes=2, input_size=8) for s in (fwd, rev))
+    big, small = a.largest_config(), a.smallest_config()
+    assert big["stages.0.width"] == 24 and big["stages.1.width"] == 48  # 64 is forbidden
+    assert big["stages.0.blocks.1.cardinality"] == 1 and big["stages.0.blocks.1.kernel"] == 5
+    # the smallest: width 16, then the most groups that divide it
+    assert small["stages.0.depth"] == 1 and small["stages.0.width"] == 16
+    assert small["stages.0.blocks.0.cardinality"] == 16
+    assert b.largest_config().flat() == big.flat() and b.smallest_config().flat() == small.flat()
+    params = [a.costs(c).params for c in fwd.sample_many(300, 0)]
+    assert a.costs(big).params >= max(params) and a.costs(small).params <= min(params)
