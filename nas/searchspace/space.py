@@ -166,6 +166,14 @@ class Space:
                         f"space {name!r}", ("constraints", where[ci])
                     )
                 idxs.append(index[p])
+            if isinstance(c, Forbid):  # a value the dimension lacks forbids nothing: a typo
+                for (p, vals), d in zip(c.combination, idxs):
+                    have = dims[d].keys
+                    bad = [v for v in vals if value_key(v) not in have]
+                    if bad:
+                        raise SpaceDefinitionError(
+                            f"constraint '{c.describe()}' forbids {p}={bad[0]!r}, which is not "
+                            f"one of its values {list(dims[d].values)}", ("constraints", where[ci]))
             closing[max(idxs)].append((c, tuple(idxs)))
             self._cons_idx.append((c, tuple(idxs)))
         self._closing = tuple(tuple(x) for x in closing)

@@ -321,13 +321,14 @@ DEPTH_DIMS = frozenset({"depth"})
 
 def open_dims(space: Space, phase: int) -> frozenset[str]:
     """Paths sampled in progressive-shrinking ``phase`` (others stay at their maximum):
-    0 none, 1 kernels, 2 kernels and depths, 3 everything."""
+    0 none, 1 kernels, 2 kernels and depths, 3 everything; a dimension with one value is
+    never a choice, so no phase opens it (a phase that would open only such dimensions
+    opens nothing new and gives its epochs away: :func:`effective_phases`)."""
     if phase <= 0:
         return frozenset()
-    if phase >= 3:
-        return frozenset(space.paths)
     roles = KERNEL_DIMS | (DEPTH_DIMS if phase >= 2 else frozenset())
-    return frozenset(p for p in space.paths if p.rsplit(".", 1)[-1] in roles)
+    return frozenset(p for p in space.paths if len(space.values(p)) > 1
+                     and (phase >= 3 or p.rsplit(".", 1)[-1] in roles))
 
 
 def sample_open(space: Space, base: Config, open_paths: frozenset[str],

@@ -74,6 +74,10 @@ def test_yaml_space_with_repeat(tmp_path: Path) -> None:
     ("name: x\ndims:\n  - {name: a, type: int, low: 1, high: 2}\nconstraints:\n"
      "  - {type: divides, divisor: a, dividend: b}\n",
      r"x\.yaml:5: constraints\[0\]: .*reads 'b', which is not a dimension"),
+    # a forbidden value the dimension does not have forbids nothing (a typo)
+    ("name: x\ndims:\n  - {name: a, type: choice, values: [16, 32]}\nconstraints:\n"
+     "  - {type: forbid, combination: {a: [64]}}\n",
+     r"x\.yaml:5: constraints\[0\]: .*forbids a=64, which is not one of its values \[16, 32\]"),
     ("name: x\ndims:\n  - !!python/object:os.system {}\n",
      r"x\.yaml:3: malformed YAML"),
     # an error two groups deep names its own location once (it was repeated per level)

@@ -276,6 +276,25 @@ def test_progressive_phases_open_dimensions(tiny_space: Space) -> None:
     assert len({sample_open(tiny_space, mx, kd, rng) for _ in range(30)}) > 5
 
 
+def test_progressive_single_valued_dimensions_open_no_phase() -> None:
+    """A dimension with one value is no choice: a space where only kernel sizes vary has
+    nothing for the depth and width phases to open, so their epochs go to the kernel phase
+    (2 epochs suffice instead of 4)."""
+    from nas.searchspace import Choice, Group, IntRange
+    from nas.searchspace.builtin import blocks_group
+    from nas.training.strategies import effective_phases, phase_ends
+
+    space = Space("k", [Group("stem", (Choice("width", (8,)),)), Group("stages", (
+        Group("0", (IntRange("depth", 2, 2), Choice("width", (16,)),
+                    blocks_group(0, 2, (Choice("kernel", (3, 5)),)))),))],
+                  family="resnet_like")
+    assert open_dims(space, 3) == open_dims(space, 1) == {
+        "stages.0.blocks.0.kernel", "stages.0.blocks.1.kernel"}
+    shares = effective_phases(space, [1, 1, 1, 1])
+    assert shares == [1.0, 3.0, 0.0, 0.0]
+    assert phase_ends(shares, 2) == [1, 2, 2, 2]
+
+
 def test_options_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="optimizer: 'adam' is not allowed; allowed: sgd, adamw"):
         TrainOptions(optimizer="adam")
