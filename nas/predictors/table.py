@@ -5,7 +5,9 @@ A row maps to a config of a space in one of two ways:
 - through columns named after the space's dimensions (``stages.0.depth``, ...; an empty cell
   is an absent dimension), or
 - through an ``arch`` column that the space can parse (``space.parse_arch``; the ``nb201``
-  space reads NAS-Bench-201 strings).
+  space reads NAS-Bench-201 strings), or
+- through a ``config`` column holding each config as JSON (nested as ``Config.to_dict`` or
+  flat by dotted path): the ``history.csv`` and ``pareto.csv`` that ``nas search`` writes.
 
 Errors name the file, the line and the column.
 """
@@ -25,6 +27,7 @@ import numpy as np
 from nas.errors import UsageError
 
 ARCH_COLUMN = "arch"
+CONFIG_COLUMN = "config"
 
 
 class TableError(UsageError):
@@ -163,14 +166,17 @@ def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -
                 memo[text] = cfg
             configs.append(cfg)
         return configs
+    if CONFIG_COLUMN in cols and not dim_cols:
+        return _json_configs(table, space)
     if not dim_cols:
-        how = (f"or an {arch_column!r} column" if space.arch_format else
-               f"(space {space.name!r} has no arch text format, so an {arch_column!r} column "
+        how = (f", an {arch_column!r} column" if space.arch_format else
+               f" (space {space.name!r} has no arch text format, so an {arch_column!r} column "
                "cannot be used)")
         raise TableError(
             f"{table.path}: no column maps rows to configs of space {space.name!r}: need "
             f"columns named after its dimensions ({', '.join(space.paths[:6])}"
-            f"{', ...' if len(space.paths) > 6 else ''}) {how}")
+            f"{', ...' if len(space.paths) > 6 else ''}){how} or a {CONFIG_COLUMN!r} column "
+            "of JSON configs (as nas search's history.csv has)")
     idx = {p: table.column_index(p) for p in dim_cols}
     for k, row in enumerate(table.rows):
         flat = {p: _cell_value(space, p, row[j]) for p, j in idx.items() if row[j] != ""}
@@ -182,6 +188,38 @@ def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -
             raise TableError(f"{table.path}: row {k + 1}: not a config of space "
                              f"{space.name!r}: {e}{hint}") from None
     return configs
+
+
+def _json_configs(table: Table, space: Any) -> list[Any]:
+    """The config of every row from its ``config`` column (JSON)."""
+    import json
+
+    from nas.errors import ConfigError
+
+    i = table.column_index(CONFIG_COLUMN)
+    memo: dict[str, Any] = {}
+    out = []
+    for k, row in enumerate(table.rows):
+        text = row[i]
+        cfg = memo.get(text)
+        if cfg is None:
+            where = f"{table.path}: row {k + 1}, column {CONFIG_COLUMN!r}"
+            try:
+                data = json.loads(text)
+            except ValueError as e:
+                raise TableError(f"{where}: not JSON ({e.msg} at character {e.pos})"
+                                 ) from None
+            if not isinstance(data, dict):
+                raise TableError(f"{where}: a config is a JSON object, got "
+                                 f"{type(data).__name__}")
+            try:
+                cfg = space.config(data)
+            except ConfigError as e:
+                raise TableError(f"{where}: not a config of space {space.name!r}: {e}"
+                                 ) from None
+            memo[text] = cfg
+        out.append(cfg)
+    return out
 
 
 def load_measurements(path: str | os.PathLike[str], space: Any, target: str,

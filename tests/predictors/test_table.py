@@ -41,6 +41,35 @@ def test_dimension_columns(tmp_path: Path) -> None:
     np.testing.assert_array_equal(y, [90, 91, 92])
 
 
+def test_config_column_of_json_configs(tmp_path: Path) -> None:
+    """A ``config`` column of JSON configs (nested, as nas search's history.csv writes them,
+    or flat by path) maps rows to configs; bad cells name the row and the column."""
+    import csv
+    import json
+
+    space = get_space("resnet_like")
+    cfgs = space.sample_many(3, 0)
+    path = tmp_path / "history.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "accuracy", "config"])
+        for i, c in enumerate(cfgs[:2]):
+            w.writerow([c.id, 90 + i, c.to_json()])
+        w.writerow([cfgs[2].id, 92, json.dumps(cfgs[2].flat())])
+    configs, y = load_measurements(path, space, "accuracy")
+    assert configs == cfgs
+    np.testing.assert_array_equal(y, [90, 91, 92])
+    for cell, message in (("{oops", r"row 1, column 'config': not JSON"),
+                          ("[1, 2]", r"row 1, column 'config': a config is a JSON object"),
+                          ('{"stem": {"width": 7}}', r"row 1, column 'config': not a config of "
+                                                     r"space 'resnet_like'")):
+        bad = tmp_path / "bad.csv"
+        with open(bad, "w", newline="") as f:
+            csv.writer(f).writerows([["accuracy", "config"], [90, cell]])
+        with pytest.raises(TableError, match=message):
+            table_configs(read_table(bad), space)
+
+
 def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
     space = get_space("nb201")
     arch = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
