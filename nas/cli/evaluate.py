@@ -31,12 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from nas.data import TensorLoader, load_dataset
     from nas.searchspace import load_config
     from nas.supernet import load_supernet
-    from nas.training import check_data_fits, evaluate_config, held_out_split
+    from nas.training import (
+        calibration_batches,
+        check_data_fits,
+        evaluate_config,
+        held_out_split,
+    )
 
     input_file(args.supernet, "--supernet")
     input_file(args.config, "--config")
@@ -59,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
                                      + space.sample_many(args.sample, seed)))
     table = Table("id", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
                   title=f"{space.name} on {data.name} ({args.split})")
+    calib = calibration_batches(parts.train, args.bn_batches, seed, args.device)
     for cfg in configs:
-        calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
-                             generator=torch.Generator().manual_seed(seed))
         r = evaluate_config(net, cfg, loader, calib, args.bn_batches)
         c = net.costs(cfg)
         if args.json:

@@ -40,10 +40,13 @@ def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
     """The config's batch-norm statistics from the training split, exactly as ``nas eval``
     computes them (same split, batches and seed): the extracted model then scores what
     ``nas eval`` reports for the config."""
-    import torch
-
-    from nas.data import TensorLoader, load_dataset
-    from nas.training import check_data_fits, held_out_split, recalibrate_bn
+    from nas.data import load_dataset
+    from nas.training import (
+        calibration_batches,
+        check_data_fits,
+        held_out_split,
+        recalibrate_bn,
+    )
 
     meta = net.checkpoint_meta  # type: ignore[attr-defined]
     if args.data is None and args.data_root is None:  # the run's own data, where it was
@@ -53,8 +56,7 @@ def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
     check_data_fits(net, data, name,  # type: ignore[arg-type]
                     hint="; give its training data or --bn-batches 0")
     parts, seed = held_out_split(net, data, seed=args.seed)  # type: ignore[arg-type]
-    calib = TensorLoader(*parts.train, 64, shuffle=True, device=args.device,
-                         generator=torch.Generator().manual_seed(seed))
+    calib = calibration_batches(parts.train, args.bn_batches, seed, args.device)
     recalibrate_bn(net, cfg, calib, args.bn_batches)  # type: ignore[arg-type]
 
 

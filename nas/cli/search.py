@@ -43,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stem-stride", type=int, choices=(1, 2),
                    help="stem stride of the supernet the search trains, as `nas train "
                    "--stem-stride` (default: 2 from 64 pixels up, else 1)")
+    p.add_argument("--bn-batches", type=int_at_least(0), default=4,
+                   help="batches each subnet's batch-norm statistics are recalibrated on before "
+                        "its accuracy is measured (default: 4; `nas eval --bn-batches N` "
+                        "reports the same accuracy for a config)")
     p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (per worker "
                    "with --workers)")
     p.add_argument("--workers", type=int_at_least(1), default=1,
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                          budget=args.budget, seed=args.seed, device=args.device,
                          train_epochs=args.train_epochs, threads=args.threads,
                          stem_stride=args.stem_stride, workers=args.workers,
-                         ray_address=args.ray_address)
+                         ray_address=args.ray_address, bn_batches=args.bn_batches)
     opts.validate()
     input_file(args.supernet, "--supernet")
     output_path(args.out, "--out", directory=True)

@@ -28,7 +28,6 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -378,7 +377,13 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
     from nas.data import TensorLoader, load_dataset
-    from nas.training import check_data_fits, evaluate_config, held_out_split, recalibrate_bn
+    from nas.training import (
+        calibration_batches,
+        check_data_fits,
+        evaluate_config,
+        held_out_split,
+        recalibrate_bn,
+    )
 
     # every option is checked before the output directory is created: a bad value leaves
     # nothing behind that a corrected re-run would find mismatched
@@ -451,7 +456,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         check_data_fits(net, data, opts.data)
     net.eval()
     # the validation images the supernet's training held out (its checkpoint says which)
-    parts, _ = held_out_split(net, data, default_seed=opts.seed)
+    parts, split_seed = held_out_split(net, data, default_seed=opts.seed)
     val = TensorLoader(*parts.val, 256, device=opts.device)
 
     # 2. latency table
@@ -561,10 +566,9 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         hist.flush()
     # the same calibration batches for every config, so a subnet's statistics (and accuracy)
     # do not depend on when or where it was evaluated -- and the export reproduces them
-    # exactly: the first bn_batches of one seeded shuffle, drawn once
-    calib = list(islice(TensorLoader(*parts.train, 64, shuffle=True, device=opts.device,
-                                     generator=torch.Generator().manual_seed(opts.seed + 1)),
-                        opts.bn_batches))
+    # exactly: the first bn_batches of one shuffle seeded by the split's seed, drawn once
+    # (those `nas eval --bn-batches N` and `nas extract` use: they report the same accuracy)
+    calib = calibration_batches(parts.train, opts.bn_batches, split_seed, opts.device)
     pool = None
 
     def start_pool() -> Any:

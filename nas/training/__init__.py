@@ -2,6 +2,7 @@
 resumable training loop, and subnet evaluation with BN recalibration."""
 
 from nas.training.evaluate import (
+    calibration_batches,
     check_data_fits,
     evaluate,
     evaluate_config,
@@ -20,6 +21,6 @@ from nas.training.trainer import (
 )
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError",
-           "check_data_fits", "evaluate", "evaluate_config", "evaluate_model",
-           "held_out_split", "kd_loss", "list_strategies", "load_checkpoint", "make_strategy",
-           "recalibrate_bn", "register_strategy", "train"]
+           "calibration_batches", "check_data_fits", "evaluate", "evaluate_config",
+           "evaluate_model", "held_out_split", "kd_loss", "list_strategies",
+           "load_checkpoint", "make_strategy", "recalibrate_bn", "register_strategy", "train"]

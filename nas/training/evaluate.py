@@ -72,6 +72,22 @@ def evaluate_config(supernet: Supernet, config: Config | Mapping[str, Any],
     return evaluate(supernet, config, loader)
 
 
+def calibration_batches(train: tuple[Any, Any], batches: int, seed: int,
+                        device: str | torch.device = "cpu") -> list[Any]:
+    """The batch-norm recalibration batches of ``nas eval``, ``nas extract`` and ``nas
+    search``: the first ``batches`` batches of 64 of one shuffle of the training split
+    ``train`` (images, labels) seeded by ``seed`` (the split's seed), the same for every
+    config, so the three report and export the same statistics for a config at the same
+    ``batches``."""
+    from itertools import islice
+
+    from nas.data import TensorLoader
+
+    loader = TensorLoader(*train, 64, shuffle=True, device=device,
+                          generator=torch.Generator().manual_seed(seed))
+    return list(islice(loader, max(int(batches), 0)))
+
+
 def check_data_fits(supernet: Supernet, data: Any, name: str, hint: str = "") -> None:
     """A :class:`UsageError` naming ``--data NAME`` unless ``data`` has the channels,
     resolution and classes the supernet was built for (``hint``: what to do instead)."""

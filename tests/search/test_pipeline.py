@@ -705,3 +705,25 @@ def test_analytic_limit_probes_the_smallest_subnet_whatever_the_value_order() ->
     with pytest.raises(SearchError, match=re.escape(f"is {least:.4g})")):
         _check_analytic_limits([Limit.parse(f"params<={least - 1}")], space, cost, 0,
                                lambda: size_extremes(space, **build))
+
+
+def test_search_accuracy_is_what_nas_eval_reports(tiny_supernet, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A search ranks a config by the accuracy ``nas eval`` reports for it at the same
+    number of BN-recalibration batches (the same calibration images: the split's seed)."""
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3",
+                   "--bn-batches", "3") == 0
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    capsys.readouterr()
+    accs = []
+    for k, row in enumerate(rows):
+        cfg = tmp_path / f"c{k}.json"
+        cfg.write_text(row["config"])
+        assert main(["eval", "--supernet", str(ckpt), "--config", str(cfg), "--bn-batches", "3",
+                     "--json"]) == 0
+        got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert got["id"] == row["id"]
+        accs.append(got["top1"])
+    assert [round(a, 4) for a in accs] == [float(r["accuracy"]) for r in rows]
