@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from nas.utils.files import strict_json
 from nas.utils.progress import console as progress_console
 
 # Wide when piped, so tables of dotted paths are not cut to 80 columns.
@@ -25,17 +25,7 @@ err_console = progress_console()
 def json_line(obj: Any) -> str:
     """``obj`` as one line of strict JSON: NaN and infinities (an undefined metric, e.g.
     Kendall's tau of a constant column or MAPE against a zero) become ``null``."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        if hasattr(v, "item") and getattr(v, "ndim", None) == 0:  # numpy / torch scalar
-            return clean(v.item())
-        return v
-    return json.dumps(clean(obj), allow_nan=False)
+    return strict_json(obj)
 
 
 def not_available(command: str, issue: str) -> int:

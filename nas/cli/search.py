@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batches each subnet's batch-norm statistics are recalibrated on before "
                         "its accuracy is measured (default: 4; `nas eval --bn-batches N` "
                         "reports the same accuracy for a config)")
+    p.add_argument("--max-export", type=int_at_least(1), default=12,
+                   help="the most Pareto-front subnets extracted to pareto/ and timed, spread "
+                        "along the first target when the front is larger (default: 12)")
     p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (per worker "
                    "with --workers)")
     p.add_argument("--workers", type=int_at_least(1), default=1,
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
                          budget=args.budget, seed=args.seed, device=args.device,
                          train_epochs=args.train_epochs, threads=args.threads,
                          stem_stride=args.stem_stride, workers=args.workers,
-                         ray_address=args.ray_address, bn_batches=args.bn_batches)
+                         ray_address=args.ray_address, bn_batches=args.bn_batches,
+                         max_export=args.max_export)
     opts.validate()
     input_file(args.supernet, "--supernet")
     output_path(args.out, "--out", directory=True)
@@ -86,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         out = f"runs/search-{space.name}-{digest.hexdigest()[:8]}"
     result = run_search_job(opts, out, progress=not args.no_progress,
                             say=lambda m: console.print(m))
-    t = Table(title=f"Pareto front ({len(result['front'])} subnets) — {out}")
+    n, shown = result["front_size"], len(result["front"])
+    t = Table(title=f"Pareto front ({n} subnets{f', {shown} exported' if shown < n else ''})"
+                    f" — {out}")
     t.add_column("id", no_wrap=True, min_width=12)  # whole, to copy (narrow terminals)
     for name in ("accuracy %", "latency pred ms", "latency meas ms", "MFLOPs", "params",
                  "size KiB"):

@@ -40,7 +40,7 @@ from nas.search.base import Objective, hypervolume, make_searcher, pareto_mask, 
 from nas.search.constraints import Limit
 from nas.searchspace import Config, Space, load_space
 from nas.utils.checks import check_int
-from nas.utils.files import atomic_write_bytes, atomic_write_text, file_digest
+from nas.utils.files import atomic_write_bytes, atomic_write_text, file_digest, strict_json
 
 log = logging.getLogger(__name__)
 
@@ -708,12 +708,13 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     summary = {"options": asdict(opts), "seed": opts.seed, "out": str(out),
                "objectives": [str(o) for o in objectives], "evaluations": best["measured"],
                "proposals_outside_cost_limits": skipped,
-               "front_size": len(front), "hypervolume": hv, "hypervolume_reference":
+               "front_size": int(pareto_mask(F[okf]).sum()) if okf.any() else 0,
+               "front_exported": len(front), "hypervolume": hv, "hypervolume_reference":
                ref.tolist(), "timings": timings,
                "versions": {"nas": __version__, "torch": torch.__version__,
                             "python": platform.python_version(),
                             "numpy": np.__version__}}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", strict_json(summary, indent=2) + "\n")
     return {**summary, "front": front}
 
 
@@ -750,6 +751,8 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     # sort by the first target, keep at most max_export spread along it
     front_idx = front_idx[np.argsort(result.values[front_idx, 1], kind="stable")]
     if len(front_idx) > opts.max_export:
+        say(f"front: {len(front_idx)} subnets; extracting and timing {opts.max_export} of "
+            f"them, spread along {opts.targets[0]} (--max-export N for more)")
         keep = np.unique(np.round(np.linspace(0, len(front_idx) - 1, opts.max_export)))
         front_idx = front_idx[keep.astype(int)]
     pdir = out / "pareto"
@@ -811,7 +814,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         say(f"front: {len(configs)} subnets extracted; largest |difference| between their "
             f"outputs and the supernet's on {len(probe)} validation images: "
             f"{np.nanmax(diffs):.2g}")
-    atomic_write_text(out / "pareto.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(out / "pareto.json", strict_json(rows, indent=2) + "\n")
     fields = [k for k in rows[0] if k != "config"] + ["config"]
     lines = [",".join(fields)]
     for r in rows:

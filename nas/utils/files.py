@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -70,6 +73,24 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """``obj`` as strict JSON (``json.dumps`` keywords pass through): NaN and infinities (an
+    undefined metric, a latency that was not measured) become ``null``, numpy and torch
+    scalars plain numbers. ``json.dumps`` would write bare ``NaN``, which JSON parsers other
+    than Python's refuse."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "item") and getattr(v, "ndim", None) == 0:  # numpy / torch scalar
+            return clean(v.item())
+        return v
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

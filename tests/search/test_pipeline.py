@@ -727,3 +727,27 @@ def test_search_accuracy_is_what_nas_eval_reports(tiny_supernet, tmp_path: Path,
         assert got["id"] == row["id"]
         accs.append(got["top1"])
     assert [round(a, 4) for a in accs] == [float(r["accuracy"]) for r in rows]
+
+
+def test_front_larger_than_max_export_is_said_and_json_is_strict(
+        tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A front thinned to --max-export says so (printed and in summary.json), and
+    pareto.json / summary.json are strict JSON: latencies not asked for are null, not NaN."""
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+
+    def strict(text: str) -> object:
+        def refuse(name: str) -> None:
+            raise ValueError(f"non-standard JSON constant {name}")
+        return json.loads(text, parse_constant=refuse)
+
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--max-export", "1") == 0
+    printed = capsys.readouterr().out
+    summary = strict((out / "summary.json").read_text())
+    front = strict((out / "pareto.json").read_text())
+    assert summary["front_exported"] == len(front) == 1
+    assert summary["front_size"] > 1, "a 12-evaluation two-cost search has a front of one"
+    assert f"front: {summary['front_size']} subnets; extracting and timing 1 of them" in printed
+    assert f"Pareto front ({summary['front_size']} subnets, 1 exported)" in printed
+    assert front[0]["latency_predicted_ms"] is None
+    assert len([p for p in (out / "pareto").iterdir() if p.suffix == ".pt"]) == 1
