@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -544,15 +545,29 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     rows = _read_history(hist_path, space)
     known: dict[Config, np.ndarray] = {}
     known_costs = costs([r["_config"] for r in rows]) if rows else {}
+    moved: list[float] = []  # rows whose latency the current table predicts otherwise
     for i, r in enumerate(rows):
         cfg = r["_config"]
         measured = r.get("accuracy_source") != "infeasible"
-        vals = np.array([float(r["accuracy"] or 0.0)] + [
-            float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
-            for tg in opts.targets])
+        got = {tg: float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
+               for tg in opts.targets}
+        if latency is not None and "latency" in got:
+            # the current table's latency (at history.csv's precision), not the stored one:
+            # a table rebuilt under an existing history must not mix two tables on one front
+            now = float(f"{known_costs['latency'][i]:.6g}")
+            if not abs(now - got["latency"]) <= 1e-6 * max(abs(now), 1e-12):
+                moved.append(got["latency"] / now if now > 0 else math.inf)
+            got["latency"] = now
+        vals = np.array([float(r["accuracy"] or 0.0)] + [got[tg] for tg in opts.targets])
         # (off 0: inside every limit, the measured accuracy's included; the costs of all
         # rows at once, not a costs() call per row)
         known[cfg] = told(vals, violation(known_costs, i, vals[0] if measured else None))
+    if moved:
+        far = max(moved, key=lambda f: abs(math.log(f)) if 0 < f < math.inf else math.inf)
+        say(f"search: {hist_path.name} holds latencies of another latency table for "
+            f"{len(moved)} of its {len(rows)} rows (up to {far:.3g}x the current "
+            f"{out / 'latency.json'}'s); the search uses the current table's for them "
+            f"({hist_path.name} keeps what each evaluation was told)")
     if known:
         n_out = sum(r.get("accuracy_source") == "infeasible" for r in rows)
         say(f"search: resuming with {len(rows) - n_out} evaluations"

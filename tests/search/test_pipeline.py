@@ -162,6 +162,30 @@ def test_latency_target_builds_a_table_and_measures_the_front(
                  "latency", "--budget", "8", "--strategy", "random", "--out", str(out),
                  "--no-progress", "--threads", "1"]) == 0
     assert (out / "latency.json").stat().st_mtime == mtime
+    capsys.readouterr()
+    # history.csv from another table (here: its latencies tripled): a resume ranks the old
+    # rows by the current table's latencies, says so, and keeps the file as it was
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    for r in rows:
+        r["latency_ms"] = f"{3 * float(r['latency_ms']):.6g}"
+    with open(out / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["search", "--space", str(space_file), "--supernet", str(ckpt), "--target",
+                 "latency", "--budget", "10", "--strategy", "random", "--out", str(out),
+                 "--no-progress", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out.replace("\n", " ")
+    assert "holds latencies of another latency table for 8 of its 8 rows" in printed
+    assert "up to 3x" in printed
+    hist = list(csv.DictReader(open(out / "history.csv")))
+    assert [r["latency_ms"] for r in hist[:8]] == [r["latency_ms"] for r in rows]
+    acc = np.array([float(r["accuracy"]) for r in hist])
+    lat = np.array([table.predict(space.config(json.loads(r["config"]))) for r in hist])
+    front = json.loads((out / "pareto.json").read_text())
+    for r in front:  # non-dominated under the table's latencies
+        a, t = r["accuracy"], r["latency_predicted_ms"]
+        assert not np.any((acc >= a) & (lat <= t * (1 - 1e-5)) & ((acc > a) | (lat < t)))
 
 
 def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
