@@ -15,6 +15,7 @@ Errors name the file, the line and the column.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from nas.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 ARCH_COLUMN = "arch"
 CONFIG_COLUMN = "config"
@@ -222,11 +225,40 @@ def _json_configs(table: Table, space: Any) -> list[Any]:
     return out
 
 
+# what a search's history.csv says in a <metric>_source column for a row that has no
+# measurement of that metric: a proposal outside the cost limits (never evaluated) or a
+# latency the search did not ask for
+UNMEASURED = ("infeasible", "none")
+
+
+def measured_rows(table: Table, target: str) -> Table:
+    """``table`` without the rows whose ``<target>_source`` column (``accuracy_source``; for
+    ``latency_ms``, ``latency_source``), as ``nas search`` writes in ``history.csv``, says
+    the target was not measured (:data:`UNMEASURED`); the table itself when it has no such
+    column or drops nothing."""
+    names = [f"{target}_source"] + ([f"{target.rsplit('_', 1)[0]}_source"]
+                                    if "_" in target else [])
+    col = next((n for n in names if n in table.columns), None)
+    if col is None:
+        return table
+    i = table.column_index(col)
+    kept = tuple(r for r in table.rows if r[i] not in UNMEASURED)
+    if len(kept) == len(table.rows):
+        return table
+    log.info("%s: %d of %d rows have no %s (%s says %s); left out", table.path,
+             len(table.rows) - len(kept), len(table.rows), target, col, " or ".join(UNMEASURED))
+    if not kept:
+        raise TableError(f"{table.path}: no row has a measured {target!r} (column {col!r} "
+                         f"says {' or '.join(UNMEASURED)} on every row)")
+    return Table(table.path, table.columns, kept)
+
+
 def load_measurements(path: str | os.PathLike[str], space: Any, target: str,
                       ) -> tuple[list[Any], np.ndarray]:
-    """Configs and target values of a table (see :func:`table_configs`, :func:`table_target`).
+    """Configs and target values of a table (see :func:`table_configs`, :func:`table_target`),
+    less the rows that say they have no measurement of ``target`` (:func:`measured_rows`).
     """
-    table = read_table(path)
+    table = measured_rows(read_table(path), target)
     y = table_target(table, target)
     return table_configs(table, space), y
 

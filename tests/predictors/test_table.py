@@ -70,6 +70,30 @@ def test_config_column_of_json_configs(tmp_path: Path) -> None:
             table_configs(read_table(bad), space)
 
 
+def test_search_history_rows_without_a_measurement_are_left_out(tmp_path: Path) -> None:
+    """nas search's history.csv has rows outside the cost limits (accuracy_source
+    'infeasible', empty accuracy) and latencies it did not ask for (latency_source 'none',
+    nan): a predictor table of it takes the measured rows only."""
+    import csv
+
+    space = get_space("resnet_like")
+    cfgs = space.sample_many(3, 1)
+    path = tmp_path / "history.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "accuracy", "accuracy_source", "latency_ms", "latency_source",
+                    "config"])
+        w.writerow([cfgs[0].id, "80.5", "measured", "nan", "none", cfgs[0].to_json()])
+        w.writerow([cfgs[1].id, "", "infeasible", "nan", "none", cfgs[1].to_json()])
+        w.writerow([cfgs[2].id, "82.0", "measured", "nan", "none", cfgs[2].to_json()])
+    configs, y = load_measurements(path, space, "accuracy")
+    assert configs == [cfgs[0], cfgs[2]]
+    np.testing.assert_array_equal(y, [80.5, 82.0])
+    with pytest.raises(TableError, match=r"no row has a measured 'latency_ms' \(column "
+                                         r"'latency_source' says infeasible or none"):
+        load_measurements(path, space, "latency_ms")
+
+
 def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
     space = get_space("nb201")
     arch = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
