@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nas.errors import UsageError
     from nas.search.base import Objective, make_searcher
-    from nas.search.replay import load_replay_table, replay
+    from nas.search.replay import coverage, load_replay_table, replay
     from nas.searchspace import load_space
     from nas.utils.progress import task_progress
 
@@ -71,10 +71,18 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args.option)
     make_searcher(args.strategy, space, objectives, seed=0, **options)  # fail fast on names
     table = load_replay_table(args.table, space, objectives)
+    log = logging.getLogger("nas.benchmark")
+    share = coverage(table, space)
+    if share < 0.5:
+        log.warning("the table holds %d of the %s configs of space %r (%.3g %%): queries "
+                    "outside it score the table's worst values, so the figures say how often "
+                    "a searcher hits the table as much as how good it is (replay is meant for "
+                    "a table of the whole space, e.g. NAS-Bench-201; see 'table hits')",
+                    len(table.lookup), f"{space.cardinality():,}", space.name, 100 * share)
     if args.budget > len(table.lookup):
-        logging.getLogger("nas.benchmark").warning(
-            "--budget %d is more than the table's %d distinct configs: each run ends when "
-            "it has queried them all", args.budget, len(table.lookup))
+        log.warning("--budget %d is more than the table's %d distinct configs%s", args.budget,
+                    len(table.lookup), ": each run ends when it has queried them all"
+                    if share >= 1 else "")
     strategies = [args.strategy] + (["random"] if args.strategy != "random" else [])
     results = {}
     with task_progress(f"{args.seeds} seeds x {len(strategies)} searchers",
@@ -91,13 +99,16 @@ def run(args: argparse.Namespace) -> int:
         prefix = "" if name == args.strategy else "random_"
         out[f"{prefix}{key}_mean"] = float(np.mean(r["scores"]))
         out[f"{prefix}{key}_std"] = float(np.std(r["scores"]))
+        out[f"{prefix}table_hits_mean"] = float(np.mean(r["hit_rates"]))
+    out["table_coverage"] = share
     if args.json:
         print(json_line(out))
         return 0
     what = f"best {objectives[0]}" if single else "hypervolume ratio to the true front"
-    t = Table("searcher", f"{what}: mean", "std", title=f"{args.table}: {args.budget} queries, "
-              f"{args.seeds} seeds")
+    t = Table("searcher", f"{what}: mean", "std", "table hits",
+              title=f"{args.table}: {args.budget} queries, {args.seeds} seeds")
     for name, r in results.items():
-        t.add_row(name, f"{np.mean(r['scores']):.4f}", f"{np.std(r['scores']):.4f}")
+        t.add_row(name, f"{np.mean(r['scores']):.4f}", f"{np.std(r['scores']):.4f}",
+                  f"{100 * np.mean(r['hit_rates']):.1f} %")
     console.print(t)
     return 0

@@ -124,8 +124,9 @@ COMPARED_SETTINGS = ("device", "device_name", "threads", "batch", "input_size", 
                      "num_classes", "stem_stride", "torch")
 
 
-class LatencyTableError(NasError):
-    """A latency table file that is corrupt, incomplete, or built for another space."""
+class LatencyTableError(UsageError):
+    """A latency table file that is corrupt, incomplete, or built for another space or other
+    settings: a wrong input file (the CLI's exit status 2)."""
 
 
 # ---------------------------------------------------------------------- families

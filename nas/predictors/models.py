@@ -44,8 +44,9 @@ FORMAT_VERSION = 1
 TARGET_TRANSFORMS = ("none", "normal")
 
 
-class PredictorFileError(NasError):
-    """A saved predictor that cannot be read (corrupt, wrong format or version)."""
+class PredictorFileError(UsageError):
+    """A saved predictor that cannot be read (corrupt, wrong format or version) or was
+    fitted for another space: a wrong input file (the CLI's exit status 2)."""
 
 
 class NotFittedError(NasError):

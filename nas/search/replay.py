@@ -76,19 +76,26 @@ def load_replay_table(path: str | os.PathLike[str], space: Space,
 
 def replay(table: ReplayTable, space: Space, strategy: str, budget: int, seeds: int, *,
            options: dict[str, Any] | None = None, progress: Any = None) -> dict[str, Any]:
-    """Run ``strategy`` for ``seeds`` seeds; returns per-seed scores and the best-so-far
-    curves (one objective)."""
+    """Run ``strategy`` for ``seeds`` seeds; returns per-seed scores, the best-so-far curves
+    (one objective) and the share of each run's queries the table held (``hit_rates``)."""
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     if budget < 1:
         raise UsageError(f"--budget must be >= 1, got {budget}")
-    scores, curves = [], []
+    scores, curves, hits = [], [], []
     for seed in range(seeds):
         s = make_searcher(strategy, space, table.objectives, seed=seed, **(options or {}))
         res = run_search(s, table.evaluate, budget)
         scores.append(table.score(res.values))
+        hits.append(sum(c in table.lookup for c in res.configs) / max(len(res.configs), 1))
         if len(table.objectives) == 1:
             curves.append(res.best_so_far())
         if progress is not None:
             progress()
-    return {"scores": np.array(scores), "curves": curves}
+    return {"scores": np.array(scores), "curves": curves, "hit_rates": np.array(hits)}
+
+
+def coverage(table: ReplayTable, space: Space) -> float:
+    """The share of the space's configs the table holds (1.0: a whole-space table such as
+    NAS-Bench-201)."""
+    return len(table.lookup) / space.cardinality()

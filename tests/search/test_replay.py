@@ -58,6 +58,31 @@ def test_rows_missing_from_the_table_get_the_worst_value(tmp_path: Path) -> None
     assert table.evaluate([SPACE.config({"a": 3, "b": 3, "c": "y"})])[0, 0] == 98.0
 
 
+def test_partial_table_reports_hits_and_warns(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Queries outside a partial table score its worst values: each run's share of queries
+    the table held is reported, and a table covering little of the space is warned about
+    (the budget warning does not claim runs end when the table is exhausted)."""
+    full = load_replay_table(write_table(tmp_path / "t.csv"), SPACE, [Objective("acc", "max")])
+    r = replay(full, SPACE, "random", budget=8, seeds=2)
+    assert r["hit_rates"].tolist() == [1.0, 1.0]
+    part = load_replay_table(write_table(tmp_path / "p.csv", drop=24), SPACE,
+                             [Objective("acc", "max")])  # 8 of the 32 configs
+    r = replay(part, SPACE, "random", budget=16, seeds=3)
+    assert np.all((r["hit_rates"] > 0) & (r["hit_rates"] < 1))
+    space = tmp_path / "s.yaml"
+    SPACE.save(space)
+    assert main(["benchmark", "--table", str(tmp_path / "p.csv"), "--space", str(space),
+                 "--budget", "16", "--seeds", "2", "--objective", "acc:max",
+                 "--strategy", "evolution", "--json"]) == 0
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())  # the log lines as one (the console wraps them)
+    assert "the table holds 8 of the 32 configs" in err
+    assert "--budget 16 is more than the table's 8 distinct configs" in err
+    assert "each run ends" not in err
+    assert 0 < json.loads(captured.out)["table_hits_mean"] < 1
+
+
 def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t = write_table(tmp_path / "t.csv")
     space = tmp_path / "s.yaml"
@@ -68,6 +93,8 @@ def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = json.loads(capsys.readouterr().out)
     for k in ("best_mean", "best_std", "random_best_mean", "random_best_std"):
         assert isinstance(out[k], float)
+    assert out["table_hits_mean"] == out["random_table_hits_mean"] == 1.0
+    assert out["table_coverage"] == 1.0
     assert main(base + ["--objective", "acc:max", "--objective", "lat:min",
                         "--strategy", "nsga2", "--option", "pop_size=4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
