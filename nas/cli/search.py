@@ -47,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="batches each subnet's batch-norm statistics are recalibrated on before "
                         "its accuracy is measured (default: 4; `nas eval --bn-batches N` "
                         "reports the same accuracy for a config)")
+    p.add_argument("--latency-table", metavar="LUT.json",
+                   help="a latency table built by `nas profile` for this space and data "
+                        "(batch 1, 1 thread) to use instead of measuring one (copied to the "
+                        "output directory)")
     p.add_argument("--max-export", type=int_at_least(1), default=12,
                    help="the most Pareto-front subnets extracted to pareto/ and timed, spread "
                         "along the first target when the front is larger (default: 12)")
@@ -75,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
                          train_epochs=args.train_epochs, threads=args.threads,
                          stem_stride=args.stem_stride, workers=args.workers,
                          ray_address=args.ray_address, bn_batches=args.bn_batches,
-                         max_export=args.max_export)
+                         max_export=args.max_export, latency_table=args.latency_table)
     opts.validate()
     input_file(args.supernet, "--supernet")
+    input_file(args.latency_table, "--latency-table")
     output_path(args.out, "--out", directory=True)
     space = load_space(opts.space)
     from nas.search import make_searcher

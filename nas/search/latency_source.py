@@ -24,19 +24,44 @@ STRUCTURAL_SETTINGS = ("device", "threads", "batch", "input_size", "in_channels"
 
 
 def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device: str,
-                      progress: bool, say: Callable[[str], None]) -> Any:
+                      progress: bool, say: Callable[[str], None],
+                      given: str | Path | None = None) -> Any:
+    """The search's table at ``path``: loaded when it is there and complete, else built (or
+    its build resumed). ``given`` (``--latency-table``): a complete table built by ``nas
+    profile`` for this space and these settings, copied to ``path`` (replacing a different
+    table there) instead of measuring one."""
     from nas.predictors.latency import (
         LatencyTable,
         LatencyTableError,
         build_latency_table,
         current_settings,
     )
+    from nas.utils.files import atomic_write_bytes
 
     b = net.build
     settings = current_settings(device=device, threads=threads, batch=batch,
                                 input_size=tuple(b.input_size), in_channels=b.in_channels,
                                 num_classes=b.num_classes, stem_stride=b.stem_stride,
                                 warmup=SEARCH_WARMUP, repeats=SEARCH_REPEATS)
+    if given is not None:
+        table = LatencyTable.load(given, space=net.space, expect=settings)
+        if table.n_measured < table.n_units:
+            raise LatencyTableError(f"--latency-table {given}: incomplete ({table.n_measured} "
+                                    f"of {table.n_units} blocks measured); finish it with the "
+                                    "same `nas profile` command")
+        wrong = [d for d in table.settings.differences(settings)
+                 if d.split(":")[0] in STRUCTURAL_SETTINGS]
+        if wrong:
+            raise LatencyTableError(
+                f"--latency-table {given} was built for other settings ({'; '.join(wrong)}); "
+                f"this search times batch {batch} on {threads} thread(s) on {device}: build "
+                "its table with `nas profile --space ... --input-size ... --batch "
+                f"{batch} --threads {threads}` for the supernet's data")
+        data = Path(given).read_bytes()
+        if not path.exists() or path.read_bytes() != data:
+            atomic_write_bytes(path, data)
+        say(f"latency: table {given} ({table.n_units} blocks; copied to {path})")
+        return LatencyTable.load(path, space=net.space, expect=settings)
     if path.exists():
         try:
             table = LatencyTable.load(path, space=net.space, expect=settings)

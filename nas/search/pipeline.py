@@ -74,6 +74,9 @@ class SearchOptions:
     latency_batch: int = 1
     latency_threads: int = 1
     max_export: int = 12
+    # a complete table built by `nas profile` to use instead of measuring one (not part of
+    # the search's identity: a resume ranks earlier evaluations by the table it now uses)
+    latency_table: str | None = None
     threads: int | None = None
     # evaluations on Ray workers (nas.search.distributed): 1 and no address: in this process
     workers: int = 1
@@ -89,6 +92,10 @@ class SearchOptions:
                 raise UsageError(f"--target {t!r} is not allowed; allowed: {', '.join(TARGETS)}")
         if len(set(self.targets)) != len(self.targets):
             raise UsageError(f"--target: repeated targets {self.targets}")
+        if self.latency_table is not None and "latency" not in self.targets and not any(
+                Limit.parse(c).metric == "latency" for c in self.constraints):
+            raise UsageError("--latency-table: this search uses no latency (no latency "
+                             "--target or --constraint); drop it")
         check_int("--budget", self.budget, 1)  # one evaluation: a front of one, still valid
         check_int("--seed", self.seed, 0)
         if self.train_epochs is not None:
@@ -141,7 +148,8 @@ class SearchOptions:
         """What must match for an output directory to be resumed."""
         d = asdict(self)
         # a larger budget extends; workers compute what this process would
-        for k in ("device", "threads", "max_export", "budget", "workers", "ray_address"):
+        for k in ("device", "threads", "max_export", "budget", "workers", "ray_address",
+                  "latency_table"):
             d.pop(k)
         if self.stem_stride is None:  # (added later: directories from before still match)
             d.pop("stem_stride")
@@ -469,7 +477,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
         latency = latency_table_for(net, out / "latency.json", batch=opts.latency_batch,
                                     threads=opts.latency_threads, device=opts.device,
-                                    progress=progress, say=say)
+                                    progress=progress, say=say, given=opts.latency_table)
     timings["latency_table_s"] = time.perf_counter() - t
 
     def costs(configs: list[Config], only: str | None = None) -> dict[str, np.ndarray]:

@@ -186,6 +186,25 @@ def test_latency_target_builds_a_table_and_measures_the_front(
     for r in front:  # non-dominated under the table's latencies
         a, t = r["accuracy"], r["latency_predicted_ms"]
         assert not np.any((acc >= a) & (lat <= t * (1 - 1e-5)) & ((acc > a) | (lat < t)))
+    # --latency-table: another search uses that (complete) table instead of measuring one
+    out2 = tmp_path / "lat2"
+    base = ["search", "--space", str(space_file), "--supernet", str(ckpt), "--budget", "3",
+            "--strategy", "random", "--no-progress", "--threads", "1"]
+    assert main([*base, "--target", "latency", "--out", str(out2),
+                 "--latency-table", str(out / "latency.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "copied to" in printed and "measuring this device" not in printed
+    assert (out2 / "latency.json").read_bytes() == (out / "latency.json").read_bytes()
+    assert main([*base, "--target", "params", "--out", str(tmp_path / "p"),
+                 "--latency-table", str(out / "latency.json")]) == 2
+    assert "--latency-table: this search uses no latency" in capsys.readouterr().err
+    other = tmp_path / "other.json"  # a table of another space
+    doc = json.loads((out / "latency.json").read_text())
+    doc["space"]["name"] = "elsewhere"
+    other.write_text(json.dumps(doc))
+    assert main([*base, "--target", "latency", "--out", str(tmp_path / "o"),
+                 "--latency-table", str(other)]) == 2
+    assert "other.json" in capsys.readouterr().err
 
 
 def test_search_trains_its_own_supernet(tiny_supernet, tmp_path: Path,
