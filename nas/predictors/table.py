@@ -69,7 +69,9 @@ class Table:
 
 
 def read_table(path: str | os.PathLike[str]) -> Table:
-    """Read a CSV file with a header row.
+    """Read a CSV file with a header row: comma-separated, or semicolon- or tab-separated
+    when its header has neither commas nor quotes but those (a spreadsheet's export in a
+    locale whose decimal mark is the comma, a TSV file).
 
     Raises:
         TableError: missing or empty file, duplicate column names, ragged rows.
@@ -77,7 +79,11 @@ def read_table(path: str | os.PathLike[str]) -> Table:
     p = Path(path)
     try:
         with open(p, newline="", encoding="utf-8-sig") as f:  # (Excel's BOM, if any)
-            reader = csv.reader(f)
+            first = f.readline()
+            f.seek(0)
+            delimiter = next((d for d in ("\t", ";") if d in first
+                              and "," not in first and '"' not in first), ",")
+            reader = csv.reader(f, delimiter=delimiter)
             try:
                 header = next(reader)
             except StopIteration:

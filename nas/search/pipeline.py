@@ -126,7 +126,11 @@ class SearchOptions:
 
             import_ray("--workers" if self.ray_address is None else "--ray-address")
         for c in self.constraints:
-            Limit.parse(c)
+            lim = Limit.parse(c)
+            if lim.metric == "accuracy" and 0 < lim.value <= 1 and "%" not in c:
+                log.warning("--constraint %s: accuracy is in percent, so this asks for %g %%; "
+                            "for %g %% write accuracy%s%g", c, lim.value, 100 * lim.value,
+                            lim.op, 100 * lim.value)
         from nas.search.base import list_searchers
         from nas.training.strategies import list_strategies
         from nas.utils.device import resolve_device
@@ -695,8 +699,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     say(f"search: {best['measured']} evaluations"
         + (f" (and {skipped} proposals outside the cost limits, not evaluated)" if skipped
            else "")
-        + (f", best accuracy within the limits {best['acc']:.2f}%" if best["acc"] == best["acc"]
-           else ", none within the limits"))
+        + (f", best accuracy{' within the limits' if limits else ''} {best['acc']:.2f}%"
+           if best["acc"] == best["acc"] else ", none within the limits"))
 
     # 4. front, export, measured latency
     t = time.perf_counter()

@@ -94,6 +94,18 @@ def test_search_history_rows_without_a_measurement_are_left_out(tmp_path: Path) 
         load_measurements(path, space, "latency_ms")
 
 
+def test_semicolon_and_tab_separated_tables(tmp_path: Path) -> None:
+    """A header with no commas but semicolons or tabs (a spreadsheet export, a TSV file)
+    sets the delimiter; an Excel byte-order mark is skipped either way."""
+    for sep, bom in ((";", ""), ("\t", "\ufeff")):
+        p = _write(tmp_path / "t.csv", bom + sep.join(["a", "b", "acc"]) + "\n"
+                   + sep.join(["1", "x,y", "3.5"]) + "\n")
+        t = read_table(p)
+        assert t.columns == ("a", "b", "acc") and t.rows == (("1", "x,y", "3.5"),)
+    p = _write(tmp_path / "c.csv", "a,b;c\n1,2\n")  # commas win
+    assert read_table(p).columns == ("a", "b;c")
+
+
 def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
     space = get_space("nb201")
     arch = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
