@@ -213,6 +213,7 @@ def _predict(args: argparse.Namespace) -> int:
     import csv
     import io
 
+    from nas.predictors.models import PREDICTORS
     from nas.predictors.pipeline import ConfigPredictor
     from nas.predictors.table import read_table, table_configs
     from nas.searchspace import load_space
@@ -221,7 +222,12 @@ def _predict(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     pred, info = ConfigPredictor.load_with_info(args.predictor, space, args.cache_dir)
     if args.std and not pred.model.supports_std:
-        raise UsageError(f"--std: predictor {pred.model.name!r} does not report uncertainty")
+        chosen = pred.model.params.get("chosen")
+        raise UsageError(f"--std: predictor {pred.model.name!r}"
+                         + (f" (it chose {chosen!r})" if chosen else "")
+                         + " does not report uncertainty; fit one that does ("
+                         + ", ".join(n for n, c in PREDICTORS.items() if c.supports_std is True)
+                         + ")")
     name = f"predicted_{info.get('target') or 'value'}"
     if args.table:
         table = read_table(args.table)

@@ -120,8 +120,11 @@ class ConfigPredictor:
         """:meth:`load`, plus the metadata saved with the predictor."""
         model, extra = load_predictor(path)
         if extra.get("space_fingerprint") not in (None, space.fingerprint):
-            raise UsageError(f"{path}: predictor was fitted for space {extra.get('space')!r}, "
-                             f"not for this definition of {space.name!r}")
+            fitted = extra.get("space")
+            what = (f"another definition of space {space.name!r} (its dimensions, values or "
+                    f"constraints differ)" if fitted == space.name else f"space {fitted!r}")
+            raise UsageError(f"{path}: the predictor was fitted for {what}, not for "
+                             f"--space {space.name!r}")
         saved_version = int(extra.get("proxy_version", 2))  # (not saved before version 3)
         if "zc" in (extra.get("kinds") or ()) and proxies_changed_since(saved_version,
                                                                          space.family):

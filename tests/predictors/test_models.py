@@ -190,8 +190,16 @@ def test_config_predictor_dedupes_and_round_trips(tmp_path: Path) -> None:
     p.save(tmp_path / "p.npz")
     q = ConfigPredictor.load(tmp_path / "p.npz", space)
     np.testing.assert_array_equal(q.predict_configs(cfgs), p.predict_configs(cfgs))
-    with pytest.raises(UsageError, match="fitted for space 'nb201'"):
+    with pytest.raises(UsageError, match="fitted for space 'nb201', not for --space "
+                                         "'resnet_like'"):
         ConfigPredictor.load(tmp_path / "p.npz", get_space("resnet_like"))
+    # the same name, another definition (one value fewer)
+    from nas.searchspace import Space
+
+    d = space.to_dict()
+    d["dims"][0]["values"] = d["dims"][0]["values"][:-1]
+    with pytest.raises(UsageError, match="fitted for another definition of space 'nb201'"):
+        ConfigPredictor.load(tmp_path / "p.npz", Space.from_dict(d))
 
 
 def test_config_predictor_round_trips_proxy_settings(tmp_path: Path) -> None:
