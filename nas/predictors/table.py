@@ -9,7 +9,8 @@ A row maps to a config of a space in one of two ways:
 - through a ``config`` column holding each config as JSON (nested as ``Config.to_dict`` or
   flat by dotted path): the ``history.csv`` and ``pareto.csv`` that ``nas search`` writes.
 
-Errors name the file, the line and the column.
+Errors name the file, the line (``table.csv:7``, as an editor counts, the header being line
+1) and the column.
 """
 
 from __future__ import annotations
@@ -45,9 +46,20 @@ class Table:
     path: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    # each row's line in the file (1-based, the header is line 1; blank lines are skipped)
+    lines: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def line(self, k: int) -> int:
+        """The file line of row ``k`` (0-based; without recorded lines, as if none were
+        blank)."""
+        return self.lines[k] if k < len(self.lines) else k + 2
+
+    def where(self, k: int) -> str:
+        """``path:line`` of row ``k``, for error messages."""
+        return f"{self.path}:{self.line(k)}"
 
     def column_index(self, name: str, *, role: str = "column") -> int:
         """The index of column ``name``.
@@ -92,21 +104,23 @@ def read_table(path: str | os.PathLike[str]) -> Table:
             dup = sorted({h for h in header if header.count(h) > 1})
             if dup:
                 raise TableError(f"{p}: duplicate column names: {', '.join(dup)}")
-            rows = []
-            for lineno, row in enumerate(reader, start=2):
+            rows, lines = [], []
+            for row in reader:
+                lineno = reader.line_num  # (a quoted cell may span lines: where it ends)
                 if not row or all(not c.strip() for c in row):
                     continue
                 if len(row) != len(header):
                     raise TableError(f"{p}:{lineno}: {len(row)} cells, the header has "
                                      f"{len(header)} columns")
                 rows.append(tuple(c.strip() for c in row))
+                lines.append(lineno)
     except FileNotFoundError:
         raise TableError(f"{p}: no such file") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise TableError(f"{p}: not a readable CSV file ({e})") from None
     if not rows:
         raise TableError(f"{p}: the table has no data rows")
-    return Table(str(p), tuple(header), tuple(rows))
+    return Table(str(p), tuple(header), tuple(rows), tuple(lines))
 
 
 def table_target(table: Table, column: str) -> np.ndarray:
@@ -124,9 +138,9 @@ def table_target(table: Table, column: str) -> np.ndarray:
             v = float(cell)
         except ValueError:
             what = "is empty" if cell == "" else f"is not a number: {cell!r}"
-            raise TableError(f"{table.path}: row {k + 1}, column {column!r} {what}") from None
+            raise TableError(f"{table.where(k)}: column {column!r} {what}") from None
         if not math.isfinite(v):
-            raise TableError(f"{table.path}: row {k + 1}, column {column!r} is not finite: "
+            raise TableError(f"{table.where(k)}: column {column!r} is not finite: "
                              f"{cell!r}")
         out[k] = v
     return out
@@ -170,7 +184,7 @@ def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -
                 try:
                     cfg = space.parse_arch(text)
                 except ConfigError as e:
-                    raise TableError(f"{table.path}: row {k + 1}, column {arch_column!r}: {e}"
+                    raise TableError(f"{table.where(k)}: column {arch_column!r}: {e}"
                                      ) from None
                 memo[text] = cfg
             configs.append(cfg)
@@ -194,7 +208,7 @@ def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -
         except ConfigError as e:
             missing = [p for p in space.paths if p not in cols]
             hint = f" (the table has no column for {', '.join(missing[:5])})" if missing else ""
-            raise TableError(f"{table.path}: row {k + 1}: not a config of space "
+            raise TableError(f"{table.where(k)}: not a config of space "
                              f"{space.name!r}: {e}{hint}") from None
     return configs
 
@@ -212,7 +226,7 @@ def _json_configs(table: Table, space: Any) -> list[Any]:
         text = row[i]
         cfg = memo.get(text)
         if cfg is None:
-            where = f"{table.path}: row {k + 1}, column {CONFIG_COLUMN!r}"
+            where = f"{table.where(k)}: column {CONFIG_COLUMN!r}"
             try:
                 data = json.loads(text)
             except ValueError as e:
@@ -248,7 +262,8 @@ def measured_rows(table: Table, target: str) -> Table:
     if col is None:
         return table
     i = table.column_index(col)
-    kept = tuple(r for r in table.rows if r[i] not in UNMEASURED)
+    keep = [k for k, r in enumerate(table.rows) if r[i] not in UNMEASURED]
+    kept = tuple(table.rows[k] for k in keep)
     if len(kept) == len(table.rows):
         return table
     log.info("%s: %d of %d rows have no %s (%s says %s); left out", table.path,
@@ -256,7 +271,7 @@ def measured_rows(table: Table, target: str) -> Table:
     if not kept:
         raise TableError(f"{table.path}: no row has a measured {target!r} (column {col!r} "
                          f"says {' or '.join(UNMEASURED)} on every row)")
-    return Table(table.path, table.columns, kept)
+    return Table(table.path, table.columns, kept, tuple(table.line(k) for k in keep))
 
 
 def load_measurements(path: str | os.PathLike[str], space: Any, target: str,

@@ -227,7 +227,8 @@ def test_an_npz_that_is_not_a_predictor(tmp_path: Path, capsys) -> None:  # noqa
                        '"edge_0_3": "none", "edge_1_3": "none", "edge_2_3": "none"}\n')
     code, err = run(capsys, "predictor", "predict", "--predictor", str(path), "--space",
                     "nb201", "--configs", str(configs))
-    assert code == 1 and "not a predictor file" in one_line(err)
+    # a wrong kind of input file: a usage error (exit status 2, as the README says)
+    assert code == 2 and "not a predictor file" in one_line(err)
 
 
 def test_small_input_checks(tmp_path: Path) -> None:

@@ -495,7 +495,8 @@ def test_cli_profile_errors(tiny_file: Path, tmp_path: Path, capsys) -> None:  #
     assert "do not support family 'nb201'" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    assert main(["profile", "--space", str(tiny_file), "--out", str(bad)]) == 1
+    # an --out that is not a latency table to resume: a wrong input file, exit status 2
+    assert main(["profile", "--space", str(tiny_file), "--out", str(bad)]) == 2
     assert "bad.json" in capsys.readouterr().err
     assert main(["profile", "--space", str(tiny_file), "--out", str(bad), "--validate",
                  "1"]) == 2

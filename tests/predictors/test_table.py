@@ -59,10 +59,10 @@ def test_config_column_of_json_configs(tmp_path: Path) -> None:
     configs, y = load_measurements(path, space, "accuracy")
     assert configs == cfgs
     np.testing.assert_array_equal(y, [90, 91, 92])
-    for cell, message in (("{oops", r"row 1, column 'config': not JSON"),
-                          ("[1, 2]", r"row 1, column 'config': a config is a JSON object"),
-                          ('{"stem": {"width": 7}}', r"row 1, column 'config': not a config of "
-                                                     r"space 'resnet_like'")):
+    for cell, message in (("{oops", r"bad\.csv:2: column 'config': not JSON"),
+                          ("[1, 2]", r"bad\.csv:2: column 'config': a config is a JSON object"),
+                          ('{"stem": {"width": 7}}',
+                           r"bad\.csv:2: column 'config': not a config of space 'resnet_like'")):
         bad = tmp_path / "bad.csv"
         with open(bad, "w", newline="") as f:
             csv.writer(f).writerows([["accuracy", "config"], [90, cell]])
@@ -111,16 +111,20 @@ def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
     arch = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
     ok = f"arch,acc\n{arch},90\n"
     p = _write(tmp_path / "a.csv", ok + f"{arch},oops\n")
-    with pytest.raises(TableError, match=r"a\.csv: row 2, column 'acc' is not a number: 'oops'"):
+    with pytest.raises(TableError, match=r"a\.csv:3: column 'acc' is not a number: 'oops'"):
+        load_measurements(p, space, "acc")
+    # blank lines are skipped but counted: the error names the line an editor shows
+    p = _write(tmp_path / "a2.csv", ok + f"\n\n{arch},oops\n")
+    with pytest.raises(TableError, match=r"a2\.csv:5: column 'acc' is not a number"):
         load_measurements(p, space, "acc")
     p = _write(tmp_path / "b.csv", ok + f"{arch},\n")
-    with pytest.raises(TableError, match=r"b\.csv: row 2, column 'acc' is empty"):
+    with pytest.raises(TableError, match=r"b\.csv:3: column 'acc' is empty"):
         load_measurements(p, space, "acc")
     p = _write(tmp_path / "c.csv", ok)
     with pytest.raises(TableError, match=r"c\.csv: no target column 'latency'.*arch, acc"):
         load_measurements(p, space, "latency")
     p = _write(tmp_path / "d.csv", "arch,acc\n|bogus~0|+|x|,90\n")
-    with pytest.raises(TableError, match=r"d\.csv: row 1, column 'arch'"):
+    with pytest.raises(TableError, match=r"d\.csv:2: column 'arch'"):
         load_measurements(p, space, "acc")
     p = _write(tmp_path / "e.csv", "name,acc\nfoo,90\n")
     with pytest.raises(TableError, match=r"e\.csv: no column maps rows to configs"):
@@ -139,7 +143,7 @@ def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
     # a config value of another space, through dimension columns
     header = ",".join(space.paths)
     p = _write(tmp_path / "i.csv", header + ",acc\n" + ",".join(["conv_7x7"] * 6) + ",1\n")
-    with pytest.raises(TableError, match=r"i\.csv: row 1: not a config of space 'nb201'"):
+    with pytest.raises(TableError, match=r"i\.csv:2: not a config of space 'nb201'"):
         table_configs(read_table(p), space)
 
 
