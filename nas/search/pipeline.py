@@ -558,9 +558,20 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     known: dict[Config, np.ndarray] = {}
     known_costs = costs([r["_config"] for r in rows]) if rows else {}
     moved: list[float] = []  # rows whose latency the current table predicts otherwise
+    # rows proposed outside the cost limits that the current costs put inside them (a
+    # changed latency table): not known, so that the searcher may propose them again and
+    # they are evaluated
+    inside_now = feasible([r["_config"] for r in rows]) if rows else np.ones(0, bool)
+    evaluated = {r["_config"] for r in rows if r.get("accuracy_source") != "infeasible"}
+    reopened: set[Config] = set()
+    best_known = float("nan")  # the best measured accuracy inside every limit, now
     for i, r in enumerate(rows):
         cfg = r["_config"]
         measured = r.get("accuracy_source") != "infeasible"
+        if not measured and (inside_now[i] or cfg in evaluated):
+            if cfg not in evaluated:  # (one evaluated since is known by its own row)
+                reopened.add(cfg)
+            continue
         got = {tg: float(r[{"latency": "latency_ms", "size": "size_bytes"}.get(tg, tg)])
                for tg in opts.targets}
         if latency is not None and "latency" in got:
@@ -573,16 +584,24 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
         vals = np.array([float(r["accuracy"] or 0.0)] + [got[tg] for tg in opts.targets])
         # (off 0: inside every limit, the measured accuracy's included; the costs of all
         # rows at once, not a costs() call per row)
-        known[cfg] = told(vals, violation(known_costs, i, vals[0] if measured else None))
+        off = violation(known_costs, i, vals[0] if measured else None)
+        known[cfg] = told(vals, off)
+        if measured and off == 0 and not best_known >= vals[0]:
+            best_known = float(vals[0])
     if moved:
         far = max(moved, key=lambda f: abs(math.log(f)) if 0 < f < math.inf else math.inf)
         say(f"search: {hist_path.name} holds latencies of another latency table for "
             f"{len(moved)} of its {len(rows)} rows (up to {far:.3g}x the current "
             f"{out / 'latency.json'}'s); the search uses the current table's for them "
             f"({hist_path.name} keeps what each evaluation was told)")
+    if reopened:
+        say(f"search: {len(reopened)} proposals {hist_path.name} holds as outside the cost "
+            f"limits lie inside them by the current costs; they may be proposed and "
+            f"evaluated again")
     if known:
-        n_out = sum(r.get("accuracy_source") == "infeasible" for r in rows)
-        say(f"search: resuming with {len(rows) - n_out} evaluations"
+        n_in = sum(r.get("accuracy_source") != "infeasible" for r in rows)
+        n_out = len(known) - len(evaluated)
+        say(f"search: resuming with {n_in} evaluations"
             + (f" (and {n_out} proposals outside the cost limits)" if n_out else "")
             + f" from {hist_path}")
     new_file = not hist_path.exists() or hist_path.stat().st_size == 0
@@ -671,10 +690,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     # (configs outside the cost limits are told to the searcher but neither measured nor
     # counted against --budget)
     measured_known = [r for r in rows if r.get("accuracy_source") != "infeasible"]
-    best: dict[str, Any] = {
-        "acc": max((float(r["accuracy"]) for r in measured_known if int(r["feasible"])),
-                   default=float("nan")),
-        "measured": len(measured_known)}
+    best: dict[str, Any] = {"acc": best_known, "measured": len(measured_known)}
     if best["measured"] > opts.budget:
         say(f"search: {best['measured']} evaluations are already done, more than --budget "
             f"{opts.budget}; all of them are used")
@@ -777,24 +793,31 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     front_idx = idx[pareto_mask(F)]
     # sort by the first target, keep at most max_export spread along it
     front_idx = front_idx[np.argsort(result.values[front_idx, 1], kind="stable")]
-    if len(front_idx) > opts.max_export:
-        say(f"front: {len(front_idx)} subnets; extracting and timing {opts.max_export} of "
-            f"them, spread along {opts.targets[0]} (--max-export N for more)")
-        keep = np.unique(np.round(np.linspace(0, len(front_idx) - 1, opts.max_export)))
+    n_front = len(front_idx)
+    if n_front > opts.max_export:
+        keep = np.unique(np.round(np.linspace(0, n_front - 1, opts.max_export)))
         front_idx = front_idx[keep.astype(int)]
     pdir = out / "pareto"
     pdir.mkdir(exist_ok=True)
     configs = [result.configs[i] for i in front_idx]
+    c = costs(configs)
+
+    def same(old: Any, new: float) -> bool:  # (strict JSON writes an unmeasured NaN as null)
+        return (old is None and new != new) or old == new
+
     previous = _previous_front(out)
     if previous is not None and [r["id"] for r in previous] == [cfg.id for cfg in configs] \
             and all((pdir / f"{cfg.id}.{ext}").exists() for cfg in configs
                     for ext in ("pt", "json")) \
             and all(r.get("accuracy") == float(result.values[i, 0])
-                    for r, i in zip(previous, front_idx)):
+                    and same(r.get("latency_predicted_ms"), float(c["latency"][k]))
+                    for k, (r, i) in enumerate(zip(previous, front_idx))):
         say(f"front: the same {len(configs)} subnets as the last run; kept as they are "
             f"({out / 'pareto.json'})")
         return previous
-    c = costs(configs)
+    if n_front > len(configs):
+        say(f"front: {n_front} subnets; extracting and timing {len(configs)} of them, spread "
+            f"along {opts.targets[0]} (--max-export N for more)")
     b = net.build
     measured = np.full(len(configs), np.nan)
     measured_raw = np.full(len(configs), np.nan)

@@ -198,6 +198,41 @@ def test_latency_target_builds_a_table_and_measures_the_front(
     assert main([*base, "--target", "params", "--out", str(tmp_path / "p"),
                  "--latency-table", str(out / "latency.json")]) == 2
     assert "--latency-table: this search uses no latency" in capsys.readouterr().err
+    # the same search with another table (its latencies scaled): the front is not kept
+    # with the old table's figures, and proposals the old table put outside a latency limit
+    # that the new one puts inside are evaluated
+    def scaled(factor: float) -> Path:
+        doc = json.loads((out / "latency.json").read_text())
+        for v in doc["entries"].values():
+            for k in v:
+                if k != "repeats":
+                    v[k] *= factor
+        for k in ("intercept_ms", "per_block_ms"):
+            doc["overhead"][k] *= factor
+        path = tmp_path / f"lut{factor:g}.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    assert main([*base, "--target", "latency", "--out", str(out2),
+                 "--latency-table", str(scaled(3))]) == 0
+    printed = capsys.readouterr().out
+    assert "kept as they are" not in printed
+    t3 = LatencyTable.load(out2 / "latency.json", space=space)
+    for r in json.loads((out2 / "pareto.json").read_text()):
+        assert r["latency_predicted_ms"] == pytest.approx(t3.predict(space.config(r["config"])))
+    lim = float(np.median(lat))  # about half of the configs outside it by the first table
+    out3 = tmp_path / "lat3"
+    limited = [*base, "--target", "latency", "--out", str(out3), "--constraint",
+               f"latency<={lim:.6g}", "--budget", "4"]
+    assert main([*limited, "--latency-table", str(out / "latency.json")]) == 0
+    hist = list(csv.DictReader(open(out3 / "history.csv")))
+    outside = [r for r in hist if r["accuracy_source"] == "infeasible"]
+    assert outside, "a limit at the median latency leaves some proposals outside it"
+    capsys.readouterr()
+    assert main([*limited, "--latency-table", str(scaled(0.01))]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"{len({r['id'] for r in outside})} proposals history.csv holds as outside the " \
+           "cost limits lie inside them by the current costs" in printed
     other = tmp_path / "other.json"  # a table of another space
     doc = json.loads((out / "latency.json").read_text())
     doc["space"]["name"] = "elsewhere"
