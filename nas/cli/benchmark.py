@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nas.errors import UsageError
     from nas.search.base import Objective, make_searcher
-    from nas.search.replay import coverage, load_replay_table, replay
+    from nas.search.replay import load_replay_table, replay, space_size
     from nas.searchspace import load_space
     from nas.utils.progress import task_progress
 
@@ -72,13 +72,14 @@ def run(args: argparse.Namespace) -> int:
     make_searcher(args.strategy, space, objectives, seed=0, **options)  # fail fast on names
     table = load_replay_table(args.table, space, objectives)
     log = logging.getLogger("nas.benchmark")
-    share = coverage(table, space)
+    size = space_size(space)
+    share = len(table.lookup) / size
     if share < 0.5:
         log.warning("the table holds %d of the %s configs of space %r (%.3g %%): queries "
                     "outside it score the table's worst values, so the figures say how often "
                     "a searcher hits the table as much as how good it is (replay is meant for "
                     "a table of the whole space, e.g. NAS-Bench-201; see 'table hits')",
-                    len(table.lookup), f"{space.cardinality():,}", space.name, 100 * share)
+                    len(table.lookup), f"{size:,}", space.name, 100 * share)
     if args.budget > len(table.lookup):
         log.warning("--budget %d is more than the table's %d distinct configs%s", args.budget,
                     len(table.lookup), ": each run ends when it has queried them all"

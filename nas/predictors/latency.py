@@ -1258,6 +1258,10 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
                                 num_classes=num_classes, warmup=warmup, repeats=repeats,
                                 stem_stride=stem_stride)
     build = _build_args(space, settings)
+    from nas.supernet import family_class
+
+    latency_family(space.family)  # (an unsupported family is said first)
+    family_class(space.family).check_space(space)  # before the measurements, not after
     t0 = time.perf_counter()
     maps, units = enumerate_units(space, build)
     keys = list(units)

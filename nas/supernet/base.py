@@ -246,6 +246,11 @@ def require_divides(space: Space, family: str, divisor: str, dividend: str) -> N
     space must exclude such pairs, as a ``divides`` constraint does."""
     if not (space.has(divisor) and space.has(dividend)):
         return
+    from nas.searchspace import Divides
+
+    if any(isinstance(c, Divides) and (c.divisor, c.dividend) == (divisor, dividend)
+           for c in space.constraints):
+        return  # excluded by the constraint itself (no solver call per pair)
     for g in space.values(divisor):
         for c in space.values(dividend):
             if c % g == 0:
@@ -469,6 +474,13 @@ class Supernet(nn.Module):
         self._applied: Any = None
 
     # ------------------------------------------------------------------ family interface
+    @classmethod
+    def check_space(cls, space: Space) -> None:
+        """Raise :class:`SupernetError` for a space the family cannot build as it says
+        (missing or unknown dimensions, values no network can have, ...); run when a
+        supernet is built, and on its own before long work that builds one later (a
+        latency table's measurements)."""
+
     @classmethod
     def make_plan(cls, space: Space, config: Config, build: BuildArgs) -> Any:
         raise NotImplementedError

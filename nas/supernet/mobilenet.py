@@ -109,9 +109,13 @@ def _required(space: Space, family: str) -> None:
 class MobileNetSupernet(Supernet):
     """Supernet of ``mobilenet_like`` spaces."""
 
+    @classmethod
+    def check_space(cls, space: Space) -> None:
+        _required(space, cls.family)
+
     def __init__(self, space: Space, build: BuildArgs) -> None:
         super().__init__(space, build)
-        _required(space, self.family)
+        self.check_space(space)
         stem_stride, stem_hw, lay = layout(space, build)
         stem_max = max(space.values("stem.width"))
         self.stem = ConvBNAct(ElasticConv2d(build.in_channels, stem_max, (3,), stem_stride,

@@ -120,9 +120,13 @@ def _required(space: Space, family: str) -> None:
 class ResNetSupernet(Supernet):
     """Supernet of ``resnet_like`` spaces."""
 
+    @classmethod
+    def check_space(cls, space: Space) -> None:
+        _required(space, cls.family)
+
     def __init__(self, space: Space, build: BuildArgs) -> None:
         super().__init__(space, build)
-        _required(space, self.family)
+        self.check_space(space)
         stem_stride, stem_hw, lay = layout(space, build)
         self.stem = ConvBNAct(
             ElasticConv2d(build.in_channels, max(space.values("stem.width")), (3,), stem_stride,

@@ -177,9 +177,13 @@ class VitSupernet(Supernet):
 
     has_stem = False  # a patch embedding, not a strided conv stem
 
+    @classmethod
+    def check_space(cls, space: Space) -> None:
+        _check_space(space, cls.family)
+
     def __init__(self, space: Space, build: BuildArgs) -> None:
         super().__init__(space, build)
-        _check_space(space, self.family)
+        self.check_space(space)
         patch, grid, lay = vit_layout(space, build)
         fin = build.in_channels * patch * patch
         d0 = _max(space, "stages.0.embed_dim", 0)

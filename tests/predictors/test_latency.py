@@ -683,3 +683,18 @@ def test_overhead_subnets_span_the_latency_range(tiny_table: LatencyTable) -> No
     assert sums.min() == pytest.approx(everything.min())  # the cheapest network is in
     assert sums.max() == pytest.approx(everything.max())  # and the most expensive
     assert np.all(np.diff(sums[2:]) >= 0)  # the rest in order over the range
+
+
+def test_a_space_the_family_refuses_fails_before_any_measurement(tmp_path: Path) -> None:
+    """nas profile checks the space as a supernet build would (here: a cardinality that may
+    not divide its width, with no constraint excluding it) before timing anything."""
+    from nas.searchspace import Choice, Group, IntRange, Space
+    from nas.supernet import SupernetError
+
+    space = Space("nodiv", [Group("stem", (Choice("width", (8,)),)), Group("stages", (
+        Group("0", (IntRange("depth", 1, 1), Choice("width", (16, 24)), Group("blocks", (
+            Group("0", (Choice("cardinality", (16, 1)),)),)))),))], family="resnet_like")
+    out = tmp_path / "lut.json"
+    with pytest.raises(SupernetError, match="cardinality=16 does not divide"):
+        lat.build_latency_table(space, input_size=8, in_channels=1, out=out, progress=False)
+    assert not out.exists()

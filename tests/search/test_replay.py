@@ -83,6 +83,17 @@ def test_partial_table_reports_hits_and_warns(tmp_path: Path,
     assert 0 < json.loads(captured.out)["table_hits_mean"] < 1
 
 
+def test_space_size_of_a_large_space_with_predicates() -> None:
+    """A replay's coverage counts the space without its predicates: counting them would need
+    an enumeration of millions, which cardinality() refuses."""
+    from nas.search.replay import space_size
+    from nas.searchspace import Predicate
+
+    big = Space("big", [Choice(n, tuple(range(20))) for n in "abcde"],
+                [Predicate("even_a", lambda c: c["a"] % 2 == 0)])
+    assert space_size(big) == 20 ** 5
+
+
 def test_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     t = write_table(tmp_path / "t.csv")
     space = tmp_path / "s.yaml"
