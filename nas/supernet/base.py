@@ -551,7 +551,11 @@ class Supernet(nn.Module):
         the blocks, each in declaration order at the most extreme value that still leaves a
         valid config with the values taken so far (as ``space.max()`` adjusts in declaration
         order); the dimensions it does not order as near the space's matching end as the
-        constraints allow."""
+        constraints allow. Greedy: where constraints couple dimensions (a width and the
+        cardinalities that must divide it), a later dimension's extreme may need an earlier
+        one off its own, and the result need not be the very largest or smallest network
+        (the README's ``mini_resnet``: width 24 with 1 group, 7,434 parameters, is taken as
+        the smallest, while width 32 with 16 groups has 3,674)."""
         space = self.space
         prefer = "max" if largest else "min"
         ordered = [p for p in space.paths
