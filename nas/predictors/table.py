@@ -19,6 +19,7 @@ import csv
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,10 +81,14 @@ class Table:
         return [r[i] for r in self.rows]
 
 
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
+
+
 def read_table(path: str | os.PathLike[str]) -> Table:
     """Read a CSV file with a header row: comma-separated, or semicolon- or tab-separated
     when its header has neither commas nor quotes but those (a spreadsheet's export in a
-    locale whose decimal mark is the comma, a TSV file).
+    locale whose decimal mark is the comma, whose numbers such as ``93,5`` are then read as
+    ``93.5``; a TSV file).
 
     Raises:
         TableError: missing or empty file, duplicate column names, ragged rows.
@@ -112,7 +117,11 @@ def read_table(path: str | os.PathLike[str]) -> Table:
                 if len(row) != len(header):
                     raise TableError(f"{p}:{lineno}: {len(row)} cells, the header has "
                                      f"{len(header)} columns")
-                rows.append(tuple(c.strip() for c in row))
+                cells = tuple(c.strip() for c in row)
+                if delimiter == ";":  # a decimal-comma locale's numbers: 93,5 is 93.5
+                    cells = tuple(c.replace(",", ".") if _DECIMAL_COMMA.match(c) else c
+                                  for c in cells)
+                rows.append(cells)
                 lines.append(lineno)
     except FileNotFoundError:
         raise TableError(f"{p}: no such file") from None

@@ -104,6 +104,11 @@ def test_semicolon_and_tab_separated_tables(tmp_path: Path) -> None:
         assert t.columns == ("a", "b", "acc") and t.rows == (("1", "x,y", "3.5"),)
     p = _write(tmp_path / "c.csv", "a,b;c\n1,2\n")  # commas win
     assert read_table(p).columns == ("a", "b;c")
+    # a semicolon file from a decimal-comma locale: 93,5 is 93.5 (other cells as they are)
+    p = _write(tmp_path / "d.csv", "a;acc\nx,y;93,5\nz;-1,25e2\n")
+    t = read_table(p)
+    assert t.rows == (("x,y", "93.5"), ("z", "-1.25e2"))
+    np.testing.assert_array_equal(table_target(t, "acc"), [93.5, -125.0])
 
 
 def test_errors_name_file_row_and_column(tmp_path: Path) -> None:
