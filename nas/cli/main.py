@@ -74,6 +74,21 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
+def _stdout_gone() -> bool:
+    """Whether standard output's reader has gone (a broken pipe from anything else -- a
+    socket, a worker -- is an error like any other)."""
+    try:
+        import select
+
+        fd = sys.stdout.fileno()
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        # a pipe whose read end is closed reports an error condition to its writer
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll(), no file descriptor
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,15 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nas {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # the reader went away (`nas spaces sample ... | head`): stop
-        try:  # quietly, as a tool killed by SIGPIPE does; no flush error at exit either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 141
     except OSError as e:  # a file that cannot be read or written: name it, not a temp file
         if args.debug:
             raise
+        if isinstance(e, BrokenPipeError) and _stdout_gone():
+            # the reader went away (`nas spaces sample ... | head`): stop quietly, as a tool
+            # killed by SIGPIPE does, with no flush error at exit either
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            return 141
         name = e.filename if e.filename is not None else ""
         if name and Path(str(name)).name.startswith(".") and str(name).endswith(".tmp") \
                 and e.filename2 is not None:

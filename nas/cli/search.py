@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 
 from rich.table import Table
 
@@ -69,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas.search.constraints import Limit
     from nas.search.pipeline import SearchOptions, run_search_job
     from nas.searchspace import load_space
 
@@ -81,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
                          ray_address=args.ray_address, bn_batches=args.bn_batches,
                          max_export=args.max_export, latency_table=args.latency_table)
     opts.validate()
+    for c in opts.constraints:
+        lim = Limit.parse(c)
+        if lim.metric == "accuracy" and 0 < lim.value <= 1 and "%" not in c:
+            logging.getLogger("nas.search").warning(
+                "--constraint %s: accuracy is in percent, so this asks for %g %%; for %g %% "
+                "write accuracy%s%g", c, lim.value, 100 * lim.value, lim.op, 100 * lim.value)
     input_file(args.supernet, "--supernet")
     input_file(args.latency_table, "--latency-table")
     output_path(args.out, "--out", directory=True)

@@ -44,7 +44,8 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
                                 num_classes=b.num_classes, stem_stride=b.stem_stride,
                                 warmup=SEARCH_WARMUP, repeats=SEARCH_REPEATS)
     if given is not None:
-        table = LatencyTable.load(given, space=net.space, expect=settings)
+        table = LatencyTable.load(given, space=net.space, expect=settings,
+                                  require_complete=False)
         if table.n_measured < table.n_units:
             raise LatencyTableError(f"--latency-table {given}: incomplete ({table.n_measured} "
                                     f"of {table.n_units} blocks measured); finish it with the "
@@ -60,7 +61,9 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
         data = Path(given).read_bytes()
         if not path.exists() or path.read_bytes() != data:
             atomic_write_bytes(path, data)
-        say(f"latency: table {given} ({table.n_units} blocks; copied to {path})")
+            say(f"latency: table {given} ({table.n_units} blocks; copied to {path})")
+        else:
+            say(f"latency: table {given} ({table.n_units} blocks; the same as {path})")
         return LatencyTable.load(path, space=net.space, expect=settings)
     if path.exists():
         try:

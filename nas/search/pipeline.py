@@ -126,11 +126,7 @@ class SearchOptions:
 
             import_ray("--workers" if self.ray_address is None else "--ray-address")
         for c in self.constraints:
-            lim = Limit.parse(c)
-            if lim.metric == "accuracy" and 0 < lim.value <= 1 and "%" not in c:
-                log.warning("--constraint %s: accuracy is in percent, so this asks for %g %%; "
-                            "for %g %% write accuracy%s%g", c, lim.value, 100 * lim.value,
-                            lim.op, 100 * lim.value)
+            Limit.parse(c)
         from nas.search.base import list_searchers
         from nas.training.strategies import list_strategies
         from nas.utils.device import resolve_device
@@ -437,9 +433,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             raise UsageError(f"--supernet: {e}{hint}") from None
         timings["supernet_s"] = time.perf_counter() - t
         check_data_fits(net, data, opts.data)
-        sn = net
         _check_analytic_limits(limits, space, net.costs, opts.seed,
-                               lambda: (sn.smallest_config(), sn.largest_config()))
+                               lambda: (net.smallest_config(), net.largest_config()))
     else:
         from nas.supernet.base import analytic_costs, size_extremes
 

@@ -364,3 +364,18 @@ def test_tables_with_a_byte_order_mark(tmp_path: Path) -> None:
                   "1.5\n".encode())
     table = read_table(p)
     assert "arch" in table.columns
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`nas spaces sample ... | head -1`: the reader goes away; the command stops with the
+    status of a tool killed by SIGPIPE and no 'Broken pipe' error."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "nas", "spaces", "sample", "resnet_like",
+                          "--n", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait() == 141, err
+    assert b"Broken pipe" not in err

@@ -623,7 +623,11 @@ def test_largest_and_smallest_whatever_the_value_order() -> None:
     assert a.largest.flat() == b.largest.flat() and a.smallest.flat() == b.smallest.flat()
     assert rev.max().flat() != b.largest.flat()  # the reversed space's last values are small
     assert nets[1].costs(b.largest) == nets[0].costs(a.largest)
-    assert nets[1].costs(b.largest).params > nets[1].costs(rev.min()).params * 0.99
+    # (size in bytes: a quantized layer's range parameters make the 4-bit smallest a few
+    # parameters larger than a float one, and its weights many times smaller)
+    sampled = [nets[1].costs(c) for c in rev.sample_many(200, 0)]
+    assert nets[1].costs(b.largest).params >= max(c.params for c in sampled)
+    assert nets[1].costs(b.smallest).size_bytes <= min(c.size_bytes for c in sampled)
     for phase in (2, 3):
         assert {p: set(v) for p, v in a.two_largest(phase).items()} == {
             p: set(v) for p, v in b.two_largest(phase).items()}
