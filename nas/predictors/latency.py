@@ -458,7 +458,9 @@ def enumerate_units(space: Any, build: Any) -> tuple[list[_PositionMap], dict[st
 
     fam = latency_family(space.family)
     cls = family_class(space.family)
-    base = dict(space.max().flat())
+    # the largest subnet (every block present, whatever order the space lists values in)
+    with torch.device("meta"):
+        base = dict(cls(space, build).largest_config().flat())
 
     def plan_for(fixed: Mapping[str, Any]) -> Any:
         """The family's plan with ``fixed`` (``_ABSENT``: dimension left out), or ``None``."""
