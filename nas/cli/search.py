@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("accuracy %", "latency pred ms", "latency meas ms", "MFLOPs", "params",
                  "size KiB"):
         t.add_column(name)
-    def ms(v: float) -> str:
-        return "-" if v != v else f"{v:.3f}"  # NaN when latency was not asked for
+    def ms(v: float | None) -> str:  # NaN (None in JSON) when latency was not asked for
+        return "-" if v is None or v != v else f"{v:.3f}"
 
     for r in result["front"]:
         t.add_row(r["id"], f"{r['accuracy']:.2f}", ms(r["latency_predicted_ms"]),

@@ -797,8 +797,8 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
     configs = [result.configs[i] for i in front_idx]
     c = costs(configs)
 
-    def same(old: Any, new: float) -> bool:  # (strict JSON writes an unmeasured NaN as null)
-        return (old is None and new != new) or old == new
+    def same(old: Any, new: float) -> bool:  # NaN: a latency not asked for
+        return (old != old and new != new) or old == new
 
     previous = _previous_front(out)
     if previous is not None and [r["id"] for r in previous] == [cfg.id for cfg in configs] \
@@ -879,7 +879,16 @@ def _previous_front(out: Path) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "id" in r for r in rows):
         return None
+    for r in rows:  # strict JSON holds an unmeasured figure as null: NaN, as when computed
+        for k in _FRONT_FLOATS:
+            if r.get(k, 0) is None:
+                r[k] = float("nan")
     return rows
+
+
+# pareto.json's figures that may be unmeasured (NaN in memory, null in the file)
+_FRONT_FLOATS = ("latency_predicted_ms", "latency_measured_ms", "latency_measured_raw_ms",
+                 "extraction_max_abs_diff")
 
 
 def _plot(result: Any, rows: list[dict[str, Any]], opts: SearchOptions, out: Path,
