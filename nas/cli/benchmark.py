@@ -19,7 +19,8 @@ from nas.cli._common import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", required=True, metavar="CSV",
-                   help="measurements; rows map to configs by dimension columns or 'arch'")
+                   help="measurements; rows map to configs by dimension columns, an 'arch' "
+                        "column or a 'config' column of JSON configs")
     add_space_argument(p)
     p.add_argument("--objective", action="append", required=True, metavar="COLUMN:max|min",
                    help="a column to maximise or minimise (repeat for several)")

@@ -238,6 +238,19 @@ def require_layout(space: Space, family: str, stages: int, *, top: Iterable[str]
                 f"space {space.name!r} (family {family}): stages.{s}.blocks.{extra[0]} has "
                 f"dimensions but {depth} allows at most {deepest} blocks (0..{deepest - 1}), "
                 f"so no network runs it")
+        # a block that a shallower depth skips must exist only when it runs (a condition,
+        # as YAML's `depth:` key on a repeated group gives): otherwise configs differing in
+        # it alone are different ids of one network
+        shallowest = min(space.values(depth)) if space.has(depth) else 1
+        for b in sorted(have):
+            pre = f"stages.{s}.blocks.{b}."
+            free = [p for p in space.paths if p.startswith(pre) and not space.conditions(p)]
+            if b >= shallowest and free:
+                raise SupernetError(
+                    f"space {space.name!r} (family {family}): {free[0]} exists at every depth, "
+                    f"but a network with {depth} = {shallowest} does not run block {b}; make "
+                    f"the block exist only when it runs (when {depth} > {b}; YAML: `depth: "
+                    f"{depth}` on the repeated blocks group)")
 
 
 def require_divides(space: Space, family: str, divisor: str, dividend: str) -> None:

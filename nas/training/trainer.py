@@ -120,6 +120,23 @@ class _RunLock:
             self._f = None
 
 
+def run_in_progress(run: Path) -> str | None:
+    """Who holds the run directory ``run``'s lock (``"process N"``), or ``None`` when no
+    process is training it."""
+    lock = _RunLock(Path(run))
+    if not lock.path.exists():
+        return None
+    try:
+        lock.acquire()
+    except TrainingError:
+        try:
+            return lock.path.read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            return "another process"
+    lock.release()
+    return None
+
+
 class _StopRequest:
     """Inside the ``with`` block, the first Ctrl-C sets :attr:`requested` (the training loop
     checkpoints after the step it is in and stops); a second one interrupts at once. Only in

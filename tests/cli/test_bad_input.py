@@ -379,3 +379,23 @@ def test_a_closed_pipe_ends_quietly() -> None:
     err = p.stderr.read()
     assert p.wait() == 141, err
     assert b"Broken pipe" not in err
+
+
+def test_resume_of_a_run_in_its_first_epoch(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """--resume of a run without a checkpoint yet: while a process trains it, that is said
+    (not 'it stopped before its first checkpoint'); once none does, the run is one to start
+    again."""
+    from nas.training.trainer import _RunLock
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "options.yaml").write_text("epochs: 1\n")
+    lock = _RunLock(run_dir)
+    lock.acquire()  # as a training process holds it
+    try:
+        code, err = run(capsys, "train", "--resume", str(run_dir))
+        assert code == 1 and "is being trained by process" in one_line(err)
+    finally:
+        lock.release()
+    code, err = run(capsys, "train", "--resume", str(run_dir))
+    assert code == 2 and "stopped before its first checkpoint" in one_line(err)

@@ -755,15 +755,15 @@ def test_analytic_limit_probes_the_smallest_subnet_whatever_the_value_order() ->
     from nas.search.constraints import Limit
     from nas.search.pipeline import SearchError, _check_analytic_limits
     from nas.searchspace import Choice, Divides, Group, IntRange
+    from nas.searchspace.builtin import blocks_group
     from nas.supernet.base import analytic_costs, size_extremes
 
     stages, cons = [], []
     for s, (widths, cards) in enumerate((((48, 32, 24), (1, 2, 8)), ((64, 48), (1, 4, 16)))):
         stages.append(Group(str(s), (
             IntRange("depth", 2 - s, 3 - s), Choice("width", widths),
-            Group("blocks", tuple(Group(str(b), (Choice("kernel", (7, 5, 3)),
-                                                 Choice("cardinality", cards)))
-                                  for b in range(3 - s))))))
+            blocks_group(s, 3 - s, (Choice("kernel", (7, 5, 3)), Choice("cardinality", cards)),
+                         min_depth=2 - s))))
         cons += [Divides(f"stages.{s}.blocks.{b}.cardinality", f"stages.{s}.width")
                  for b in range(3 - s)]
     space = Space("rev", [Group("stem", (Choice("width", (32, 16)),)),

@@ -119,7 +119,8 @@ def test_bad_build_arguments(kwargs, field):
 
 
 def _mini_resnet(*, blocks: int = 2, depth: int = 2, stage_names=("0",), divides: bool = True,
-                 block_dims=("kernel", "cardinality"), widths=(16, 24)) -> Space:
+                 block_dims=("kernel", "cardinality"), widths=(16, 24),
+                 conditional: bool = True) -> Space:
     """A one- or two-stage resnet_like space; the arguments break it in one way each."""
     from nas.searchspace import Divides, Group, IntRange
 
@@ -127,7 +128,11 @@ def _mini_resnet(*, blocks: int = 2, depth: int = 2, stage_names=("0",), divides
             "kernel_size": Choice("kernel_size", (3, 5)), "odd": Choice("kernel", (3, 4))}
     stages, cons = [], []
     for name in stage_names:
-        block_groups = tuple(Group(str(b), tuple(dims[d] for d in block_dims))
+        from nas.searchspace import Condition
+
+        block_groups = tuple(Group(str(b), tuple(dims[d] for d in block_dims),
+                                   when=(Condition(f"stages.{name}.depth", ">", b),)
+                                   if b and conditional else ())
                              for b in range(blocks))
         stages.append(Group(name, (IntRange("depth", 1, depth), Choice("width", widths),
                                    Group("blocks", block_groups))))
@@ -146,6 +151,8 @@ def _mini_resnet(*, blocks: int = 2, depth: int = 2, stage_names=("0",), divides
                                 r"no dimensions .*repeat: 3"),
     ({"blocks": 3, "depth": 2}, r"stages.0.blocks.2 has dimensions but stages.0.depth allows "
                                 r"at most 2 blocks"),
+    ({"conditional": False}, r"stages.0.blocks.1.kernel exists at every depth, but a network "
+                             r"with stages.0.depth = 1 does not run block 1"),
     ({"divides": False}, r"stages.0.blocks.0.cardinality=16 does not divide stages.0.width=24.*"
                          r"add Divides"),
     ({"block_dims": ("odd",)}, r"stages.0.blocks.0.kernel allows 4; kernel sizes must be odd"),
@@ -171,11 +178,11 @@ def test_largest_and_smallest_within_constraints():
     from nas.searchspace import Compare, Divides, Group, IntRange
 
     def space(order):
+        from nas.searchspace.builtin import blocks_group
+
         s0 = Group("0", (IntRange("depth", 1, 2), Choice("width", order((16, 24, 64))),
-                         Group("blocks", tuple(
-                             Group(str(b), (Choice("kernel", order((3, 5))),
-                                            Choice("cardinality", order((16, 8, 1)))))
-                             for b in range(2)))))
+                         blocks_group(0, 2, (Choice("kernel", order((3, 5))),
+                                             Choice("cardinality", order((16, 8, 1)))))))
         s1 = Group("1", (IntRange("depth", 1, 1), Choice("width", order((16, 48))),
                          Group("blocks", (Group("0", (Choice("kernel", (3,)),)),))))
         cons = [Divides(f"stages.0.blocks.{b}.cardinality", "stages.0.width") for b in range(2)]
