@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,22 +184,9 @@ def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -
     use_arch = arch_column in cols and space.arch_format and len(dim_cols) < len(space.paths)
     configs = []
     if use_arch:
-        i = table.column_index(arch_column)
-        memo: dict[str, Any] = {}
-        for k, row in enumerate(table.rows):
-            text = row[i]
-            cfg = memo.get(text)
-            if cfg is None:
-                try:
-                    cfg = space.parse_arch(text)
-                except ConfigError as e:
-                    raise TableError(f"{table.where(k)}: column {arch_column!r}: {e}"
-                                     ) from None
-                memo[text] = cfg
-            configs.append(cfg)
-        return configs
+        return _column_configs(table, arch_column, space.parse_arch)
     if CONFIG_COLUMN in cols and not dim_cols:
-        return _json_configs(table, space)
+        return _column_configs(table, CONFIG_COLUMN, lambda text: _json_config(space, text))
     if not dim_cols:
         how = (f", an {arch_column!r} column" if space.arch_format else
                f" (space {space.name!r} has no arch text format, so an {arch_column!r} column "
@@ -222,36 +209,40 @@ def table_configs(table: Table, space: Any, *, arch_column: str = ARCH_COLUMN) -
     return configs
 
 
-def _json_configs(table: Table, space: Any) -> list[Any]:
-    """The config of every row from its ``config`` column (JSON)."""
-    import json
-
-    from nas.errors import ConfigError
-
-    i = table.column_index(CONFIG_COLUMN)
+def _column_configs(table: Table, column: str, parse: Callable[[str], Any]) -> list[Any]:
+    """The config of every row from its text in ``column``, each distinct text parsed once;
+    a ``ValueError`` (a ``ConfigError`` among them) of ``parse`` names the line and column."""
+    i = table.column_index(column)
     memo: dict[str, Any] = {}
     out = []
     for k, row in enumerate(table.rows):
         text = row[i]
         cfg = memo.get(text)
         if cfg is None:
-            where = f"{table.where(k)}: column {CONFIG_COLUMN!r}"
             try:
-                data = json.loads(text)
+                cfg = memo[text] = parse(text)
             except ValueError as e:
-                raise TableError(f"{where}: not JSON ({e.msg} at character {e.pos})"
-                                 ) from None
-            if not isinstance(data, dict):
-                raise TableError(f"{where}: a config is a JSON object, got "
-                                 f"{type(data).__name__}")
-            try:
-                cfg = space.config(data)
-            except ConfigError as e:
-                raise TableError(f"{where}: not a config of space {space.name!r}: {e}"
-                                 ) from None
-            memo[text] = cfg
+                raise TableError(f"{table.where(k)}: column {column!r}: {e}") from None
         out.append(cfg)
     return out
+
+
+def _json_config(space: Any, text: str) -> Any:
+    """The config of a ``config`` cell (JSON, nested or flat by path)."""
+    import json
+
+    from nas.errors import ConfigError
+
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"a config is a JSON object, got {type(data).__name__}")
+    try:
+        return space.config(data)
+    except ConfigError as e:
+        raise ValueError(f"not a config of space {space.name!r}: {e}") from None
 
 
 # what a search's history.csv says in a <metric>_source column for a row that has no
