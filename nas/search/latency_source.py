@@ -23,6 +23,13 @@ STRUCTURAL_SETTINGS = ("device", "threads", "batch", "input_size", "in_channels"
                        "stem_stride")
 
 
+def _structural_differences(table: Any, settings: Any) -> list[str]:
+    """The settings ``table`` differs in from ``settings`` that make it predict other
+    networks or time them elsewhere (:data:`STRUCTURAL_SETTINGS`)."""
+    return [d for d in table.settings.differences(settings)
+            if d.split(":")[0] in STRUCTURAL_SETTINGS]
+
+
 def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device: str,
                       progress: bool, say: Callable[[str], None],
                       given: str | Path | None = None) -> Any:
@@ -50,8 +57,7 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
             raise LatencyTableError(f"--latency-table {given}: incomplete ({table.n_measured} "
                                     f"of {table.n_units} blocks measured); finish it with the "
                                     "same `nas profile` command")
-        wrong = [d for d in table.settings.differences(settings)
-                 if d.split(":")[0] in STRUCTURAL_SETTINGS]
+        wrong = _structural_differences(table, settings)
         if wrong:
             raise LatencyTableError(
                 f"--latency-table {given} was built for other settings ({'; '.join(wrong)}); "
@@ -68,8 +74,7 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
     if path.exists():
         try:
             table = LatencyTable.load(path, space=net.space, expect=settings)
-            wrong = [d for d in table.settings.differences(settings)
-                     if d.split(":")[0] in STRUCTURAL_SETTINGS]
+            wrong = _structural_differences(table, settings)
             if wrong:  # it would predict other networks, or time them elsewhere
                 raise LatencyTableError(
                     f"latency table {path} was built for other settings ({'; '.join(wrong)}); "

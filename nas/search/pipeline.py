@@ -509,15 +509,18 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     for lim in cheap:
         _check_feasible(lim, pc[lim.metric], space, descent=latency is not None)
 
+    def inside_cheap(c: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Which of ``n`` configs of the costs ``c`` meet the cheap limits."""
+        ok = np.ones(n, dtype=bool)
+        for lim in cheap:
+            ok &= lim.holds(c[lim.metric])
+        return ok
+
     def feasible(configs: list[Config]) -> np.ndarray:
         """The cheap limits (everything but accuracy), before any evaluation."""
         if not cheap:
             return np.ones(len(configs), dtype=bool)
-        c = costs(configs)
-        ok = np.ones(len(configs), dtype=bool)
-        for lim in cheap:
-            ok &= lim.holds(c[lim.metric])
-        return ok
+        return inside_cheap(costs(configs), len(configs))
 
     def feasible_after(configs: list[Config], accuracy: np.ndarray) -> np.ndarray:
         """Every limit, accuracy limits on the measured accuracy included."""
@@ -556,7 +559,8 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     # rows proposed outside the cost limits that the current costs put inside them (a
     # changed latency table): not known, so that the searcher may propose them again and
     # they are evaluated
-    inside_now = feasible([r["_config"] for r in rows]) if rows else np.ones(0, bool)
+    inside_now = (inside_cheap(known_costs, len(rows)) if rows  # (the costs just computed)
+                  else np.ones(0, dtype=bool))
     evaluated = {r["_config"] for r in rows if r.get("accuracy_source") != "infeasible"}
     reopened: set[Config] = set()
     best_known = float("nan")  # the best measured accuracy inside every limit, now
@@ -742,11 +746,12 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     # the reference point from the feasible evaluations only (infeasible ones are told as
     # dominated placeholders, not real figures)
     ref = (F[okf].max(axis=0) if okf.any() else F.max(axis=0)) + 1e-9
-    hv = hypervolume(F[okf][pareto_mask(F[okf])], ref) if okf.any() else 0.0
+    on_front = pareto_mask(F[okf]) if okf.any() else np.zeros(0, dtype=bool)
+    hv = hypervolume(F[okf][on_front], ref) if okf.any() else 0.0
     summary = {"options": asdict(opts), "seed": opts.seed, "out": str(out),
                "objectives": [str(o) for o in objectives], "evaluations": best["measured"],
                "proposals_outside_cost_limits": skipped,
-               "front_size": int(pareto_mask(F[okf]).sum()) if okf.any() else 0,
+               "front_size": int(on_front.sum()),
                "front_exported": len(front), "hypervolume": hv, "hypervolume_reference":
                ref.tolist(), "timings": timings,
                "versions": {"nas": __version__, "torch": torch.__version__,
