@@ -105,8 +105,14 @@ class Predictor(ABC):
             z = self._normal_scores(y)
         else:
             z = y.copy()
-        self.z_mean_ = float(z.mean())
-        self.z_scale_ = float(z.std()) or 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.z_mean_ = float(z.mean())
+            self.z_scale_ = float(z.std()) or 1.0
+        if not (np.isfinite(self.z_mean_) and np.isfinite(self.z_scale_)):
+            raise UsageError(
+                f"targets: values up to {np.max(np.abs(y)):.3g} overflow 64-bit floats when "
+                "standardised; rescale them (e.g. to other units) or use the 'normal' "
+                "target transform")
         return (X - self.x_mean_) / self.x_scale_, (z - self.z_mean_) / self.z_scale_
 
     @staticmethod

@@ -24,6 +24,9 @@ def test_known_values() -> None:
     assert mape([100, 200], [110, 100]) == pytest.approx(30.0)
     assert within_pct([100, 200, 50], [110, 221, 50]) == pytest.approx(2 / 3)
     assert within_pct([100], [120], pct=20) == 1.0
+    # the boundary holds in any units, and tiny units get no absolute allowance
+    assert within_pct([10, 3.3, 1e-3], [11, 3.63, 1.1e-3]) == 1.0
+    assert within_pct([1e-13, 1e-13], [2e-13, 1.05e-13]) == 0.5
 
 
 def test_constant_predictions_give_nan_correlation() -> None:

@@ -72,6 +72,10 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
         get_predictor("ridge").fit(X, y).predict(X[:, :3])
     with pytest.raises(UsageError, match="NaN"):
         get_predictor("ridge").fit(X, np.where(np.arange(60) == 3, np.nan, y))
+    # targets whose spread overflows float64: refused, not a NaN-predicting model
+    with pytest.raises(UsageError, match="overflow 64-bit floats"):
+        get_predictor("ridge", target_transform="none").fit(X, y * 1e300)
+    assert np.isfinite(get_predictor("ridge").fit(X, y * 1e300).predict(X)).all()
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(PredictorFileError, match="bad.npz"):
