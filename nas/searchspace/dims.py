@@ -133,6 +133,11 @@ def _conditions(when: Any) -> tuple[Condition, ...]:
     return out
 
 
+def _monotonic(vals: tuple[Scalar, ...]) -> bool:
+    pairs = list(zip(vals, vals[1:]))
+    return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)  # type: ignore[operator]
+
+
 @dataclass(frozen=True)
 class Choice:
     """A choice among explicit values.
@@ -168,7 +173,13 @@ class Choice:
             raise SpaceDefinitionError(f"{self.name}: values must be unique, got {list(vals)}")
         object.__setattr__(self, "values", vals)
         if self.ordinal is None:
-            object.__setattr__(self, "ordinal", all(_is_number(v) for v in vals))
+            numeric = all(_is_number(v) for v in vals)
+            if numeric and not _monotonic(vals):
+                raise SpaceDefinitionError(
+                    f"{self.name}: numeric values are ordered for search (neighbours, "
+                    f"encoding distances), so list them in increasing or decreasing order, "
+                    f"got {list(vals)}; or set ordinal: false to search them as categories")
+            object.__setattr__(self, "ordinal", numeric)
         elif not isinstance(self.ordinal, bool):
             raise SpaceDefinitionError(f"{self.name}: ordinal must be true or false, got "
                                        f"{self.ordinal!r}")

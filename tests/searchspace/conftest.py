@@ -54,7 +54,9 @@ def small_spaces(draw: Any, max_dims: int = 6) -> Space:
             dim: Any = IntRange(name, low, high, step)
         elif kind == "choice":
             vals = draw(st.lists(st.integers(1, 8), min_size=1, max_size=3, unique=True))
-            dim = Choice(name, tuple(vals))
+            ordered = vals in (sorted(vals), sorted(vals, reverse=True))
+            # numbers out of order are only allowed as categories
+            dim = Choice(name, tuple(vals), ordinal=None if ordered else False)
         else:
             vals = draw(st.lists(st.sampled_from("abcd"), min_size=1, max_size=3, unique=True))
             dim = Choice(name, tuple(vals))

@@ -65,6 +65,8 @@ def test_yaml_space_with_repeat(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, pattern", [
     ("name: x\ndims:\n  - {name: a, type: choice, values: [1, 1]}\n",
      r"x\.yaml:3: dims\[0\]: .*values must be unique"),
+    ("name: x\ndims:\n  - {name: a, type: choice, values: [16, 64, 32]}\n",
+     r"x\.yaml:3: dims\[0\]: a: numeric values are ordered .* got \[16, 64, 32\]"),
     ("name: x\ndims:\n  - name: a\n    type: choice\n    values: [1]\n    colour: red\n",
      r"x\.yaml:6: dims\[0\]\.colour: unknown key 'colour'"),
     ("name: x\ndims:\n  - {name: a, type: float, values: [1]}\n",

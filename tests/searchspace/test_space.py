@@ -99,6 +99,11 @@ def test_bool_and_int_values_are_distinct() -> None:
 def test_definition_errors() -> None:
     with pytest.raises(SpaceDefinitionError, match="values must be unique"):
         Choice("k", (3, 3))
+    with pytest.raises(SpaceDefinitionError, match=r"k: .*increasing or decreasing order, "
+                       r"got \[3, 7, 5\]; or set ordinal: false"):
+        Choice("k", (3, 7, 5))
+    assert not Choice("k", (3, 7, 5), ordinal=False).ordinal  # said explicitly: categories
+    assert Choice("g", (16, 8, 4)).ordinal and Choice("k", (7,)).ordinal
     with pytest.raises(SpaceDefinitionError, match="multiple of step"):
         IntRange("d", 1, 4, 2)
     with pytest.raises(SpaceDefinitionError, match="default 9 is not one of"):
