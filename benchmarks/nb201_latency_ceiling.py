@@ -9,7 +9,8 @@ Two kinds of bound for a predictor of ``latency_gold_6226_ms`` trained on 100 ro
 * **held out**: models fitted on 14,625 rows and scored on the 1,000 others (5 random
   draws): each count group's mean over the training rows, and gradient-boosted trees on
   op counts alone and on op counts plus the per-edge one-hot encoding (which would find any
-  effect of *where* an op sits in the cell).
+  effect of *where* an op sits in the cell), and on op counts plus the same architectures'
+  latencies on the table's two other devices (what transfer from other hardware could add).
 
     python benchmarks/nb201_latency_ceiling.py [--csv ../shared/data/nb201/nb201.csv]
 """
@@ -104,8 +105,16 @@ def main() -> None:
           f"{within(best * (1 + drift), y):.4f}")
 
     print("\nheld out (fitted on 14,625 rows, scored on the 1,000 others; mean of 5 draws):")
+    # HELP-style transfer: the same architectures' latencies measured on the two other
+    # devices, as features beside the op counts
+    others = np.log([[float(r["latency_raspi4_ms"]), float(r["latency_pixel3_ms"])]
+                     for r in rows])
+    for j, dev in enumerate(("raspi4", "pixel3")):
+        print(f"the {dev} latencies rank the gold_6226 ones at Kendall tau "
+              f"{kendalltau(others[:, j], y)[0]:.3f}")
     feats = {"op counts": counts.astype(float),
-             "op counts + per-edge one-hot": np.hstack([counts, onehot])}
+             "op counts + per-edge one-hot": np.hstack([counts, onehot]),
+             "op counts + raspi4 and pixel3 latencies": np.hstack([counts, others])}
     scores: dict[str, list[tuple[float, float]]] = {}
     for draw in range(5):
         perm = np.random.default_rng(draw).permutation(n)
