@@ -59,6 +59,10 @@ class PymooSearcher(Searcher):
             from pymoo.core.population import Population
 
             pop = self.algo.ask()
+            if pop is None or (isinstance(pop, Population) and len(pop) == 0):
+                # mating bred nothing its population lacks (a space not much larger than
+                # the population): nothing new to propose, so the search idles and stops
+                return []
             self._single = not isinstance(pop, Population)
             if self._single:  # MOEA/D hands out one individual at a time and wants it back
                 pop = Population.create(pop)
