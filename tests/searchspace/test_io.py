@@ -165,6 +165,18 @@ def test_yaml_booleans_are_yaml_1_2_and_merge_keys_work(tmp_path: Path) -> None:
     assert s.dimension("se").values == ("on", "off")
     assert s.dimension("act").values == ("yes", "no")
     assert s.dimension("bias").values == (True, False)
+    # numbers as in YAML 1.2 and JSON: 1e-3 is a float (YAML 1.1 left it a string), the
+    # same space as its JSON twin
+    f = tmp_path / "f.yaml"
+    f.write_text("name: f\ndims:\n  - {name: lr, type: choice, values: [1e-3, 1.0e-2, 5E2]}\n"
+                 "  - {name: tag, type: choice, values: ['1e-4', x]}\n")
+    assert load_space(str(f)).values("lr") == (0.001, 0.01, 500.0)
+    assert load_space(str(f)).values("tag") == ("1e-4", "x")  # quoted: a string
+    j = tmp_path / "f.json"
+    j.write_text(json.dumps({"name": "f", "dims": [
+        {"name": "lr", "type": "choice", "values": [1e-3, 1.0e-2, 5e2]},
+        {"name": "tag", "type": "choice", "values": ["1e-4", "x"]}]}))
+    assert load_space(str(j)).fingerprint == load_space(str(f)).fingerprint
     # an anchor that merges another, merged where it is defined: valid, its own key wins
     from nas.searchspace.io import read_document, to_plain
 
