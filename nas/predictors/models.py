@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -84,16 +85,54 @@ class Predictor(ABC):
 
     name: ClassVar[str] = ""
     supports_std: ClassVar[bool] = False
+    # the model's own settings: name -> (kind, low, high), both ends inclusive; kind is
+    # "int", "float", "names" (a list of predictor names) or "numbers" (a list of numbers)
+    option_ranges: ClassVar[dict[str, tuple[str, float, float]]] = {}
 
     def __init__(self, *, seed: int = 0, target_transform: str = "normal",
                  **params: Any) -> None:
         if target_transform not in TARGET_TRANSFORMS:
             raise UsageError(f"unknown target_transform {target_transform!r}; known: "
                              f"{', '.join(TARGET_TRANSFORMS)}")
+        for key, value in params.items():
+            self._check_option(key, value)
         self.seed = int(seed)
         self.target_transform = target_transform
         self.params = dict(params)
         self._fitted = False
+
+    def _check_option(self, key: str, value: Any) -> None:
+        """A clear error for an unknown setting (a typo would otherwise be ignored and saved
+        with the model) or a value of the wrong type or out of range."""
+        where = f"predictor {self.name!r}: option {key}"
+        if key not in self.option_ranges:
+            known = ", ".join(sorted(self.option_ranges)) or "none"
+            raise UsageError(f"predictor {self.name!r}: unknown option {key!r} (known: {known})")
+        kind, lo, hi = self.option_ranges[key]
+        span = (f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "int" and not (isinstance(value, (int, np.integer)) and number
+                                  and lo <= value <= hi):
+            raise UsageError(f"{where}: must be an integer {span}, got {value!r}")
+        if kind == "float" and not (number and math.isfinite(value) and lo <= value <= hi):
+            raise UsageError(f"{where}: must be a number {span}, got {value!r}")
+        if kind in ("names", "numbers"):
+            items = list(value) if isinstance(value, (list, tuple)) else None
+            if not items:
+                raise UsageError(f"{where}: must be a non-empty list, got {value!r}")
+            if kind == "names":
+                _load_builtins()
+            for v in items:
+                if kind == "names" and (not isinstance(v, str) or v not in PREDICTORS
+                                        or v in ("auto", "ensemble")):
+                    raise UsageError(f"{where}: {v!r} is not a predictor to combine; known: "
+                                     + ", ".join(n for n in list_predictors()
+                                                 if n not in ("auto", "ensemble")))
+                if kind == "numbers" and not (isinstance(v, (int, float))
+                                              and not isinstance(v, bool) and math.isfinite(v)
+                                              and lo <= v <= hi):
+                    raise UsageError(f"{where}: every item must be a number {span}, got "
+                                     f"{value!r}")
 
     # ------------------------------------------------------------------ data plumbing
     def _fit_transform(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -323,6 +362,7 @@ class SVRPredictor(_SklearnPredictor):
     """Support-vector regression with an RBF kernel."""
 
     name = "svr"
+    option_ranges = {"C": ("float", 1e-12, math.inf), "epsilon": ("float", 0.0, math.inf)}
 
     def _make(self) -> Any:
         from sklearn.svm import SVR
@@ -336,6 +376,8 @@ class RandomForestPredictor(_SklearnPredictor):
     """Random forest; the spread of its trees is the reported uncertainty."""
 
     name = "rf"
+    option_ranges = {"n_estimators": ("int", 1, math.inf), "max_features": ("float", 1e-12, 1.0),
+                     "min_samples_leaf": ("int", 1, math.inf)}
     supports_std = True
 
     def _make(self) -> Any:
@@ -358,6 +400,11 @@ class GBTPredictor(_SklearnPredictor):
     matter for cells), small learning rate, row and feature subsampling."""
 
     name = "gbt"
+    option_ranges = {"n_estimators": ("int", 1, math.inf),
+                     "learning_rate": ("float", 1e-12, math.inf),
+                     "max_depth": ("int", 1, math.inf), "subsample": ("float", 1e-12, 1.0),
+                     "max_features": ("float", 1e-12, 1.0),
+                     "min_samples_leaf": ("int", 1, math.inf)}
 
     def _make(self) -> Any:
         from sklearn.ensemble import GradientBoostingRegressor
@@ -380,6 +427,7 @@ class GPPredictor(_SklearnPredictor):
     the prediction; the noise part does not shrink with more data)."""
 
     name = "gp"
+    option_ranges = {"restarts": ("int", 0, math.inf)}
     supports_std = True
 
     def _make(self) -> Any:
@@ -415,6 +463,8 @@ class MLPPredictor(Predictor):
     """A small torch MLP (two hidden ReLU layers), full-batch Adam with weight decay."""
 
     name = "mlp"
+    option_ranges = {"hidden": ("int", 1, math.inf), "lr": ("float", 1e-12, math.inf),
+                     "weight_decay": ("float", 0.0, math.inf), "epochs": ("int", 1, math.inf)}
 
     def _build(self, d: int) -> Any:
         from torch import nn
@@ -474,6 +524,7 @@ class EnsemblePredictor(Predictor):
     """
 
     name = "ensemble"
+    option_ranges = {"members": ("names", 0, 0), "weights": ("numbers", 0.0, math.inf)}
     supports_std = True
     DEFAULT_MEMBERS = ("gbt", "gbt", "mlp")
 
@@ -562,6 +613,7 @@ class AutoPredictor(Predictor):
     data, then refits the winner on all of it."""
 
     name = "auto"
+    option_ranges = {"candidates": ("names", 0, 0), "folds": ("int", 2, math.inf)}
     DEFAULT_CANDIDATES = ("ridge", "svr", "rf", "gbt", "gp", "mlp")
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:

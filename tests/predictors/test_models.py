@@ -68,6 +68,18 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
         get_predictor("ridge").fit(X, y).predict_with_std(X)
     with pytest.raises(UsageError, match="unknown predictor 'nope'; known: auto"):
         get_predictor("nope")
+    # a model's settings are checked: a typo is not ignored (and saved with the model)
+    with pytest.raises(UsageError, match=r"predictor 'rf': unknown option 'n_trees' \(known: "
+                       r"max_features, min_samples_leaf, n_estimators\)"):
+        get_predictor("rf", n_trees=5)
+    with pytest.raises(UsageError, match="option n_estimators: must be an integer >= 1"):
+        get_predictor("gbt", n_estimators=2.5)
+    with pytest.raises(UsageError, match="option subsample: must be a number in"):
+        get_predictor("gbt", subsample=1.5)
+    with pytest.raises(UsageError, match="'nope' is not a predictor to combine; known: gbt"):
+        get_predictor("ensemble", members=["gbt", "nope"])
+    with pytest.raises(UsageError, match="unknown option 'alpha' \\(known: none\\)"):
+        get_predictor("ridge", alpha=1.0)
     with pytest.raises(UsageError, match="fitted on 5 features"):
         get_predictor("ridge").fit(X, y).predict(X[:, :3])
     with pytest.raises(UsageError, match="NaN"):
