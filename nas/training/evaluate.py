@@ -78,14 +78,18 @@ def calibration_batches(train: tuple[Any, Any], batches: int, seed: int,
     search``: the first ``batches`` batches of 64 of one shuffle of the training split
     ``train`` (images, labels) seeded by ``seed`` (the split's seed), the same for every
     config, so the three report and export the same statistics for a config at the same
-    ``batches``."""
+    ``batches``. A last batch of one image is left out (train-mode batch norm needs more
+    than one value per channel, and a network that ends at 1x1 has one)."""
     from itertools import islice
 
     from nas.data import TensorLoader
 
     loader = TensorLoader(*train, 64, shuffle=True, device=device,
                           generator=torch.Generator().manual_seed(seed))
-    return list(islice(loader, max(int(batches), 0)))
+    out = list(islice(loader, max(int(batches), 0)))
+    if len(out) > 1 and len(out[-1][0]) == 1:
+        out.pop()
+    return out
 
 
 def check_data_fits(supernet: Supernet, data: Any, name: str, hint: str = "") -> None:

@@ -205,6 +205,23 @@ def test_bn_recalibration_changes_stats_and_helps(tiny_space: Space, tmp_path: P
     assert np.mean(gains) > 5.0 and min(gains) > -2.0
 
 
+def test_calibration_batches_leave_out_a_last_batch_of_one(tiny_space: Space) -> None:
+    """A training split of 64k + 1 images: the last batch of one image would fail in
+    train-mode batch norm wherever the network is down to 1x1 (``nas eval`` had crashed)."""
+    from nas.supernet import build_supernet
+    from nas.training.evaluate import calibration_batches
+
+    x, y = torch.randn(66, 1, 2, 2), torch.arange(66) % 10  # 1x1 after the first stage
+    got = calibration_batches((x[:65], y[:65]), 8, seed=0)
+    assert [len(b[0]) for b in got] == [64]
+    assert [len(b[0]) for b in calibration_batches((x, y), 8, 0)] == [64, 2]
+    assert [len(b[0]) for b in calibration_batches((x[:1], y[:1]), 8, 0)] == [1]
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=2)
+    assert recalibrate_bn(net, tiny_space.max(), got, 8) == 1
+    with pytest.raises(ValueError, match="more than 1 value per channel"):  # why
+        recalibrate_bn(net, tiny_space.max(), [(x[:1], y[:1])], 8)
+
+
 def test_evaluate_model_matches_the_subnet_in_the_supernet(tiny_space: Space,
                                                            tmp_path: Path) -> None:
     """``evaluate_model`` on an extracted subnet gives what ``evaluate`` gives for its config
