@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt as e:  # (a training run says where it checkpointed)
         print(f"nas {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 130
+        return 143 if getattr(e, "signal", "") == "SIGTERM" else 130
     except UsageError as e:
         if args.debug:
             raise

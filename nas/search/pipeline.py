@@ -334,22 +334,30 @@ def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say:
     """Train the search's own supernet in ``out/supernet`` (resuming a killed run)."""
     from nas.supernet import load_supernet
     from nas.training import train
+    from nas.training.trainer import TrainingInterrupted
 
     run = out / "supernet"
     done = run / "supernet.pt"
     topts = _train_options(opts, space)
-    if (run / "checkpoint.pt").exists():
-        from nas.training import load_checkpoint
+    try:
+        if (run / "checkpoint.pt").exists():
+            from nas.training import load_checkpoint
 
-        state = load_checkpoint(run / "checkpoint.pt")
-        if state["epoch"] >= topts.epochs and done.exists():
-            say(f"supernet: trained already ({done})")
-            return load_supernet(done, space=space, device=opts.device)
-        say(f"supernet: resuming training in {run}")
-        return train(topts, run, resume=True, progress=progress).supernet
-    say(f"supernet: training {topts.epochs} epochs of {topts.strategy} on {opts.data} "
-        f"into {run}")
-    return train(topts, run, progress=progress, space=space).supernet
+            state = load_checkpoint(run / "checkpoint.pt")
+            if state["epoch"] >= topts.epochs and done.exists():
+                say(f"supernet: trained already ({done})")
+                return load_supernet(done, space=space, device=opts.device)
+            say(f"supernet: resuming training in {run}")
+            return train(topts, run, resume=True, progress=progress).supernet
+        say(f"supernet: training {topts.epochs} epochs of {topts.strategy} on {opts.data} "
+            f"into {run}")
+        return train(topts, run, progress=progress, space=space).supernet
+    except TrainingInterrupted as e:  # said as the search, which resumes it, would say it
+        stop = KeyboardInterrupt(f"interrupted ({e.signal}) while training the supernet; "
+                                 f"{run} is checkpointed: the same `nas search` command "
+                                 "again continues it")
+        stop.signal = e.signal  # type: ignore[attr-defined]
+        raise stop from None
 
 
 def _check_feasible(lim: Limit, values: np.ndarray, space: Space, *, descent: bool) -> None:

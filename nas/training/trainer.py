@@ -70,13 +70,15 @@ class TrainingDivergedError(TrainingError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during training: the run checkpointed after the step it was in and
-    stopped; ``nas train --resume`` continues it."""
+    """Ctrl-C (SIGINT) or SIGTERM (``timeout``, ``kill``, a batch scheduler, ``docker stop``)
+    during training: the run checkpointed after the step it was in and stopped; ``nas train
+    --resume`` continues it. ``signal`` is the signal's name."""
 
-    def __init__(self, run: Path) -> None:
-        super().__init__(f"interrupted; {run} is checkpointed: `nas train --resume {run}` "
-                         "continues it (a `nas search` run: the same search command again)")
+    def __init__(self, run: Path, signal: str = "SIGINT") -> None:
+        super().__init__(f"interrupted ({signal}); {run} is checkpointed: `nas train --resume "
+                         f"{run}` continues it")
         self.run = run
+        self.signal = signal
 
 
 class _RunLock:
@@ -138,41 +140,49 @@ def run_in_progress(run: Path) -> str | None:
 
 
 class _StopRequest:
-    """Inside the ``with`` block, the first Ctrl-C sets :attr:`requested` (the training loop
-    checkpoints after the step it is in and stops); a second one interrupts at once. Only in
-    the main thread (signal handlers cannot be installed elsewhere)."""
+    """Inside the ``with`` block, the first Ctrl-C (SIGINT) or SIGTERM sets :attr:`requested`
+    (the training loop checkpoints after the step it is in and stops); a second one
+    interrupts at once. Only in the main thread (signal handlers cannot be installed
+    elsewhere). :attr:`signal` names the signal that asked."""
 
     def __init__(self) -> None:
         self.requested = False
-        self._installed = False
-        self._old: Any = None
+        self.signal = "SIGINT"
+        self._old: dict[int, Any] = {}
 
     def _restore(self) -> None:
         import signal
 
-        if self._installed:
+        for signum, old in self._old.items():
             # (None: a handler not set from Python; the interpreter's default stands in)
-            signal.signal(signal.SIGINT, signal.default_int_handler if self._old is None
-                          else self._old)
-            self._installed = False
+            signal.signal(signum, old if old is not None else (
+                signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL))
+        self._old = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
         if self.requested:
             self._restore()
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
         self.requested = True
-        log.warning("stopping after this step (writing a checkpoint); Ctrl-C again stops at "
-                    "once and loses the work since the last checkpoint")
+        self.signal = signal.Signals(signum).name
+        log.warning("%s: stopping after this step (writing a checkpoint); %s again stops at "
+                    "once and loses the work since the last checkpoint",
+                    self.signal, "Ctrl-C" if signum == signal.SIGINT else "the same signal")
 
     def __enter__(self) -> _StopRequest:
         import signal
         import threading
 
-        # not where SIGINT is ignored (a background job of a script): it stays ignored
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
-            self._old = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                # not where the signal is ignored (SIGINT in a background job of a script,
+                # nohup): it stays ignored
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._old[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -569,7 +579,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                     last_ckpt = time.monotonic()
                 if stop.requested and step_in_epoch < steps_per_epoch:
                     checkpoint(epoch, step_in_epoch, sums, done, images)
-                    raise TrainingInterrupted(run)
+                    raise TrainingInterrupted(run, stop.signal)
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     if step_in_epoch < steps_per_epoch:
                         checkpoint(epoch, step_in_epoch, sums, done, images)
@@ -599,7 +609,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
             checkpoint(epoch, 0)
             last_ckpt = time.monotonic()
             if stop.requested and epoch < opts.epochs:
-                raise TrainingInterrupted(run)
+                raise TrainingInterrupted(run, stop.signal)
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                 return TrainResult(run, net, epoch, history)
     return TrainResult(run, net, epoch, history)

@@ -841,8 +841,12 @@ def _digits_npz(path: Path, *, relabel: bool = False) -> Path:
     return path
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
-        tiny_space: Space, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        signame: str, tiny_space: Space, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C, and SIGTERM (timeout, kill, a batch scheduler), stop after the step with a
+    checkpoint there; the run resumes to the weights of an uninterrupted one."""
     import os
     import signal
 
@@ -862,15 +866,17 @@ def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
         def counted(x, y):  # noqa: ANN001, ANN202
             calls["n"] += 1
             if calls["n"] == 6:  # Ctrl-C in the middle of the 6th step
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), getattr(signal, signame))
             return step(x, y)
         s.step = counted
         return s
 
     monkeypatch.setattr(tr, "make_strategy", interrupting)
-    with pytest.raises(TrainingInterrupted, match=r"--resume .*b"):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match=rf"interrupted \({signame}\); .*--resume .*b"):
         train(opts, tmp_path / "b", space=tiny_space, progress=False)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGTERM) == before
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (1, 2)  # the 6th step finished
     monkeypatch.setattr(tr, "make_strategy", real)
