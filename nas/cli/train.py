@@ -13,8 +13,9 @@ _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr"
           "device", "seed", "threads", "label_smoothing", "num_random", "groups", "stem_stride",
           "schedule", "weight_decay", "momentum", "warmup_epochs", "checkpoint_minutes")
 # what a resumed run may change: runtime settings (they do not change what is computed on
-# CPU) and its length (the learning-rate schedule is re-planned over the new epochs)
-_RESUME_FLAGS = ("threads", "device", "epochs")
+# CPU), its length (the learning-rate schedule is re-planned over the new epochs) and where
+# its data is read from (checked to be the same data)
+_RESUME_FLAGS = ("threads", "device", "epochs", "data", "data_root")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
                  if f not in _RESUME_FLAGS and getattr(args, f, None) is not None]
         if given:
             raise UsageError(f"--resume continues with the run's own options; drop "
-                             f"--{given[0].replace('_', '-')} (only --threads, --device and "
-                             "--epochs may change)")
+                             f"--{given[0].replace('_', '-')} (only --threads, --device, "
+                             "--epochs, and --data/--data-root to read the same data from a "
+                             "new place may change)")
         runtime = {f: getattr(args, f) for f in _RESUME_FLAGS if getattr(args, f) is not None}
+        if args.download:  # data deleted since: fetched again (checked to be the same)
+            runtime["download"] = True
         t = time.perf_counter()
         result = train(TrainOptions(), args.resume, resume=True, progress=progress,
                        announce=lambda run: console.print(f"resuming {run}"),

@@ -34,6 +34,7 @@ import torch
 import yaml
 
 from nas.data import TensorLoader, load_dataset, split, subset
+from nas.data.datasets import DataNotFoundError
 from nas.errors import NasError, UsageError
 from nas.searchspace import Space, load_space
 from nas.supernet import Supernet, build_supernet, save_supernet, zero_init_last
@@ -288,6 +289,11 @@ def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
     return signed_v1_differs(space)
 
 
+# what a resumed run may change: runtime settings, its length, and where its data is read
+# from (the same data: the checkpoint's digests of the training split check it)
+RESUME_OVERRIDES = ("threads", "device", "epochs", "data", "data_root", "download")
+
+
 def _absolute_data_paths(opts: TrainOptions) -> TrainOptions:
     """``opts`` with a data file or folder and ``data_root`` made absolute, so that the run
     can resume, and its supernet be evaluated, from another working directory."""
@@ -369,14 +375,15 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
            resume_overrides: Mapping[str, Any] | None) -> TrainResult:
     ckpt_path = run / "checkpoint.pt"
     replanned_from: int | None = None  # the epochs a resumed run had, when they change
+    moved: dict[str, Any] = {}  # data or data_root a resumed run reads from a new place
     if state is not None:
         if remove_stale_temporaries(run):
             log.info("%s: removed temporary files left by the interrupted run", run)
         changes = dict(resume_overrides or {})
-        bad = sorted(set(changes) - {"threads", "device", "epochs"})
+        bad = sorted(set(changes) - set(RESUME_OVERRIDES))
         if bad:
             raise UsageError(f"resume_overrides: {bad[0]!r} cannot change on resume (only "
-                             "threads, device and epochs)")
+                             f"{', '.join(RESUME_OVERRIDES)})")
         # options added after a run started resume as that run trained (not the new defaults)
         saved = {**_OPTIONS_BEFORE_THEY_EXISTED, **state["options"]}
         if changes.get("epochs", saved["epochs"]) == saved["epochs"]:
@@ -385,7 +392,15 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
             replanned_from = int(saved["epochs"])
             _check_new_epochs(changes["epochs"], saved["strategy"], int(state["epoch"]),
                               ckpt_path)
+        moved = {k: changes[k] for k in ("data", "data_root")
+                 if k in changes and changes[k] != saved.get(k)}
+        if moved and not isinstance(state.get("data_fingerprint"), dict):
+            raise UsageError(f"{ckpt_path}: this run predates the digests that tell its "
+                             "training data apart, so its data cannot be moved on resume; "
+                             "restore the data at its old place")
         opts = TrainOptions.from_dict({**saved, **changes}, where=str(ckpt_path))
+        if moved:  # the same data at a new place (the digests below check it is the same)
+            opts = _absolute_data_paths(opts)
         space = Space.from_dict(state["space"])
     elif ckpt_path.exists():
         raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "
@@ -398,7 +413,14 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
     _configure_torch(opts)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
-    data = load_dataset(opts.data, root=opts.data_root, download=opts.download)
+    try:
+        data = load_dataset(opts.data, root=opts.data_root, download=opts.download)
+    except DataNotFoundError as e:
+        if state is None:
+            raise
+        raise DataNotFoundError(f"{e}; if the run's data moved, `nas train --resume {run} "
+                                "--data-root DIR` (or --data FILE) reads it from its new "
+                                "place") from None
     parts = split(data, opts.val_fraction, seed=opts.seed)
     if len(parts.val[1]) == 0:
         raise UsageError(f"val_fraction: {opts.val_fraction:g} of {data.name}'s "
@@ -469,6 +491,11 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         epoch_gen_state = state["epoch_gen_state"]
         history = list(state.get("history", []))
         partial = dict(state.get("partial") or partial)
+        if moved:
+            atomic_write_text(run / "options.yaml",
+                              yaml.safe_dump(opts.to_dict(), sort_keys=False))
+            log.info("%s: its data is now read from %s", run,
+                     ", ".join(f"{k}={getattr(opts, k)}" for k in moved))
         if replanned_from is not None:
             # the rate of the re-planned schedule at the step reached, from the next step on
             f = lr_factor(global_step)

@@ -146,7 +146,7 @@ def test_resume_checks_and_runtime_overrides(tmp_path: Path, capsys) -> None:  #
     assert run(capsys, "train", "--config", str(cfg), "--out", str(run_dir),
                "--no-progress")[0] == 0
     code, err = run(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
-    assert code == 2 and "drop --lr (only --threads, --device and --epochs may change)" in err
+    assert code == 2 and "drop --lr (only --threads, --device, --epochs, and --data" in err
     code = main(["train", "--resume", str(run_dir), "--threads", "1", "--device", "cpu",
                  "--no-progress"])
     out = capsys.readouterr().out

@@ -923,8 +923,21 @@ def test_resume_refuses_changed_data_and_data_paths_are_absolute(
     with pytest.raises(TrainingError, match="training data changed since the run started"):
         train(opts, tmp_path / "run", resume=True, progress=False)
     _digits_npz(tmp_path / "d.npz")
+    # the data moved: said with the way out, which reads the same data from the new place
+    # (and refuses other data there)
+    (tmp_path / "d.npz").rename(tmp_path / "moved.npz")
+    with pytest.raises(UsageError, match=r"data moved, `nas train --resume .*run --data-root "
+                       r"DIR` \(or --data FILE\)"):
+        train(opts, tmp_path / "run", resume=True, progress=False)
+    _digits_npz(tmp_path / "other.npz", relabel=True)
+    with pytest.raises(TrainingError, match="training data changed since the run started"):
+        train(opts, tmp_path / "run", resume=True, progress=False,
+              resume_overrides={"data": "other.npz"})
     monkeypatch.chdir(tmp_path.parent)
-    assert train(opts, tmp_path / "run", resume=True, progress=False).epochs_done == 2
+    assert train(opts, tmp_path / "run", resume=True, progress=False,
+                 resume_overrides={"data": str(tmp_path / "moved.npz")}).epochs_done == 2
+    saved = yaml.safe_load((tmp_path / "run" / "options.yaml").read_text())
+    assert saved["data"] == str(tmp_path / "moved.npz")
 
 
 def test_bad_datasets_and_splits_are_refused(tiny_space: Space, tmp_path: Path) -> None:
