@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -110,8 +111,14 @@ def run(args: argparse.Namespace) -> int:
         overrides = {f: getattr(args, f) for f in _FLAGS if getattr(args, f) is not None}
         if args.download:
             overrides["download"] = True
-        opts = (TrainOptions.from_yaml(args.config, overrides) if args.config
-                else TrainOptions.from_dict(overrides, where="flags"))
+        try:
+            opts = (TrainOptions.from_yaml(args.config, overrides) if args.config
+                    else TrainOptions.from_dict(overrides, where="flags"))
+        except UsageError as e:  # an option given as a flag is named as the flag
+            m = re.match(r"(?:flags|options): (\w+): (.*)", str(e), re.S)
+            if m and m.group(1) in overrides:
+                raise UsageError(f"--{m.group(1).replace('_', '-')}: {m.group(2)}") from None
+            raise
         space = load_space(opts.space)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         t = time.perf_counter()

@@ -33,6 +33,16 @@ def _as_float(v: Any) -> Any:
 
 
 DEFAULT_LR = {"sgd": 0.2, "adamw": 1e-3}
+
+
+def _check_space_name(space: str) -> None:
+    """An options file's ``space``: a registered name or an existing file (said with the
+    file's line, before any data is read)."""
+    from nas.searchspace import list_spaces
+
+    if space not in list_spaces() and not Path(space).expanduser().is_file():
+        raise UsageError(f"space: {space!r} is neither a registered space ("
+                         f"{', '.join(list_spaces())}) nor a space file")
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
 
 _CHOICES = {
@@ -162,6 +172,13 @@ class TrainOptions:
             v = getattr(self, name)
             if not _finite(v) or v < 0:
                 raise UsageError(f"{name}: must be a finite number >= 0, got {v!r}")
+        if self.momentum >= 1:
+            raise UsageError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+        from nas.training.strategies import list_strategies
+
+        if self.strategy not in list_strategies():
+            raise UsageError(f"strategy: {self.strategy!r} is not allowed; allowed: "
+                             f"{', '.join(list_strategies())}")
         if self.weight_decay is not None and (not _finite(self.weight_decay)
                                               or self.weight_decay < 0):
             raise UsageError(f"weight_decay: must be a finite number >= 0 (or null: by "
@@ -266,6 +283,8 @@ class TrainOptions:
         given = to_plain(dict(doc))
         try:
             cls.from_dict(given, where="")  # the file alone: errors point into it
+            if "space" in given:
+                _check_space_name(given["space"])
         except UsageError as e:
             msg = str(e).removeprefix(": ")
             m = re.match(r"unknown option '([^']*)'|(\w+):", msg)

@@ -328,13 +328,23 @@ def test_options_errors(tmp_path: Path) -> None:
     p.write_text("phases: [1, 1, 0, 2]\nprogressive_lr: [1, 1, 1, 0.5, 5e-1, 1e-1]\n")
     o = TrainOptions.from_yaml(p)
     assert type(o.phases) is list and o.phases == [1.0, 1.0, 0.0, 2.0]
-    assert o.progressive_lr == [1.0, 1.0, 1.0, 0.5, 0.5, 0.1]  # 5e-1: a YAML 1.1 string
+    assert o.progressive_lr == [1.0, 1.0, 1.0, 0.5, 0.5, 0.1]  # 5e-1: a number (YAML 1.2)
     assert all(type(v) is float for v in o.phases + o.progressive_lr)
     import yaml
 
     assert yaml.safe_load(yaml.safe_dump(o.to_dict()))["progressive_lr"][3] == 0.5
-    with pytest.raises(UsageError, match="unknown strategy 'greedy'; known: multiarch"):
-        train(TrainOptions(strategy="greedy", **FAST), tmp_path / "r", progress=False)
+    with pytest.raises(UsageError, match="strategy: 'greedy' is not allowed; allowed: multiarch"):
+        TrainOptions(strategy="greedy", **FAST)
+    with pytest.raises(UsageError, match=r"momentum: must be in \[0, 1\), got 1.5"):
+        TrainOptions(momentum=1.5)
+    # an options file's errors name its line, the space's too (before any data is read)
+    p.write_text("epochs: 1\nspace: nosuch\n")
+    with pytest.raises(UsageError, match=r"o.yaml:2: space: 'nosuch' is neither a registered "
+                       r"space \(mobilenet_like, nb201, resnet_like, vit_like\) nor a space file"):
+        TrainOptions.from_yaml(p)
+    p.write_text("strategy: greedy\n")
+    with pytest.raises(UsageError, match=r"o.yaml:1: strategy: 'greedy' is not allowed"):
+        TrainOptions.from_yaml(p)
 
 
 def test_checkpoint_errors(tiny_space: Space, tmp_path: Path) -> None:
