@@ -86,40 +86,55 @@ class ImageData:
                 f"{self.num_classes} classes")
 
 
+def _class_list(ids: np.ndarray, names: list[str] | None) -> str:
+    """Up to five class indices (with their names, where known) for a message."""
+    shown = [f"{i} ({names[i]})" if names else str(i) for i in (int(v) for v in ids[:5])]
+    return ", ".join(shown) + (", ..." if len(ids) > 5 else "")
+
+
 def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
             y_test: np.ndarray, class_names: list[str] | None = None,
-            scale: float = 255.0) -> ImageData:
-    """Scale to [0, 1], standardise with the training set's per-channel statistics."""
+            scale: float = 255.0, where: str | None = None) -> ImageData:
+    """Scale to [0, 1], standardise with the training set's per-channel statistics.
+
+    ``where`` names the data in messages (the path given; default ``name``). With
+    ``class_names`` there are exactly that many classes and labels must index them.
+    """
+    where = where or name
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        y = np.asarray(y)
+        if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
+            raise DataError(f"{where}: {key} must be one class label per image (1-D), got "
+                            f"shape {y.shape}")
+        if y.dtype.kind == "f" and y.size and not np.all(np.isfinite(y)):
+            raise DataError(f"{where}: {key} holds NaN or infinite labels")
+        if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and y.size
+                                               and np.all(np.isfinite(y))
+                                               and np.all(y == np.round(y))):
+            if y.size:
+                raise DataError(f"{where}: {key} must hold integer class labels, got dtype "
+                                f"{y.dtype}" + (" with fractional values"
+                                                if y.dtype.kind == "f" else ""))
+    if np.asarray(x_train).shape[0] == 0:
+        raise DataError(f"{where}: the training set is empty")
+    if np.asarray(x_test).shape[0] == 0:  # training and search never use the test set
+        log.warning("%s: the test set is empty; `nas eval --split test` has nothing to "
+                    "evaluate", where)
+
     def prep(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim == 3:
             x = x[:, None]
         return x.astype(np.float32) / scale
 
-    for key, y in (("y_train", y_train), ("y_test", y_test)):
-        y = np.asarray(y)
-        if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
-            raise DataError(f"{name}: {key} must be one class label per image (1-D), got "
-                            f"shape {y.shape}")
-        if y.dtype.kind == "f" and y.size and not np.all(np.isfinite(y)):
-            raise DataError(f"{name}: {key} holds NaN or infinite labels")
-        if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and y.size
-                                               and np.all(np.isfinite(y))
-                                               and np.all(y == np.round(y))):
-            if y.size:
-                raise DataError(f"{name}: {key} must hold integer class labels, got dtype "
-                                f"{y.dtype}" + (" with fractional values"
-                                                if y.dtype.kind == "f" else ""))
-    if np.asarray(x_train).shape[0] == 0:
-        raise DataError(f"{name}: the training set is empty")
     xt, xs = prep(x_train), prep(x_test)
     for key, x in (("x_train", xt), ("x_test", xs)):
         if not np.all(np.isfinite(x)):
-            raise DataError(f"{name}: {key} holds NaN or infinite pixel values")
+            raise DataError(f"{where}: {key} holds NaN or infinite pixel values")
     if xt.shape[1:] != xs.shape[1:]:
-        raise DataError(f"{name}: train images are {xt.shape[1:]}, test images {xs.shape[1:]}")
+        raise DataError(f"{where}: train images are {xt.shape[1:]}, test images {xs.shape[1:]}")
     if xt.shape[2] != xt.shape[3]:
-        raise DataError(f"{name}: images must be square, got {xt.shape[2]}x{xt.shape[3]}")
+        raise DataError(f"{where}: images must be square, got {xt.shape[2]}x{xt.shape[3]}")
     mean = xt.mean(axis=(0, 2, 3))
     std = xt.std(axis=(0, 2, 3)) + 1e-6
     xt = (xt - mean[None, :, None, None]) / std[None, :, None, None]
@@ -127,29 +142,36 @@ def _finish(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndar
     yt = np.asarray(y_train).astype(np.int64).ravel()
     ys = np.asarray(y_test).astype(np.int64).ravel()
     if len(yt) != len(xt) or len(ys) != len(xs):
-        raise DataError(f"{name}: {len(xt)} train images but {len(yt)} labels, "
+        raise DataError(f"{where}: {len(xt)} train images but {len(yt)} labels, "
                         f"{len(xs)} test images but {len(ys)} labels")
-    if len(yt) == 0:
-        raise DataError(f"{name}: the training set is empty")
     if yt.min() < 0 or (len(ys) and ys.min() < 0):
-        raise DataError(f"{name}: labels must be >= 0")
-    num_classes = int(max(yt.max(), ys.max() if len(ys) else 0)) + 1
+        raise DataError(f"{where}: labels must be >= 0")
+    wider = len(ys) and ys.max() > yt.max()  # the test labels set the class count
+    top = int(max(yt.max(), ys.max() if len(ys) else 0))
+    if class_names and top >= len(class_names):
+        raise DataError(f"{where}: label {top} but only {len(class_names)} classes "
+                        f"(labels 0..{len(class_names) - 1})")
+    num_classes = len(class_names) if class_names else top + 1
     present = np.unique(yt)
     if len(present) < 2:
-        raise DataError(f"{name}: the training set has one class (label {int(present[0])}); "
+        raise DataError(f"{where}: the training set has one class (label {int(present[0])}); "
                         "classification needs at least 2")
     # labels are class indices 0..K-1: the head gets K outputs. Mostly unused indices (ids,
     # years, codes) would build a huge head and fail late, or train one that is mostly unused
     if num_classes > 2 * len(present) and num_classes > len(present) + 10:
-        raise DataError(f"{name}: labels must be class indices 0..K-1; these go up to "
-                        f"{num_classes - 1} but only {len(present)} distinct values occur "
-                        "in the training set (re-index them, e.g. with numpy.unique(y, "
-                        "return_inverse=True))")
-    missing = num_classes - len(present)
-    if missing:
-        log.warning("%s: %d of the %d class indices have no training images (e.g. %d)", name,
-                    missing, num_classes,
-                    int(np.setdiff1d(np.arange(num_classes), present)[0]))
+        raise DataError(f"{where}: labels must be class indices 0..K-1; these go up to "
+                        f"{num_classes - 1}" + (" (in the test labels)" if wider else "")
+                        + f" but only {len(present)} distinct values occur in the training "
+                        "set (re-index them, e.g. with numpy.unique(y, return_inverse=True))")
+    unused = np.setdiff1d(np.arange(num_classes), present)
+    if len(unused):
+        outside = np.setdiff1d(ys, present)
+        cause = (f"; test labels outside the training labels ({_class_list(outside, class_names)})"
+                 + (f" widen the head to {num_classes} outputs" if wider and not class_names
+                    else "")
+                 if len(outside) else "")
+        log.warning("%s: %d of the %d classes have no training images (%s)%s", where,
+                    len(unused), num_classes, _class_list(unused, class_names), cause)
     return ImageData(
         name=name, x_train=torch.from_numpy(np.ascontiguousarray(xt)),
         y_train=torch.from_numpy(yt), x_test=torch.from_numpy(np.ascontiguousarray(xs)),
@@ -282,19 +304,60 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "ship", "truck"]
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asking for a global (or arguments) the CIFAR-10 reader does not admit."""
+
+
+def _latin1_encode(text: object, encoding: object = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol <= 2: latin-1 text only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _RefusedGlobal(f"refusing _codecs.encode with encoding {encoding!r} (only "
+                             "latin1)")
+    return text.encode("latin-1")
+
+
+def _plain_frombuffer(buf: object, dtype: object, shape: object, order: object,
+                      axis_order: object = None) -> np.ndarray:
+    """numpy's ``_frombuffer`` (protocol 5 arrays), for plain numeric arrays only."""
+    def ints(v: object) -> bool:
+        return isinstance(v, tuple) and all(type(i) is int and i >= 0 for i in v)
+
+    if not (isinstance(buf, (bytes, bytearray)) and isinstance(dtype, np.dtype)
+            and dtype.kind in "biufc" and dtype.fields is None and not dtype.shape
+            and ints(shape) and order in ("C", "F", "K")
+            and (axis_order is None or ints(axis_order))):
+        raise _RefusedGlobal(f"refusing numpy _frombuffer of {dtype!r} (only plain numeric "
+                             "arrays)")
+    array = np.frombuffer(buf, dtype=dtype)
+    if order == "K" and axis_order is not None:
+        return array.reshape(shape, order="C").transpose(axis_order)
+    return array.reshape(shape, order="F" if order == "F" else "C")
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Admits plain containers and numpy array reconstruction only; nothing else can load."""
+    """Admits plain containers and numpy array reconstruction only; nothing else can load.
+
+    Protocol 5 pickles arrays with numpy's ``_frombuffer`` and Python 3's protocol 2 pickles
+    bytes with ``_codecs.encode``: both are replaced by checked stand-ins above.
+    """
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
     }
+    _STAND_INS: dict[tuple[str, str], Callable[..., object]] = {
+        ("numpy.core.numeric", "_frombuffer"): _plain_frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _plain_frombuffer,
+        ("_codecs", "encode"): _latin1_encode,
+    }
 
     def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._STAND_INS:
+            return self._STAND_INS[module, name]
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise _RefusedGlobal(f"refusing to load {module}.{name}")
 
 
 _MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
@@ -319,6 +382,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         d = _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except FileNotFoundError:
         raise DataNotFoundError(f"cifar10: {path} not found") from None
+    except _RefusedGlobal as e:
+        raise DataFileError(f"{path}: {e}; the CIFAR-10 reader loads numpy arrays only, so "
+                            "no code in the file can run") from None
     except Exception as e:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything
         raise DataFileError(f"{path}: not a CIFAR-10 python batch "
                         f"({type(e).__name__}: {e})") from None
@@ -360,17 +426,40 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
     """Arrays ``x_train, y_train, x_test, y_test``; images (N, H, W), (N, C, H, W) or
     (N, H, W, C) with C in 1, 3; pixel values 0..255 (uint8) or already in [0, 1] (float)."""
     path = Path(path)
+    names = ("x_train", "y_train", "x_test", "y_test")
+    arrays: dict[str, np.ndarray] = {}
+    pickled = None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z]
-            if missing:
-                raise DataFileError(f"{path}: missing arrays {missing} (found "
-                                    f"{sorted(z.files)})")
-            arrays = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy file named .npz
+            raise DataFileError(f"{path}: a single .npy array, not an .npz archive of "
+                                f"{', '.join(names)}")
+        with z:
+            found = sorted(z.files)
+            for k in names:
+                if k not in z.files:
+                    continue
+                try:
+                    arrays[k] = z[k]
+                except ValueError as e:
+                    if "allow_pickle" not in str(e):
+                        raise
+                    pickled = k
+                    break
     except FileNotFoundError:
         raise DataNotFoundError(f"{path}: no such file") from None
+    except DataFileError:
+        raise
     except NPZ_LOAD_ERRORS as e:
         raise DataFileError(f"{path}: not a readable .npz file ({npz_load_error(e)})") from None
+    if pickled:
+        raise DataFileError(f"{path}: array {pickled} holds pickled Python objects; pickled "
+                            "data is never loaded (save it as a numeric array)")
+    missing = [k for k in names if k not in arrays]
+    if missing:
+        raise DataFileError(f"{path}: missing arrays {', '.join(missing)} (it holds "
+                            f"{', '.join(found) or 'none'}; a dataset needs "
+                            f"{', '.join(names)})")
     xs = []
     for key in ("x_train", "x_test"):
         x = arrays[key]
@@ -383,7 +472,8 @@ def load_npz(path: str | os.PathLike[str]) -> ImageData:
         raise DataError(f"{path}: x_train is {xs[0].dtype} but x_test is {xs[1].dtype}; give both "
                         "as uint8 (0..255) or both as floats in [0, 1]")
     scale = 255.0 if xs[0].dtype == np.uint8 else 1.0
-    return _finish(path.stem, xs[0], arrays["y_train"], xs[1], arrays["y_test"], scale=scale)
+    return _finish(path.stem, xs[0], arrays["y_train"], xs[1], arrays["y_test"], scale=scale,
+                   where=str(path))
 
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -395,7 +485,8 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
 
     Images are decoded once, here; all must have the same size. Grey images stay one channel
     unless any image has colour, then all become RGB. Without ``train``/``test`` folders a
-    stratified ``test_fraction`` (seeded) is the test set.
+    stratified ``test_fraction`` (seeded) is the test set; one of the two alone is refused.
+    Every class folder (sorted) is a class, one without images too (with a warning).
     """
     from PIL import Image
 
@@ -403,6 +494,14 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
     if not root.is_dir():
         raise (DataError if root.exists() else DataNotFoundError)(f"{root}: not a directory")
     split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
+    for have, lack in (("train", "test"), ("test", "train")):
+        # train/ holding class folders is the split layout, not a class named train
+        if (root / have).is_dir() and not (root / lack).is_dir() and any(
+                d.is_dir() and not d.name.startswith(".") for d in (root / have).iterdir()):
+            raise DataFileError(f"{root}: has {have}/ with class folders but no {lack}/; the "
+                                "train/test layout needs both train/CLASS/IMAGE.png and "
+                                "test/CLASS/IMAGE.png (or put the class folders in "
+                                f"{root} itself)")
     parts = [root / "train", root / "test"] if split_dirs else [root]
     # hidden folders (.ipynb_checkpoints, .git) are not classes
     classes = sorted({d.name for p in parts for d in p.iterdir()
@@ -443,6 +542,9 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
         return np.asarray(im.convert("L"), dtype=np.uint8)
 
     def stack(group: list[Image.Image]) -> np.ndarray:
+        if not group:  # an empty train/ or test/: _finish says what that means
+            w, h = next(iter(sizes))
+            return np.zeros((0, h, w) if mode == "L" else (0, 3, h, w), np.uint8)
         if mode == "L":
             return np.stack([grey(im) for im in group])
         arr = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in group])
@@ -455,7 +557,9 @@ def load_image_folder(path: str | os.PathLike[str], *, test_fraction: float = 0.
         x, y = stack(images[0]), np.array(labels[0])
         train, test = _stratified_split(y, test_fraction, seed)
         xt, yt, xs, ys = x[train], y[train], x[test], y[test]
-    return _finish(root.name, xt, yt, xs, ys, classes)
+    # every class folder is a class, in sorted order: one without images is kept (the warning
+    # names it), so the class count and class_names agree wherever it sorts
+    return _finish(root.name, xt, yt, xs, ys, classes, where=str(root))
 
 
 _DATASETS: dict[str, Callable[..., ImageData]] = {
@@ -484,6 +588,10 @@ def load_dataset(name_or_path: str, *, root: str | None = None,
         return load_npz(p)
     if p.is_dir():
         return load_image_folder(p)
+    if p.exists():
+        raise DataFileError(f"{p}: not a .npz file or an image folder")
+    if any(sep and sep in name_or_path for sep in (os.sep, os.altsep)):  # a path, not a name
+        raise DataNotFoundError(f"{name_or_path}: no such file or directory")
     raise UsageError(
         f"unknown dataset {name_or_path!r}; known: {', '.join(sorted(_DATASETS))}, "
         "or the path of a .npz file or an image folder"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from nas.data import (
     load_dataset,
     split,
 )
-from nas.data.datasets import load_cifar10, load_fashion_mnist
+from nas.data.datasets import DataNotFoundError, load_cifar10, load_fashion_mnist
 from nas.errors import UsageError
 
 
@@ -120,11 +122,11 @@ def test_fashion_mnist_download_uses_checksums(tmp_path: Path, monkeypatch) -> N
     assert len(d.x_train) == 30
 
 
-def _cifar_batch(path: Path, n: int, seed: int) -> None:
+def _cifar_batch(path: Path, n: int, seed: int, protocol: int = 4) -> None:
     rng = np.random.default_rng(seed)
     d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-         b"labels": [int(i % 10) for i in range(n)]}
-    path.write_bytes(pickle.dumps(d))
+         b"labels": [int(i % 10) for i in range(n)], b"batch_label": b"batch"}
+    path.write_bytes(pickle.dumps(d, protocol=protocol))
 
 
 def test_cifar10_batches_and_restricted_unpickling(tmp_path: Path) -> None:
@@ -203,3 +205,187 @@ def test_npz_and_image_folder(tmp_path: Path) -> None:
         load_dataset(str(root))
     with pytest.raises(UsageError, match="unknown dataset 'mnist'; known: cifar10, digits"):
         load_dataset("mnist")
+
+
+def test_cifar10_batches_of_every_pickle_protocol(tmp_path: Path) -> None:
+    # protocol 2 from Python 3 pickles bytes as _codecs.encode(str, 'latin1'), protocol 5
+    # pickles arrays with numpy's _frombuffer: both load, through checked stand-ins
+    for protocol in (2, 4, 5):
+        for i in range(1, 6):
+            _cifar_batch(tmp_path / f"data_batch_{i}", 3, i, protocol)
+        _cifar_batch(tmp_path / "test_batch", 2, 9, protocol)
+        d = load_cifar10(str(tmp_path))
+        assert d.x_train.shape == (15, 3, 32, 32) and d.y_test.tolist() == [0, 1]
+        rng = np.random.default_rng(9)
+        raw = rng.integers(0, 256, (2, 3072), dtype=np.uint8).reshape(2, 3, 32, 32)
+        assert torch.allclose(d.x_test[:, 0] * d.std[0] + d.mean[0],
+                              torch.from_numpy(raw[:, 0] / 255.0).float(), atol=1e-5)
+    from nas.data.datasets import _ArrayOnlyUnpickler
+
+    for arr in (np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.arange(6)[::2],
+                np.ones((2, 3), bool)):
+        for protocol in (2, 5):
+            got = _ArrayOnlyUnpickler(io.BytesIO(pickle.dumps(arr, protocol=protocol)),
+                                      encoding="bytes").load()
+            assert got.dtype == arr.dtype and np.array_equal(got, arr)
+
+
+def test_cifar10_refuses_globals_and_arguments_it_does_not_admit(tmp_path: Path) -> None:
+    import codecs
+    import os
+
+    from numpy._core.numeric import _frombuffer
+
+    for i in range(1, 6):
+        _cifar_batch(tmp_path / f"data_batch_{i}", 2, i)
+
+    class Call:
+        def __init__(self, *reduced) -> None:  # noqa: ANN002
+            self.reduced = reduced
+
+        def __reduce__(self):  # noqa: ANN204
+            return self.reduced
+
+    ran = tmp_path / "ran"
+    cases = [
+        (Call(os.system, (f"touch {ran}",)), 2, r"refusing to load (posix|nt)\.system"),
+        (Call(os.system, (f"touch {ran}",)), 5, r"refusing to load (posix|nt)\.system"),
+        (Call(codecs.encode, ("abc", "rot13")), 2,
+         "refusing _codecs.encode with encoding 'rot13'"),
+        (Call(_frombuffer, (b"\0" * 8, np.dtype(object), (1,), "C")), 5,
+         r"refusing numpy _frombuffer of dtype\('O'\)"),
+        (Call(_frombuffer, (b"\0" * 8, np.dtype(np.uint8), ("8",), "C")), 5,
+         "refusing numpy _frombuffer"),
+    ]
+    for payload, protocol, refused in cases:
+        (tmp_path / "test_batch").write_bytes(
+            pickle.dumps({b"data": payload, b"labels": [0]}, protocol=protocol))
+        with pytest.raises(DataError) as e:
+            load_cifar10(str(tmp_path))
+        msg = str(e.value)
+        assert re.search(f"test_batch: {refused}.*the CIFAR-10 reader loads numpy arrays only",
+                         msg), msg
+        assert "not a CIFAR-10 python batch" not in msg and "\n" not in msg
+    assert not ran.exists()
+
+
+def test_npz_messages_name_the_file_once_and_the_array(tmp_path: Path) -> None:
+    x = np.zeros((4, 6, 6), np.uint8)
+    np.savez(tmp_path / "missing.npz", x_train=x, y_train=np.arange(4) % 2)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "missing.npz"))
+    assert str(e.value) == (f"{tmp_path / 'missing.npz'}: missing arrays x_test, y_test (it "
+                            "holds x_train, y_train; a dataset needs x_train, y_train, x_test, "
+                            "y_test)")
+    np.savez(tmp_path / "objs.npz", x_train=x, y_train=np.array([0, "a", None, 1], object),
+             x_test=x, y_test=np.arange(4) % 2)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "objs.npz"))
+    assert str(e.value) == (f"{tmp_path / 'objs.npz'}: array y_train holds pickled Python "
+                            "objects; pickled data is never loaded (save it as a numeric array)")
+    np.save(tmp_path / "one.npy", x)
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    with pytest.raises(DataError, match=r"one.npz: a single .npy array, not an .npz archive"):
+        load_dataset(str(tmp_path / "one.npz"))
+    np.savez(tmp_path / "nonsquare.npz", x_train=np.zeros((4, 6, 5)), y_train=np.arange(4) % 2,
+             x_test=np.zeros((2, 6, 5)), y_test=np.arange(2))
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'nonsquare.npz'}: images must "
+                                                  "be square, got 6x5")):
+        load_dataset(str(tmp_path / "nonsquare.npz"))
+
+
+def test_npz_test_labels_and_test_set(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    x = np.zeros((6, 4, 4), np.uint8)
+    np.savez(tmp_path / "wide.npz", x_train=x, y_train=np.arange(6) % 3, x_test=x[:3],
+             y_test=np.array([0, 1, 7]))
+    with caplog.at_level("WARNING", logger="nas.data.datasets"):
+        d = load_dataset(str(tmp_path / "wide.npz"))
+    assert d.num_classes == 8 and len(d.class_names) == 8
+    assert (f"{tmp_path / 'wide.npz'}: 5 of the 8 classes have no training images "
+            "(3, 4, 5, 6, 7); test labels outside the training labels (7) widen the head to "
+            "8 outputs") in caplog.text
+    caplog.clear()
+    np.savez(tmp_path / "gap.npz", x_train=x, y_train=np.array([0, 2] * 3), x_test=x[:2],
+             y_test=np.array([0, 2]))
+    with caplog.at_level("WARNING", logger="nas.data.datasets"):
+        assert load_dataset(str(tmp_path / "gap.npz")).num_classes == 3
+    assert "1 of the 3 classes have no training images (1)" in caplog.text
+    assert "test labels" not in caplog.text
+    # training and search never use the test set: an empty one loads, with a warning
+    caplog.clear()
+    np.savez(tmp_path / "notest.npz", x_train=x, y_train=np.arange(6) % 3, x_test=x[:0],
+             y_test=np.zeros(0, int))
+    with caplog.at_level("WARNING", logger="nas.data.datasets"):
+        d = load_dataset(str(tmp_path / "notest.npz"))
+    assert d.x_test.shape == (0, 1, 4, 4) and d.num_classes == 3
+    assert (f"{tmp_path / 'notest.npz'}: the test set is empty; `nas eval --split test` has "
+            "nothing to evaluate") in caplog.text
+
+
+def _images(folder: Path, n: int, size: int = 8) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((size, size), 10 * i, np.uint8)).save(folder / f"{i}.png")
+
+
+def test_image_folder_layouts_and_empty_classes(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    half = tmp_path / "half"
+    _images(half / "train" / "cat", 3)
+    _images(half / "train" / "dog", 3)
+    with pytest.raises(DataError, match=r"half: has train/ with class folders but no test/; "
+                                        r"the train/test layout needs both"):
+        load_dataset(str(half))
+    (half / "train").rename(half / "test")
+    with pytest.raises(DataError, match="has test/ with class folders but no train/"):
+        load_dataset(str(half))
+    _images(half / "train" / "cat", 2)
+    _images(half / "train" / "dog", 2)
+    d = load_dataset(str(half))
+    assert (len(d.x_train), len(d.x_test), d.class_names) == (4, 6, ["cat", "dog"])
+    vehicles = tmp_path / "vehicles"  # a flat folder with a class named train
+    for c in ("bus", "car", "train"):
+        _images(vehicles / c, 5)
+    assert load_dataset(str(vehicles)).class_names == ["bus", "car", "train"]
+    empty_test = tmp_path / "empty_test"
+    _images(empty_test / "train" / "a", 2)
+    _images(empty_test / "train" / "b", 2)
+    (empty_test / "test" / "a").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="nas.data.datasets"):
+        d = load_dataset(str(empty_test))
+    assert d.x_test.shape == (0, 1, 8, 8) and d.class_names == ["a", "b"]
+    assert f"{empty_test}: the test set is empty" in caplog.text
+    (empty_test / "test" / "a").rename(empty_test / "a")
+    (empty_test / "train").rename(empty_test / "test")
+    (empty_test / "a").rename(empty_test / "train")
+    with pytest.raises(DataError, match="empty_test: the training set is empty"):
+        load_dataset(str(empty_test))
+
+    # an empty class folder is kept as a class with the same warning wherever it sorts
+    for empty in ("bird", "zebra"):
+        root = tmp_path / empty
+        for c in ("cat", "dog", "fox"):
+            _images(root / c, 5)
+        (root / empty).mkdir()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="nas.data.datasets"):
+            d = load_dataset(str(root))
+        assert d.num_classes == len(d.class_names) == 4
+        assert empty in d.class_names and (d.y_train == d.class_names.index(empty)).sum() == 0
+        assert (f"{root}: 1 of the 4 classes have no training images "
+                f"({d.class_names.index(empty)} ({empty}))") in caplog.text
+
+
+def test_a_path_that_is_not_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for given in ("nosuchdir/", "sub/nosuchdir", str(tmp_path / "gone")):
+        with pytest.raises(DataNotFoundError) as e:
+            load_dataset(given)
+        assert str(e.value) == f"{given}: no such file or directory"
+    (tmp_path / "data.h5").write_bytes(b"x")
+    with pytest.raises(DataError, match="data.h5: not a .npz file or an image folder"):
+        load_dataset("data.h5")
+    with pytest.raises(UsageError, match="unknown dataset 'nosuchdir'; known:"):
+        load_dataset("nosuchdir")
