@@ -280,26 +280,30 @@ def require_divides(space: Space, family: str, divisor: str, dividend: str) -> N
                     f"{divisor}, dividend: {dividend}}})")
 
 
-STAGE_VALUE_RULES: tuple[tuple[str, int, str], ...] = (
-    ("depth", 1, "every stage runs at least one block"),
-    ("bits", 2, "2..31 bits, or 32 for float"),
+STAGE_VALUE_RULES: tuple[tuple[str, int, int | None, str], ...] = (
+    ("depth", 1, None, "every stage runs at least one block"),
+    # (above 32 would be float too: one network under two config ids)
+    ("bits", 2, 32, "2..31 bits, or 32 for float"),
 )
 
 
 def require_stage_values(space: Space, family: str, stages: int | None = None,
-                         rules: Iterable[tuple[str, int, str]] = STAGE_VALUE_RULES) -> None:
+                         rules: Iterable[tuple[str, int, int | None, str]] = STAGE_VALUE_RULES
+                         ) -> None:
     """Raise :class:`SupernetError` for stage values no network can have: per ``rules``
-    ``(name, lowest, what is allowed)`` an int below ``lowest`` in ``stages.S.name`` of the
-    first ``stages`` stages (default :func:`n_stages`). By default a depth below 1 (a stage
-    that runs no block would still change the width and resolution the next one is built
-    for) and a bit width below 2 (one bit leaves a symmetric quantiser no levels)."""
+    ``(name, lowest, highest or None, what is allowed)`` an int outside them in
+    ``stages.S.name`` of the first ``stages`` stages (default :func:`n_stages`). By default a
+    depth below 1 (a stage that runs no block would still change the width and resolution
+    the next one is built for) and a bit width below 2 (one bit leaves a symmetric quantiser
+    no levels) or above 32 (float, as 32 is)."""
     for s in range(n_stages(space) if stages is None else stages):
-        for name, lo, what in rules:
+        for name, lo, hi, what in rules:
             path = f"stages.{s}.{name}"
             if not space.has(path):
                 continue
             bad = [v for v in space.values(path)
-                   if isinstance(v, bool) or not isinstance(v, int) or v < lo]
+                   if isinstance(v, bool) or not isinstance(v, int) or v < lo
+                   or (hi is not None and v > hi)]
             if bad:
                 raise SupernetError(f"space {space.name!r} (family {family}): {path} allows "
                                     f"{bad[0]!r}; {what}")

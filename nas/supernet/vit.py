@@ -152,8 +152,8 @@ def _check_space(space: Space, family: str) -> None:
     require_dimensions(space, family, [f"stages.{s}.{d}" for s in range(ns)
                                        for d in ("embed_dim", "depth")])
     require_stage_values(space, family, ns, (
-        *STAGE_VALUE_RULES, ("embed_dim", 1, "a positive int"),
-        ("heads", 1, "a positive int"), ("mlp_ratio", 1, "a positive int")))
+        *STAGE_VALUE_RULES, ("embed_dim", 1, None, "a positive int"),
+        ("heads", 1, None, "a positive int"), ("mlp_ratio", 1, None, "a positive int")))
     require_layout(space, family, ns, stage_dim="embed_dim",
                    per_stage=("embed_dim", "depth", "heads", "mlp_ratio", "attention", "bits"))
     for s in range(ns):

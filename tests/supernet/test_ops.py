@@ -442,7 +442,7 @@ def test_recalibration_changes_batch_norm_only_and_fails_cleanly():
 def test_stage_values_no_network_can_have_are_refused():
     from nas.supernet import SupernetError
 
-    for bits in ((1, 32), (0, 32)):
+    for bits in ((1, 32), (0, 32), (32, 64)):  # (64: float as 32 is, under another id)
         with pytest.raises(SupernetError, match="stages.0.bits allows"):
             build_supernet(_one_stage(bits=bits), in_channels=1, num_classes=3, input_size=8)
     with pytest.raises(SupernetError, match="stages.0.depth allows 0"):
