@@ -249,7 +249,8 @@ class IntRange:
             )
         if self.default is None:
             object.__setattr__(self, "default", self.low)
-        elif self.default not in self.values:
+        elif (isinstance(self.default, bool) or not isinstance(self.default, int)
+              or self.default not in self.values):  # (True == 1 and 2.0 == 2, but not ints)
             raise SpaceDefinitionError(
                 f"{self.name}: default {self.default!r} is not in {self.describe_values()}"
             )

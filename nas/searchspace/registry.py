@@ -6,6 +6,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from typing import Any
 
 from nas.errors import UsageError
 from nas.searchspace.space import Config, Space
+
+log = logging.getLogger(__name__)
 
 _SPACES: dict[str, Callable[[], Space]] = {}
 _CACHE: dict[str, Space] = {}
@@ -26,6 +29,10 @@ def register_space(name: str, factory: Callable[[], Space] | None = None) -> Any
     """
 
     def deco(fn: Callable[[], Space]) -> Callable[[], Space]:
+        _load_builtins()  # so that a user's space of a built-in's name is said to replace it
+        if name in _SPACES and _SPACES[name] is not fn:
+            log.warning("space %r: registered again; the new definition replaces the old",
+                        name)
         _SPACES[name] = fn
         _CACHE.pop(name, None)
         return fn

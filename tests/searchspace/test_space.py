@@ -103,6 +103,9 @@ def test_definition_errors() -> None:
                        r"got \[3, 7, 5\]; or set ordinal: false"):
         Choice("k", (3, 7, 5))
     assert not Choice("k", (3, 7, 5), ordinal=False).ordinal  # said explicitly: categories
+    for bad in (True, 2.0):  # equal to 1 and 2, but not ints: another fingerprint
+        with pytest.raises(SpaceDefinitionError, match=f"a: default {bad!r} is not in 1..3"):
+            IntRange("a", 1, 3, default=bad)
     assert Choice("g", (16, 8, 4)).ordinal and Choice("k", (7,)).ordinal
     with pytest.raises(SpaceDefinitionError, match="multiple of step"):
         IntRange("d", 1, 4, 2)
