@@ -167,8 +167,22 @@ def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
 def save_subnet(model: nn.Module, config: Config, path: str | os.PathLike[str], *,
                 in_channels: int, num_classes: int, input_size: int | tuple[int, int],
                 stem_stride: int | None = None) -> None:
-    """Write an extracted subnet as its state dict plus config, space and build arguments."""
+    """Write an extracted subnet as its state dict plus config, space and build arguments.
+    Raises :class:`CheckpointError` when the model's weights are not those the config and
+    build arguments make (the file could not be loaded back)."""
     build = BuildArgs.make(in_channels, num_classes, input_size, stem_stride)
+    state = model.state_dict()
+    want = build_subnet(config.space, config, **build.kwargs, device="meta").state_dict()
+    problem = next((f"no {k}" for k in want if k not in state), None) or next(
+        (f"an unexpected {k}" for k in state if k not in want), None) or next(
+        (f"{k} is {tuple(state[k].shape)}, the config makes {tuple(v.shape)}"
+         for k, v in want.items() if state[k].shape != v.shape), None)
+    if problem is not None:
+        raise CheckpointError(
+            f"save_subnet: the model is not config {config.id} built for {build.in_channels} "
+            f"channels, {build.num_classes} classes, input {build.input_size[0]}x"
+            f"{build.input_size[1]} ({problem}); pass the config and build arguments it was "
+            "extracted with")
     payload = {
         "format": SUBNET_FORMAT,
         "version": VERSION,
@@ -176,7 +190,7 @@ def save_subnet(model: nn.Module, config: Config, path: str | os.PathLike[str], 
         "space": config.space.to_dict(),
         "config": config.to_dict(),
         "build": build.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
     }
     _atomic_save(payload, Path(path))
 

@@ -140,6 +140,15 @@ def test_subnet_round_trip(supernets, x, tmp_path):
     save_subnet(sub, cfg, path, in_channels=3, num_classes=5, input_size=8)
     model, got = load_subnet(path)
     assert got == cfg and not model.training  # ready for inference, as TorchScript loads
+    # a file that could not be loaded back is not written: other build arguments or config
+    for kwargs, c, what in (({"in_channels": 1}, cfg, r"stem\.conv\.weight is \(\d+, 3, 3, 3\)"),
+                            ({}, net.space.max() if net.space.max() != cfg else
+                             net.space.min(), "")):
+        with pytest.raises(CheckpointError, match=rf"save_subnet: the model is not config "
+                           rf"{c.id} .*{what}"):
+            save_subnet(sub, c, tmp_path / "wrong.pt", **{"in_channels": 3, "num_classes": 5,
+                                                          "input_size": 8, **kwargs})
+    assert not (tmp_path / "wrong.pt").exists()
     with torch.no_grad():
         assert torch.equal(model(x), sub.eval()(x))
     # a file of another space, a family that does not fit, weights that do not fit
