@@ -167,6 +167,14 @@ class Searcher(ABC):
         F = to_min(values, self.objectives)
         if len(F) != len(configs):
             raise UsageError(f"tell: {len(configs)} configs but {len(F)} rows of values")
+        bad = np.argwhere(~np.isfinite(F))
+        if len(bad):
+            i, j = (int(v) for v in bad[0])
+            value = float(F[i, j] * self.objectives[j].sign)
+            raise UsageError(
+                f"tell: values[{i}] ({self.objectives[j].name}) is {value}; "
+                "values must be finite numbers (leave a failed evaluation out, or tell it a "
+                "bad finite value)")
         self.X.extend(configs)
         self.F = np.vstack([self.F, F])
         self._tell(list(configs), F)

@@ -178,3 +178,19 @@ def test_pymoo_resumes_from_the_known_results(name: str) -> None:
     assert res.configs[:24] == first.configs and len(res.configs) == 32
     pop = {space.repair(x) for x in again.algo.pop.get("X")}
     assert pop <= set(res.configs)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_non_finite_values_are_refused_at_tell(name: str) -> None:
+    objs = [Objective("acc", "max"), Objective("cost", "min")]
+    s = make_searcher(name, SPACE, objs, seed=0, **OPTIONS.get(name, {}))
+    configs = s.ask()
+    values = objectives_fn(configs)
+    values[-1, 0] = np.inf
+    with pytest.raises(Exception, match=rf"tell: values\[{len(configs) - 1}\] \(acc\) is inf; "
+                       r"values must be finite"):
+        s.tell(configs, values)
+    values[-1, 0] = 1.0  # nothing was kept from the refused tell: the searcher goes on
+    s.tell(configs, values)
+    assert len(s.X) == len(configs) and s.ask()
+
