@@ -802,6 +802,13 @@ class Supernet(nn.Module):
                 static = self.build_static(self._plan, self.build)
             static = static.to_empty(device=self._device())
             static.load_state_dict(self.subnet_state_dict(), strict=True)
+            # the quantizers' non-persistent flags (to_empty left them uninitialised memory)
+            flags: dict[str, Tensor] = {}
+            for name, child in self.named_children():
+                collect_state(child, f"{name}.", flags, "active_flags")
+            for name, buf in static.named_buffers():
+                if name.rsplit(".", 1)[-1] == "initialized":
+                    buf.copy_(flags.get(name, torch.tensor(True)))
         static.train(self.training)
         log.debug("extracted %s", cfg.id)
         return static

@@ -678,6 +678,14 @@ class ElasticActQuant(nn.Module):
             return {}
         return {"clip": self.clip[self._idx].detach()}
 
+    def active_flags(self) -> dict[str, Tensor]:
+        """Whether the active width's range was initialised (the static quantizer's
+        non-persistent ``initialized``: a subnet extracted before its width was trained
+        initialises the range from its first training batch, as the supernet would)."""
+        if self._idx < 0:
+            return {}
+        return {"initialized": self.initialized[self._idx].detach()}
+
 
 # ----------------------------------------------------------------------------------- attention
 class ElasticSE(nn.Module):
@@ -838,19 +846,22 @@ def column_l1(m: nn.Module) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- walking helpers
-def collect_state(module: nn.Module, prefix: str, out: dict[str, Tensor]) -> None:
-    """Gather ``active_state()`` of the active elastic modules below ``module`` under the
-    names the static subnet uses. Modules may narrow their children with
-    ``export_children()``."""
-    fn = getattr(module, "active_state", None)
+def collect_state(module: nn.Module, prefix: str, out: dict[str, Tensor],
+                  method: str = "active_state") -> None:
+    """Gather ``active_state()`` (or another ``method`` of the elastic leaves) of the active
+    elastic modules below ``module`` under the names the static subnet uses. Modules may
+    narrow their children with ``export_children()``."""
+    fn = getattr(module, method, None)
     if fn is not None:
         for k, v in fn().items():
             out[prefix + k] = v
         return
+    if hasattr(module, "active_state"):  # an elastic leaf without such state
+        return
     children = getattr(module, "export_children", None)
     items = children() if children is not None else module.named_children()
     for name, child in items:
-        collect_state(child, f"{prefix}{name}.", out)
+        collect_state(child, f"{prefix}{name}.", out, method)
 
 
 def active_leaves(module: nn.Module) -> Iterable[nn.Module]:

@@ -178,8 +178,16 @@ class FakeQuantAct(nn.Module):
         self.bits = int(bits)
         self.signed = bool(signed)
         self.clip = nn.Parameter(torch.tensor(float(clip)))
+        # False only in a subnet extracted before its bit width was trained: then the range
+        # is initialised from the first training batch, as the supernet does (not saved: a
+        # loaded subnet's range is its own)
+        self.register_buffer("initialized", torch.tensor(True), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and not bool(self.initialized):
+            with torch.no_grad():
+                self.clip.copy_(x.detach().abs().max().clamp(min=1e-3))
+                self.initialized.fill_(True)
         return fake_quant_act(x, self.clip, self.bits, self.signed)
 
     def extra_repr(self) -> str:

@@ -153,3 +153,29 @@ def test_exact_in_train_mode_forward(supernets, x):
     finally:
         net.load_state_dict(saved)
         net.eval()
+
+
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_like", "vit_like"])
+def test_train_mode_extraction_before_a_bit_width_was_trained(name):
+    """A subnet extracted from a supernet that never trained its bit width initialises the
+    width's activation ranges from its first training batch, as the supernet does, so it
+    fine-tunes from the same outputs (it had kept the default range: outputs ~0.3 apart)."""
+    from nas.searchspace import get_space
+    from nas.supernet import build_supernet
+
+    space = get_space(name)
+    torch.manual_seed(0)
+    net = build_supernet(space, in_channels=3, num_classes=10, input_size=16).train()
+    cfg = space.min()  # 4-bit stages
+    sub = net.extract(cfg).train()
+    for _ in range(2):  # the first batch initialises the ranges, the second uses them
+        x = torch.randn(4, 3, 16, 16)
+        with net.activate(cfg):
+            y = net(x)
+        assert torch.allclose(sub(x), y, atol=1e-5, rtol=0)
+    # an extraction of a trained width keeps its range: it is not initialised again
+    again = net.extract(cfg).train()
+    x = 5 * torch.randn(4, 3, 16, 16)
+    with net.activate(cfg):
+        y = net(x)
+    assert torch.allclose(again(x), y, atol=1e-5, rtol=0)
