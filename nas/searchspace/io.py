@@ -222,8 +222,10 @@ def _check_satisfiable(space: Space, doc: Any, path: str | Path) -> None:
 
 
 def save_space(space: Space, path: str | Path) -> None:
-    """Write a space definition as YAML or JSON (by suffix), atomically."""
+    """Write a space definition as YAML or JSON (by suffix), atomically. A space whose
+    constraints admit no config is refused, as loading the file would refuse it."""
     path = Path(path)
+    _check_satisfiable(space, None, path)
     d = space.to_dict()
     if path.suffix.lower() == ".json":
         text = json.dumps(d, indent=2) + "\n"

@@ -211,6 +211,10 @@ class Space:
                     )
                 parent = dims[index[c.path]]
                 mask = np.array([c.holds(v) for v in parent.values], dtype=bool)
+                if not mask.any():  # a typo in the value, or another type: it never exists
+                    raise SpaceDefinitionError(
+                        f"{path}: condition '{c.describe()}' never holds ({c.path} takes "
+                        f"{parent.spec.describe_values()}), so the dimension would never exist")
                 compiled.append((parent.index, mask, c))
             values = child.values
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)

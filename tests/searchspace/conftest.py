@@ -64,8 +64,8 @@ def small_spaces(draw: Any, max_dims: int = 6) -> Space:
         if declared and draw(st.booleans()):
             ppath, pvals = draw(st.sampled_from(declared))
             op = draw(st.sampled_from([">=", "==", "!=", "in"]))
-            if isinstance(pvals[0], str) and op == ">=":
-                op = "=="
+            if (isinstance(pvals[0], str) and op == ">=") or (op == "!=" and len(pvals) == 1):
+                op = "=="  # (a condition that never holds is refused)
             v = draw(st.sampled_from(pvals))
             when = (Condition(ppath, op, (v,) if op == "in" else v),)
         dim = type(dim)(**{**dim.__dict__, "when": when})
@@ -84,7 +84,8 @@ def small_spaces(draw: Any, max_dims: int = 6) -> Space:
             gwhen = ()
             if declared and draw(st.booleans()):
                 ppath, pvals = draw(st.sampled_from(declared))
-                gwhen = (Condition(ppath, "!=", draw(st.sampled_from(pvals))),)
+                if len(pvals) > 1:  # (on one value, != never holds: refused)
+                    gwhen = (Condition(ppath, "!=", draw(st.sampled_from(pvals))),)
             kids = []
             for _ in range(draw(st.integers(1, 2))):
                 kids.append(new_dim(f"{gname}."))

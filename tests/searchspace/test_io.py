@@ -203,6 +203,14 @@ def test_errors_point_at_the_entry_when_predicates_come_first(tmp_path: Path) ->
     with pytest.raises(SpaceDefinitionError,
                        match=r"x\.yaml:6: constraints\[1\]: this constraint admits no config"):
         load_space(str(p))
+    # the same space built in Python is not written: the file would not load
+    from nas.searchspace import Compare, IntRange, Space
+
+    empty = Space("e", [IntRange("a", 1, 2)], [Compare("a", ">", 5)])
+    with pytest.raises(SpaceDefinitionError,
+                       match=r"e\.yaml: constraints\[0\]: this constraint admits no config"):
+        empty.save(tmp_path / "e.yaml")
+    assert not (tmp_path / "e.yaml").exists()
 
 
 def test_load_looks_for_one_config_before_counting(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -103,6 +103,10 @@ def test_definition_errors() -> None:
                        r"got \[3, 7, 5\]; or set ordinal: false"):
         Choice("k", (3, 7, 5))
     assert not Choice("k", (3, 7, 5), ordinal=False).ordinal  # said explicitly: categories
+    for cond in (Condition("b", "==", 5), Condition("b", ">", "x")):  # a typo, another type
+        with pytest.raises(SpaceDefinitionError, match=r"a: condition 'b .*' never holds \(b "
+                           r"takes 1, 2\), so the dimension would never exist"):
+            Space("s", [Choice("b", (1, 2)), Choice("a", (1, 2), when=cond)])
     for bad in (True, 2.0):  # equal to 1 and 2, but not ints: another fingerprint
         with pytest.raises(SpaceDefinitionError, match=f"a: default {bad!r} is not in 1..3"):
             IntRange("a", 1, 3, default=bad)
