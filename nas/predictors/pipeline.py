@@ -124,7 +124,7 @@ class ConfigPredictor:
             what = (f"another definition of space {space.name!r} (its dimensions, values or "
                     f"constraints differ)" if fitted == space.name else f"space {fitted!r}")
             raise UsageError(f"{path}: the predictor was fitted for {what}, not for "
-                             f"--space {space.name!r}")
+                             f"the space {space.name!r} given")
         saved_version = int(extra.get("proxy_version", 2))  # (not saved before version 3)
         if "zc" in (extra.get("kinds") or ()) and proxies_changed_since(saved_version,
                                                                          space.family):

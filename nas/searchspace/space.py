@@ -793,7 +793,7 @@ class Space:
             x = vec[d]
             if not np.isfinite(x) or x != int(x) or not 0 <= x < dim.n:
                 raise ConfigError(
-                    f"{dim.path}: encoded value {x!r} is not an index in 0..{dim.n - 1}"
+                    f"{dim.path}: encoded value {float(x):g} is not an index in 0..{dim.n - 1}"
                 )
             idx[d] = int(x)
         return self._checked(idx)

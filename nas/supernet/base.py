@@ -358,6 +358,9 @@ def list_families() -> list[str]:
 def family_class(name: str | None) -> type[Supernet]:
     """The supernet class of family ``name``; the error lists the known families."""
     _load_builtins()
+    if name is None:
+        raise UsageError(f"the space names no family, so no supernet can be built for it "
+                         f"(set its family: {', '.join(sorted(_FAMILIES))})")
     if name not in _FAMILIES:
         raise UsageError(f"no supernet family {name!r}; known families: "
                          f"{', '.join(sorted(_FAMILIES))}")

@@ -137,7 +137,8 @@ class MobileNetSupernet(Supernet):
                     ElasticConv2d(mid, mid, values(space, f"{pre}.kernel", 3),
                                   stride if b == 0 else 1, depthwise=True,
                                   in_hw=prev_hw if b == 0 else hw),
-                    ElasticBatchNorm2d(mid), ElasticAttention(kinds, mid, *hw),
+                    ElasticBatchNorm2d(mid), ElasticAttention(
+                        kinds, mid, *hw, f"space {space.name!r}: stages.{s}.attention"),
                     ElasticConv2d(mid, wmax, (1,)), ElasticBatchNorm2d(wmax),
                     ElasticActQuant(bits), ElasticActQuant(bits), ElasticActQuant(bits),
                     residual=b > 0))

@@ -778,12 +778,13 @@ class ElasticAttention(nn.Module):
     """The attention variants of one position (``se``, ``ese``, ``mhsa``, as allowed by the
     space); exactly one (or none) runs, chosen at activation."""
 
-    def __init__(self, kinds: Iterable[str], max_c: int, height: int, width: int) -> None:
+    def __init__(self, kinds: Iterable[str], max_c: int, height: int, width: int,
+                 where: str = "attention") -> None:
         super().__init__()
         kinds = tuple(kinds)
         bad = [k for k in kinds if k not in ATTENTIONS]
         if bad:
-            raise SupernetError(f"attention {bad[0]!r} is not supported; known: "
+            raise SupernetError(f"{where}: {bad[0]!r} is not supported; known: "
                                 f"{', '.join(ATTENTIONS)}")
         self.kinds = kinds
         self.hw = (int(height), int(width))

@@ -151,7 +151,8 @@ class ResNetSupernet(Supernet):
                     ElasticConv2d(cin, wmax, (1,)), ElasticBatchNorm2d(wmax),
                     ElasticConv2d(wmax, wmax, ks, st, elastic_groups=True,
                                   in_hw=prev_hw if b == 0 else hw),
-                    ElasticBatchNorm2d(wmax), ElasticAttention(kinds, wmax, *hw),
+                    ElasticBatchNorm2d(wmax), ElasticAttention(
+                        kinds, wmax, *hw, f"space {space.name!r}: stages.{s}.attention"),
                     ElasticConv2d(wmax, wmax, (1,)), ElasticBatchNorm2d(wmax),
                     ElasticActQuant(bits), ElasticActQuant(bits), ElasticActQuant(bits),
                     shortcut))

@@ -206,7 +206,7 @@ def test_config_predictor_dedupes_and_round_trips(tmp_path: Path) -> None:
     p.save(tmp_path / "p.npz")
     q = ConfigPredictor.load(tmp_path / "p.npz", space)
     np.testing.assert_array_equal(q.predict_configs(cfgs), p.predict_configs(cfgs))
-    with pytest.raises(UsageError, match="fitted for space 'nb201', not for --space "
+    with pytest.raises(UsageError, match="fitted for space 'nb201', not for the space "
                                          "'resnet_like'"):
         ConfigPredictor.load(tmp_path / "p.npz", get_space("resnet_like"))
     # the same name, another definition (one value fewer)

@@ -397,10 +397,11 @@ def test_spaces_with_other_values_build_and_extract_exactly(make):
     assert split["total"] == sum(p.numel() for p in net.parameters())
 
 
-def _one_stage(bits=(4, 32), depth=(1, 2)):  # noqa: ANN001, ANN202
+def _one_stage(bits=(4, 32), depth=(1, 2), attention=None):  # noqa: ANN001, ANN202
     block = (Choice("kernel", (3,)), Choice("cardinality", (1,)))
+    extra = (Choice("attention", attention),) if attention else ()
     stage = Group("0", (IntRange("depth", *depth), Choice("width", (8,)),
-                        Choice("bits", bits),
+                        Choice("bits", bits), *extra,
                         Group("blocks", tuple(Group(str(b), block, when=(Condition(
                             "stages.0.depth", ">", b),) if b else ()) for b in range(depth[1])))))
     return Space("one", [Group("stem", (Choice("width", (8,)),)), Group("stages", (stage,))],
@@ -447,6 +448,16 @@ def test_stage_values_no_network_can_have_are_refused():
             build_supernet(_one_stage(bits=bits), in_channels=1, num_classes=3, input_size=8)
     with pytest.raises(SupernetError, match="stages.0.depth allows 0"):
         build_supernet(_one_stage(depth=(0, 2)), in_channels=1, num_classes=3, input_size=8)
+    with pytest.raises(SupernetError, match=r"space '.*': stages\.0\.attention: 'cbam' is not "
+                       r"supported; known: none, se"):
+        build_supernet(_one_stage(attention=("none", "cbam")), in_channels=1, num_classes=3,
+                       input_size=8)
+    from nas.searchspace import IntRange, Space
+
+    with pytest.raises(Exception, match="the space names no family, so no supernet can be "
+                       "built for it"):
+        build_supernet(Space("x", [IntRange("a", 1, 2)]), in_channels=1, num_classes=3,
+                       input_size=8)
     # a space without float bits: its largest config's quantiser ranges are its own
     net = build_supernet(_one_stage(bits=(4, 8)), in_channels=1, num_classes=3, input_size=8)
     split = net.param_split()
