@@ -517,6 +517,8 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         if ckpt_path.exists():  # another process started a run here meanwhile
             raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or "
                              "choose another --out")
+        if remove_stale_temporaries(run):  # a run killed while writing its first checkpoint
+            log.info("%s: removed temporary files left by an earlier, killed run", run)
         atomic_write_text(run / "options.yaml", yaml.safe_dump(opts.to_dict(), sort_keys=False))
         space.save(run / "space.yaml")
         atomic_write_text(run / "metrics.jsonl", "")

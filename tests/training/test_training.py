@@ -904,6 +904,18 @@ def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
         signal.signal(signal.SIGINT, old)
 
 
+def test_a_fresh_start_clears_a_killed_runs_temporaries(tiny_space: Space,
+                                                          tmp_path: Path) -> None:
+    """A run killed while writing its first checkpoint leaves a temporary file (the size of a
+    checkpoint); starting again with the same --out removes it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".checkpoint.pt.x1y2.tmp").write_bytes(b"partial")
+    train(TrainOptions(epochs=1, max_steps_per_epoch=1, **FAST), run, space=tiny_space,
+          progress=False)
+    assert not list(run.glob(".*.tmp*")) and (run / "checkpoint.pt").exists()
+
+
 def test_a_run_being_trained_is_locked(tiny_space: Space, tmp_path: Path) -> None:
     from nas.training.trainer import _RunLock
 
