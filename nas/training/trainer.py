@@ -510,7 +510,8 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         # the metrics log holds exactly the checkpoint's epochs (a kill between an epoch's
         # row and its checkpoint would otherwise leave that row twice)
         atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        log.info("resuming %s at epoch %d step %d", run, epoch + 1, step_in_epoch)
+        if epoch < opts.epochs:
+            log.info("resuming %s at epoch %d step %d", run, epoch + 1, step_in_epoch)
     else:
         run.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -550,7 +551,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                 "val_acc_max": row.get("val_acc_max"), "val_acc_min": row.get("val_acc_min")}
 
     if epoch >= opts.epochs:
-        log.info("%s is already complete (%d epochs); nothing to do", run, epoch)
+        log.debug("%s is already complete (%d epochs); nothing to do", run, epoch)
         save_supernet(net, run / "supernet.pt",  # as it was at the end (in case a kill
                       meta=supernet_meta(epoch, history[-1] if history else {}))  # lost it)
         return TrainResult(run, net, epoch, history, already_complete=True)
@@ -618,6 +619,8 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                                    "images_per_s": (images - images_at_start)
                                    / max(1e-9, time.perf_counter() - t0)}
             row.update({k: v / max(1, done) for k, v in sums.items()})
+            if "phase" in row:  # progressive: the phase (of the epoch's last step), an int
+                row["phase"] = int(getattr(strategy, "phase", round(row["phase"])))
             if (epoch + 1) % opts.eval_every == 0 or epoch + 1 == opts.epochs:
                 for name, cfg in (("max", strategy.largest), ("min", strategy.smallest)):
                     r = evaluate_config(net, cfg, val_loader, calib_loader(epoch),
@@ -628,7 +631,9 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
             with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
             bar.end_epoch(row)
-            log.info("epoch %d/%d %s", epoch + 1, opts.epochs, ", ".join(
+            # (the progress bar's line says it already; the log line has every figure)
+            log.log(logging.DEBUG if progress else logging.INFO, "epoch %d/%d %s",
+                    epoch + 1, opts.epochs, ", ".join(
                 f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "step")))
             epoch += 1
             step_in_epoch = 0
