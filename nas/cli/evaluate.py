@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rich.table import Table
 
@@ -28,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "held out)")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--json", action="store_true", help="one JSON object per config")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate_config,
         held_out_split,
     )
+    from nas.utils.progress import task_progress
 
     input_file(args.supernet, "--supernet")
     input_file(args.config, "--config")
@@ -54,25 +57,32 @@ def run(args: argparse.Namespace) -> int:
     parts, seed = held_out_split(net, data, seed=args.seed)  # the run's own held-out images
     xs, ys = parts.val if args.split == "val" else parts.test
     loader = TensorLoader(xs, ys, 256, device=args.device)
+    roles: dict[Any, str] = {}
     if args.config:
         configs = [load_config(space, args.config)]
     else:
         # the smallest and the largest subnets (the training's min and max), then samples
+        roles = {net.largest_config(): "largest", net.smallest_config(): "smallest"}
         configs = list(dict.fromkeys([net.smallest_config(), net.largest_config()]
                                      + space.sample_many(args.sample, seed)))
-    table = Table("id", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
+    table = Table("id", "subnet", "top-1 %", "loss", "params", "MFLOPs", "size KiB",
                   title=f"{space.name} on {data.name} ({args.split})")
     calib = calibration_batches(parts.train, args.bn_batches, seed, args.device)
-    for cfg in configs:
-        r = evaluate_config(net, cfg, loader, calib, args.bn_batches)
-        c = net.costs(cfg)
-        if args.json:
-            print(json_line({"id": cfg.id, "top1": r["top1"], "loss": r["loss"],
-                              "params": c.params, "flops": c.flops,
-                              "size_bytes": c.size_bytes, "config": cfg.to_dict()}))
-        else:
-            table.add_row(cfg.id, f"{r['top1']:.2f}", f"{r['loss']:.3f}", f"{c.params:,}",
-                          f"{c.flops / 1e6:.2f}", f"{c.size_bytes / 1024:.1f}")
+    with task_progress("eval: subnets", len(configs),
+                       enabled=len(configs) > 1 and not args.no_progress) as advance:
+        for cfg in configs:
+            r = evaluate_config(net, cfg, loader, calib, args.bn_batches)
+            c = net.costs(cfg)
+            role = roles.get(cfg, "sampled" if roles else "")
+            if args.json:
+                print(json_line({"id": cfg.id, "subnet": role or None, "top1": r["top1"],
+                                  "loss": r["loss"], "params": c.params, "flops": c.flops,
+                                  "size_bytes": c.size_bytes, "config": cfg.to_dict()}))
+            else:
+                table.add_row(cfg.id, role, f"{r['top1']:.2f}", f"{r['loss']:.3f}",
+                              f"{c.params:,}", f"{c.flops / 1e6:.2f}",
+                              f"{c.size_bytes / 1024:.1f}")
+            advance()
     if not args.json:
         console.print(table)
     return 0

@@ -799,8 +799,12 @@ def test_cli_train_with_a_stride_two_stem(tiny_space: Space, tmp_path: Path,
     assert main(["train", "--space", str(space_file), "--config", str(opts),
                  "--out", str(tmp_path / "never")]) == 2
     assert "stem_stride: must be 1, 2 or null (automatic), got 3" in capsys.readouterr().err
+    capsys.readouterr()
     assert main(["eval", "--supernet", str(run / "supernet.pt"), "--sample", "2",
-                 "--bn-batches", "1"]) == 0
+                 "--bn-batches", "1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    roles = [r["subnet"] for r in rows]  # (a sample equal to either end is not repeated)
+    assert roles[:2] == ["smallest", "largest"] and set(roles[2:]) <= {"sampled"}
 
 
 def test_zero_init_last(tiny_space: Space, tmp_path: Path) -> None:
