@@ -263,7 +263,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch_load_weights(p)
     except (OSError, ValueError) as e:
-        raise TrainingError(f"{p}: corrupt or truncated training checkpoint ({e})") from None
+        what = ("not a safe training checkpoint" if "which is refused" in str(e)
+                else "corrupt or truncated training checkpoint")
+        raise TrainingError(f"{p}: {what} ({e})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{p}: not a training checkpoint (expected format "
                             f"{CHECKPOINT_FORMAT!r})")

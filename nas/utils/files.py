@@ -120,6 +120,12 @@ def _load_error(e: Exception) -> str:
     import re
 
     text = str(e).strip()
+    # a global the weights-only unpickler refuses: said as what it is (nothing ran)
+    g = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", text)
+    if g:
+        return (f"it asks to load {(g.group(1) or g.group(2)).rstrip('.')}, which is "
+                "refused: only tensors "
+                "and plain data are loaded, and nothing in the file ran")
     m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     line = m.group(1) if m else (text.splitlines()[0] if text else "")
     line = line.split(". ")[0].strip().rstrip(".")

@@ -75,8 +75,7 @@ def test_ensemble_runs_its_tree_members_as_one_forest() -> None:
     assert np.array_equal(p._all(Xt), alone)
     # a deep forest is not merged with the padded shallow ones (it would make them walk
     # row by row); two deep ones are
-    p = get_predictor("ensemble", seed=0, members=["gbt", "rf", "gbt", "rf"],
-                      n_estimators=20).fit(X, y)
+    p = get_predictor("ensemble", seed=0, members=["gbt", "rf", "gbt", "rf"]).fit(X, y)
     assert sorted(idx for _, idx in p._merged()) == [[0, 2], [1, 3]]
     alone = np.stack([m.predict(Xt) for m in p.members_])
     assert np.array_equal(p._all(Xt), alone)

@@ -355,6 +355,26 @@ def test_checkpoint_errors(tiny_space: Space, tmp_path: Path) -> None:
     (bad / "checkpoint.pt").write_bytes(b"\x00not a checkpoint")
     with pytest.raises(TrainingError, match="corrupt or truncated"):
         train(TrainOptions(), bad, resume=True, progress=False)
+    # a checkpoint that asks to run code: refused, said as such, and nothing ran
+    import os
+    import pickle
+    import zipfile
+
+    class Payload:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    torch.save({"a": 1}, tmp_path / "ok.pt")
+    with zipfile.ZipFile(tmp_path / "ok.pt") as zin, \
+            zipfile.ZipFile(bad / "checkpoint.pt", "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            zout.writestr(item, pickle.dumps({"a": Payload()}, protocol=2)
+                          if item.filename.endswith("data.pkl") else data)
+    with pytest.raises(TrainingError, match=r"not a safe training checkpoint \(it asks to load "
+                       r"posix\.system, which is refused"):
+        train(TrainOptions(), bad, resume=True, progress=False)
+    assert not (tmp_path / "ran").exists()
     opts = TrainOptions(epochs=1, max_steps_per_epoch=1, **FAST)
     train(opts, tmp_path / "run", space=tiny_space, progress=False)
     raw = (tmp_path / "run" / "checkpoint.pt").read_bytes()
