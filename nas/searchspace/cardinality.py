@@ -60,43 +60,60 @@ def _align(f: Factor, scope: tuple[int, ...]) -> np.ndarray:
 def count_configs(space: Space) -> int:
     """The exact number of configs of ``space`` allowed by its conditions and declarative
     constraints (predicates are not looked at)."""
-    factors: list[Factor] = [_activity_factor(space, d) for d in range(len(space._dims))]
-    factors += [_constraint_factor(space, c, ci) for c, ci in space._cons_idx]
+    factors: dict[int, Factor] = dict(enumerate(
+        [_activity_factor(space, d) for d in range(len(space._dims))]
+        + [_constraint_factor(space, c, ci) for c, ci in space._cons_idx]))
+    touches: dict[int, set[int]] = {v: set() for v in range(len(space._dims))}  # var -> factors
+    for k, (fs, _) in factors.items():
+        for v in fs:
+            touches[v].add(k)
+    next_id = len(factors)
     remaining = set(range(len(space._dims)))
     total = 1
     while remaining:
-        # min-degree: the variable whose elimination builds the smallest table
+        # min-degree: the variable whose elimination builds the smallest table (one whose
+        # factors read it alone is as small as any: taken at once, so that independent
+        # dimensions cost linear time, not quadratic)
         best, best_size, best_scope = None, None, None
         for v in remaining:
             scope: dict[int, None] = {}
-            for fs, _ in factors:
-                if v in fs:
-                    scope.update(dict.fromkeys(fs))
+            for k in touches[v]:
+                scope.update(dict.fromkeys(factors[k][0]))
+            scope.setdefault(v, None)
             size = 1
             for u in scope:
                 size *= space._dims[u].n + 1
             if best_size is None or size < best_size:
                 best, best_size, best_scope = v, size, tuple(scope)
-        assert best is not None and best_scope is not None
+            if len(scope) == 1:
+                break
+        assert best is not None and best_scope is not None and best_size is not None
         if best_size > _MAX_TABLE:
             raise ConfigError(
                 f"space {space.name!r}: its constraints couple too many dimensions to count "
                 "exactly (intermediate table of "
                 f"{best_size} entries); estimate it from samples instead"
             )
-        touching = [f for f in factors if best in f[0]]
-        factors = [f for f in factors if best not in f[0]]
+        touching = sorted(touches[best])
         prod = None
-        for f in touching:
-            a = _align(f, best_scope)
+        for k in touching:
+            a = _align(factors[k], best_scope)
             prod = a if prod is None else prod * a
+            for u in factors[k][0]:
+                if u != best:
+                    touches[u].discard(k)
+            del factors[k]
         assert prod is not None
         summed = prod.sum(axis=best_scope.index(best))
         new_scope = tuple(v for v in best_scope if v != best)
         if new_scope:
-            factors.append((new_scope, np.asarray(summed, dtype=object).reshape(
-                [space._dims[v].n + 1 for v in new_scope])))
+            factors[next_id] = (new_scope, np.asarray(summed, dtype=object).reshape(
+                [space._dims[v].n + 1 for v in new_scope]))
+            for u in new_scope:
+                touches[u].add(next_id)
+            next_id += 1
         else:
             total *= int(summed)
         remaining.discard(best)
+        del touches[best]
     return int(total)
