@@ -871,7 +871,7 @@ class LatencyTable:
             raise LatencyTableError(f"latency table {p}: version {doc.get('version')!r} is not "
                                     f"supported (expected {VERSION})")
         try:
-            tspace = Space.from_dict(doc["space"])
+            tspace = Space.from_dict(doc["space"], stored=True)
             settings = TableSettings.from_dict(doc["settings"])
             maps = [_PositionMap.from_dict(m) for m in doc["positions"]]
             keys = [str(k) for k in doc["keys"]]

@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 from dataclasses import dataclass, field
@@ -133,6 +134,12 @@ def _conditions(when: Any) -> tuple[Condition, ...]:
     return out
 
 
+# Set while a definition this package stored earlier (checkpoints, latency tables) is read:
+# checks added since, which would refuse it, are relaxed so that it keeps its old meaning.
+STORED_DEFINITION: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "stored_definition", default=False)
+
+
 def _monotonic(vals: tuple[Scalar, ...]) -> bool:
     pairs = list(zip(vals, vals[1:]))
     return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)  # type: ignore[operator]
@@ -174,11 +181,13 @@ class Choice:
         object.__setattr__(self, "values", vals)
         if self.ordinal is None:
             numeric = all(_is_number(v) for v in vals)
-            if numeric and not _monotonic(vals):
+            if numeric and not _monotonic(vals) and not STORED_DEFINITION.get():
                 raise SpaceDefinitionError(
                     f"{self.name}: numeric values are ordered for search (neighbours, "
                     f"encoding distances), so list them in increasing or decreasing order, "
-                    f"got {list(vals)}; or set ordinal: false to search them as categories")
+                    f"got {list(vals)}; or set ordinal: true to search them in this order "
+                    "(as before this check existed), or ordinal: false to search them as "
+                    "categories")
             object.__setattr__(self, "ordinal", numeric)
         elif not isinstance(self.ordinal, bool):
             raise SpaceDefinitionError(f"{self.name}: ordinal must be true or false, got "

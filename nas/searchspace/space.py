@@ -46,7 +46,15 @@ from nas.searchspace.constraints import (
     Predicate,
     constraint_from_dict,
 )
-from nas.searchspace.dims import Choice, Condition, Group, IntRange, check_name, value_key
+from nas.searchspace.dims import (
+    STORED_DEFINITION,
+    Choice,
+    Condition,
+    Group,
+    IntRange,
+    check_name,
+    value_key,
+)
 
 RngLike = "np.random.Generator | int | None"
 INACTIVE = -1
@@ -211,7 +219,7 @@ class Space:
                     )
                 parent = dims[index[c.path]]
                 mask = np.array([c.holds(v) for v in parent.values], dtype=bool)
-                if not mask.any():  # a typo in the value, or another type: it never exists
+                if not mask.any() and not STORED_DEFINITION.get():  # a typo: never exists
                     raise SpaceDefinitionError(
                         f"{path}: condition '{c.describe()}' never holds ({c.path} takes "
                         f"{parent.spec.describe_values()}), so the dimension would never exist")
@@ -297,7 +305,7 @@ class Space:
     def __setstate__(self, state: dict[str, Any]) -> None:
         preds = {p.name: p for p in state["predicates"]}
         d = dict(state["definition"])
-        other = Space.from_dict(d, predicates=preds)
+        other = Space.from_dict(d, predicates=preds, stored=True)
         self.__dict__.update(other.__dict__)
 
     # ------------------------------------------------------------------ activity / checks
@@ -997,14 +1005,24 @@ class Space:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any], *,
-                  predicates: Mapping[str, Predicate] | None = None) -> Space:
+                  predicates: Mapping[str, Predicate] | None = None,
+                  stored: bool = False) -> Space:
         """Build a space from its :meth:`to_dict` form.
 
         Besides the canonical form, a group may be written once and repeated:
         ``{type: group, name: blocks, repeat: 6, depth: stages.0.depth, children: [...]}``
         makes groups ``"0"``..``"5"``, group ``i`` existing when ``stages.0.depth > i``.
+
+        ``stored``: ``d`` was written by this package earlier (a checkpoint, a latency
+        table): definition checks added since then do not refuse it (numeric values out of
+        order stay ordinal in their order; a condition that never holds stays), so it keeps
+        its meaning and fingerprint.
         """
-        return _space_from_dict(d, predicates or {})
+        token = STORED_DEFINITION.set(bool(stored))
+        try:
+            return _space_from_dict(d, predicates or {})
+        finally:
+            STORED_DEFINITION.reset(token)
 
     def save(self, path: Any) -> None:
         """Write the definition as YAML (``.yaml``/``.yml``) or JSON, atomically."""

@@ -101,7 +101,7 @@ def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any
 def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
                      space: Space | None) -> tuple[Space, BuildArgs]:
     try:
-        stored = Space.from_dict(payload["space"])
+        stored = Space.from_dict(payload["space"], stored=True)
         b = payload["build"]
         build = BuildArgs.from_dict(b)
     except (NasError, KeyError, TypeError, AttributeError) as e:

@@ -285,7 +285,7 @@ def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
     """Whether a version-1 run's supernet computed otherwise than version 2 does
     (:func:`nas.supernet.checkpoint.signed_v1_differs`)."""
     try:
-        space = Space.from_dict(payload["space"])
+        space = Space.from_dict(payload["space"], stored=True)
     except (NasError, KeyError, TypeError, AttributeError) as e:
         raise TrainingError(f"{p}: corrupt training checkpoint ({e})") from None
     return signed_v1_differs(space)
@@ -403,7 +403,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         opts = TrainOptions.from_dict({**saved, **changes}, where=str(ckpt_path))
         if moved:  # the same data at a new place (the digests below check it is the same)
             opts = _absolute_data_paths(opts)
-        space = Space.from_dict(state["space"])
+        space = Space.from_dict(state["space"], stored=True)
     elif ckpt_path.exists():
         raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "
                          "another --out")
