@@ -53,11 +53,28 @@ _LineLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                   list("tTfF"))
-# Numbers as in YAML 1.2 and JSON: 1e-3 is a float (YAML 1.1 wants a dot, 1.0e-3, and read
-# 1e-3 as a string, so a value list [1e-3, 1.0e-2] mixed a string and a float).
-_LineLoader.add_implicit_resolver("tag:yaml.org,2002:float",
-                                  re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                                  list("-+0123456789"))
+# Numbers as in YAML 1.2 and JSON: 1e-3 and 1.5e3 are floats (YAML 1.1 wants a dot and a
+# signed exponent, 1.0e-3, and read 1e-3 or 1.5e3 as strings, so a value list
+# [1e-3, 1.0e-2] mixed a string and a float).
+_LineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes what :class:`_LineLoader` reads back unchanged: a string that it would read
+    as a number or boolean (``'1e-3'``) is quoted."""
+
+
+_Dumper.yaml_implicit_resolvers = {k: list(v) for k, v in
+                                   _LineLoader.yaml_implicit_resolvers.items()}
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of plain ``data`` that this package's loader reads back as the same
+    values (keys in their order, lists inline)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None)
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
@@ -230,7 +247,7 @@ def save_space(space: Space, path: str | Path) -> None:
     if path.suffix.lower() == ".json":
         text = json.dumps(d, indent=2) + "\n"
     else:
-        text = yaml.safe_dump(d, sort_keys=False, default_flow_style=None)
+        text = dump_yaml(d)
     atomic_write_text(path, text)
 
 

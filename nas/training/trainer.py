@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from nas.data import TensorLoader, load_dataset, split, subset
 from nas.data.datasets import DataNotFoundError
 from nas.errors import NasError, UsageError
 from nas.searchspace import Space, load_space
+from nas.searchspace.io import dump_yaml
 from nas.supernet import Supernet, build_supernet, save_supernet, zero_init_last
 from nas.supernet.base import check_stem_stride
 from nas.supernet.checkpoint import load_problem, signed_v1_differs
@@ -495,7 +495,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         partial = dict(state.get("partial") or partial)
         if moved:
             atomic_write_text(run / "options.yaml",
-                              yaml.safe_dump(opts.to_dict(), sort_keys=False))
+                              dump_yaml(opts.to_dict()))
             log.info("%s: its data is now read from %s", run,
                      ", ".join(f"{k}={getattr(opts, k)}" for k in moved))
         if replanned_from is not None:
@@ -505,7 +505,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                 g["lr"] = base * f
             scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
             atomic_write_text(run / "options.yaml",
-                              yaml.safe_dump(opts.to_dict(), sort_keys=False))
+                              dump_yaml(opts.to_dict()))
             log.info("%s: %d epochs instead of %d; the learning-rate schedule is re-planned "
                      "over them (rate factor %.4g at step %d)", run, opts.epochs,
                      replanned_from, f, global_step)
@@ -522,7 +522,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                              "choose another --out")
         if remove_stale_temporaries(run):  # a run killed while writing its first checkpoint
             log.info("%s: removed temporary files left by an earlier, killed run", run)
-        atomic_write_text(run / "options.yaml", yaml.safe_dump(opts.to_dict(), sort_keys=False))
+        atomic_write_text(run / "options.yaml", dump_yaml(opts.to_dict()))
         space.save(run / "space.yaml")
         atomic_write_text(run / "metrics.jsonl", "")
         log.info("training %s on %s with %s into %s", space.name, parts.describe(),

@@ -177,6 +177,16 @@ def test_yaml_booleans_are_yaml_1_2_and_merge_keys_work(tmp_path: Path) -> None:
         {"name": "lr", "type": "choice", "values": [1e-3, 1.0e-2, 5e2]},
         {"name": "tag", "type": "choice", "values": ["1e-4", "x"]}]}))
     assert load_space(str(j)).fingerprint == load_space(str(f)).fingerprint
+    f.write_text("name: f\ndims:\n  - {name: lr, type: choice, values: [1.5e3, 2.5e3, .5e4]}\n")
+    assert load_space(str(f)).values("lr") == (1500.0, 2500.0, 5000.0)  # unsigned exponents
+    # strings that read as numbers are written quoted: a saved space loads as itself
+    from nas.searchspace import Choice, Space
+
+    s2 = Space("q", [Choice("act", ("1e-3", "1e-2", "on")), Choice("lr", (1e-3, 1.5e3))])
+    s2.save(tmp_path / "q.yaml")
+    back = load_space(str(tmp_path / "q.yaml"))
+    assert back.values("act") == ("1e-3", "1e-2", "on") and back.values("lr") == (1e-3, 1.5e3)
+    assert back.fingerprint == s2.fingerprint
     # an anchor that merges another, merged where it is defined: valid, its own key wins
     from nas.searchspace.io import read_document, to_plain
 
