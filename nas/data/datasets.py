@@ -352,11 +352,30 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         ("_codecs", "encode"): _latin1_encode,
     }
 
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data), encoding="bytes")
+        # what the copying calls (bytes from text, numpy scalars) may build in all: a real
+        # pickle holds each of them once, so no more than the file; a crafted one calling
+        # them again and again on one memoized argument would otherwise build without bound
+        self._budget = len(data) + 1024
+
+    def _charged(self, fn: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            out = fn(*args)
+            self._budget -= int(getattr(out, "nbytes", None) or len(out))  # type: ignore[arg-type]
+            if self._budget < 0:
+                raise _RefusedGlobal("refusing a pickle that builds more data than it holds")
+            return out
+        return call
+
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in self._STAND_INS:
-            return self._STAND_INS[module, name]
+            fn = self._STAND_INS[module, name]
+            # (frombuffer makes views of the file's own buffers: nothing to charge)
+            return fn if name == "_frombuffer" else self._charged(fn)
         if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            return self._charged(found) if name == "scalar" else found
         raise _RefusedGlobal(f"refusing to load {module}.{name}")
 
 
@@ -379,7 +398,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = path.read_bytes()
         _check_pickle_ops(data)
-        d = _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        d = _ArrayOnlyUnpickler(data).load()
     except FileNotFoundError:
         raise DataNotFoundError(f"cifar10: {path} not found") from None
     except _RefusedGlobal as e:

@@ -222,19 +222,44 @@ def test_cifar10_batches_of_every_pickle_protocol(tmp_path: Path) -> None:
                               torch.from_numpy(raw[:, 0] / 255.0).float(), atol=1e-5)
     from nas.data.datasets import _ArrayOnlyUnpickler
 
+    # (a transposed array reaches _frombuffer with order K and an axis order)
     for arr in (np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.arange(6)[::2],
-                np.ones((2, 3), bool)):
+                np.ones((2, 3), bool), np.arange(24).reshape(2, 3, 4).transpose(1, 0, 2)):
         for protocol in (2, 5):
-            got = _ArrayOnlyUnpickler(io.BytesIO(pickle.dumps(arr, protocol=protocol)),
-                                      encoding="bytes").load()
+            got = _ArrayOnlyUnpickler(pickle.dumps(arr, protocol=protocol)).load()
             assert got.dtype == arr.dtype and np.array_equal(got, arr)
+
+
+def test_cifar10_reader_builds_no_more_than_the_file_holds(tmp_path: Path) -> None:
+    """A crafted pickle calling _codecs.encode again and again on one memoized string built
+    hundreds of MB from 120 kB; the copying calls are charged against the file's size."""
+    import struct
+
+    from nas.data.datasets import _ArrayOnlyUnpickler
+
+    n, k = 100_000, 1000
+    p = bytearray(b"\x80\x02c_codecs\nencode\nq\x00")
+    p += b"X" + struct.pack("<I", n) + b"a" * n
+    p += b"X" + struct.pack("<I", 6) + b"latin1\x86q\x010](" + b"h\x00h\x01R" * k + b"e."
+    with pytest.raises(pickle.UnpicklingError, match="builds more data than it holds"):
+        _ArrayOnlyUnpickler(bytes(p)).load()
+    for i in range(2, 6):
+        _cifar_batch(tmp_path / f"data_batch_{i}", 2, i)
+    _cifar_batch(tmp_path / "test_batch", 2, 9)
+    (tmp_path / "data_batch_1").write_bytes(bytes(p))
+    with pytest.raises(DataError, match="data_batch_1: refusing a pickle that builds more data "
+                       "than it holds"):
+        load_cifar10(str(tmp_path))
 
 
 def test_cifar10_refuses_globals_and_arguments_it_does_not_admit(tmp_path: Path) -> None:
     import codecs
     import os
 
-    from numpy._core.numeric import _frombuffer
+    try:  # numpy 2; numpy 1 named the module numpy.core
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # pragma: no cover
+        from numpy.core.numeric import _frombuffer
 
     for i in range(1, 6):
         _cifar_batch(tmp_path / f"data_batch_{i}", 2, i)
