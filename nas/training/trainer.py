@@ -291,6 +291,9 @@ def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
     return signed_v1_differs(space)
 
 
+# the files a run directory holds (written atomically: a kill can leave their temporaries)
+RUN_FILES = ("checkpoint.pt", "supernet.pt", "options.yaml", "space.yaml", "metrics.jsonl")
+
 # what a resumed run may change: runtime settings, its length, and where its data is read
 # from (the same data: the checkpoint's digests of the training split check it)
 RESUME_OVERRIDES = ("threads", "device", "epochs", "data", "data_root", "download")
@@ -379,7 +382,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
     replanned_from: int | None = None  # the epochs a resumed run had, when they change
     moved: dict[str, Any] = {}  # data or data_root a resumed run reads from a new place
     if state is not None:
-        if remove_stale_temporaries(run):
+        if remove_stale_temporaries(run, RUN_FILES):
             log.info("%s: removed temporary files left by the interrupted run", run)
         changes = dict(resume_overrides or {})
         bad = sorted(set(changes) - set(RESUME_OVERRIDES))
@@ -520,7 +523,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
         if ckpt_path.exists():  # another process started a run here meanwhile
             raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or "
                              "choose another --out")
-        if remove_stale_temporaries(run):  # a run killed while writing its first checkpoint
+        if remove_stale_temporaries(run, RUN_FILES):  # killed writing its first checkpoint
             log.info("%s: removed temporary files left by an earlier, killed run", run)
         atomic_write_text(run / "options.yaml", dump_yaml(opts.to_dict()))
         space.save(run / "space.yaml")

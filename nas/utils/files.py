@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,21 @@ def atomic_torch_save(obj: object, path: str | os.PathLike[str]) -> None:
         torch.save(obj, tmp)
 
 
-def remove_stale_temporaries(directory: str | os.PathLike[str]) -> int:
-    """Delete the temporary files a killed writer left in ``directory`` (``.NAME....tmp``,
-    from :func:`atomic_output`); returns how many. Only for directories this process alone
-    writes to (a run directory being resumed)."""
+def remove_stale_temporaries(directory: str | os.PathLike[str], names: Iterable[str]) -> int:
+    """Delete the temporary files a killed writer of the files ``names`` left in
+    ``directory`` (``.NAME.XXXXXXXX.tmp`` from :func:`atomic_output`, or ``.NAME.tmpPID``
+    from versions before it, and nothing else: the directory may hold a user's own hidden
+    files); returns how many. Only for directories this process alone writes to (a run
+    directory it holds the lock of)."""
+    import re
+
     n = 0
-    for p in Path(directory).glob(".*.tmp*"):
-        if p.is_file():
-            p.unlink()
-            n += 1
+    for name in names:
+        own = re.compile(rf"\.{re.escape(name)}\.(?:[A-Za-z0-9_]{{8}}\.tmp|tmp[0-9]+)")
+        for p in Path(directory).glob(f".{glob.escape(name)}.*tmp*"):
+            if own.fullmatch(p.name) and p.is_file():
+                p.unlink()
+                n += 1
     return n
 
 

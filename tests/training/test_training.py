@@ -934,10 +934,12 @@ def test_a_fresh_start_clears_a_killed_runs_temporaries(tiny_space: Space,
     checkpoint); starting again with the same --out removes it."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / ".checkpoint.pt.x1y2.tmp").write_bytes(b"partial")
+    (run / ".checkpoint.pt.x1y2z3w4.tmp").write_bytes(b"partial")  # (mkstemp's form)
+    (run / ".notes.tmp").write_text("the user's own")
     train(TrainOptions(epochs=1, max_steps_per_epoch=1, **FAST), run, space=tiny_space,
           progress=False)
-    assert not list(run.glob(".*.tmp*")) and (run / "checkpoint.pt").exists()
+    assert [p.name for p in run.glob(".*.tmp*")] == [".notes.tmp"]
+    assert (run / "checkpoint.pt").exists()
 
 
 def test_a_run_being_trained_is_locked(tiny_space: Space, tmp_path: Path) -> None:
