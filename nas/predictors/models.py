@@ -98,7 +98,9 @@ class Predictor(ABC):
             self._check_option(key, value)
         self.seed = int(seed)
         self.target_transform = target_transform
-        self.params = dict(params)
+        # (numpy scalars as Python numbers: the settings are saved as JSON)
+        self.params = {k: v.item() if isinstance(v, np.generic) else v
+                       for k, v in params.items()}
         self._fitted = False
 
     def _check_option(self, key: str, value: Any) -> None:
@@ -110,7 +112,8 @@ class Predictor(ABC):
             raise UsageError(f"predictor {self.name!r}: unknown option {key!r} (known: {known})")
         kind, lo, hi = self.option_ranges[key]
         span = (f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]")
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = (isinstance(value, (int, float, np.integer, np.floating))
+                  and not isinstance(value, (bool, np.bool_)))
         if kind == "int" and not (isinstance(value, (int, np.integer)) and number
                                   and lo <= value <= hi):
             raise UsageError(f"{where}: must be an integer {span}, got {value!r}")
@@ -751,6 +754,15 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
             f"{path}: corrupt predictor (training data: X {X.dtype} {X.shape}, y {y.dtype} "
             f"{y.shape}; expected finite numbers, X of (rows, features), y one per row)")
     chosen = config.pop("chosen", None)
+    cls = PREDICTORS[name]
+    unknown = sorted(k for k in config
+                     if k not in ("seed", "target_transform") and k not in cls.option_ranges)
+    if unknown:  # saved before settings were checked: they were ignored then, and are now
+        log.warning("%s: ignoring setting%s %s that predictor %r does not have (saved by an "
+                    "earlier version, which ignored them too)", path,
+                    "s" if len(unknown) > 1 else "", ", ".join(map(repr, unknown)), name)
+        for k in unknown:
+            del config[k]
     try:
         pred = get_predictor(name, **config)
     except (TypeError, ValueError) as e:  # UsageError included

@@ -145,6 +145,13 @@ class LINAS(Searcher):
                 raise ValueError(f"linas: known objective {k!r} is not one of {names}")
         self.known: dict[int, Callable[[Sequence[Config]], np.ndarray]] = {
             names.index(k): fn for k, fn in known.items()}
+        from nas.errors import UsageError
+        from nas.predictors.models import get_predictor
+
+        try:  # the predictor and its settings, checked now, not at the first refit
+            get_predictor(self.options["predictor"], **self._predictor_params())
+        except UsageError as e:
+            raise UsageError(f"searcher 'linas': {e}") from None
         if self.options["inner_engine"] not in ("numpy", "pymoo"):
             raise ValueError(f"linas: inner_engine must be 'numpy' or 'pymoo', got "
                              f"{self.options['inner_engine']!r}")
@@ -163,6 +170,13 @@ class LINAS(Searcher):
                 self._all = (configs, enc, self._features(enc))
 
     # ------------------------------------------------------------------ helpers
+    def _predictor_params(self) -> dict[str, Any]:
+        params = self.options["predictor_params"]
+        if params is None:
+            return ({"n_estimators": 300, "learning_rate": 0.05}
+                    if self.options["predictor"] == "gbt" else {})
+        return dict(params)
+
     def _features(self, enc: np.ndarray) -> np.ndarray:
         X, _ = self.featurizer.from_encoding(enc)
         return X
@@ -177,12 +191,8 @@ class LINAS(Searcher):
         for j in range(len(self.objectives)):
             if j in self.known:
                 continue
-            params = self.options["predictor_params"]
-            if params is None:
-                params = ({"n_estimators": 300, "learning_rate": 0.05}
-                          if self.options["predictor"] == "gbt" else {})
             m = get_predictor(self.options["predictor"], seed=int(self.rng.integers(2**31)),
-                              **params)
+                              **self._predictor_params())
             m.fit(feats, self.F[:, j])
             models[j] = m
         signs = np.array([o.sign for o in self.objectives])

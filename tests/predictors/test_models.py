@@ -80,6 +80,21 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
         get_predictor("ensemble", members=["gbt", "nope"])
     with pytest.raises(UsageError, match="unknown option 'alpha' \\(known: none\\)"):
         get_predictor("ridge", alpha=1.0)
+    assert get_predictor("rf", n_estimators=np.int64(5)).params == {"n_estimators": 5}
+    # a file saved before settings were checked, with one the model never had: it loads,
+    # with a warning, as it predicted then (the setting was ignored then too)
+    import json
+
+    old = tmp_path / "old.npz"
+    save_predictor(get_predictor("rf", n_estimators=20).fit(X, y), old)
+    with np.load(old, allow_pickle=False) as f:
+        header = json.loads(f["header"].tobytes().decode())
+    header["config"]["n_trees"] = 5
+    _edited(old, tmp_path / "old2.npz",
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    p, _ = load_predictor(tmp_path / "old2.npz")
+    assert p.params == {"n_estimators": 20}
+    np.testing.assert_array_equal(p.predict(X), load_predictor(old)[0].predict(X))
     with pytest.raises(UsageError, match="fitted on 5 features"):
         get_predictor("ridge").fit(X, y).predict(X[:, :3])
     with pytest.raises(UsageError, match="NaN"):

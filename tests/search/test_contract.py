@@ -43,6 +43,12 @@ def test_registry() -> None:
         make_searcher("greedy", SPACE, [Objective("acc", "max")])
     with pytest.raises(Exception, match="unknown option 'popsize'"):
         make_searcher("nsga2", SPACE, [Objective("acc", "max")], popsize=3)
+    # linas' predictor settings are checked when it is made, not at its first refit (in
+    # `nas search`, after real evaluations)
+    with pytest.raises(Exception, match="searcher 'linas': predictor 'gbt': unknown option "
+                       "'n_trees'"):
+        make_searcher("linas", SPACE, [Objective("acc", "max")],
+                      predictor_params={"n_trees": 5})
 
 
 @pytest.mark.parametrize("name", ALL)
