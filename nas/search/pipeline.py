@@ -355,7 +355,8 @@ def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say:
     except TrainingInterrupted as e:  # said as the search, which resumes it, would say it
         stop = KeyboardInterrupt(f"interrupted ({e.signal}) while training the supernet; "
                                  f"{run} is checkpointed: the same `nas search` command "
-                                 "again continues it")
+                                 "again continues" + (" with the search" if e.finished
+                                                       else " it"))
         stop.signal = e.signal  # type: ignore[attr-defined]
         raise stop from None
 

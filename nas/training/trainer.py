@@ -75,11 +75,14 @@ class TrainingInterrupted(KeyboardInterrupt):
     during training: the run checkpointed after the step it was in and stopped; ``nas train
     --resume`` continues it. ``signal`` is the signal's name."""
 
-    def __init__(self, run: Path, signal: str = "SIGINT") -> None:
-        super().__init__(f"interrupted ({signal}); {run} is checkpointed: `nas train --resume "
-                         f"{run}` continues it")
+    def __init__(self, run: Path, signal: str = "SIGINT", finished: bool = False) -> None:
+        super().__init__(
+            f"interrupted ({signal}) as its last epoch ended; {run} is complete" if finished
+            else f"interrupted ({signal}); {run} is checkpointed: `nas train --resume {run}` "
+                 "continues it")
         self.run = run
         self.signal = signal
+        self.finished = finished
 
 
 class _RunLock:
@@ -647,8 +650,8 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
             save_supernet(net, run / "supernet.pt", meta=supernet_meta(epoch, row))
             checkpoint(epoch, 0)
             last_ckpt = time.monotonic()
-            if stop.requested and epoch < opts.epochs:
-                raise TrainingInterrupted(run, stop.signal)
+            if stop.requested:  # (in the last epoch too: a search would go on after it)
+                raise TrainingInterrupted(run, stop.signal, finished=epoch >= opts.epochs)
             if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                 return TrainResult(run, net, epoch, history)
     return TrainResult(run, net, epoch, history)

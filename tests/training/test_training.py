@@ -928,6 +928,37 @@ def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
         signal.signal(signal.SIGINT, old)
 
 
+def test_a_signal_in_the_last_epoch_is_not_swallowed(tiny_space: Space, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM during the last step: the run completes and is saved, and the caller is still
+    told it was asked to stop (`nas search` would otherwise go on to search)."""
+    import os
+    import signal
+
+    from nas.training import trainer as tr
+    from nas.training.trainer import TrainingInterrupted
+
+    real = tr.make_strategy
+
+    def interrupting(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        s = real(*a, **kw)
+        step = s.step
+
+        def last(x, y):  # noqa: ANN001, ANN202
+            os.kill(os.getpid(), signal.SIGTERM)
+            return step(x, y)
+        s.step = last
+        return s
+
+    monkeypatch.setattr(tr, "make_strategy", interrupting)
+    opts = TrainOptions(epochs=1, max_steps_per_epoch=1, **FAST)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted \(SIGTERM\) as its last epoch "
+                       r"ended; .*run is complete"):
+        train(opts, tmp_path / "run", space=tiny_space, progress=False)
+    monkeypatch.setattr(tr, "make_strategy", real)
+    assert train(opts, tmp_path / "run", resume=True, progress=False).already_complete
+
+
 def test_a_fresh_start_clears_a_killed_runs_temporaries(tiny_space: Space,
                                                           tmp_path: Path) -> None:
     """A run killed while writing its first checkpoint leaves a temporary file (the size of a
