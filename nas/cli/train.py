@@ -16,6 +16,8 @@ _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr"
 # what a resumed run may change: runtime settings (they do not change what is computed on
 # CPU), its length (the learning-rate schedule is re-planned over the new epochs) and where
 # its data is read from (checked to be the same data)
+# (nas.training.trainer.RESUME_OVERRIDES, less the --download switch: not imported here, so
+# that the CLI starts without torch)
 _RESUME_FLAGS = ("threads", "device", "epochs", "data", "data_root")
 
 

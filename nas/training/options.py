@@ -40,7 +40,7 @@ def _check_space_name(space: str) -> None:
     file's line, before any data is read)."""
     from nas.searchspace import list_spaces
 
-    if space not in list_spaces() and not Path(space).expanduser().is_file():
+    if space not in list_spaces() and not Path(space).is_file():
         raise UsageError(f"space: {space!r} is neither a registered space ("
                          f"{', '.join(list_spaces())}) nor a space file")
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
@@ -283,7 +283,7 @@ class TrainOptions:
         given = to_plain(dict(doc))
         try:
             cls.from_dict(given, where="")  # the file alone: errors point into it
-            if "space" in given:
+            if "space" in given and "space" not in (overrides or {}):
                 _check_space_name(given["space"])
         except UsageError as e:
             msg = str(e).removeprefix(": ")

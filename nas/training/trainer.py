@@ -445,6 +445,10 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _R
                                 f"(--data {opts.data}: {data.describe()}; other images or "
                                 "labels); resuming would train on other data. Restore the "
                                 "data or start a new run")
+        if old_print.get("pixels") != fingerprint["pixels"] and moved:
+            raise TrainingError(f"{run}: the data at its new place ({', '.join(moved)}) has "
+                                "the run's labels but other images; resuming would train on "
+                                "other data. Point it at the run's own data")
         if old_print.get("pixels") != fingerprint["pixels"]:
             log.warning("%s: the training images' values differ from when the run started "
                         "(changed files, or another numpy/Pillow rounding them otherwise); "

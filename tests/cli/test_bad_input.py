@@ -147,6 +147,10 @@ def test_resume_checks_and_runtime_overrides(tmp_path: Path, capsys) -> None:  #
                "--no-progress")[0] == 0
     code, err = run(capsys, "train", "--seed", "4294967296", "--out", str(tmp_path / "s"))
     assert code == 2 and "error: --seed: must be an integer in 0..2**32-1" in err  # the flag
+    from nas.cli.train import _RESUME_FLAGS
+    from nas.training.trainer import RESUME_OVERRIDES
+
+    assert set(_RESUME_FLAGS) | {"download"} == set(RESUME_OVERRIDES)  # one list, two places
     code, err = run(capsys, "train", "--resume", str(run_dir), "--lr", "0.1")
     assert code == 2 and "drop --lr (only --threads, --device, --epochs, and --data" in err
     code = main(["train", "--resume", str(run_dir), "--threads", "1", "--device", "cpu",

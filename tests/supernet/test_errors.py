@@ -149,8 +149,6 @@ def _mini_resnet(*, blocks: int = 2, depth: int = 2, stage_names=("0",), divides
                                        r"family builds from .*known: .*blocks.B.kernel"),
     ({"blocks": 2, "depth": 3}, r"stages.0.depth allows 3 blocks but stages.0.blocks.2 has "
                                 r"no dimensions .*repeat: 3"),
-    ({"blocks": 3, "depth": 2}, r"stages.0.blocks.2 has dimensions but stages.0.depth allows "
-                                r"at most 2 blocks"),
     ({"conditional": False}, r"stages.0.blocks.1.kernel exists at every depth, but a network "
                              r"with stages.0.depth = 1 does not run block 1"),
     ({"divides": False}, r"stages.0.blocks.0.cardinality=16 does not divide stages.0.width=24.*"
@@ -168,6 +166,24 @@ def test_resnet_space_the_family_cannot_build(kwargs, message):
     # a width every cardinality divides needs no constraint
     build_supernet(_mini_resnet(divides=False, widths=(16, 32)), in_channels=1, num_classes=2,
                    input_size=8)
+
+
+def test_a_block_no_depth_runs():
+    """A block beyond the deepest depth: its condition never holds, so the space is refused
+    when it is made; a definition stored before that check (a checkpoint) loads, and the
+    family refuses to build it."""
+    from nas.errors import SpaceDefinitionError
+    from nas.searchspace import Space
+
+    with pytest.raises(SpaceDefinitionError, match=r"stages.0.blocks.2.kernel: condition "
+                       r"'stages.0.depth > 2' never holds \(stages.0.depth takes 1..2\)"):
+        _mini_resnet(blocks=3, depth=2)
+    d = _mini_resnet(blocks=3, depth=3).to_dict()
+    d["dims"][1]["children"][0]["children"][0]["high"] = 2  # depth 1..2, as stored once
+    with pytest.raises(SupernetError, match=r"stages.0.blocks.2 has dimensions but "
+                       r"stages.0.depth allows at most 2 blocks"):
+        build_supernet(Space.from_dict(d, stored=True), in_channels=1, num_classes=2,
+                       input_size=8)
 
 
 def test_largest_and_smallest_within_constraints():

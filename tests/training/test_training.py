@@ -345,6 +345,8 @@ def test_options_errors(tmp_path: Path) -> None:
     p.write_text("strategy: greedy\n")
     with pytest.raises(UsageError, match=r"o.yaml:1: strategy: 'greedy' is not allowed"):
         TrainOptions.from_yaml(p)
+    p.write_text("space: gone.yaml\n")  # a flag that overrides it: the file's is not read
+    assert TrainOptions.from_yaml(p, {"space": "resnet_like"}).space == "resnet_like"
 
 
 def test_checkpoint_errors(tiny_space: Space, tmp_path: Path) -> None:
@@ -1012,6 +1014,16 @@ def test_resume_refuses_changed_data_and_data_paths_are_absolute(
     with pytest.raises(TrainingError, match="training data changed since the run started"):
         train(opts, tmp_path / "run", resume=True, progress=False,
               resume_overrides={"data": "other.npz"})
+    # the same labels, other images: refused at a new place (only warned about at the old
+    # one, where another numpy or Pillow may round the same files otherwise)
+    with np.load(tmp_path / "moved.npz") as z:
+        arrays = dict(z)
+    arrays["x_train"] = 16 - arrays["x_train"]
+    np.savez(tmp_path / "negative.npz", **arrays)
+    with pytest.raises(TrainingError, match=r"new place \(data\) has the run's labels but "
+                       r"other images"):
+        train(opts, tmp_path / "run", resume=True, progress=False,
+              resume_overrides={"data": "negative.npz"})
     monkeypatch.chdir(tmp_path.parent)
     assert train(opts, tmp_path / "run", resume=True, progress=False,
                  resume_overrides={"data": str(tmp_path / "moved.npz")}).epochs_done == 2
