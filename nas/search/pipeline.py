@@ -192,9 +192,11 @@ def _history_row(line: bytes, space: Space) -> dict[str, Any]:
         if k == "accuracy" and row[k] == "" and row["accuracy_source"] == "infeasible":
             continue  # outside the cost limits: never measured
         try:
-            float(row[k])
+            v = float(row[k])
         except ValueError:
             raise ValueError(f"{k}: {row[k]!r} is not a number") from None
+        if not math.isfinite(v) and not (k == "latency_ms" and row["latency_source"] == "none"):
+            raise ValueError(f"{k}: {row[k]!r} is not a finite number")  # (nan: no table)
     try:
         cfg = space.config(json.loads(row["config"]))
     except json.JSONDecodeError as e:
