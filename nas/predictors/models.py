@@ -37,6 +37,7 @@ import numpy as np
 from scipy import special, stats
 
 from nas.errors import NasError, UsageError
+from nas.utils.checks import check_number
 from nas.utils.files import NPZ_LOAD_ERRORS, atomic_write_bytes, npz_load_error
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,8 @@ class Predictor(ABC):
             known = ", ".join(sorted(self.option_ranges)) or "none"
             raise UsageError(f"predictor {self.name!r}: unknown option {key!r} (known: {known})")
         kind, lo, hi = self.option_ranges[key]
-        span = (f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]")
-        number = (isinstance(value, (int, float, np.integer, np.floating))
-                  and not isinstance(value, (bool, np.bool_)))
-        if kind == "int" and not (isinstance(value, (int, np.integer)) and number
-                                  and lo <= value <= hi):
-            raise UsageError(f"{where}: must be an integer {span}, got {value!r}")
-        if kind == "float" and not (number and math.isfinite(value) and lo <= value <= hi):
-            raise UsageError(f"{where}: must be a number {span}, got {value!r}")
+        if kind in ("int", "float"):
+            check_number(where, value, kind, lo, hi)
         if kind in ("names", "numbers"):
             items = list(value) if isinstance(value, (list, tuple)) else None
             if not items:
@@ -131,11 +126,8 @@ class Predictor(ABC):
                     raise UsageError(f"{where}: {v!r} is not a predictor to combine; known: "
                                      + ", ".join(n for n in list_predictors()
                                                  if n not in ("auto", "ensemble")))
-                if kind == "numbers" and not (isinstance(v, (int, float))
-                                              and not isinstance(v, bool) and math.isfinite(v)
-                                              and lo <= v <= hi):
-                    raise UsageError(f"{where}: every item must be a number {span}, got "
-                                     f"{value!r}")
+                if kind == "numbers":
+                    check_number(f"{where} (every item)", v, "float", lo, hi)
 
     # ------------------------------------------------------------------ data plumbing
     def _fit_transform(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

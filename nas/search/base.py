@@ -19,6 +19,7 @@ import numpy as np
 
 from nas.errors import UsageError
 from nas.searchspace import Config, Space
+from nas.utils.checks import check_number
 
 _OBJ = re.compile(r"^(?P<name>[^:]+):(?P<dir>max|min)$")
 
@@ -149,14 +150,8 @@ class Searcher(ABC):
             raise UsageError(f"{where}: must be a string, got {value!r}")
         if kind == "bool" and not isinstance(value, bool):
             raise UsageError(f"{where}: must be true or false, got {value!r}")
-        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)
-                              or not lo <= value <= hi):
-            span = f">= {lo:g}" if hi == math.inf else f"in {lo:g}..{hi:g}"
-            raise UsageError(f"{where}: must be an integer {span}, got {value!r}")
-        if kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                or not math.isfinite(value) or not lo <= value <= hi):
-            span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
-            raise UsageError(f"{where}: must be a number {span}, got {value!r}")
+        if kind in ("int", "float"):
+            check_number(where, value, kind, lo, hi)
 
     @abstractmethod
     def ask(self) -> list[Config]:
