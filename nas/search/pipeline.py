@@ -395,7 +395,19 @@ def _check_analytic_limits(limits: list[Limit], space: Space, cost: Callable[[Co
 
 def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) a whole search; returns the summary written to ``summary.json``."""
+    """Run (or resume) a whole search; returns the summary written to ``summary.json``.
+    The output directory is locked while the search runs (``.lock``): a second search of
+    it is refused instead of appending the same evaluations to its history twice."""
+    locks: list[Any] = []
+    try:
+        return _run_search_job(opts, out, progress=progress, say=say, locks=locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool,
+                    say: Callable[[str], None], locks: list[Any]) -> dict[str, Any]:
     from nas.data import TensorLoader, load_dataset
     from nas.training import (
         calibration_batches,
@@ -462,6 +474,14 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
         check_cluster(opts.ray_address)
     _prepare_out(out, opts, space)
+    from nas.training.trainer import TrainingError, _RunLock
+
+    lock = _RunLock(out, doing="searched")
+    try:
+        lock.acquire()
+    except TrainingError as e:
+        raise SearchError(str(e)) from None
+    locks.append(lock)
     say(f"output directory: {out}")
 
     # 1. supernet
@@ -609,7 +629,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
             f"limits lie inside them by the current costs; they may be proposed and "
             f"evaluated again")
     if known:
-        n_in = sum(r.get("accuracy_source") != "infeasible" for r in rows)
+        n_in = len(evaluated)  # distinct configs
         n_out = len(known) - len(evaluated)
         say(f"search: resuming with {n_in} evaluations"
             + (f" (and {n_out} proposals outside the cost limits)" if n_out else "")
@@ -699,8 +719,9 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     # the best measured accuracy of a config inside every limit, and how many were measured
     # (configs outside the cost limits are told to the searcher but neither measured nor
     # counted against --budget)
-    measured_known = [r for r in rows if r.get("accuracy_source") != "infeasible"]
-    best: dict[str, Any] = {"acc": best_known, "measured": len(measured_known)}
+    # (distinct configs: a history that holds one twice, written by two searches of one
+    # directory before it was locked, counts it once)
+    best: dict[str, Any] = {"acc": best_known, "measured": len(evaluated)}
     if best["measured"] > opts.budget:
         say(f"search: {best['measured']} evaluations are already done, more than --budget "
             f"{opts.budget}; all of them are used")

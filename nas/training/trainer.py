@@ -90,8 +90,9 @@ class _RunLock:
     process dies), so that a second ``nas train --resume`` cannot write into a run that is
     still training. Where ``fcntl`` does not exist (Windows) it does nothing."""
 
-    def __init__(self, run: Path) -> None:
+    def __init__(self, run: Path, doing: str = "trained") -> None:
         self.path = run / ".lock"
+        self.doing = doing  # what the holder does to it, for the message
         self._f: Any = None
 
     def acquire(self) -> None:
@@ -112,7 +113,7 @@ class _RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise TrainingError(f"{self.path.parent}: is being trained by {holder} (it holds "
+            raise TrainingError(f"{self.path.parent}: is being {self.doing} by {holder} (it holds "
                                 f"{self.path}); wait for it to finish or stop it") from None
         f.seek(0)
         f.truncate()

@@ -415,6 +415,32 @@ def test_search_resumes_after_a_torn_history_row(tiny_supernet, tmp_path: Path) 
     assert all(space.contains(json.loads(r["config"])) for r in rows)
 
 
+def test_a_directory_being_searched_is_locked(tiny_supernet, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """A second search of a directory in use is refused (two had appended the same
+    evaluations to one history.csv); a history that holds a config twice counts it once."""
+    from nas.training.trainer import _RunLock
+
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
+    held = _RunLock(out)
+    held.acquire()  # as a running search holds it
+    try:
+        capsys.readouterr()
+        assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "4") == 1
+        assert "is being searched by process" in capsys.readouterr().err
+    finally:
+        held.release()
+    hist = out / "history.csv"
+    lines = hist.read_bytes().split(b"\r\n")
+    hist.write_bytes(b"\r\n".join(lines[:2] + lines[1:]))  # the first row twice
+    capsys.readouterr()
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "4") == 0
+    assert "resuming with 3 evaluations" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 4 and summary["proposals_outside_cost_limits"] == 0
+
+
 def test_budget_of_one(tiny_supernet, tmp_path: Path) -> None:
     space, space_file, ckpt = tiny_supernet
     out = tmp_path / "one"
