@@ -140,6 +140,13 @@ STORED_DEFINITION: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "stored_definition", default=False)
 
 
+# Set while a space's fingerprint is computed: ``to_dict`` then leaves out what was added
+# to the written form later without changing the space (``ordinal: true`` on numeric values
+# out of order, implied before it was required), so that fingerprints stay as they were.
+CANONICAL_FORM: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "canonical_form", default=False)
+
+
 def _monotonic(vals: tuple[Scalar, ...]) -> bool:
     pairs = list(zip(vals, vals[1:]))
     return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)  # type: ignore[operator]
@@ -207,8 +214,10 @@ class Choice:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": "choice", "values": list(self.values)}
-        if self.ordinal != all(_is_number(v) for v in self.values):
-            d["ordinal"] = self.ordinal
+        numeric = all(_is_number(v) for v in self.values)
+        if self.ordinal != numeric or (numeric and not _monotonic(self.values)
+                                       and not CANONICAL_FORM.get()):
+            d["ordinal"] = self.ordinal  # (out of order: said, so that the file loads)
         if self.default != self.values[0]:
             d["default"] = self.default
         if self.when:

@@ -47,6 +47,7 @@ from nas.searchspace.constraints import (
     constraint_from_dict,
 )
 from nas.searchspace.dims import (
+    CANONICAL_FORM,
     STORED_DEFINITION,
     Choice,
     Condition,
@@ -194,9 +195,13 @@ class Space:
                     ahead[j].append((k, c, ci))
         self._ahead = tuple(tuple(x) for x in ahead)
         self._support_memo: dict[tuple[Any, ...], bool] = {}
-        self._fingerprint = hashlib.sha256(
-            json.dumps(self.to_dict(), sort_keys=True).encode()
-        ).hexdigest()
+        token = CANONICAL_FORM.set(True)
+        try:
+            self._fingerprint = hashlib.sha256(
+                json.dumps(self.to_dict(), sort_keys=True).encode()
+            ).hexdigest()
+        finally:
+            CANONICAL_FORM.reset(token)
         self._list_groups = self._find_list_groups(self.root)
 
     # ------------------------------------------------------------------ structure
