@@ -364,16 +364,23 @@ def _supernet(opts: SearchOptions, space: Space, out: Path, progress: bool, say:
 
 
 def _check_feasible(lim: Limit, values: np.ndarray, space: Space, *, descent: bool) -> None:
-    """:class:`SearchError` when no probed config meets the cost limit ``lim``."""
+    """:class:`SearchError` when no probed config meets the cost limit ``lim``; for a latency
+    limit only a warning: the probes' descents over the table end in local minima, and a
+    search may still find a faster config."""
     if lim.holds(values).any():
         return
     best = values.min() if lim.op.startswith("<") else values.max()
     unit = {"latency": " ms", "size": " bytes"}.get(lim.metric, "")
-    how = (", 2,000 samples and the fastest found by descent over the latency table"
+    how = (", 2,000 samples and the fastest found by descents over the latency table"
            if descent else " and 2,000 samples")
+    seen = (f"the best {lim.metric} seen, over the smallest and largest configs{how}, is "
+            f"{best:.4g}{unit}")
+    if descent and lim.metric == "latency":
+        log.warning("--constraint %s: no probed config of %s satisfies it (%s); searching "
+                    "anyway, for a faster one", lim, space.name, seen)
+        return
     raise SearchError(f"--constraint {lim} is infeasible: no config of {space.name} "
-                      f"satisfies it (the best {lim.metric} seen, over the smallest and "
-                      f"largest configs{how}, is {best:.4g}{unit})")
+                      f"satisfies it ({seen})")
 
 
 def _check_analytic_limits(limits: list[Limit], space: Space, cost: Callable[[Config], Any],
@@ -533,7 +540,9 @@ def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progres
         from nas.predictors.latency import _extreme_path
 
         lat = latency.predict_many(probe)
-        probe += _extreme_path(latency, probe[int(np.argmin(lat))], 1.0)
+        # descents from the 8 fastest probes (one descent ends in a local minimum)
+        for i in dict.fromkeys(np.argsort(lat)[:8].tolist()):
+            probe += _extreme_path(latency, probe[i], 1.0)
     pc = costs(probe)
     # what an infeasible config is told as its cost: dominated by every feasible one
     penalty = {tg: 10.0 * float(np.nanmax(pc[tg])) + 1.0 for tg in opts.targets}

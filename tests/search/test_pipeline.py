@@ -233,6 +233,14 @@ def test_latency_target_builds_a_table_and_measures_the_front(
     printed = " ".join(capsys.readouterr().out.split())
     assert f"{len({r['id'] for r in outside})} proposals history.csv holds as outside the " \
            "cost limits lie inside them by the current costs" in printed
+    # a latency limit below every probe: warned about, then searched anyway (descents over
+    # the table end in local minima); nothing is found inside it here, and that is said
+    capsys.readouterr()
+    assert main([*base, "--target", "latency", "--out", str(tmp_path / "tight"),
+                 "--constraint", "latency<=1e-6ms", "--budget", "1", "--strategy", "random",
+                 "--latency-table", str(out / "latency.json")]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "configs searcher 'random' proposed lie outside the cost limits" in said
     other = tmp_path / "other.json"  # a table of another space
     doc = json.loads((out / "latency.json").read_text())
     doc["space"]["name"] = "elsewhere"
