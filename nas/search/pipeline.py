@@ -855,6 +855,9 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
                     for k, (r, i) in enumerate(zip(previous, front_idx))):
         say(f"front: the same {len(configs)} subnets as the last run; kept as they are "
             f"({out / 'pareto.json'})")
+        # the table and the plot again: the evaluations behind the plot may have grown, and
+        # a kill after pareto.json may have left them stale or missing
+        _write_front_table_and_plot(previous, result, opts, out, okf)
         return previous
     if n_front > len(configs):
         say(f"front: {n_front} subnets; extracting and timing {len(configs)} of them, spread "
@@ -906,6 +909,13 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
             f"outputs and the supernet's on {len(probe)} validation images: "
             f"{np.nanmax(diffs):.2g}")
     atomic_write_text(out / "pareto.json", strict_json(rows, indent=2) + "\n")
+    _write_front_table_and_plot(rows, result, opts, out, okf)
+    return rows
+
+
+def _write_front_table_and_plot(rows: list[dict[str, Any]], result: Any, opts: SearchOptions,
+                                out: Path, okf: np.ndarray) -> None:
+    """``pareto.csv`` (the rows of ``pareto.json``) and ``pareto.png``."""
     fields = [k for k in rows[0] if k != "config"] + ["config"]
     lines = [",".join(fields)]
     for r in rows:
@@ -914,7 +924,6 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
                               else v for v in vals))
     atomic_write_text(out / "pareto.csv", "\n".join(lines) + "\n")
     _plot(result, rows, opts, out, okf)
-    return rows
 
 
 def _previous_front(out: Path) -> list[dict[str, Any]] | None:

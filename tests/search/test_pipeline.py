@@ -449,6 +449,22 @@ def test_a_directory_being_searched_is_locked(tiny_supernet, tmp_path: Path, cap
     assert summary["evaluations"] == 4 and summary["proposals_outside_cost_limits"] == 0
 
 
+def test_a_kept_front_rewrites_its_table_and_plot(tiny_supernet, tmp_path: Path,
+                                                  capsys) -> None:  # noqa: ANN001
+    """A re-run that keeps the front as it is still writes pareto.csv and pareto.png (a kill
+    after pareto.json had left them missing; more evaluations leave the plot stale)."""
+    _, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
+    csv_text = (out / "pareto.csv").read_text()
+    (out / "pareto.csv").unlink()
+    (out / "pareto.png").unlink()
+    capsys.readouterr()
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
+    assert "kept as they are" in " ".join(capsys.readouterr().out.split())
+    assert (out / "pareto.csv").read_text() == csv_text and (out / "pareto.png").exists()
+
+
 def test_budget_of_one(tiny_supernet, tmp_path: Path) -> None:
     space, space_file, ckpt = tiny_supernet
     out = tmp_path / "one"
