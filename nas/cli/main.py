@@ -89,18 +89,40 @@ def _stdout_gone() -> bool:
         return False
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, kill, a batch scheduler), raised where the command is, as Ctrl-C
+    is: files being written atomically are left as they were, and the command says so."""
+
+    signal = "SIGTERM"
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     _configure_logging(args.verbose, args.quiet)
+    old = None
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt as e:  # (a training run says where it checkpointed)
-        print(f"nas {args.command}: {str(e) or 'interrupted'}", file=sys.stderr)
-        return 143 if getattr(e, "signal", "") == "SIGTERM" else 130
+        sig = getattr(e, "signal", "SIGINT")
+        said = str(e) or f"interrupted ({sig})" + (
+            "; the same command again resumes it (history.csv keeps every evaluation)"
+            if args.command == "search" else "")
+        print(f"nas {args.command}: {said}", file=sys.stderr)
+        return 143 if sig == "SIGTERM" else 130
     except UsageError as e:
         if args.debug:
             raise
@@ -135,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for "
               "the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -88,3 +88,23 @@ def test_console_script_and_debug(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "nas", "--debug", "spaces", "show", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_sigterm_is_said_and_exits_143(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """SIGTERM during a command ends it as Ctrl-C does, with a line saying so (it had ended
+    `nas search` silently); a search says that the same command resumes it."""
+    import os
+    import signal
+
+    import nas.cli.search as search_cli
+
+    def terminated(args):  # noqa: ANN001, ANN202
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(search_cli, "run", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["search", "--space", "resnet_like"]) == 143
+    err = capsys.readouterr().err
+    assert "nas search: interrupted (SIGTERM); the same command again resumes it" in err
+    assert signal.getsignal(signal.SIGTERM) == before  # restored
