@@ -46,6 +46,9 @@ def _options(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--option {item!r}: expected KEY=VALUE")
+        if key == "seed":
+            raise UsageError(f"--option {item!r}: each run's seed comes from --seeds (runs "
+                             "0..N-1), not from an option")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

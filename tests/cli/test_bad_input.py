@@ -214,6 +214,10 @@ def test_benchmark_rejects_repeated_objectives(tmp_path: Path, capsys) -> None: 
                     "--objective", "a:max", "--objective", "a:min", "--strategy", "random",
                     "--budget", "2")
     assert code == 2 and "column 'a' is given more than once" in one_line(err)
+    code, err = run(capsys, "benchmark", "--table", str(table), "--space", "nb201",
+                    "--objective", "a:max", "--strategy", "random", "--budget", "2",
+                    "--option", "seed=3")
+    assert code == 2 and "each run's seed comes from --seeds" in one_line(err)
 
 
 def test_search_refuses_spaces_without_a_supernet_before_writing(tmp_path: Path,
