@@ -62,7 +62,8 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
             raise LatencyTableError(
                 f"--latency-table {given} was built for other settings ({'; '.join(wrong)}); "
                 f"this search times batch {batch} on {threads} thread(s) on {device}: build "
-                "its table with `nas profile --space ... --input-size ... --batch "
+                f"its table with `nas profile --space ... --input-size {b.input_size[0]} "
+                f"--in-channels {b.in_channels} --num-classes {b.num_classes} --batch "
                 f"{batch} --threads {threads}` for the supernet's data")
         data = Path(given).read_bytes()
         if not path.exists() or path.read_bytes() != data:

@@ -197,6 +197,8 @@ def _history_row(line: bytes, space: Space) -> dict[str, Any]:
             raise ValueError(f"{k}: {row[k]!r} is not a number") from None
         if not math.isfinite(v) and not (k == "latency_ms" and row["latency_source"] == "none"):
             raise ValueError(f"{k}: {row[k]!r} is not a finite number")  # (nan: no table)
+        if k == "accuracy" and not 0 <= v <= 100:
+            raise ValueError(f"accuracy: {row[k]!r} is not a percentage (0..100)")
     try:
         cfg = space.config(json.loads(row["config"]))
     except json.JSONDecodeError as e:

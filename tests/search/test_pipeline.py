@@ -398,6 +398,11 @@ def test_history_unreadable_rows_and_headers_are_errors(tmp_path: Path) -> None:
     with pytest.raises(SearchError, match=r"history.csv:2: not a search history row "
                                           r"\(accuracy: 'nan' is not a finite number\)"):
         _read_history(path, space)
+    path.write_text("\r\n".join([lines[0], lines[1].replace(",50.0000,", ",150.0,"),
+                                   *lines[2:]]), newline="")
+    with pytest.raises(SearchError, match=r"history.csv:2: .*accuracy: '150.0' is not a "
+                                          r"percentage"):
+        _read_history(path, space)
     # a header that is not ours: an error (not a re-evaluation of everything, appended twice)
     path.write_text("\r\n".join(["garbage,,,", *lines[1:]]), newline="")
     with pytest.raises(SearchError, match=r"history.csv:1: not a search history header "
