@@ -35,6 +35,11 @@ class ConfigError(NasError, ValueError):
     """A configuration that is not a member of its space (missing, unknown or bad value)."""
 
 
+class DirectoryInUseError(NasError):
+    """A run or output directory that another process is working in (it holds the
+    directory's lock: :class:`nas.utils.files.DirectoryLock`)."""
+
+
 def _format_field(field: tuple[str | int, ...]) -> str:
     out = ""
     for part in field:

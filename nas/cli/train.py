@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
         if not run_dir.is_dir():
             raise UsageError(f"--resume {args.resume}: no such run directory")
         if not (run_dir / "checkpoint.pt").exists():
-            from nas.training.trainer import TrainingError, run_in_progress
+            from nas.errors import DirectoryInUseError
+            from nas.utils.files import directory_holder
 
-            holder = run_in_progress(run_dir)
+            holder = directory_holder(run_dir)
             if holder is not None:  # still in its first epoch
-                raise TrainingError(f"{run_dir}: is being trained by {holder} (before its "
+                raise DirectoryInUseError(f"{run_dir}: is being trained by {holder} (before its "
                                     "first checkpoint); wait for it to finish or stop it")
             if (run_dir / "options.yaml").exists():  # a run stopped before its first save
                 raise UsageError(f"--resume {args.resume}: the run there stopped before its "

@@ -41,7 +41,13 @@ from nas.search.base import Objective, hypervolume, make_searcher, pareto_mask, 
 from nas.search.constraints import Limit
 from nas.searchspace import Config, Space, load_space
 from nas.utils.checks import check_int
-from nas.utils.files import atomic_write_bytes, atomic_write_text, file_digest, strict_json
+from nas.utils.files import (
+    DirectoryLock,
+    atomic_write_bytes,
+    atomic_write_text,
+    file_digest,
+    strict_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +413,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
     """Run (or resume) a whole search; returns the summary written to ``summary.json``.
     The output directory is locked while the search runs (``.lock``): a second search of
     it is refused instead of appending the same evaluations to its history twice."""
-    locks: list[Any] = []
+    locks: list[DirectoryLock] = []
     try:
         return _run_search_job(opts, out, progress=progress, say=say, locks=locks)
     finally:
@@ -416,7 +422,7 @@ def run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress
 
 
 def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progress: bool,
-                    say: Callable[[str], None], locks: list[Any]) -> dict[str, Any]:
+                    say: Callable[[str], None], locks: list[DirectoryLock]) -> dict[str, Any]:
     from nas.data import TensorLoader, load_dataset
     from nas.training import (
         calibration_batches,
@@ -483,13 +489,8 @@ def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progres
 
         check_cluster(opts.ray_address)
     _prepare_out(out, opts, space)
-    from nas.training.trainer import TrainingError, _RunLock
-
-    lock = _RunLock(out, doing="searched")
-    try:
-        lock.acquire()
-    except TrainingError as e:
-        raise SearchError(str(e)) from None
+    lock = DirectoryLock(out, doing="searched")
+    lock.acquire()
     locks.append(lock)
     say(f"output directory: {out}")
 

@@ -18,7 +18,6 @@ resumed run in deterministic mode reaches the same weights as an uninterrupted o
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -46,6 +45,7 @@ from nas.training.schedule import warmed
 from nas.training.strategies import make_strategy
 from nas.utils.checks import check_int
 from nas.utils.files import (
+    DirectoryLock,
     atomic_torch_save,
     atomic_write_text,
     remove_stale_temporaries,
@@ -83,65 +83,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.run = run
         self.signal = signal
         self.finished = finished
-
-
-class _RunLock:
-    """An exclusive lock on a run directory (``.lock``, ``flock``: released by the OS when the
-    process dies), so that a second ``nas train --resume`` cannot write into a run that is
-    still training. Where ``fcntl`` does not exist (Windows) it does nothing."""
-
-    def __init__(self, run: Path, doing: str = "trained") -> None:
-        self.path = run / ".lock"
-        self.doing = doing  # what the holder does to it, for the message
-        self._f: Any = None
-
-    def acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover
-            return
-        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                # a filesystem without flock (NFS without lockd, some FUSE/Lustre mounts)
-                f.close()
-                log.warning("%s: cannot lock the run directory here (%s); make sure no "
-                            "other process trains it", self.path.parent, e.strerror or e)
-                return
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            f.close()
-            raise TrainingError(f"{self.path.parent}: is being {self.doing} by {holder} (it holds "
-                                f"{self.path}); wait for it to finish or stop it") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"process {os.getpid()}")
-        f.flush()
-        self._f = f
-
-    def release(self) -> None:
-        if self._f is not None:
-            self._f.close()  # (closing drops the lock)
-            self._f = None
-
-
-def run_in_progress(run: Path) -> str | None:
-    """Who holds the run directory ``run``'s lock (``"process N"``), or ``None`` when no
-    process is training it."""
-    lock = _RunLock(Path(run))
-    if not lock.path.exists():
-        return None
-    try:
-        lock.acquire()
-    except TrainingError:
-        try:
-            return lock.path.read_text(encoding="utf-8").strip() or "another process"
-        except OSError:
-            return "another process"
-    lock.release()
-    return None
 
 
 class _StopRequest:
@@ -366,7 +307,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
     run = Path(run_dir)
     ckpt_path = run / "checkpoint.pt"
     state: dict[str, Any] | None = None
-    lock = _RunLock(run)
+    lock = DirectoryLock(run, doing="trained")
     if resume:
         state = load_checkpoint(ckpt_path)
         lock.acquire()  # before touching anything of a run that may still be training
@@ -378,7 +319,7 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         lock.release()
 
 
-def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: _RunLock, *,
+def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: DirectoryLock, *,
            progress: bool, space: Space | None, stop_after_steps: int | None,
            announce: Callable[[Path], None] | None,
            resume_overrides: Mapping[str, Any] | None) -> TrainResult:

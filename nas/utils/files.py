@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
+import logging
 import math
 import os
 import tempfile
@@ -13,6 +15,10 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from nas.errors import DirectoryInUseError
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -156,3 +162,77 @@ def npz_load_error(e: BaseException) -> str:
     if isinstance(e, (ValueError, OSError)):
         return str(e)
     return "corrupt or truncated .npz archive"
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory that a process writes into (its ``.lock`` file, held
+    with ``flock``, so the OS releases it when the process dies): a second ``nas train
+    --resume`` or ``nas search`` of the same directory is refused while the first runs.
+
+    ``doing`` says what the holder does to the directory, for the message ("is being trained
+    by process 123"). Where ``fcntl`` does not exist (Windows) and on filesystems without
+    ``flock`` (NFS without lockd, some FUSE mounts) it warns once and does nothing. Usable as
+    a context manager.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], doing: str = "used") -> None:
+        self.path = Path(directory) / ".lock"
+        self.doing = doing
+        self._f: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock, writing this process's id into it; raise
+        :class:`~nas.errors.DirectoryInUseError` naming the holder if another process has it."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover
+            return
+        f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                f.close()
+                log.warning("%s: cannot lock the directory here (%s); make sure no other "
+                            "process writes into it", self.path.parent, e.strerror or e)
+                return
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise DirectoryInUseError(
+                f"{self.path.parent}: is being {self.doing} by {holder} (it holds "
+                f"{self.path}); wait for it to finish or stop it") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        self._f = f
+
+    def release(self) -> None:
+        if self._f is not None:
+            self._f.close()  # (closing drops the lock)
+            self._f = None
+
+    def __enter__(self) -> DirectoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def directory_holder(directory: str | os.PathLike[str]) -> str | None:
+    """Who holds ``directory``'s :class:`DirectoryLock` (``"process N"``), or ``None`` when
+    no process does."""
+    lock = DirectoryLock(directory)
+    if not lock.path.exists():
+        return None
+    try:
+        lock.acquire()
+    except DirectoryInUseError:
+        try:
+            return lock.path.read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            return "another process"
+    lock.release()
+    return None

@@ -395,12 +395,12 @@ def test_resume_of_a_run_in_its_first_epoch(tmp_path: Path, capsys) -> None:  # 
     """--resume of a run without a checkpoint yet: while a process trains it, that is said
     (not 'it stopped before its first checkpoint'); once none does, the run is one to start
     again."""
-    from nas.training.trainer import _RunLock
+    from nas.utils.files import DirectoryLock
 
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     (run_dir / "options.yaml").write_text("epochs: 1\n")
-    lock = _RunLock(run_dir)
+    lock = DirectoryLock(run_dir)
     lock.acquire()  # as a training process holds it
     try:
         code, err = run(capsys, "train", "--resume", str(run_dir))

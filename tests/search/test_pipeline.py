@@ -431,12 +431,12 @@ def test_search_resumes_after_a_torn_history_row(tiny_supernet, tmp_path: Path) 
 def test_a_directory_being_searched_is_locked(tiny_supernet, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     """A second search of a directory in use is refused (two had appended the same
     evaluations to one history.csv); a history that holds a config twice counts it once."""
-    from nas.training.trainer import _RunLock
+    from nas.utils.files import DirectoryLock
 
     space, space_file, ckpt = tiny_supernet
     out = tmp_path / "s"
     assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
-    held = _RunLock(out)
+    held = DirectoryLock(out)
     held.acquire()  # as a running search holds it
     try:
         capsys.readouterr()

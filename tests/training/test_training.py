@@ -4,6 +4,7 @@ options and checkpoints fail clearly."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -976,14 +977,17 @@ def test_a_fresh_start_clears_a_killed_runs_temporaries(tiny_space: Space,
 
 
 def test_a_run_being_trained_is_locked(tiny_space: Space, tmp_path: Path) -> None:
-    from nas.training.trainer import _RunLock
+    from nas.errors import DirectoryInUseError
+    from nas.utils.files import DirectoryLock, directory_holder
 
     opts = TrainOptions(epochs=2, max_steps_per_epoch=2, **FAST)
     train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
-    held = _RunLock(tmp_path / "run")
+    assert directory_holder(tmp_path / "run") is None
+    held = DirectoryLock(tmp_path / "run")
     held.acquire()  # as another `nas train` on this run would
     try:
-        with pytest.raises(TrainingError, match=r"run: is being trained by process \d+"):
+        assert directory_holder(tmp_path / "run") == f"process {os.getpid()}"
+        with pytest.raises(DirectoryInUseError, match=r"run: is being trained by process \d+"):
             train(opts, tmp_path / "run", resume=True, progress=False)
     finally:
         held.release()
