@@ -86,7 +86,10 @@ class Predictor(ABC):
 
     name: ClassVar[str] = ""
     supports_std: ClassVar[bool] = False
-    # the model's own settings: name -> (kind, low, high), both ends inclusive; kind is
+    # the model's own settings and their defaults (the names a predictor accepts), as the
+    # searchers' ``defaults``; read them with :meth:`_opt`
+    defaults: ClassVar[dict[str, Any]] = {}
+    # each setting's allowed values: name -> (kind, low, high), both ends inclusive; kind is
     # "int", "float", "names" (a list of predictor names) or "numbers" (a list of numbers)
     option_ranges: ClassVar[dict[str, tuple[str, float, float]]] = {}
 
@@ -108,8 +111,8 @@ class Predictor(ABC):
         """A clear error for an unknown setting (a typo would otherwise be ignored and saved
         with the model) or a value of the wrong type or out of range."""
         where = f"predictor {self.name!r}: option {key}"
-        if key not in self.option_ranges:
-            known = ", ".join(sorted(self.option_ranges)) or "none"
+        if key not in self.defaults:
+            known = ", ".join(sorted(self.defaults)) or "none"
             raise UsageError(f"predictor {self.name!r}: unknown option {key!r} (known: {known})")
         kind, lo, hi = self.option_ranges[key]
         if kind in ("int", "float"):
@@ -128,6 +131,10 @@ class Predictor(ABC):
                                                  if n not in ("auto", "ensemble")))
                 if kind == "numbers":
                     check_number(f"{where} (every item)", v, "float", lo, hi)
+
+    def _opt(self, key: str) -> Any:
+        """The setting ``key``: the value given, else its default."""
+        return self.params.get(key, self.defaults[key])
 
     # ------------------------------------------------------------------ data plumbing
     def _fit_transform(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -357,13 +364,13 @@ class SVRPredictor(_SklearnPredictor):
     """Support-vector regression with an RBF kernel."""
 
     name = "svr"
+    defaults = {"C": 3.0, "epsilon": 0.05}
     option_ranges = {"C": ("float", 1e-12, math.inf), "epsilon": ("float", 0.0, math.inf)}
 
     def _make(self) -> Any:
         from sklearn.svm import SVR
 
-        return SVR(C=self.params.get("C", 3.0), epsilon=self.params.get("epsilon", 0.05),
-                   gamma="scale")
+        return SVR(C=self._opt("C"), epsilon=self._opt("epsilon"), gamma="scale")
 
 
 @register_predictor
@@ -371,6 +378,7 @@ class RandomForestPredictor(_SklearnPredictor):
     """Random forest; the spread of its trees is the reported uncertainty."""
 
     name = "rf"
+    defaults = {"n_estimators": 200, "max_features": 0.3, "min_samples_leaf": 1}
     option_ranges = {"n_estimators": ("int", 1, math.inf), "max_features": ("float", 1e-12, 1.0),
                      "min_samples_leaf": ("int", 1, math.inf)}
     supports_std = True
@@ -379,10 +387,8 @@ class RandomForestPredictor(_SklearnPredictor):
         from sklearn.ensemble import RandomForestRegressor
 
         return RandomForestRegressor(
-            n_estimators=self.params.get("n_estimators", 200),
-            max_features=self.params.get("max_features", 0.3),
-            min_samples_leaf=self.params.get("min_samples_leaf", 1),
-            random_state=self.seed, n_jobs=1)
+            n_estimators=self._opt("n_estimators"), max_features=self._opt("max_features"),
+            min_samples_leaf=self._opt("min_samples_leaf"), random_state=self.seed, n_jobs=1)
 
     def _predict_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         per_tree = np.stack([t.predict(X) for t in self.model_.estimators_])
@@ -395,6 +401,8 @@ class GBTPredictor(_SklearnPredictor):
     matter for cells), small learning rate, row and feature subsampling."""
 
     name = "gbt"
+    defaults = {"n_estimators": 1000, "learning_rate": 0.02, "max_depth": 5, "subsample": 0.8,
+                "max_features": 0.3, "min_samples_leaf": 1}
     option_ranges = {"n_estimators": ("int", 1, math.inf),
                      "learning_rate": ("float", 1e-12, math.inf),
                      "max_depth": ("int", 1, math.inf), "subsample": ("float", 1e-12, 1.0),
@@ -405,13 +413,7 @@ class GBTPredictor(_SklearnPredictor):
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
-            n_estimators=self.params.get("n_estimators", 1000),
-            learning_rate=self.params.get("learning_rate", 0.02),
-            max_depth=self.params.get("max_depth", 5),
-            subsample=self.params.get("subsample", 0.8),
-            max_features=self.params.get("max_features", 0.3),
-            min_samples_leaf=self.params.get("min_samples_leaf", 1),
-            random_state=self.seed)
+            random_state=self.seed, **{k: self._opt(k) for k in self.defaults})
 
 
 @register_predictor
@@ -422,6 +424,7 @@ class GPPredictor(_SklearnPredictor):
     the prediction; the noise part does not shrink with more data)."""
 
     name = "gp"
+    defaults = {"restarts": 1}
     option_ranges = {"restarts": ("int", 0, math.inf)}
     supports_std = True
 
@@ -434,7 +437,7 @@ class GPPredictor(_SklearnPredictor):
                                                             nu=2.5)
                   + WhiteKernel(0.1, (1e-4, 1.0)))
         return GaussianProcessRegressor(kernel=kernel, normalize_y=False,
-                                        n_restarts_optimizer=self.params.get("restarts", 1),
+                                        n_restarts_optimizer=self._opt("restarts"),
                                         random_state=self.seed)
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
@@ -458,13 +461,14 @@ class MLPPredictor(Predictor):
     """A small torch MLP (two hidden ReLU layers), full-batch Adam with weight decay."""
 
     name = "mlp"
+    defaults = {"hidden": 128, "lr": 3e-3, "weight_decay": 1e-2, "epochs": 300}
     option_ranges = {"hidden": ("int", 1, math.inf), "lr": ("float", 1e-12, math.inf),
                      "weight_decay": ("float", 0.0, math.inf), "epochs": ("int", 1, math.inf)}
 
     def _build(self, d: int) -> Any:
         from torch import nn
 
-        h = int(self.params.get("hidden", 128))
+        h = int(self._opt("hidden"))
         return nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
                              nn.Linear(h, 1))
 
@@ -480,11 +484,11 @@ class MLPPredictor(Predictor):
                 for p in net.parameters():
                     bound = 1.0 / np.sqrt(p.shape[-1])
                     p.copy_(torch.rand(p.shape, generator=gen) * 2 * bound - bound)
-            opt = torch.optim.AdamW(net.parameters(), lr=self.params.get("lr", 3e-3),
-                                    weight_decay=self.params.get("weight_decay", 1e-2))
+            opt = torch.optim.AdamW(net.parameters(), lr=self._opt("lr"),
+                                    weight_decay=self._opt("weight_decay"))
             Xt = torch.from_numpy(X).float()
             zt = torch.from_numpy(z).float()[:, None]
-            for _ in range(int(self.params.get("epochs", 300))):
+            for _ in range(int(self._opt("epochs"))):
                 opt.zero_grad()
                 loss = torch.nn.functional.mse_loss(net(Xt), zt)
                 loss.backward()
@@ -519,18 +523,18 @@ class EnsemblePredictor(Predictor):
     """
 
     name = "ensemble"
+    defaults = {"members": ["gbt", "gbt", "mlp"], "weights": None}  # None: equal weights
     option_ranges = {"members": ("names", 0, 0), "weights": ("numbers", 0.0, math.inf)}
     supports_std = True
-    DEFAULT_MEMBERS = ("gbt", "gbt", "mlp")
 
     def _members(self) -> list[Predictor]:
-        names = self.params.get("members", list(self.DEFAULT_MEMBERS))
+        names = self._opt("members")
         return [get_predictor(n, seed=self.seed + i, target_transform="none")
                 for i, n in enumerate(names)]
 
     def _weights(self) -> np.ndarray:
-        n = len(self.params.get("members", self.DEFAULT_MEMBERS))
-        w = np.asarray(self.params.get("weights", [1.0] * n), dtype=np.float64)
+        n = len(self._opt("members"))
+        w = np.asarray(self._opt("weights") or [1.0] * n, dtype=np.float64)
         if w.shape != (n,) or np.any(w < 0) or w.sum() <= 0:
             raise UsageError(f"ensemble weights must be {n} non-negative numbers, got {w}")
         return w / w.sum()
@@ -608,14 +612,14 @@ class AutoPredictor(Predictor):
     data, then refits the winner on all of it."""
 
     name = "auto"
+    defaults = {"candidates": ["ridge", "svr", "rf", "gbt", "gp", "mlp"], "folds": 5}
     option_ranges = {"candidates": ("names", 0, 0), "folds": ("int", 2, math.inf)}
-    DEFAULT_CANDIDATES = ("ridge", "svr", "rf", "gbt", "gp", "mlp")
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         from nas.predictors.metrics import kendall_tau
 
-        cands = list(self.params.get("candidates", self.DEFAULT_CANDIDATES))
-        folds = int(self.params.get("folds", 5))
+        cands = list(self._opt("candidates"))
+        folds = int(self._opt("folds"))
         n = X.shape[0]
         folds = max(2, min(folds, n // 2)) if n >= 4 else 0
         scores: dict[str, float] = {}
@@ -748,7 +752,7 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
     chosen = config.pop("chosen", None)
     cls = PREDICTORS[name]
     unknown = sorted(k for k in config
-                     if k not in ("seed", "target_transform") and k not in cls.option_ranges)
+                     if k not in ("seed", "target_transform") and k not in cls.defaults)
     if unknown:  # saved before settings were checked: they were ignored then, and are now
         log.warning("%s: ignoring setting%s %s that predictor %r does not have (saved by an "
                     "earlier version, which ignored them too)", path,

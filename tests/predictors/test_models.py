@@ -81,6 +81,15 @@ def test_uncertainty_models_and_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown option 'alpha' \\(known: none\\)"):
         get_predictor("ridge", alpha=1.0)
     assert get_predictor("rf", n_estimators=np.int64(5)).params == {"n_estimators": 5}
+    # every setting has one default and one range, and each default is an allowed value
+    from nas.predictors.models import PREDICTORS
+
+    for name, cls in PREDICTORS.items():
+        assert set(cls.defaults) == set(cls.option_ranges), name
+        given = {k: v for k, v in cls.defaults.items() if v is not None}
+        assert get_predictor(name, **given).params == given
+    # the settings reach the model: a forest of 3 trees has 3 trees
+    assert len(get_predictor("rf", n_estimators=3).fit(X, y).model_.estimators_) == 3
     # a file saved before settings were checked, with one the model never had: it loads,
     # with a warning, as it predicted then (the setting was ignored then too)
     import json
