@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nas.errors import UsageError
     from nas.searchspace import load_space
-    from nas.training import TrainOptions, train
+    from nas.training import OptionError, TrainOptions, train
 
     progress = not args.no_progress
     if args.resume:
@@ -117,10 +116,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             opts = (TrainOptions.from_yaml(args.config, overrides) if args.config
                     else TrainOptions.from_dict(overrides, where="flags"))
-        except UsageError as e:  # an option given as a flag is named as the flag
-            m = re.match(r"(?:flags|options): (\w+): (.*)", str(e), re.S)
-            if m and m.group(1) in overrides:
-                raise UsageError(f"--{m.group(1).replace('_', '-')}: {m.group(2)}") from None
+        except OptionError as e:  # an option given as a flag is named as the flag
+            if e.option in overrides and not e.unknown:
+                raise UsageError(f"--{e.option.replace('_', '-')}: {e.reason}") from None
             raise
         space = load_space(opts.space)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -10,7 +10,7 @@ from nas.training.evaluate import (
     held_out_split,
     recalibrate_bn,
 )
-from nas.training.options import TrainOptions
+from nas.training.options import OptionError, TrainOptions
 from nas.training.strategies import kd_loss, list_strategies, make_strategy, register_strategy
 from nas.training.trainer import (
     TrainingDivergedError,
@@ -20,7 +20,7 @@ from nas.training.trainer import (
     train,
 )
 
-__all__ = ["TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError",
+__all__ = ["OptionError", "TrainOptions", "TrainResult", "TrainingDivergedError", "TrainingError",
            "calibration_batches", "check_data_fits", "evaluate", "evaluate_config",
            "evaluate_model", "held_out_split", "kd_loss", "list_strategies",
            "load_checkpoint", "make_strategy", "recalibrate_bn", "register_strategy", "train"]

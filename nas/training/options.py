@@ -16,6 +16,27 @@ from nas.supernet.base import is_stem_stride
 from nas.utils.device import resolve_device
 
 
+class OptionError(UsageError):
+    """A training option that is unknown or not allowed.
+
+    Attributes:
+        option: the option's name (``"seed"``).
+        reason: what is wrong and what is allowed, without the name.
+        unknown: the option does not exist.
+        where: where it was given (``"flags"``, ``"options"``, a file), as the message's prefix.
+    """
+
+    def __init__(self, option: Any, reason: str, *, unknown: bool = False,
+                 where: str = "") -> None:
+        self.option, self.reason, self.unknown, self.where = option, reason, unknown, where
+        text = f"unknown option {option!r}; {reason}" if unknown else f"{option}: {reason}"
+        super().__init__(f"{where}: {text}" if where else text)
+
+    def at(self, where: str) -> OptionError:
+        """The same error said as given at ``where``."""
+        return OptionError(self.option, self.reason, unknown=self.unknown, where=where)
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -41,7 +62,7 @@ def _check_space_name(space: str) -> None:
     from nas.searchspace import list_spaces
 
     if space not in list_spaces() and not Path(space).is_file():
-        raise UsageError(f"space: {space!r} is neither a registered space ("
+        raise OptionError("space", f"{space!r} is neither a registered space ("
                          f"{', '.join(list_spaces())}) nor a space file")
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-5, "adamw": 0.05}
 
@@ -136,97 +157,100 @@ class TrainOptions:
         for name in ("space", "data", "strategy", "device"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v:
-                raise UsageError(f"{name}: must be a non-empty string, got {v!r}")
+                raise OptionError(name, f"must be a non-empty string, got {v!r}")
         if self.data_root is not None and not isinstance(self.data_root, str):
-            raise UsageError(f"data_root: must be a directory path or null, got "
+            raise OptionError("data_root", f"must be a directory path or null, got "
                              f"{self.data_root!r}")
         for name in ("download", "deterministic", "zero_init_last"):
             v = getattr(self, name)
             if not isinstance(v, bool):
-                raise UsageError(f"{name}: must be true or false, got {v!r}")
+                raise OptionError(name, f"must be true or false, got {v!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) \
                 or not 0 <= self.seed < 2**32:
-            raise UsageError(f"seed: must be an integer in 0..2**32-1, got {self.seed!r}")
+            raise OptionError("seed", f"must be an integer in 0..2**32-1, got {self.seed!r}")
         for name, allowed in _CHOICES.items():
             v = getattr(self, name)
             if v not in allowed and not (name == "optimizer" and v is None):
-                raise UsageError(f"{name}: {v!r} is not allowed; allowed: {', '.join(allowed)}")
+                raise OptionError(name, f"{v!r} is not allowed; allowed: {', '.join(allowed)}")
         positive_ints = ("epochs", "batch_size", "groups", "eval_every")
         for name in positive_ints:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise UsageError(f"{name}: must be a positive integer, got {v!r}")
+                raise OptionError(name, f"must be a positive integer, got {v!r}")
         for name in ("num_random", "bn_batches", "ema_warmup", "min_every"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise UsageError(f"{name}: must be an integer >= 0, got {v!r}")
+                raise OptionError(name, f"must be an integer >= 0, got {v!r}")
         for name in ("lr", "kd_temperature", "teacher_temperature", "checkpoint_minutes"):
             v = getattr(self, name)
             if name == "lr" and v is None:
                 continue
             if not _finite(v) or v <= 0:
-                raise UsageError(f"{name}: must be a finite number > 0, got {v!r}")
+                raise OptionError(name, f"must be a finite number > 0, got {v!r}")
         for name in ("momentum", "warmup_epochs", "label_smoothing",
                      "grad_clip", "label_weight", "intact_kd_weight", "val_fraction",
                      "ema_momentum"):
             v = getattr(self, name)
             if not _finite(v) or v < 0:
-                raise UsageError(f"{name}: must be a finite number >= 0, got {v!r}")
+                raise OptionError(name, f"must be a finite number >= 0, got {v!r}")
         if self.momentum >= 1:
-            raise UsageError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+            raise OptionError("momentum", f"must be in [0, 1), got {self.momentum!r}")
         from nas.training.strategies import list_strategies
 
         if self.strategy not in list_strategies():
-            raise UsageError(f"strategy: {self.strategy!r} is not allowed; allowed: "
+            raise OptionError("strategy", f"{self.strategy!r} is not allowed; allowed: "
                              f"{', '.join(list_strategies())}")
         if self.weight_decay is not None and (not _finite(self.weight_decay)
                                               or self.weight_decay < 0):
-            raise UsageError(f"weight_decay: must be a finite number >= 0 (or null: by "
+            raise OptionError("weight_decay", f"must be a finite number >= 0 (or null: by "
                              f"optimizer), got {self.weight_decay!r}")
         if self.batch_size < 2:
-            raise UsageError(f"batch_size: must be at least 2 (batch norm needs two images "
+            raise OptionError("batch_size", f"must be at least 2 (batch norm needs two images "
                              f"per batch in training), got {self.batch_size}")
         if self.strategy == "multiarch" and self.groups > self.batch_size // 2:
-            raise UsageError(f"groups: multiarch splits each batch of {self.batch_size} into "
+            raise OptionError("groups", f"multiarch splits each batch of {self.batch_size} into "
                              f"groups of at least 2 images (batch norm), so at most "
                              f"{self.batch_size // 2}, got {self.groups}")
         if not 0 < self.val_fraction < 1:
-            raise UsageError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
+            raise OptionError("val_fraction", f"must be in (0, 1), got {self.val_fraction!r}")
         if not 0 <= self.ema_momentum < 1:
-            raise UsageError(f"ema_momentum: must be in [0, 1), got {self.ema_momentum!r}")
+            raise OptionError("ema_momentum", f"must be in [0, 1), got {self.ema_momentum!r}")
         if self.label_smoothing >= 1:
-            raise UsageError(f"label_smoothing: must be < 1, got {self.label_smoothing!r}")
+            raise OptionError("label_smoothing", f"must be < 1, got {self.label_smoothing!r}")
         if (not isinstance(self.phases, list) or len(self.phases) != 4
                 or any(not _finite(p) or p < 0 for p in self.phases)
                 or sum(self.phases) <= 0):
-            raise UsageError(f"phases: must be 4 non-negative numbers (full, kernel, depth, "
+            raise OptionError("phases", f"must be 4 non-negative numbers (full, kernel, depth, "
                              f"width), got {self.phases!r}")
         if self.phases[0] <= 0:
-            raise UsageError(f"phases: the first (the full network, the teacher of the later "
+            raise OptionError("phases", f"the first (the full network, the teacher of the later "
                              f"phases) must be > 0, got {self.phases!r}")
         if (not isinstance(self.progressive_subnets, list) or len(self.progressive_subnets) != 3
                 or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
                        for k in self.progressive_subnets)):
-            raise UsageError(f"progressive_subnets: must be 3 integers >= 1 (subnets per step "
+            raise OptionError("progressive_subnets", f"must be 3 integers >= 1 (subnets per step "
                              f"in the kernel, depth and width phases), got "
                              f"{self.progressive_subnets!r}")
         if self.progressive_lr is not None and (
                 not isinstance(self.progressive_lr, list) or len(self.progressive_lr) != 6
                 or any(not _finite(v) or v <= 0 for v in self.progressive_lr)):
-            raise UsageError(f"progressive_lr: must be 6 numbers > 0 (multiples of lr for the "
+            raise OptionError("progressive_lr", f"must be 6 numbers > 0 (multiples of lr for the "
                              f"full, kernel, depth-two-largest, depth, width-two-largest and "
                              f"width stretches) or null, got {self.progressive_lr!r}")
         if not _finite(self.progressive_gradual) or not 0 <= self.progressive_gradual < 1:
-            raise UsageError(f"progressive_gradual: must be a number in [0, 1), got "
+            raise OptionError("progressive_gradual", f"must be a number in [0, 1), got "
                              f"{self.progressive_gradual!r}")
         if not is_stem_stride(self.stem_stride):
-            raise UsageError(f"stem_stride: must be 1, 2 or null (automatic), got "
+            raise OptionError("stem_stride", f"must be 1, 2 or null (automatic), got "
                              f"{self.stem_stride!r}")
         for name in ("train_subset", "max_steps_per_epoch", "threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise UsageError(f"{name}: must be a positive integer or null, got {v!r}")
-        resolve_device(self.device)
+                raise OptionError(name, f"must be a positive integer or null, got {v!r}")
+        try:
+            resolve_device(self.device)
+        except UsageError as e:
+            raise OptionError("device", str(e).removeprefix("device: ")) from None
 
     def resolved(self, family: str | None) -> TrainOptions:
         """These options with the family-dependent defaults filled in: ``optimizer`` (AdamW
@@ -247,8 +271,8 @@ class TrainOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known, key=str)  # keys of a file may be of any type
         if unknown:
-            raise UsageError(f"{where}: unknown option {unknown[0]!r}; known options: "
-                             f"{', '.join(sorted(known))}")
+            raise OptionError(unknown[0], f"known options: {', '.join(sorted(known))}",
+                              unknown=True, where=where)
         types = {f.name: f.type for f in fields(cls)}
         clean = {}
         for k, v in d.items():
@@ -261,8 +285,10 @@ class TrainOptions:
             clean[k] = v
         try:
             return cls(**clean)
+        except OptionError as e:
+            raise e.at(where) from None
         except UsageError as e:
-            raise UsageError(f"{where}: {e}") from None
+            raise UsageError(f"{where}: {e}" if where else str(e)) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None
@@ -285,11 +311,11 @@ class TrainOptions:
             cls.from_dict(given, where="")  # the file alone: errors point into it
             if "space" in given and "space" not in (overrides or {}):
                 _check_space_name(given["space"])
+        except OptionError as e:  # said at the option's line of the file
+            line = lines.get(e.option) if isinstance(e.option, str) else None
+            raise e.at(f"{path}{f':{line}' if line else ''}") from None
         except UsageError as e:
-            msg = str(e).removeprefix(": ")
-            m = re.match(r"unknown option '([^']*)'|(\w+):", msg)
-            line = lines.get(m.group(1) or m.group(2)) if m else None
-            raise UsageError(f"{path}{f':{line}' if line else ''}: {msg}") from None
+            raise UsageError(f"{path}: {e}") from None
         return cls.from_dict({**given, **(overrides or {})}, where="options")
 
     def replace(self, **changes: Any) -> TrainOptions:
