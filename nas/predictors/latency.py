@@ -958,11 +958,16 @@ class LatencyTable:
             raise LatencyTableError(f"latency table {p} is incomplete ({table.n_measured} of "
                                     f"{table.n_units} units measured); resume building it")
         if expect is not None:
-            diff = settings.differences(expect)
-            if diff:
-                log.warning("latency table %s was built for other settings (%s); its "
-                            "predictions may not hold here", p, "; ".join(diff))
+            table.warn_if_differs(expect)
         return table
+
+    def warn_if_differs(self, expect: TableSettings) -> None:
+        """Log a warning naming the settings this table was built with that differ from
+        ``expect`` (those of the intended use)."""
+        diff = self.settings.differences(expect)
+        if diff:
+            log.warning("latency table %s was built for other settings (%s); its "
+                        "predictions may not hold here", self.path, "; ".join(diff))
 
 
 # ---------------------------------------------------------------------- building

@@ -51,8 +51,7 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
                                 num_classes=b.num_classes, stem_stride=b.stem_stride,
                                 warmup=SEARCH_WARMUP, repeats=SEARCH_REPEATS)
     if given is not None:
-        table = LatencyTable.load(given, space=net.space, expect=settings,
-                                  require_complete=False)
+        table = LatencyTable.load(given, space=net.space, require_complete=False)
         if table.n_measured < table.n_units:
             raise LatencyTableError(f"--latency-table {given}: incomplete ({table.n_measured} "
                                     f"of {table.n_units} blocks measured); finish it with the "
@@ -65,21 +64,23 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
                 f"its table with `nas profile --space ... --input-size {b.input_size[0]} "
                 f"--in-channels {b.in_channels} --num-classes {b.num_classes} --batch "
                 f"{batch} --threads {threads}` for the supernet's data")
+        table.warn_if_differs(settings)  # what remains: another CPU, torch version, ...
         data = Path(given).read_bytes()
         if not path.exists() or path.read_bytes() != data:
             atomic_write_bytes(path, data)
             say(f"latency: table {given} ({table.n_units} blocks; copied to {path})")
         else:
             say(f"latency: table {given} ({table.n_units} blocks; the same as {path})")
-        return LatencyTable.load(path, space=net.space, expect=settings)
+        return LatencyTable.load(path, space=net.space)
     if path.exists():
         try:
-            table = LatencyTable.load(path, space=net.space, expect=settings)
+            table = LatencyTable.load(path, space=net.space)
             wrong = _structural_differences(table, settings)
             if wrong:  # it would predict other networks, or time them elsewhere
                 raise LatencyTableError(
                     f"latency table {path} was built for other settings ({'; '.join(wrong)}); "
                     "remove it (this search rebuilds it) or choose another --out")
+            table.warn_if_differs(settings)
             say(f"latency: table {path} ({table.n_units} blocks)")
             return table
         except LatencyTableError as e:

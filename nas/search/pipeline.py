@@ -211,6 +211,8 @@ def _history_row(line: bytes, space: Space) -> dict[str, Any]:
         raise ValueError(f"config: not JSON ({e})") from None
     except NasError as e:
         raise ValueError(f"config: {e}") from None
+    if row["id"] != cfg.id:  # (edited by hand: which of the two was evaluated?)
+        raise ValueError(f"id: {row['id']!r} is not its config's id ({cfg.id})")
     return {**row, "_config": cfg}
 
 
@@ -303,6 +305,11 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
         was, now = _comparable(old), _comparable(ident)
         if "supernet_sha256" not in was:  # (a directory from before it was recorded)
             now.pop("supernet_sha256", None)
+        moved = (was.get("supernet_sha256") is not None
+                 and was.get("supernet_sha256") == now.get("supernet_sha256")
+                 and was["options"].get("supernet") != now["options"].get("supernet"))
+        if moved:  # the same file at a new place (its contents say which supernet it is)
+            was["options"]["supernet"] = now["options"]["supernet"]
         if was != now:
             diff = [f"{k} ({was['options'].get(k)!r} there, {now['options'][k]!r} now)"
                     for k in now["options"] if was["options"].get(k) != now["options"][k]]
@@ -316,8 +323,15 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
                 log.info("%s: no evaluation yet; taking the new %s", out, what)
                 atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
                 return
+            trained = out / "supernet" / "supernet.pt"
+            reuse = (f" (a new --out can reuse its trained supernet: --supernet {trained})"
+                     if trained.exists() and not opts.supernet else "")
             raise UsageError(f"{out} holds a different search (differs in: {what}); "
-                             "choose another --out or repeat its options to resume")
+                             f"choose another --out or repeat its options to resume{reuse}")
+        if moved:
+            log.info("%s: the --supernet file moved to %s; the same contents", out,
+                     opts.supernet)
+            atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
         return
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty and holds no search; choose another --out")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -403,6 +404,12 @@ def test_history_unreadable_rows_and_headers_are_errors(tmp_path: Path) -> None:
     with pytest.raises(SearchError, match=r"history.csv:2: .*accuracy: '150.0' is not a "
                                           r"percentage"):
         _read_history(path, space)
+    # an id that is not its config's (edited by hand: which one was evaluated?)
+    other = "0" * 12 if not lines[1].startswith("0" * 12) else "1" * 12
+    path.write_text("\r\n".join([lines[0], other + lines[1][12:], *lines[2:]]), newline="")
+    with pytest.raises(SearchError, match=rf"history.csv:2: .*id: '{other}' is not its "
+                                          r"config's id \([0-9a-f]{12}\)"):
+        _read_history(path, space)
     # a header that is not ours: an error (not a re-evaluation of everything, appended twice)
     path.write_text("\r\n".join(["garbage,,,", *lines[1:]]), newline="")
     with pytest.raises(SearchError, match=r"history.csv:1: not a search history header "
@@ -528,7 +535,7 @@ def test_accuracy_limits_and_a_clean_front_directory(tiny_supernet, tmp_path: Pa
     assert "accuracy is a percentage" in capsys.readouterr().err
 
 
-def test_a_latency_table_for_other_settings_is_refused(tmp_path: Path) -> None:
+def test_a_latency_table_for_other_settings_is_refused(tmp_path: Path, caplog) -> None:  # noqa: ANN001
     import types
 
     from nas.predictors.latency import LatencyTableError
@@ -542,9 +549,14 @@ def test_a_latency_table_for_other_settings_is_refused(tmp_path: Path) -> None:
     build_latency_table(space, input_size=8, in_channels=3, num_classes=10, warmup=1,
                         repeats=2, overhead_subnets=2, out=path, progress=False)
     net = types.SimpleNamespace(space=space, build=BuildArgs.make(1, 10, 8))  # 1 channel
-    with pytest.raises(LatencyTableError, match="in_channels: 3 vs 1"):
-        latency_table_for(net, path, batch=1, threads=1, device="cpu", progress=False,
-                          say=lambda m: None)
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(LatencyTableError, match="in_channels: 3 vs 1"):
+            latency_table_for(net, path, batch=1, threads=1, device="cpu", progress=False,
+                              say=lambda m: None)
+        with pytest.raises(LatencyTableError, match="in_channels: 3 vs 1"):
+            latency_table_for(net, tmp_path / "other.json", batch=1, threads=1, device="cpu",
+                              progress=False, say=lambda m: None, given=path)
+    assert "other settings" not in caplog.text  # said once, as the error, not also warned
 
 
 def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
@@ -569,11 +581,32 @@ def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
     with pytest.raises(UsageError, match="differs in: supernet"):
         _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/b.pt"),
                      space)
+    # the same file moved elsewhere is the same search (its contents say which supernet it
+    # is), and the directory records the new place
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "runs" / "a.pt").rename(tmp_path / "moved" / "a.pt")
+    _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="moved/a.pt"), space)
+    manifest = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert manifest["options"]["supernet"] == "moved/a.pt"
+    _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="moved/a.pt"), space)
+    (tmp_path / "moved" / "a.pt").rename(tmp_path / "runs" / "a.pt")
+    _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/a.pt"), space)
     # the same path with other contents (a retrained or replaced file) is another search
     (tmp_path / "runs" / "a.pt").write_bytes(b"supernet a, trained further")
     with pytest.raises(UsageError, match="the --supernet file's contents"):
         _prepare_out(tmp_path / "out", SearchOptions(space="s.yaml", supernet="runs/a.pt"),
                      space)
+    # a search that trained its own supernet, asked again with other limits: refused, with
+    # how a new --out can reuse what was trained
+    _prepare_out(tmp_path / "own", SearchOptions(space="s.yaml"), space)
+    (tmp_path / "own" / "history.csv").write_text("")
+    (tmp_path / "own" / "supernet").mkdir()
+    (tmp_path / "own" / "supernet" / "supernet.pt").write_bytes(b"trained")
+    with pytest.raises(UsageError, match=r"differs in: constraints .*a new --out can reuse "
+                                         r"its trained supernet: --supernet .*own/supernet/"
+                                         r"supernet.pt\)$"):
+        _prepare_out(tmp_path / "own", SearchOptions(space="s.yaml",
+                                                     constraints=["accuracy>=50"]), space)
 
 
 def _history(out: Path) -> list[tuple[str, str]]:
