@@ -319,6 +319,29 @@ def train(opts: TrainOptions, run_dir: str | os.PathLike[str], *, resume: bool =
         lock.release()
 
 
+def _check_run_space(run: Path, space: Space, ckpt_path: Path) -> None:
+    """A resumed checkpoint must be of its run's space (``space.yaml``): one copied in from
+    another run would otherwise continue there as its own space. An unreadable or missing
+    ``space.yaml`` is rewritten from the checkpoint, which holds the definition too."""
+    from nas.searchspace.io import read_document, to_plain
+
+    path = run / "space.yaml"
+    try:
+        doc, _ = read_document(path)
+        there = Space.from_dict(to_plain(doc), stored=True)
+    except (OSError, NasError) as e:
+        log.warning("%s: %s; rewriting it from %s", path,
+                    "missing" if not path.exists() else f"unreadable ({e})", ckpt_path.name)
+        space.save(path)
+        return
+    if there.fingerprint != space.fingerprint:
+        what = (f"another definition of space {there.name!r}" if there.name == space.name
+                else f"space {there.name!r}")
+        raise UsageError(f"{ckpt_path}: a checkpoint of space {space.name!r}, but the run's "
+                         f"{path.name} defines {what} (fingerprints {space.fingerprint[:12]} vs "
+                         f"{there.fingerprint[:12]}); the checkpoint belongs to another run")
+
+
 def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: DirectoryLock, *,
            progress: bool, space: Space | None, stop_after_steps: int | None,
            announce: Callable[[Path], None] | None,
@@ -352,6 +375,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
         if moved:  # the same data at a new place (the digests below check it is the same)
             opts = _absolute_data_paths(opts)
         space = Space.from_dict(state["space"], stored=True)
+        _check_run_space(run, space, ckpt_path)
     elif ckpt_path.exists():
         raise UsageError(f"{run}: already holds a run; resume it (--resume {run}) or choose "
                          "another --out")

@@ -976,6 +976,25 @@ def test_a_fresh_start_clears_a_killed_runs_temporaries(tiny_space: Space,
     assert (run / "checkpoint.pt").exists()
 
 
+def test_resume_refuses_a_checkpoint_of_another_run(tiny_space: Space, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint copied into a run of another space does not resume there as its own
+    space; a lost space.yaml is rewritten from the checkpoint."""
+    from nas.searchspace import load_space
+
+    opts = TrainOptions(epochs=2, max_steps_per_epoch=2, **FAST)
+    train(opts, tmp_path / "a", space=tiny_space, progress=False, stop_after_steps=1)
+    (tmp_path / "a" / "space.yaml").unlink()
+    with caplog.at_level("WARNING"):
+        train(opts, tmp_path / "a", resume=True, progress=False, stop_after_steps=1)
+    assert "space.yaml: missing; rewriting it from checkpoint.pt" in caplog.text
+    assert load_space(tmp_path / "a" / "space.yaml").fingerprint == tiny_space.fingerprint
+    load_space("resnet_like").save(tmp_path / "a" / "space.yaml")  # as another run's
+    with pytest.raises(UsageError, match=r"checkpoint.pt: a checkpoint of space 'tiny_resnet', but "
+                                         r"the run's space.yaml defines space 'resnet_like'"):
+        train(opts, tmp_path / "a", resume=True, progress=False)
+
+
 def test_a_run_being_trained_is_locked(tiny_space: Space, tmp_path: Path) -> None:
     from nas.errors import DirectoryInUseError
     from nas.utils.files import DirectoryLock, directory_holder
