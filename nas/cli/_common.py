@@ -110,10 +110,58 @@ def input_file(path: str | None, flag: str) -> None:
         raise UsageError(f"{flag} {path}: no such file")
 
 
+def file_kind(path: Path) -> str:
+    """What an existing file is, as far as ``nas`` tells its own files apart (read cheaply:
+    a zip's member names, a checkpoint's ``format`` through a memory map, a text file's
+    start): "a predictor", "a supernet checkpoint", "a training checkpoint", "a subnet file",
+    "a TorchScript model", "a latency table", "a text file" or "a binary file"."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+            if "header.npy" in names:
+                return "a predictor"
+            if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+                return "a TorchScript model"
+            if any(n.endswith("/data.pkl") for n in names):
+                import torch
+
+                try:
+                    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except Exception:  # noqa: BLE001 (not ours, or damaged: a binary file)
+                    return "a binary file"
+                fmt = obj.get("format") if isinstance(obj, dict) else None
+                return {"nas.supernet": "a supernet checkpoint",
+                        "nas.train": "a training checkpoint",
+                        "nas.subnet": "a subnet file"}.get(fmt, "a binary file")
+            return "a binary file"
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return "a binary file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"  # (a multi-byte character cut at the end is rare enough to ignore)
+    if "\0" in text:
+        return "a binary file"
+    if text.lstrip().startswith("{") and '"nas.latency_table"' in text[:200]:
+        return "a latency table"
+    return "a text file"
+
+
 def output_path(path: str | os.PathLike[str] | None, flag: str, *,
-                directory: bool = False) -> None:
+                directory: bool = False, inputs: dict[str, str | None] | None = None,
+                replaces: tuple[str, ...] = ()) -> None:
     """A clear usage error, before any work, when ``path`` cannot be written: a directory
-    where a file goes (or the reverse), a parent that is a file, or no permission."""
+    where a file goes (or the reverse), a parent that is a file, or no permission.
+
+    ``inputs`` (flag -> path): files the command reads, which ``path`` must not be (writing
+    would replace the input). ``replaces``: the kinds of existing file (:func:`file_kind`)
+    that ``path`` may overwrite; an existing file of another kind is refused, so that a
+    mistyped ``--out`` cannot destroy a checkpoint or a table. Empty: any file."""
     from nas.errors import UsageError
 
     if path is None:
@@ -124,6 +172,15 @@ def output_path(path: str | os.PathLike[str] | None, flag: str, *,
             raise UsageError(f"{flag} {path}: exists and is not a directory")
         if not directory and p.is_dir():
             raise UsageError(f"{flag} {path}: is a directory; give a file name")
+        for in_flag, in_path in (inputs or {}).items():
+            if in_path is not None and Path(in_path).exists() and p.samefile(in_path):
+                raise UsageError(f"{flag} {path}: is the {in_flag} file; writing there would "
+                                 "replace it (choose another file)")
+        if replaces and not directory:
+            kind = file_kind(p)
+            if kind not in replaces:
+                raise UsageError(f"{flag} {path}: exists and is {kind}, not "
+                                 f"{' or '.join(replaces)}; choose another file or remove it")
     parent = p if directory and p.exists() else p.parent
     anc = parent
     while not anc.exists():  # the nearest existing ancestor decides

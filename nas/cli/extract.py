@@ -60,6 +60,12 @@ def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
     recalibrate_bn(net, cfg, calib, args.bn_batches)  # type: ignore[arg-type]
 
 
+# what an existing --out may be for each format (an earlier export, or a file that is none of
+# nas's own: ONNX is a binary file)
+_REPLACES = {"state_dict": ("a subnet file",), "torchscript": ("a TorchScript model",),
+             "onnx": ("a binary file",)}
+
+
 def run(args: argparse.Namespace) -> int:
     from nas.searchspace import load_config
     from nas.supernet import (
@@ -71,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     input_file(args.supernet, "--supernet")
     input_file(args.config, "--config")
-    output_path(args.out, "--out")
+    output_path(args.out, "--out", inputs={"--supernet": args.supernet, "--config": args.config},
+                replaces=_REPLACES[args.format])
     net = load_supernet(args.supernet, device=args.device)
     cfg = load_config(net.space, args.config)
     if args.bn_batches > 0:

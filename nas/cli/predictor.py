@@ -107,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
     input_file(getattr(args, "table", None), "--table")
     input_file(getattr(args, "predictor", None), "--predictor")
     input_file(getattr(args, "configs", None), "--configs")
-    output_path(getattr(args, "out", None), "--out")
+    inputs = {f"--{k}": getattr(args, k, None) for k in ("predictor", "configs")}
+    if args.predictor_command == "fit":
+        inputs["--table"] = args.table
+    # fit writes a predictor; predict writes a CSV (also over its --table: columns added)
+    replaces = {"fit": ("a predictor",), "predict": ("a text file",)}
+    output_path(getattr(args, "out", None), "--out", inputs=inputs,
+                replaces=replaces.get(args.predictor_command, ()))
     output_path(getattr(args, "cache_dir", None), "--cache-dir", directory=True)
     if args.predictor_command == "fit":
         return _fit(args)
@@ -245,7 +251,9 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         mean, std = pred.predict_configs(configs), None
     new_cols = [name] + ([f"{name}_std"] if std is not None else [])
-    keep = [j for j, c in enumerate(header) if c not in new_cols]  # a re-run replaces them
+    # a re-run replaces them, and drops an earlier run's uncertainty column (it would sit
+    # beside predictions it does not belong to)
+    keep = [j for j, c in enumerate(header) if c not in (name, f"{name}_std")]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([header[j] for j in keep] + new_cols)

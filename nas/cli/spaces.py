@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if not str(args.out).lower().endswith((".yaml", ".yml", ".json")):
             raise UsageError(f"--out {args.out}: the file name must end in .yaml, .yml or "
                              ".json (it decides the format)")
-        output_path(args.out, "--out")
+        output_path(args.out, "--out", replaces=("a text file",))  # (not a table, a checkpoint)
         space.save(args.out)
         print(f"wrote {args.out}")
         return 0

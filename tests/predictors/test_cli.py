@@ -173,6 +173,33 @@ def test_predict_configs_file_errors_and_rerun(nb201_slice: Path, tmp_path: Path
     assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
                  "--table", str(first), "--std", "--out", str(second)]) == 0
     assert first.read_text() == second.read_text()
+    # without --std, an earlier run's uncertainty column goes (it belongs to other values)
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--table", str(first), "--out", str(first)]) == 0
+    header = first.read_text().splitlines()[0].split(",")
+    assert header[-1] == "predicted_cifar10_test_acc" and not any(
+        c.endswith("_std") for c in header)
+    # --out never replaces an input, nor a file of another kind
+    table_bytes, model_bytes = nb201_slice.read_bytes(), model.read_bytes()
+    capsys.readouterr()
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "cifar10_test_acc", "--model", "ridge",
+                 "--out", str(nb201_slice)]) == 2
+    assert "is the --table file" in capsys.readouterr().err
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "cifar10_test_acc", "--model", "ridge", "--out", str(first)]) == 2
+    assert "exists and is a text file, not a predictor" in capsys.readouterr().err
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--table", str(nb201_slice), "--out", str(model)]) == 2
+    assert "is the --predictor file" in capsys.readouterr().err
+    assert nb201_slice.read_bytes() == table_bytes and model.read_bytes() == model_bytes
+    refit = tmp_path / "refit.npz"  # an earlier predictor is replaced
+    refit.write_bytes(model_bytes)
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "cifar10_test_acc", "--model", "ridge", "--out", str(refit)]) == 0
+    assert refit.read_bytes() != model_bytes
+    assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
+                 "--table", str(nb201_slice), "--std", "--out", str(first)]) == 0
     # NAS-Bench-201 arch strings, one per line, predict as their configs do
     import csv
 

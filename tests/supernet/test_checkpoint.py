@@ -232,6 +232,42 @@ def test_cli_extract_errors(ckpt, tmp_path, capsys):
     assert code == 1 and "stem.width: got 17, allowed" in err
 
 
+def test_cli_extract_does_not_overwrite_what_it_is_not(ckpt, supernets, tmp_path, capsys):
+    """--out over an input, a checkpoint or a text file is refused before any work; over an
+    earlier export of the same format it is replaced."""
+    import shutil
+
+    net = supernets["mobilenet_like"]
+    cfg_path = tmp_path / "cfg.json"
+    save_config(net.space.sample(1), cfg_path)
+    sn = tmp_path / "sn.pt"
+    shutil.copy(ckpt, sn)
+    before = sn.read_bytes()
+
+    def extract(out, fmt="state_dict"):
+        code = main(["extract", "--supernet", str(sn), "--config", str(cfg_path), "--out",
+                     str(out), "--format", fmt, "--bn-batches", "0"])
+        return code, capsys.readouterr().err
+
+    code, err = extract(sn)
+    assert code == 2 and "--out " in err and "is the --supernet file" in err
+    code, err = extract(cfg_path)
+    assert code == 2 and "is the --config file" in err
+    other = tmp_path / "other_supernet.pt"
+    shutil.copy(ckpt, other)
+    code, err = extract(other)
+    assert code == 2 and "exists and is a supernet checkpoint, not a subnet file" in err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code, err = extract(notes, "torchscript")
+    assert code == 2 and "exists and is a text file, not a TorchScript model" in err
+    assert sn.read_bytes() == before and notes.read_text() == "my notes\n"
+    for fmt in ("state_dict", "torchscript", "onnx"):  # an earlier export is replaced
+        out = tmp_path / f"m.{fmt}"
+        assert extract(out, fmt)[0] == 0
+        assert extract(out, fmt)[0] == 0, fmt
+
+
 def test_device_argument_round_trip(tmp_path):
     """Everything follows the device it is given (CUDA when there is one)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
