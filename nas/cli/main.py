@@ -61,7 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         _add_debug(p)
         p.set_defaults(_run=mod.run)
+        _set_prog(p)
     return parser
+
+
+def _set_prog(p: argparse.ArgumentParser) -> None:
+    """Each (sub)command records its own name (``nas predictor fit``), for its messages."""
+    p.set_defaults(_prog=p.prog)
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _set_prog(child)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -105,10 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import threading
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)  # (checking --device imports torch: a second or two)
+    except KeyboardInterrupt:
+        print("nas: interrupted (SIGINT)", file=sys.stderr)
+        return 130
     if not args.command:
         parser.print_help()
         return 2
+    prog = getattr(args, "_prog", f"nas {args.command}")
     _configure_logging(args.verbose, args.quiet)
     old = None
     if (threading.current_thread() is threading.main_thread()
@@ -121,17 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         said = str(e) or f"interrupted ({sig})" + (
             "; the same command again resumes it (history.csv keeps every evaluation)"
             if args.command == "search" else "")
-        print(f"nas {args.command}: {said}", file=sys.stderr)
+        print(f"{prog}: {said}", file=sys.stderr)
         return 143 if sig == "SIGTERM" else 130
     except UsageError as e:
         if args.debug:
             raise
-        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except NasError as e:
         if args.debug:
             raise
-        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a file that cannot be read or written: name it, not a temp file
         if args.debug:
@@ -149,12 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 and e.filename2 is not None:
             name = e.filename2  # an atomic write's temporary file: name the target
         where = f"{name}: " if name else ""
-        print(f"nas {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except Exception as e:  # an unexpected failure is still one line unless --debug
         if args.debug:
             raise
-        print(f"nas {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for "
+        print(f"{prog}: error: {type(e).__name__}: {e} (rerun with --debug for "
               "the traceback)", file=sys.stderr)
         return 1
     finally:

@@ -97,10 +97,18 @@ def _kinds(text: str, space: object) -> list[str] | None:
         return None
     if text == "all":
         return list(available_kinds(space))
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
-    if not kinds:
-        raise UsageError("--features needs at least one kind")
-    return kinds
+    return _names(text, "--features", "kind")
+
+
+def _names(text: str, flag: str, what: str) -> list[str]:
+    """A comma-separated list of names: at least one, none twice."""
+    names = [k.strip() for k in text.split(",") if k.strip()]
+    if not names:
+        raise UsageError(f"{flag} needs at least one {what}, got {text!r}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"{flag}: {twice[0]!r} given twice")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +150,7 @@ def _fit(args: argparse.Namespace) -> int:
     _check_model(args.model)
     space = load_space(args.space)
     fz = Featurizer(space, kinds=_kinds(args.features, space),
-                    proxies=[p.strip() for p in args.proxies.split(",") if p.strip()],
+                    proxies=_names(args.proxies, "--proxies", "proxy"),
                     cache_dir=args.cache_dir)
     model = get_predictor(args.model, seed=args.seed, **_transform(args))
     configs, y = load_measurements(args.table, space, args.target)
@@ -278,7 +286,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_model(args.model)
     space = load_space(args.space)
     kinds = _kinds(args.features, space)
-    proxies = [p.strip() for p in args.proxies.split(",") if p.strip()]
+    proxies = _names(args.proxies, "--proxies", "proxy")
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
                   transient=True, disable=not err_console.is_terminal) as bar:

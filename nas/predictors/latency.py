@@ -877,7 +877,10 @@ class LatencyTable:
             keys = [str(k) for k in doc["keys"]]
             entries = {str(k): {s: float(v[s]) for s in ("min", "p10", "median", "mean", "max")}
                        for k, v in doc["entries"].items()}
-            oh = doc.get("overhead") or {}
+            oh = doc.get("overhead")
+            oh = {} if oh is None else oh
+            if not isinstance(oh, Mapping):
+                raise TypeError(f"overhead: expected an object, got {type(oh).__name__}")
             scales = {k: float(v) for k, v in (oh.get("scales") or {}).items()}
             if any(k not in UNIT_CLASSES for k in scales):
                 raise ValueError(f"overhead scales: unknown unit class in {sorted(scales)}")
@@ -911,7 +914,7 @@ class LatencyTable:
                         reference["attention"]["input_shape"] = [int(v) for v in
                                                                  att["input_shape"]]
             date = str(doc.get("date", ""))
-        except (KeyError, TypeError, ValueError, IndexError, NasError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, NasError) as e:
             raise LatencyTableError(f"latency table {p}: corrupt ({type(e).__name__}: {e})"
                                     ) from None
         if statistic not in ("min", "p10", "median", "mean"):

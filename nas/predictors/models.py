@@ -730,7 +730,12 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
             raise ValueError(f"format version {header.get('version')!r}, this nas reads "
                              f"{FORMAT_VERSION}")
         name = header["name"]
+        if not isinstance(header["config"], dict):
+            raise TypeError(f"config must be an object, got {type(header['config']).__name__}")
         config = dict(header["config"])
+        extra = header.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise TypeError(f"extra must be an object, got {type(extra).__name__}")
         X = arrays.pop("X_train")
         y = arrays.pop("y_train")
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
@@ -781,6 +786,6 @@ def load_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, dict[str, A
         raise PredictorFileError(f"{path}: stored weights or settings do not fit predictor "
                                  f"{name!r} ({type(e).__name__}: {e})") from None
     pred._fitted = True
-    return pred, dict(header.get("extra") or {})
+    return pred, dict(extra)
 
 

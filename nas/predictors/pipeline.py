@@ -125,23 +125,40 @@ class ConfigPredictor:
                     f"constraints differ)" if fitted == space.name else f"space {fitted!r}")
             raise UsageError(f"{path}: the predictor was fitted for {what}, not for "
                              f"the space {space.name!r} given")
-        saved_version = int(extra.get("proxy_version", 2))  # (not saved before version 3)
-        if "zc" in (extra.get("kinds") or ()) and proxies_changed_since(saved_version,
-                                                                         space.family):
+        saved_version = extra.get("proxy_version", 2)  # (not saved before version 3)
+        kinds, proxies = extra.get("kinds"), extra.get("proxies")
+        for field, v, ok in (
+                ("proxy_version", saved_version,
+                 isinstance(saved_version, int) and not isinstance(saved_version, bool)),
+                ("kinds", kinds, kinds is None or _str_list(kinds)),
+                ("proxies", proxies, proxies is None or _str_list(proxies))):
+            if not ok:
+                what = "an integer" if field == "proxy_version" else "a list of names"
+                raise PredictorFileError(f"{path}: corrupt predictor header (extra.{field} "
+                                         f"must be {what}, got {v!r})")
+        if "zc" in (kinds or ()) and proxies_changed_since(saved_version, space.family):
             raise UsageError(
                 f"{path}: predictor was fitted on zero-cost proxies of definition "
                 f"{saved_version}; this version computes them by definition {PROXY_VERSION}, "
                 f"whose values differ for family {space.family!r}: fit it again")
-        fz = Featurizer(space, kinds=extra.get("kinds"),
-                        proxies=tuple(extra.get("proxies") or ("synflow",)),
-                        proxy_settings=_proxy_settings(path, extra.get("proxy_settings")),
-                        cache_dir=cache_dir)
+        try:
+            fz = Featurizer(space, kinds=kinds, proxies=tuple(proxies or ("synflow",)),
+                            proxy_settings=_proxy_settings(path, extra.get("proxy_settings")),
+                            cache_dir=cache_dir)
+        except UsageError as e:  # an unknown kind or proxy: the file's, not the caller's
+            if isinstance(e, PredictorFileError) or str(e).startswith(f"{path}:"):
+                raise
+            raise PredictorFileError(f"{path}: corrupt predictor header ({e})") from None
         n_feat = len(fz.names())
         if model.X_train_.shape[1] != n_feat:
             raise PredictorFileError(
                 f"{path}: corrupt predictor (fitted on {model.X_train_.shape[1]} features, but "
                 f"its feature kinds {list(fz.kinds)} give {n_feat} for space {space.name!r})")
         return cls(fz, model), extra
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
 def _proxy_settings(path: str | os.PathLike[str], saved: Any) -> ProxySettings:

@@ -409,3 +409,16 @@ def test_resume_of_a_run_in_its_first_epoch(tmp_path: Path, capsys) -> None:  # 
         lock.release()
     code, err = run(capsys, "train", "--resume", str(run_dir))
     assert code == 2 and "stopped before its first checkpoint" in one_line(err)
+
+
+def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """Ctrl-C in the first second (argparse's --device check imports torch) is the one-line
+    interruption of any other moment, not a traceback."""
+    import argparse
+
+    def interrupted(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    code, err = run(capsys, "profile", "--space", "resnet_like", "--out", "x.json")
+    assert code == 130 and one_line(err) == "nas: interrupted (SIGINT)"

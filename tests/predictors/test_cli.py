@@ -217,3 +217,44 @@ def test_predict_configs_file_errors_and_rerun(nb201_slice: Path, tmp_path: Path
     assert main(["predictor", "predict", "--predictor", str(model), "--space", "nb201",
                  "--configs", str(archs)]) == 2
     assert "config #1" in capsys.readouterr().err
+
+
+def test_hand_edited_predictor_headers_and_name_lists(nb201_slice: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """A predictor file whose header was edited by hand is one clear error naming the file
+    and the field (not a bare Python error); --features and --proxies take each name once."""
+    import numpy as np
+
+    model = tmp_path / "ridge.npz"
+    assert main(["predictor", "fit", "--table", str(nb201_slice), "--space", "nb201",
+                 "--target", "cifar10_test_acc", "--model", "ridge", "--out", str(model)]) == 0
+    with np.load(model, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays["header"].tobytes().decode())
+    for field, value, expect in (
+            ("extra", "abc", "extra must be an object, got str"),
+            ("extra", {**header["extra"], "proxy_version": "x"},
+             "extra.proxy_version must be an integer, got 'x'"),
+            ("extra", {**header["extra"], "kinds": "encoding"},
+             "extra.kinds must be a list of names, got 'encoding'"),
+            ("extra", {**header["extra"], "kinds": ["encoding", "nope"]},
+             "unknown feature kind 'nope'"),
+            ("config", [1], "config must be an object, got list")):
+        edited = tmp_path / "edited.npz"
+        h = {**header, field: value}
+        np.savez(edited, **{**arrays, "header": np.frombuffer(json.dumps(h).encode(),
+                                                              dtype=np.uint8)})
+        capsys.readouterr()
+        rc = main(["predictor", "predict", "--predictor", str(edited), "--space", "nb201",
+                   "--table", str(nb201_slice)])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"{edited}: corrupt predictor header" in err and expect in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    base = ["predictor", "evaluate", "--table", str(nb201_slice), "--space", "nb201",
+            "--target", "cifar10_test_acc", "--n-train", "20", "--n-test", "20"]
+    assert main([*base, "--features", "encoding,encoding"]) == 2
+    assert "nas predictor evaluate: error: --features: 'encoding' given twice" in \
+        capsys.readouterr().err
+    assert main([*base, "--features", "zc", "--proxies", ","]) == 2
+    assert "--proxies needs at least one proxy" in capsys.readouterr().err

@@ -330,6 +330,10 @@ def test_corrupt_and_mismatched_tables_name_the_file(tiny_table: LatencyTable,
     bad.write_text(json.dumps(broken))
     with pytest.raises(LatencyTableError, match=r"bad\.json: corrupt"):
         LatencyTable.load(bad)
+    for field in ("entries", "settings", "overhead"):  # a list where an object belongs
+        bad.write_text(json.dumps(dict(doc, **{field: []})))
+        with pytest.raises(LatencyTableError, match=r"bad\.json: corrupt"):
+            LatencyTable.load(bad)
     with pytest.raises(LatencyTableError, match=r"no such file"):
         LatencyTable.load(tmp_path / "missing.json")
     with pytest.raises(LatencyTableError, match=r"built for space 'tiny_resnet', not for "
