@@ -154,8 +154,9 @@ def _fit(args: argparse.Namespace) -> int:
                     cache_dir=args.cache_dir)
     model = get_predictor(args.model, seed=args.seed, **_transform(args))
     configs, y = load_measurements(args.table, space, args.target)
-    if len(y) < 2:
-        raise UsageError(f"{args.table}: a predictor needs at least 2 rows, got {len(y)}")
+    if len(set(configs)) < 2:  # (as evaluate counts them: repeats of one config teach nothing)
+        raise UsageError(f"{args.table}: a predictor needs rows of at least 2 distinct "
+                         f"configs, got {len(set(configs))} in {len(y)} rows")
     with err_console.status(f"fitting {args.model} on {len(y)} rows"):
         pred = ConfigPredictor(fz, model).fit(configs, y)
         fitted = pred.predict_configs(configs)

@@ -253,12 +253,49 @@ def save_space(space: Space, path: str | Path) -> None:
 
 def load_config(space: Space, path: str | Path) -> Config:
     """Load a config file (JSON or YAML; ``{"space": ..., "config": {...}}`` or the bare
-    nested config) and validate it against ``space``."""
-    doc, _ = read_document(path)
+    nested config; for a space with a text format, also one line of it, e.g. a
+    NAS-Bench-201 string) and validate it against ``space``."""
+    try:
+        doc, _ = read_document(path)
+    except SpaceDefinitionError:
+        lines = _text_lines(path)
+        if space.arch_format and len(lines) == 1:
+            return _parse_arch_line(space, lines[0], path)
+        if len(lines) > 1 and all(_is_json(line) for line in lines):
+            raise ConfigError(f"{path}: holds {len(lines)} configs, one JSON per line (as "
+                              "`nas spaces sample --n N` writes); give a file with one "
+                              "config") from None
+        raise
+    if isinstance(doc, str) and space.arch_format:
+        return _parse_arch_line(space, doc, path)
     try:
         return space.config(to_plain(doc))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _text_lines(path: str | Path) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_arch_line(space: Space, text: str, path: str | Path) -> Config:
+    try:
+        return space.parse_arch(text.strip())
+    except (ConfigError, ValueError) as e:
+        raise ConfigError(f"{path}: not a config of {space.name!r}: neither JSON/YAML nor "
+                          f"its text form ({e})") from None
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -54,6 +54,21 @@ def test_spaces_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, _, err = run(capsys, "spaces", "validate", "resnet_like", str(bad))
     assert code == 1
     assert err.count("\n") == 1 and "stages.2.blocks.1.kernel: got 4, allowed: 3, 5, 7" in err
+    # what `nas spaces sample --n 2` writes is two configs: said so (not "malformed YAML")
+    two = tmp_path / "two.jsonl"
+    two.write_text(space.default().to_json() + "\n" + space.min().to_json() + "\n")
+    code, _, err = run(capsys, "spaces", "validate", "resnet_like", str(two))
+    assert code == 1 and "holds 2 configs, one JSON per line" in err
+    # a space with a text form reads a config written in it (a NAS-Bench-201 string)
+    nb201 = get_space("nb201")
+    cfg = nb201.sample(3)
+    arch = tmp_path / "arch.txt"
+    arch.write_text(nb201.format_arch(cfg) + "\n")
+    code, out, _ = run(capsys, "spaces", "validate", "nb201", str(arch))
+    assert code == 0 and cfg.id in out
+    arch.write_text("|nor_conv_3x3~0|+|bad|\n")
+    code, _, err = run(capsys, "spaces", "validate", "nb201", str(arch))
+    assert code == 1 and "neither JSON/YAML nor its text form" in err
 
 
 def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
