@@ -73,6 +73,7 @@ naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import itertools
@@ -84,7 +85,7 @@ import platform
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1324,7 +1325,8 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     att_shape = (ATTENTION_REFERENCE_CHANNELS, *att_hw)
     todo = [k for k in keys if k not in entries]
     last_save = time.perf_counter()
-    with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv:
+    with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv, \
+            _kept_on_interrupt(table, out, lambda: len(entries), len(keys)):
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
             models = [units[k].build() for k in part] + [ref_model]
@@ -1390,6 +1392,24 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     if out is not None:
         table.save(out)
     return table
+
+
+@contextlib.contextmanager
+def _kept_on_interrupt(table: LatencyTable, out: Any, measured: Callable[[], int],
+                       total: int) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while units are measured: save what is measured (atomically) and
+    say so, so that the same command resumes from there (not from the last periodic save)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if out is None:
+            raise
+        table.save(out)
+        stop = KeyboardInterrupt(
+            f"interrupted ({getattr(e, 'signal', 'SIGINT')}); {measured()} of {total} units "
+            f"measured are kept in {out}: the same command resumes the build")
+        stop.signal = getattr(e, "signal", "SIGINT")  # type: ignore[attr-defined]
+        raise stop from None
 
 
 @dataclass

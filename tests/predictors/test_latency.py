@@ -702,3 +702,32 @@ def test_a_space_the_family_refuses_fails_before_any_measurement(tmp_path: Path)
     with pytest.raises(SupernetError, match="cardinality=16 does not divide"):
         lat.build_latency_table(space, input_size=8, in_channels=1, out=out, progress=False)
     assert not out.exists()
+
+
+def test_an_interrupted_build_keeps_what_it_measured(tiny_space, tmp_path: Path,  # noqa: ANN001
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the unit measurements saves every unit measured so far (not only the
+    last periodic save) and says how to resume; the resumed build measures only the rest."""
+    import nas.predictors.latency as lat
+
+    real, calls = lat.measure_many, []
+
+    def measure(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        calls.append(len(a[0]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(lat, "measure_many", measure)
+    out = tmp_path / "lut.json"
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted \(SIGINT\); 4 of 12 units "
+                                                r"measured are kept in .*lut.json: the same "
+                                                r"command resumes the build"):
+        build_latency_table(tiny_space, input_size=16, warmup=1, repeats=2, chunk=4,
+                            overhead_subnets=2, out=out, progress=False, save_every_s=1e9)
+    partial = LatencyTable.load(out, require_complete=False)
+    assert partial.n_measured == 4 and not partial.complete
+    monkeypatch.setattr(lat, "measure_many", real)
+    table = build_latency_table(tiny_space, input_size=16, warmup=1, repeats=2, chunk=4,
+                                overhead_subnets=2, out=out, progress=False)
+    assert table.complete and table.n_measured == 12
