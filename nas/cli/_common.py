@@ -199,3 +199,29 @@ def output_path(path: str | os.PathLike[str] | None, flag: str, *,
     except OSError as e:
         raise UsageError(f"{flag} {path}: cannot write in {anc} "
                          f"({e.strerror or e})") from None
+
+
+def key_values(items: list[str], flag: str, *, reserved: dict[str, str] | None = None
+               ) -> dict[str, Any]:
+    """``KEY=VALUE`` flags (repeatable) as a dict, each value parsed as JSON where it can be
+    (``20``, ``0.5``, ``true``, ``[1, 2]``), else kept as text. ``reserved``: keys set by
+    other flags -> the message that says which."""
+    import json
+
+    from nas.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        if key in (reserved or {}):
+            raise UsageError(f"{flag} {item!r}: {reserved[key]}")  # type: ignore[index]
+        if key in out:
+            raise UsageError(f"{flag}: {key!r} given twice")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

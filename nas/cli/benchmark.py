@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from rich.table import Table
@@ -14,6 +13,7 @@ from nas.cli._common import (
     input_file,
     int_at_least,
     json_line,
+    key_values,
 )
 
 
@@ -38,24 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _options(items: list[str]) -> dict:
-    from nas.errors import UsageError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--option {item!r}: expected KEY=VALUE")
-        if key == "seed":
-            raise UsageError(f"--option {item!r}: each run's seed comes from --seeds (runs "
-                             "0..N-1), not from an option")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -72,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     dup = next((c for c in cols if cols.count(c) > 1), None)
     if dup is not None:
         raise UsageError(f"--objective: column {dup!r} is given more than once")
-    options = _options(args.option)
+    options = key_values(args.option, "--option", reserved={
+        "seed": "each run's seed comes from --seeds (runs 0..N-1), not from an option"})
     make_searcher(args.strategy, space, objectives, seed=0, **options)  # fail fast on names
     table = load_replay_table(args.table, space, objectives)
     log = logging.getLogger("nas.benchmark")

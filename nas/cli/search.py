@@ -15,6 +15,7 @@ from nas.cli._common import (
     device_arg,
     input_file,
     int_at_least,
+    key_values,
     output_path,
 )
 
@@ -35,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="linas",
                    help="searcher: linas (default), random, evolution, nsga2, agemoea, unsga3, "
                         "moead, optuna-tpe, optuna-nsga2")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a searcher option (value read as JSON where it can be), repeatable; "
+                        "each searcher has its own, e.g. linas population=16, evolution "
+                        "mutation_rate=0.2, optuna-tpe storage=sqlite:///o.db (an unknown "
+                        "one is refused, listing the searcher's)")
     p.add_argument("--budget", type=int_at_least(1), default=60,
                    help="real evaluations (default: 60)")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: 0)")
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     opts = SearchOptions(space=args.space, targets=list(args.target),
                          constraints=list(args.constraint), supernet=args.supernet,
                          data=args.data, data_root=args.data_root, strategy=args.strategy,
+                         searcher_options=key_values(args.option, "--option"),
                          budget=args.budget, seed=args.seed, device=args.device,
                          train_epochs=args.train_epochs, threads=args.threads,
                          stem_stride=args.stem_stride, workers=args.workers,
@@ -96,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
     from nas.search import make_searcher
     from nas.search.base import Objective
 
-    make_searcher(opts.strategy, space, [Objective("a", "max"), Objective("b", "min")])
+    # unknown options and bad values: before any work (with the search's own objectives: a
+    # persistent optuna storage gets the study the search then loads)
+    make_searcher(opts.strategy, space, [Objective("accuracy", "max")]
+                  + [Objective(t, "min") for t in opts.targets], seed=opts.seed,
+                  **opts.searcher_options)
     out = args.out
     if out is None:
         digest = hashlib.sha256(json.dumps(opts.identity(), sort_keys=True).encode())

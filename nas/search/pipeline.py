@@ -69,6 +69,8 @@ class SearchOptions:
     data: str = "digits"
     data_root: str | None = None
     strategy: str = "linas"
+    # the searcher's own options (make_searcher's keyword arguments: nas search --option)
+    searcher_options: dict[str, Any] = field(default_factory=dict)
     budget: int = 60
     seed: int = 0
     device: str = "cpu"
@@ -140,6 +142,19 @@ class SearchOptions:
         if self.strategy not in list_searchers():
             raise UsageError(f"--strategy {self.strategy!r} is not a searcher; known: "
                              f"{', '.join(list_searchers())}")
+        if not isinstance(self.searcher_options, dict):
+            raise UsageError(f"searcher_options: must be a mapping of option: value, got "
+                             f"{self.searcher_options!r}")
+        for key, value in self.searcher_options.items():
+            if key in ("seed", "known"):
+                raise UsageError(f"--option {key}: set by the search itself"
+                                 + (" (from --seed)" if key == "seed" else
+                                    " (the cost model of the targets)"))
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError):
+                raise UsageError(f"--option {key}: must be plain data (recorded in "
+                                 f"search.json), got {value!r}") from None
         if self.train_strategy not in list_strategies():
             raise UsageError(f"train_strategy: {self.train_strategy!r} is not a training "
                              f"strategy; known: {', '.join(list_strategies())}")
@@ -159,6 +174,8 @@ class SearchOptions:
             d.pop(k)
         if self.stem_stride is None:  # (added later: directories from before still match)
             d.pop("stem_stride")
+        if not self.searcher_options:  # (likewise)
+            d.pop("searcher_options")
         if self.device != "cpu":  # another device: other latencies, another search (kept
             d["device"] = self.device  # out for cpu so existing directories still match)
         # limits by meaning, not spelling: latency<=3ms is latency<=3
@@ -267,7 +284,7 @@ def _read_history(path: Path, space: Space) -> list[dict[str, Any]]:
 
 # options that only steer the search phase: the supernet and latency table of an output
 # directory do not depend on them, only its history.csv does
-_SEARCH_PHASE = ("targets", "constraints", "strategy", "bn_batches")
+_SEARCH_PHASE = ("targets", "constraints", "strategy", "searcher_options", "bn_batches")
 
 
 def _only_search_phase_differs(old: dict[str, Any], ident: dict[str, Any]) -> bool:
@@ -738,7 +755,8 @@ def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progres
 
         search_opts["known"] = {tg: (lambda cs, tg=tg: known_cost(cs, tg))
                                 for tg in opts.targets}
-    searcher = make_searcher(opts.strategy, space, objectives, seed=opts.seed, **search_opts)
+    searcher = make_searcher(opts.strategy, space, objectives, seed=opts.seed,
+                             **opts.searcher_options, **search_opts)
     t = time.perf_counter()
     from nas.utils.progress import task_progress
 

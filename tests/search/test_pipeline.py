@@ -95,6 +95,40 @@ def test_search_outputs_and_resume(tiny_supernet, tmp_path: Path,
     assert "holds a different search (differs in: seed (" in capsys.readouterr().err
 
 
+def test_searcher_options_reach_the_searcher(tiny_supernet, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--option KEY=VALUE sets the searcher's own options: used, recorded, part of what a
+    resume must repeat; bad ones are refused before anything is written."""
+    space, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    assert _search(out, space_file, ckpt, "--strategy", "evolution", "--option",
+                   "population=4", "--option", "sample_size=2") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["options"]["searcher_options"] == {"population": 4, "sample_size": 2}
+    manifest = json.loads((out / "search.json").read_text())
+    assert manifest["options"]["searcher_options"] == {"population": 4, "sample_size": 2}
+    a = [r["id"] for r in csv.DictReader(open(out / "history.csv"))]
+    other = tmp_path / "t"  # the default population (16) searches otherwise
+    assert _search(other, space_file, ckpt, "--strategy", "evolution") == 0
+    assert a != [r["id"] for r in csv.DictReader(open(other / "history.csv"))]
+    # without options the manifest has no entry (directories from before still resume)
+    assert "searcher_options" not in json.loads((other / "search.json").read_text())["options"]
+    capsys.readouterr()
+    assert _search(out, space_file, ckpt, "--strategy", "evolution", "--option",
+                   "population=5", "--option", "sample_size=2") == 2
+    assert "differs in: searcher_options" in capsys.readouterr().err
+    for bad, said in ((["--option", "population=0"], "option population: must be an integer"),
+                      (["--option", "nope=1"], "unknown option 'nope'"),
+                      (["--option", "seed=1"], "--option seed: set by the search itself"),
+                      (["--option", "population"], "expected KEY=VALUE"),
+                      (["--option", "population=4", "--option", "population=5"],
+                       "'population' given twice")):
+        fresh = tmp_path / "bad"
+        assert _exit_status(["search", "--space", str(space_file), "--supernet", str(ckpt),
+                             "--strategy", "evolution", "--out", str(fresh), *bad]) == 2
+        assert said in capsys.readouterr().err and not fresh.exists()
+
+
 def test_constraints(tiny_supernet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space, space_file, ckpt = tiny_supernet
     assert _search(tmp_path / "a", space_file, ckpt, "--constraint", "params<=10") == 1
