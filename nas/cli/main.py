@@ -35,10 +35,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_debug(p: argparse.ArgumentParser) -> None:
-    """``--debug`` also after the command and its actions (``nas spaces sample X --debug``);
-    SUPPRESS keeps a subparser from resetting ``nas --debug train ...`` to False."""
+    """``--debug``, ``-v`` and ``-q`` also after the command and its actions (``nas spaces
+    sample X --debug``); SUPPRESS keeps a subparser from resetting ``nas --debug train ...``
+    to False."""
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="more logging (-vv: debug)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="warnings and errors only")
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):

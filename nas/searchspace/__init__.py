@@ -3,6 +3,7 @@
 Pure Python + numpy (no torch). See :class:`Space` for the verbs.
 """
 
+from nas.errors import ConfigError, SpaceDefinitionError
 from nas.searchspace.constraints import (
     Compare,
     Constraint,
@@ -23,8 +24,9 @@ from nas.searchspace.registry import (
 from nas.searchspace.space import INACTIVE, Config, Space, as_rng
 
 __all__ = [
-    "INACTIVE", "Choice", "Compare", "Condition", "Config", "Constraint", "Divides", "Forbid",
-    "Group", "IntRange", "Predicate", "Space", "as_rng", "get_space", "list_spaces",
+    "INACTIVE", "Choice", "Compare", "Condition", "Config", "ConfigError", "Constraint",
+    "Divides", "Forbid", "Group", "IntRange", "Predicate", "Space", "SpaceDefinitionError",
+    "as_rng", "get_space", "list_spaces",
     "load_config", "load_space", "load_space_file", "register_arch_format",
     "register_predicate", "register_space", "save_config", "save_space",
 ]

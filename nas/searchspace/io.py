@@ -69,6 +69,11 @@ class _Dumper(yaml.SafeDumper):
 
 _Dumper.yaml_implicit_resolvers = {k: list(v) for k, v in
                                    _LineLoader.yaml_implicit_resolvers.items()}
+# and a string that YAML 1.1 readers (PyYAML's safe_load, most tools) would read as a boolean
+# is quoted too, so that the files this package writes mean the same to them
+_Dumper.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)$"),
+    list("yYnNoO"))
 
 
 def dump_yaml(data: Any) -> str:

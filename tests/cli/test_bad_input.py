@@ -93,6 +93,17 @@ def test_debug_is_accepted_after_the_command(capsys) -> None:  # noqa: ANN001
         main(["train", "--config", "/nonexistent.yaml", "--debug"])
     code, _ = run(capsys, "spaces", "sample", "nb201", "--debug")
     assert code == 0
+    # -v and -q too, before or after the command
+    import logging
+
+    for argv, level in ((["-q", "spaces", "list"], logging.WARNING),
+                        (["spaces", "list", "-q"], logging.WARNING),
+                        (["spaces", "list", "-vv"], logging.DEBUG),
+                        (["spaces", "list"], logging.INFO)):
+        assert run(capsys, *argv)[0] == 0
+        assert logging.getLogger().level == level, argv
+    code, err = run(capsys, "spaces", "list", "-q", "-v")
+    assert code == 2 and "not allowed with argument" in one_line(err)
 
 
 def test_train_options_file_errors_name_line_and_field(tmp_path: Path, capsys) -> None:  # noqa: ANN001

@@ -187,6 +187,14 @@ def test_yaml_booleans_are_yaml_1_2_and_merge_keys_work(tmp_path: Path) -> None:
     back = load_space(str(tmp_path / "q.yaml"))
     assert back.values("act") == ("1e-3", "1e-2", "on") and back.values("lr") == (1e-3, 1.5e3)
     assert back.fingerprint == s2.fingerprint
+    # and strings YAML 1.1 reads as booleans are quoted too: other tools read them as strings
+    import yaml
+
+    s3 = Space("b", [Choice("mode", ("on", "off", "yes", "no", "maybe"))])
+    s3.save(tmp_path / "b.yaml")
+    plain = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    assert plain["dims"][0]["values"] == ["on", "off", "yes", "no", "maybe"]
+    assert load_space(str(tmp_path / "b.yaml")).fingerprint == s3.fingerprint
     # an anchor that merges another, merged where it is defined: valid, its own key wins
     from nas.searchspace.io import read_document, to_plain
 
