@@ -124,7 +124,15 @@ def run(args: argparse.Namespace) -> int:
         if "uncorrected" in s:
             result["within_10pct_uncorrected"] = s["uncorrected"]["within_10pct"]
             result["drift_factor"] = s["drift_factor"]
-            if not 0.8 <= s["drift_factor"] <= 1.25:
+            built_now = stamp() != before  # (a table written by this command)
+            if not 0.8 <= s["drift_factor"] <= 1.25 and built_now:
+                log.warning("the drift correction scaled this machine's times by %.2f between "
+                            "building %s and validating it minutes later: this machine's "
+                            "speed moves (shared, throttled or power-saving); uncorrected "
+                            "times hold only at the build's machine state, so rebuilding "
+                            "would not help -- compare tables by their corrected figures",
+                            s["drift_factor"], args.out)
+            elif not 0.8 <= s["drift_factor"] <= 1.25:
                 log.warning("the drift correction scaled this machine's times by %.2f: it "
                             "runs much faster or slower now than when %s was built (or the "
                             "table comes from another machine or was edited); its absolute "
