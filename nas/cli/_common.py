@@ -115,12 +115,16 @@ def file_kind(path: Path) -> str:
     a zip's member names, a checkpoint's ``format`` through a memory map, a text file's
     start): "a predictor", "a supernet checkpoint", "a training checkpoint", "a subnet file",
     "a TorchScript model", "a latency table", "a text file" or "a binary file"."""
+    import codecs
     import zipfile
 
     try:
         if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
+            try:
+                with zipfile.ZipFile(path) as z:
+                    names = z.namelist()
+            except (zipfile.BadZipFile, ValueError):  # a damaged archive
+                return "a binary file"
             if "header.npy" in names:
                 return "a predictor"
             if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
@@ -141,10 +145,10 @@ def file_kind(path: Path) -> str:
             head = f.read(1 << 16)
     except OSError:
         return "a binary file"
-    try:
-        text = head.decode("utf-8")
+    try:  # (incremental: a multi-byte character cut at the end of the read is not an error)
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
-        text = "\0"  # (a multi-byte character cut at the end is rare enough to ignore)
+        text = "\0"
     if "\0" in text:
         return "a binary file"
     if text.lstrip().startswith("{") and '"nas.latency_table"' in text[:200]:
@@ -176,7 +180,7 @@ def output_path(path: str | os.PathLike[str] | None, flag: str, *,
             if in_path is not None and Path(in_path).exists() and p.samefile(in_path):
                 raise UsageError(f"{flag} {path}: is the {in_flag} file; writing there would "
                                  "replace it (choose another file)")
-        if replaces and not directory:
+        if replaces and not directory and p.stat().st_size > 0:  # (empty: `mktemp`)
             kind = file_kind(p)
             if kind not in replaces:
                 raise UsageError(f"{flag} {path}: exists and is {kind}, not "

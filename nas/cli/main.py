@@ -40,11 +40,12 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
     to False."""
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help="show tracebacks on errors")
+    # (own names: the parser's values are added to the ones given before the command)
     verbosity = p.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                           help="more logging (-vv: debug)")
-    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                           help="warnings and errors only")
+    verbosity.add_argument("-v", "--verbose", action="count", dest="verbose_after",
+                           default=argparse.SUPPRESS, help="more logging (-vv: debug)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", dest="quiet_after",
+                           default=argparse.SUPPRESS, help="warnings and errors only")
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):
@@ -130,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     prog = getattr(args, "_prog", f"nas {args.command}")
-    _configure_logging(args.verbose, args.quiet)
+    verbose = args.verbose + getattr(args, "verbose_after", 0)
+    quiet = args.quiet or getattr(args, "quiet_after", False)
+    if verbose and quiet:
+        parser.error("-q/--quiet: not allowed with -v/--verbose")
+    _configure_logging(verbose, quiet)
     old = None
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):

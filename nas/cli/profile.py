@@ -77,7 +77,7 @@ def _check_replaceable(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas.predictors.latency import build_latency_table, validate_table
+    from nas.predictors.latency import BuildInterrupted, build_latency_table, validate_table
     from nas.searchspace import load_space
 
     if args.validate == 1:
@@ -99,13 +99,20 @@ def run(args: argparse.Namespace) -> int:
             return None
 
     before = stamp()
-    table = build_latency_table(
-        space, input_size=args.input_size, batch=args.batch, threads=args.threads,
-        device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,
-        stem_stride=args.stem_stride, warmup=args.warmup, repeats=args.repeats,
-        statistic=args.statistic,
-        overhead_subnets=args.overhead_subnets, out=args.out, resume=not args.fresh,
-        seed=args.seed, progress=show)
+    try:
+        table = build_latency_table(
+            space, input_size=args.input_size, batch=args.batch, threads=args.threads,
+            device=args.device, in_channels=args.in_channels, num_classes=args.num_classes,
+            stem_stride=args.stem_stride, warmup=args.warmup, repeats=args.repeats,
+            statistic=args.statistic,
+            overhead_subnets=args.overhead_subnets, out=args.out, resume=not args.fresh,
+            seed=args.seed, progress=show)
+    except BuildInterrupted as e:
+        if not args.fresh:
+            raise
+        # (the same command with --fresh would start over: say the one that resumes)
+        raise BuildInterrupted(e.signal, e.measured, e.total, e.out,
+                               "the same command without --fresh resumes the build") from None
     result: dict[str, object] = {
         "space": space.name, "out": str(args.out), "units": table.n_units,
         "statistic": table.statistic, "device": table.settings.device,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rich.table import Table
 
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         if not str(args.out).lower().endswith((".yaml", ".yml", ".json")):
             raise UsageError(f"--out {args.out}: the file name must end in .yaml, .yml or "
                              ".json (it decides the format)")
-        output_path(args.out, "--out", replaces=("a text file",))  # (not a table, a checkpoint)
+        output_path(args.out, "--out", replaces=("a text file",),  # (not a table, a checkpoint)
+                    inputs={"space": args.space if Path(args.space).is_file() else None})
         space.save(args.out)
         print(f"wrote {args.out}")
         return 0

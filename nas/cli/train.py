@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
             opts = (TrainOptions.from_yaml(args.config, overrides) if args.config
                     else TrainOptions.from_dict(overrides, where="flags"))
         except OptionError as e:  # an option given as a flag is named as the flag
-            if e.option in overrides and not e.unknown:
+            # (a bad value in the file itself is said at its line, even when a flag of the
+            # same name is given too: from_yaml checks the file alone first)
+            if e.option in overrides and not e.unknown and e.where in ("flags", "options"):
                 raise UsageError(f"--{e.option.replace('_', '-')}: {e.reason}") from None
             raise
         space = load_space(opts.space)

@@ -1405,11 +1405,17 @@ def _kept_on_interrupt(table: LatencyTable, out: Any, measured: Callable[[], int
         if out is None:
             raise
         table.save(out)
-        stop = KeyboardInterrupt(
-            f"interrupted ({getattr(e, 'signal', 'SIGINT')}); {measured()} of {total} units "
-            f"measured are kept in {out}: the same command resumes the build")
-        stop.signal = getattr(e, "signal", "SIGINT")  # type: ignore[attr-defined]
-        raise stop from None
+        raise BuildInterrupted(getattr(e, "signal", "SIGINT"), measured(), total, out) from None
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """A latency-table build stopped by Ctrl-C or SIGTERM, with what it measured saved."""
+
+    def __init__(self, signal: str, measured: int, total: int, out: Any,
+                 resume: str = "the same command resumes the build") -> None:
+        self.signal, self.measured, self.total, self.out = signal, measured, total, out
+        super().__init__(f"interrupted ({signal}); {measured} of {total} units measured are "
+                         f"kept in {out}: {resume}")
 
 
 @dataclass

@@ -340,9 +340,12 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
                 log.info("%s: no evaluation yet; taking the new %s", out, what)
                 atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
                 return
+            # (trained to the end: the search had begun; and for this search's training too)
             trained = out / "supernet" / "supernet.pt"
             reuse = (f" (a new --out can reuse its trained supernet: --supernet {trained})"
-                     if trained.exists() and not opts.supernet else "")
+                     if trained.exists() and not opts.supernet and was["options"].get(
+                         "supernet") is None and _only_search_phase_differs(was, now)
+                     and (out / "history.csv").exists() else "")
             raise UsageError(f"{out} holds a different search (differs in: {what}); "
                              f"choose another --out or repeat its options to resume{reuse}")
         if moved:

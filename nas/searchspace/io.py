@@ -264,7 +264,7 @@ def load_config(space: Space, path: str | Path) -> Config:
         doc, _ = read_document(path)
     except SpaceDefinitionError:
         lines = _text_lines(path)
-        if space.arch_format and len(lines) == 1:
+        if space.arch_format and len(lines) == 1 and not lines[0].startswith(("{", "[")):
             return _parse_arch_line(space, lines[0], path)
         if len(lines) > 1 and all(_is_json(line) for line in lines):
             raise ConfigError(f"{path}: holds {len(lines)} configs, one JSON per line (as "

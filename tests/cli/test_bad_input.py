@@ -104,6 +104,41 @@ def test_debug_is_accepted_after_the_command(capsys) -> None:  # noqa: ANN001
         assert logging.getLogger().level == level, argv
     code, err = run(capsys, "spaces", "list", "-q", "-v")
     assert code == 2 and "not allowed with argument" in one_line(err)
+    # given on both sides they add up; -q on one side and -v on the other is refused too
+    assert run(capsys, "-v", "spaces", "list", "-v")[0] == 0
+    assert logging.getLogger().level == logging.DEBUG
+    code, err = run(capsys, "-q", "spaces", "list", "-v")
+    assert code == 2 and "-q/--quiet: not allowed with -v/--verbose" in one_line(err)
+
+
+def test_output_kind_checks_edge_cases(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """An empty file (``mktemp``) may be replaced; a damaged zip is a binary file, not a
+    crash; a UTF-8 character cut by the read is still text; `nas spaces export` does not
+    write over the space file it reads."""
+    import zipfile
+
+    from nas.cli._common import file_kind
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_bytes(b"")
+    assert run(capsys, "spaces", "export", "nb201", "--out", str(empty))[0] == 0
+    assert "edge_0_1" in empty.read_text()
+    damaged = tmp_path / "d.npz"
+    with zipfile.ZipFile(damaged, "w") as z:
+        z.writestr("x.npy", b"0" * 100)
+    data = bytearray(damaged.read_bytes())
+    data[-22 - 100 + 10:-22] = b"\xff" * 90  # break the central directory, keep its end
+    damaged.write_bytes(bytes(data))
+    assert file_kind(damaged) == "a binary file"
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(b"a" * 65535 + "µ".encode() + b"\n")
+    assert file_kind(cut) == "a text file"
+    space_file = tmp_path / "s.yaml"
+    assert run(capsys, "spaces", "export", "nb201", "--out", str(space_file))[0] == 0
+    space_file.write_text("# my notes\n" + space_file.read_text())
+    code, err = run(capsys, "spaces", "export", str(space_file), "--out", str(space_file))
+    assert code == 2 and "is the space file" in one_line(err)
+    assert space_file.read_text().startswith("# my notes")
 
 
 def test_train_options_file_errors_name_line_and_field(tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -124,6 +159,12 @@ def test_train_options_file_errors_name_line_and_field(tmp_path: Path, capsys) -
         code, err = run(capsys, "train", "--config", str(path), "--out", str(tmp_path / "r"))
         assert code == 2 and expect in one_line(err), (text, err)
     assert not (tmp_path / "r").exists()
+    # a bad value in the file is said at its line even when a flag of that name is given
+    path = tmp_path / "e.yaml"
+    path.write_text("space: resnet_like\nepochs: 0\n")
+    code, err = run(capsys, "train", "--config", str(path), "--epochs", "5", "--out",
+                    str(tmp_path / "r"))
+    assert code == 2 and "e.yaml:2: epochs: must be a positive integer, got 0" in one_line(err)
 
 
 def test_search_options_check_searcher_options(capsys, tmp_path: Path) -> None:  # noqa: ANN001

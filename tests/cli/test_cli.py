@@ -69,6 +69,11 @@ def test_spaces_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     arch.write_text("|nor_conv_3x3~0|+|bad|\n")
     code, _, err = run(capsys, "spaces", "validate", "nb201", str(arch))
     assert code == 1 and "neither JSON/YAML nor its text form" in err
+    # a JSON config with a syntax error is said as JSON, in a space with a text form too
+    broken = tmp_path / "broken.json"
+    broken.write_text(cfg.to_json()[:-1] + "\n")
+    code, _, err = run(capsys, "spaces", "validate", "nb201", str(broken))
+    assert code == 1 and "malformed JSON" in err
 
 
 def test_usage_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -704,8 +704,11 @@ def test_a_space_the_family_refuses_fails_before_any_measurement(tmp_path: Path)
     assert not out.exists()
 
 
-def test_an_interrupted_build_keeps_what_it_measured(tiny_space, tmp_path: Path,  # noqa: ANN001
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_build_keeps_what_it_measured(tiny_space, tiny_file: Path,  # noqa: ANN001
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
     """Ctrl-C during the unit measurements saves every unit measured so far (not only the
     last periodic save) and says how to resume; the resumed build measures only the rest."""
     import nas.predictors.latency as lat
@@ -731,3 +734,21 @@ def test_an_interrupted_build_keeps_what_it_measured(tiny_space, tmp_path: Path,
     table = build_latency_table(tiny_space, input_size=16, warmup=1, repeats=2, chunk=4,
                                 overhead_subnets=2, out=out, progress=False)
     assert table.complete and table.n_measured == 12
+    # nas profile --fresh, interrupted: the command that resumes is the one without --fresh
+    from nas.cli.main import main
+
+    def stop_in_units(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        if len(a[0]) > 2:  # (the units' chunk: units and the reference models)
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(lat, "measure_many", stop_in_units)
+    fresh = tmp_path / "fresh.json"
+    argv = ["profile", "--space", str(tiny_file), "--input-size", "16", "--warmup", "1",
+            "--repeats", "2", "--overhead-subnets", "2", "--validate", "0", "--fresh",
+            "--no-progress", "--out", str(fresh)]
+    assert main(argv) == 130
+    assert "0 of 12 units measured are kept in" in " ".join(capsys.readouterr().err.split())
+    assert main(argv) == 130  # (again: nothing else resumes a --fresh command)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the same command without --fresh resumes the build" in err

@@ -641,6 +641,10 @@ def test_resume_does_not_depend_on_how_paths_are_spelled(tmp_path: Path,
                                          r"supernet.pt\)$"):
         _prepare_out(tmp_path / "own", SearchOptions(space="s.yaml",
                                                      constraints=["accuracy>=50"]), space)
+    # not when the training would differ (then that supernet is not this search's)
+    with pytest.raises(UsageError) as e:
+        _prepare_out(tmp_path / "own", SearchOptions(space="s.yaml", train_epochs=40), space)
+    assert "differs in: train_epochs" in str(e.value) and "reuse" not in str(e.value)
 
 
 def _history(out: Path) -> list[tuple[str, str]]:
