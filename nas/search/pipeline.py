@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -353,10 +354,41 @@ def _prepare_out(out: Path, opts: SearchOptions, space: Space) -> None:
                      opts.supernet)
             atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
         return
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} is not empty and holds no search; choose another --out")
+    _check_out_holds_no_other_files(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(manifest, json.dumps(ident, indent=2) + "\n")
+
+
+# what a search writes at the top of its output directory (temporaries of these, left by a
+# killed write, are removed when it starts again)
+_OUT_FILES = ("search.json", "history.csv", "latency.json", "pareto.json", "pareto.csv",
+              "pareto.png", "summary.json")
+
+
+def _check_out_holds_no_other_files(out: Path) -> None:
+    """An output directory without a manifest must be empty, but for what a search killed
+    while it started leaves there (its lock, a temporary of its manifest)."""
+    if (out / "search.json").exists() or not out.is_dir():
+        return
+    ours = re.compile(r"^\.lock$|^\.search\.json\.[A-Za-z0-9_]+\.tmp$")
+    if any(not ours.match(p.name) for p in out.iterdir()):
+        raise UsageError(f"{out} is not empty and holds no search; choose another --out")
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of writes a killed search left (its lock is held: none is in flight):
+    beside the run's own files, and anywhere in ``pareto/``, which holds only the front."""
+    from nas.utils.files import remove_stale_temporaries
+
+    n = remove_stale_temporaries(out, _OUT_FILES)
+    front = out / "pareto"
+    if front.is_dir():
+        for p in front.iterdir():
+            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+                p.unlink()
+                n += 1
+    if n:
+        log.info("%s: removed %d temporary file(s) left by an interrupted search", out, n)
 
 
 def _train_options(opts: SearchOptions, space: Space) -> Any:
@@ -522,10 +554,13 @@ def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progres
         from nas.search.distributed import check_cluster
 
         check_cluster(opts.ray_address)
-    _prepare_out(out, opts, space)
+    _check_out_holds_no_other_files(out)  # (before the lock file is made there)
+    out.mkdir(parents=True, exist_ok=True)
     lock = DirectoryLock(out, doing="searched")
-    lock.acquire()
+    lock.acquire()  # before anything is written: a refused second search changes nothing
     locks.append(lock)
+    _prepare_out(out, opts, space)
+    _remove_stale_temporaries(out)
     say(f"output directory: {out}")
 
     # 1. supernet
@@ -896,6 +931,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         # the table and the plot again: the evaluations behind the plot may have grown, and
         # a kill after pareto.json may have left them stale or missing
         _write_front_table_and_plot(previous, result, opts, out, okf)
+        _remove_earlier_front(pdir, configs)  # (a kill may have left them)
         return previous
     if n_front > len(configs):
         say(f"front: {n_front} subnets; extracting and timing {len(configs)} of them, spread "
@@ -919,10 +955,6 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         atomic_write_text(pdir / f"{cfg.id}.json", json.dumps(
             {"space": cfg.space.name, "id": cfg.id, "config": cfg.to_dict()}, indent=2) + "\n")
         models.append(model)
-    keep = {f"{cfg.id}.{ext}" for cfg in configs for ext in ("pt", "json")}
-    for stale in pdir.iterdir():  # subnets of an earlier front (a resumed, longer search)
-        if stale.suffix in (".pt", ".json") and stale.name not in keep:
-            stale.unlink()
     if latency is not None:
         from nas.search.latency_source import measure_models
 
@@ -948,7 +980,17 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
             f"{np.nanmax(diffs):.2g}")
     atomic_write_text(out / "pareto.json", strict_json(rows, indent=2) + "\n")
     _write_front_table_and_plot(rows, result, opts, out, okf)
+    _remove_earlier_front(pdir, configs)  # (only now: until here pareto.json lists them)
     return rows
+
+
+def _remove_earlier_front(pdir: Path, configs: list[Config]) -> None:
+    """Delete the subnet files of an earlier front (a resumed, longer search) from
+    ``pareto/``, once ``pareto.json`` lists the new one."""
+    keep = {f"{cfg.id}.{ext}" for cfg in configs for ext in ("pt", "json")}
+    for stale in pdir.iterdir():
+        if stale.suffix in (".pt", ".json") and stale.name not in keep:
+            stale.unlink()
 
 
 def _write_front_table_and_plot(rows: list[dict[str, Any]], result: Any, opts: SearchOptions,

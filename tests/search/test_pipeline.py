@@ -495,6 +495,61 @@ def test_a_directory_being_searched_is_locked(tiny_supernet, tmp_path: Path, cap
     assert summary["evaluations"] == 4 and summary["proposals_outside_cost_limits"] == 0
 
 
+def test_what_a_killed_or_refused_search_leaves_does_not_block_or_change(
+        tiny_supernet, tmp_path: Path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """A second search refused by the lock changes nothing (it had rewritten search.json);
+    a directory holding only a temporary of its first search.json is still usable; the
+    temporaries of killed writes go when the search runs again; a kill while a longer
+    search's new front is timed leaves the old front's files, which pareto.json lists."""
+    from nas.search import pipeline
+    from nas.utils.files import DirectoryLock
+
+    _, space_file, ckpt = tiny_supernet
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / ".search.json.abcd1234.tmp").write_text("{")  # killed writing its manifest
+    held = DirectoryLock(out)
+    held.acquire()
+    try:
+        assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 1
+        assert "is being searched by process" in capsys.readouterr().err
+        assert not (out / "search.json").exists()
+    finally:
+        held.release()
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
+    manifest = (out / "search.json").read_text()
+    assert not (out / ".search.json.abcd1234.tmp").exists()
+    held.acquire()
+    try:  # another strategy while it runs: refused, and the manifest is left as it was
+        assert _search(out, space_file, ckpt, "--strategy", "evolution", "--budget", "3") == 1
+        assert (out / "search.json").read_text() == manifest
+    finally:
+        held.release()
+    # temporaries left by killed writes, beside the files and in pareto/: removed
+    (out / ".history.csv.abcd1234.tmp").write_text("x")
+    (out / "pareto" / ".0123456789ab.pt.abcd1234.tmp").write_bytes(b"x" * 10)
+    (out / "my_notes.txt").write_text("mine")
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "3") == 0
+    assert not (out / ".history.csv.abcd1234.tmp").exists()
+    assert not any(p.name.endswith(".tmp") for p in (out / "pareto").iterdir())
+    assert (out / "my_notes.txt").read_text() == "mine"
+    # a longer search stopped before its new front is listed (while it is timed, say):
+    # the files pareto.json lists are all still there
+    def stop(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    old = json.loads((out / "pareto.json").read_text())
+    monkeypatch.setattr(pipeline, "strict_json", stop)  # (pareto.json's writer)
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "12") == 130
+    assert json.loads((out / "pareto.json").read_text()) == old
+    assert all((out / r["file"]).exists() for r in old)
+    monkeypatch.undo()
+    assert _search(out, space_file, ckpt, "--strategy", "random", "--budget", "12") == 0
+    new = json.loads((out / "pareto.json").read_text())
+    assert {p.name for p in (out / "pareto").iterdir()} == {
+        f"{r['id']}.{ext}" for r in new for ext in ("pt", "json")}
+
+
 def test_a_kept_front_rewrites_its_table_and_plot(tiny_supernet, tmp_path: Path,
                                                   capsys) -> None:  # noqa: ANN001
     """A re-run that keeps the front as it is still writes pareto.csv and pareto.png (a kill
