@@ -1278,120 +1278,140 @@ def build_latency_table(space: Any, *, input_size: int | tuple[int, int] = 32, b
     keys = list(units)
     log.info("space %s: %d distinct units over %d positions (enumerated in %.1f s)",
              space.name, len(keys), len(maps), time.perf_counter() - t0)
-    entries: dict[str, dict[str, float]] = {}
-    reference: dict[str, Any] | None = None
-    if out is not None and resume and Path(out).exists():
-        old = LatencyTable.load(out, space=space, require_complete=False)
-        diff = old.settings.differences(settings)
-        usable = (old.complete and old.statistic == statistic
-                  and set(keys) <= set(old.entries)
-                  and len(old.overhead.subnets) == overhead_subnets)
-        method = (old.settings.warmup, old.settings.repeats) != (warmup, repeats)
-        if method and usable and not diff:
-            # a complete table: how many calls each unit was timed with no longer matters
-            log.warning("%s is complete and was measured with warmup=%d, repeats=%d (asked: "
-                        "%d, %d); using it as it is (a fresh build: --fresh)", out,
-                        old.settings.warmup, old.settings.repeats, warmup, repeats)
-            return old
-        if method:
-            diff = [*diff, f"warmup/repeats {old.settings.warmup}/{old.settings.repeats} "
-                           f"here, asked {warmup}/{repeats}"]
-        if diff:
-            raise LatencyTableError(
-                f"latency table {out} was built with other settings "
-                f"({'; '.join(diff)}); start over with "
-                "`nas profile --fresh`, remove it, or choose another output file")
-        if usable:
-            log.info("%s is already complete (%d units, overhead fitted on %d subnets); "
-                     "using it as it is (a fresh build: nas profile --fresh)", out, len(keys),
-                     overhead_subnets)
-            return old
-        entries = {k: v for k, v in old.entries.items() if k in units}
-        reference = old.reference if entries else None
-        log.info("resuming %s: %d of %d units already measured", out, len(entries), len(keys))
-    table = LatencyTable(space, settings, maps, keys, entries, statistic=statistic,
-                         reference=reference)
-    ref_model = reference_model(in_channels)
-    ref_shape = (in_channels, *settings.input_size)
-    attn_keys = {k for k in keys if unit_class(k, True) == UNIT_CLASSES.index("mhsa")}
-    # a second reference for attention units (a resumed table built without one keeps one),
-    # attending over as many positions as the largest of them
-    use_att = bool(attn_keys) and (reference is None or "attention" in reference)
-    if not attn_keys and reference is not None:
-        reference.pop("attention", None)
-    att_model = attention_reference() if use_att else None
-    att_hw = max((_signature_hw(k) or settings.input_size for k in attn_keys),
-                  key=lambda hw: hw[0] * hw[1], default=settings.input_size)
-    att_shape = (ATTENTION_REFERENCE_CHANNELS, *att_hw)
-    todo = [k for k in keys if k not in entries]
-    last_save = time.perf_counter()
-    with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv, \
-            _kept_on_interrupt(table, out, lambda: len(entries), len(keys)):
-        for i in range(0, len(todo), chunk):
-            part = todo[i:i + chunk]
-            models = [units[k].build() for k in part] + [ref_model]
-            shapes = [units[k].input_shape for k in part] + [ref_shape]
-            if att_model is not None:
-                models.append(att_model)
-                shapes.append(att_shape)
-            stats = measure_many(models, shapes, device=settings.device, threads=threads,
-                                 batch=batch, warmup=warmup, repeats=repeats, seed=seed + i)
-            att_now = stats.pop() if att_model is not None else None
-            ref_now = stats.pop()
-            if table.reference is None:  # provisional baseline: the first chunk's
-                table.reference = {"baseline": {s_: ref_now.get(s_) for s_ in STATISTICS},
-                                   "chunks": []}
+    with _table_lock(out):  # (one build of a file at a time; its stale temporaries go)
+        entries: dict[str, dict[str, float]] = {}
+        reference: dict[str, Any] | None = None
+        if out is not None and resume and Path(out).exists():
+            old = LatencyTable.load(out, space=space, require_complete=False)
+            diff = old.settings.differences(settings)
+            usable = (old.complete and old.statistic == statistic
+                      and set(keys) <= set(old.entries)
+                      and len(old.overhead.subnets) == overhead_subnets)
+            method = (old.settings.warmup, old.settings.repeats) != (warmup, repeats)
+            if method and usable and not diff:
+                # a complete table: how many calls each unit was timed with no longer matters
+                log.warning("%s is complete and was measured with warmup=%d, repeats=%d (asked: "
+                            "%d, %d); using it as it is (a fresh build: --fresh)", out,
+                            old.settings.warmup, old.settings.repeats, warmup, repeats)
+                return old
+            if method:
+                diff = [*diff, f"warmup/repeats {old.settings.warmup}/{old.settings.repeats} "
+                               f"here, asked {warmup}/{repeats}"]
+            if diff:
+                raise LatencyTableError(
+                    f"latency table {out} was built with other settings "
+                    f"({'; '.join(diff)}); start over with "
+                    "`nas profile --fresh`, remove it, or choose another output file")
+            if usable:
+                log.info("%s is already complete (%d units, overhead fitted on %d subnets); "
+                         "using it as it is (a fresh build: nas profile --fresh)", out, len(keys),
+                         overhead_subnets)
+                return old
+            entries = {k: v for k, v in old.entries.items() if k in units}
+            reference = old.reference if entries else None
+            log.info("resuming %s: %d of %d units already measured", out, len(entries), len(keys))
+        table = LatencyTable(space, settings, maps, keys, entries, statistic=statistic,
+                             reference=reference)
+        ref_model = reference_model(in_channels)
+        ref_shape = (in_channels, *settings.input_size)
+        attn_keys = {k for k in keys if unit_class(k, True) == UNIT_CLASSES.index("mhsa")}
+        # a second reference for attention units (a resumed table built without one keeps one),
+        # attending over as many positions as the largest of them
+        use_att = bool(attn_keys) and (reference is None or "attention" in reference)
+        if not attn_keys and reference is not None:
+            reference.pop("attention", None)
+        att_model = attention_reference() if use_att else None
+        att_hw = max((_signature_hw(k) or settings.input_size for k in attn_keys),
+                      key=lambda hw: hw[0] * hw[1], default=settings.input_size)
+        att_shape = (ATTENTION_REFERENCE_CHANNELS, *att_hw)
+        todo = [k for k in keys if k not in entries]
+        last_save = time.perf_counter()
+        with task_progress(f"measuring {space.name} units", len(todo), enabled=progress) as adv, \
+                _kept_on_interrupt(table, out, lambda: len(entries), len(keys)):
+            for i in range(0, len(todo), chunk):
+                part = todo[i:i + chunk]
+                models = [units[k].build() for k in part] + [ref_model]
+                shapes = [units[k].input_shape for k in part] + [ref_shape]
+                if att_model is not None:
+                    models.append(att_model)
+                    shapes.append(att_shape)
+                stats = measure_many(models, shapes, device=settings.device, threads=threads,
+                                     batch=batch, warmup=warmup, repeats=repeats, seed=seed + i)
+                att_now = stats.pop() if att_model is not None else None
+                ref_now = stats.pop()
+                if table.reference is None:  # provisional baseline: the first chunk's
+                    table.reference = {"baseline": {s_: ref_now.get(s_) for s_ in STATISTICS},
+                                       "chunks": []}
+                    if att_now is not None:
+                        table.reference["attention"] = {
+                            "baseline": {s_: att_now.get(s_) for s_ in STATISTICS}, "chunks": [],
+                            "input_shape": list(att_shape)}
+                table.reference["chunks"].append({s_: ref_now.get(s_) for s_ in STATISTICS})
+                f = drift_factors(ref_now, table.reference["baseline"])
+                f_att = f
                 if att_now is not None:
-                    table.reference["attention"] = {
-                        "baseline": {s_: att_now.get(s_) for s_ in STATISTICS}, "chunks": [],
-                        "input_shape": list(att_shape)}
-            table.reference["chunks"].append({s_: ref_now.get(s_) for s_ in STATISTICS})
-            f = drift_factors(ref_now, table.reference["baseline"])
-            f_att = f
-            if att_now is not None:
-                att_ref = table.reference["attention"]
-                att_ref["chunks"].append({s_: att_now.get(s_) for s_ in STATISTICS})
-                f_att = drift_factors(att_now, att_ref["baseline"])
-            for k, st in zip(part, stats):
-                entries[k] = st.scaled(f_att if k in attn_keys else f).to_dict()
-            adv(len(part))
-            if out is not None and time.perf_counter() - last_save > save_every_s:
-                table.save(out)
-                last_save = time.perf_counter()
-    if table.reference is not None and table.reference["chunks"]:
-        # final baselines: each reference's median over the whole build
-        att_ref = table.reference.get("attention")
-        for ref_, which in ((table.reference, lambda k: not (att_ref and k in attn_keys)),
-                            (att_ref, lambda k: k in attn_keys)):
-            if not ref_ or not ref_["chunks"]:
-                continue
-            chunks = ref_["chunks"]
-            target = {s_: float(np.median([c[s_] for c in chunks])) for s_ in STATISTICS}
-            old_base = ref_["baseline"]
-            for k, e in entries.items():
-                if not which(k):
+                    att_ref = table.reference["attention"]
+                    att_ref["chunks"].append({s_: att_now.get(s_) for s_ in STATISTICS})
+                    f_att = drift_factors(att_now, att_ref["baseline"])
+                for k, st in zip(part, stats):
+                    entries[k] = st.scaled(f_att if k in attn_keys else f).to_dict()
+                adv(len(part))
+                if out is not None and time.perf_counter() - last_save > save_every_s:
+                    table.save(out)
+                    last_save = time.perf_counter()
+        if table.reference is not None and table.reference["chunks"]:
+            # final baselines: each reference's median over the whole build
+            att_ref = table.reference.get("attention")
+            for ref_, which in ((table.reference, lambda k: not (att_ref and k in attn_keys)),
+                                (att_ref, lambda k: k in attn_keys)):
+                if not ref_ or not ref_["chunks"]:
                     continue
-                for s_ in STATISTICS:
-                    e[s_] = e[s_] * target[s_] / old_base[s_]
-                e["max"] = e["max"] * target["median"] / old_base["median"]
-            ref_["baseline"] = target
-        table._luts.clear()
-    if out is not None:
-        table.save(out)
-    rng = np.random.default_rng(seed)
-    configs = overhead_configs(table, overhead_subnets, rng)
-    with task_progress("measuring subnets for the overhead", len(configs),
-                       enabled=progress) as adv:
-        measured = measure_configs(space, configs, settings, seed=seed, progress=adv,
-                                   repeats=max(repeats, 20), reference=table.reference,
-                                   attention_shares=table.attention_shares(configs))
-    table.overhead = fit_overhead(table, configs, [m.get(statistic) for m in measured])
-    table.complete = True
-    log.info("overhead: %s; built in %.1f s", table.overhead.describe(),
-             time.perf_counter() - t0)
-    if out is not None:
-        table.save(out)
-    return table
+                chunks = ref_["chunks"]
+                target = {s_: float(np.median([c[s_] for c in chunks])) for s_ in STATISTICS}
+                old_base = ref_["baseline"]
+                for k, e in entries.items():
+                    if not which(k):
+                        continue
+                    for s_ in STATISTICS:
+                        e[s_] = e[s_] * target[s_] / old_base[s_]
+                    e["max"] = e["max"] * target["median"] / old_base["median"]
+                ref_["baseline"] = target
+            table._luts.clear()
+        if out is not None:
+            table.save(out)
+        rng = np.random.default_rng(seed)
+        configs = overhead_configs(table, overhead_subnets, rng)
+        with task_progress("measuring subnets for the overhead", len(configs),
+                           enabled=progress) as adv, \
+                _kept_on_interrupt(table, out, lambda: len(entries), len(keys)):
+            measured = measure_configs(space, configs, settings, seed=seed, progress=adv,
+                                       repeats=max(repeats, 20), reference=table.reference,
+                                       attention_shares=table.attention_shares(configs))
+        table.overhead = fit_overhead(table, configs, [m.get(statistic) for m in measured])
+        table.complete = True
+        log.info("overhead: %s; built in %.1f s", table.overhead.describe(),
+                 time.perf_counter() - t0)
+        if out is not None:
+            table.save(out)
+        return table
+
+
+@contextlib.contextmanager
+def _table_lock(out: Any) -> Iterator[None]:
+    """Hold the lock of the table file ``out`` (``.NAME.lock`` beside it) while it is built:
+    a second build of the same file is refused instead of timing on the same cores and
+    overwriting it; the temporaries a killed build left beside it are removed."""
+    if out is None:
+        yield
+        return
+    from nas.utils.files import DirectoryLock, remove_stale_temporaries
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with DirectoryLock.for_file(path, doing="built"):
+        if remove_stale_temporaries(path.parent, [path.name]):
+            log.info("%s: removed temporary files left by an interrupted build", path)
+        yield
 
 
 @contextlib.contextmanager

@@ -178,7 +178,18 @@ class DirectoryLock:
     def __init__(self, directory: str | os.PathLike[str], doing: str = "used") -> None:
         self.path = Path(directory) / ".lock"
         self.doing = doing
+        self.what = str(directory)  # what the message names
         self._f: Any = None
+
+    @classmethod
+    def for_file(cls, path: str | os.PathLike[str], doing: str = "written") -> DirectoryLock:
+        """The lock of one file that a process builds over time (``.NAME.lock`` beside it),
+        for a file that may sit among others (a latency table in the working directory)."""
+        p = Path(path)
+        lock = cls(p.parent, doing)
+        lock.path = p.parent / f".{p.name}.lock"
+        lock.what = str(p)
+        return lock
 
     def acquire(self) -> None:
         """Take the lock, writing this process's id into it; raise
@@ -200,7 +211,7 @@ class DirectoryLock:
             holder = f.read().strip() or "another process"
             f.close()
             raise DirectoryInUseError(
-                f"{self.path.parent}: is being {self.doing} by {holder} (it holds "
+                f"{self.what}: is being {self.doing} by {holder} (it holds "
                 f"{self.path}); wait for it to finish or stop it") from None
         f.seek(0)
         f.truncate()

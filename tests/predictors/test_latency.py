@@ -752,3 +752,36 @@ def test_an_interrupted_build_keeps_what_it_measured(tiny_space, tiny_file: Path
     assert main(argv) == 130  # (again: nothing else resumes a --fresh command)
     err = " ".join(capsys.readouterr().err.split())
     assert "the same command without --fresh resumes the build" in err
+
+
+def test_one_build_of_a_table_file_at_a_time(tiny_space, tmp_path: Path,  # noqa: ANN001
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second build of a table file that is being built is refused (both had timed on the
+    same cores and overwritten each other); a killed build's temporaries go; an interrupt
+    while the overhead subnets are measured keeps the units and says so."""
+    import nas.predictors.latency as lat
+    from nas.errors import DirectoryInUseError
+    from nas.utils.files import DirectoryLock
+
+    out = tmp_path / "lut.json"
+    held = DirectoryLock.for_file(out, doing="built")
+    held.acquire()
+    try:
+        with pytest.raises(DirectoryInUseError, match=r"lut.json: is being built by process"):
+            build_latency_table(tiny_space, input_size=16, warmup=1, repeats=2,
+                                overhead_subnets=2, out=out, progress=False)
+    finally:
+        held.release()
+    (tmp_path / ".lut.json.abcd1234.tmp").write_text("{")  # a killed save
+    (tmp_path / ".other.json.abcd1234.tmp").write_text("{")  # not this table's
+
+    def stop(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lat, "measure_configs", stop)  # the overhead subnets
+    with pytest.raises(KeyboardInterrupt, match=r"12 of 12 units measured are kept"):
+        build_latency_table(tiny_space, input_size=16, warmup=1, repeats=2,
+                            overhead_subnets=2, out=out, progress=False)
+    assert not (tmp_path / ".lut.json.abcd1234.tmp").exists()
+    assert (tmp_path / ".other.json.abcd1234.tmp").exists()
+    assert LatencyTable.load(out, require_complete=False).n_measured == 12
