@@ -147,6 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         said = str(e) or f"interrupted ({sig})" + (
             "; the same command again resumes it (history.csv keeps every evaluation)"
             if args.command == "search" else "")
+        if str(e).startswith("interrupted again"):  # (training stopped at once)
+            run = getattr(e, "run", None)
+            said += ("; the same command again resumes from the last checkpoint"
+                     if args.command == "search" else
+                     f"; `nas train --resume {run}` continues from the last checkpoint"
+                     if args.command == "train" and run is not None else "")
         print(f"{prog}: {said}", file=sys.stderr)
         return 143 if sig == "SIGTERM" else 130
     except UsageError as e:

@@ -91,9 +91,10 @@ class _StopRequest:
     interrupts at once. Only in the main thread (signal handlers cannot be installed
     elsewhere). :attr:`signal` names the signal that asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: Path | None = None) -> None:
         self.requested = False
         self.signal = "SIGINT"
+        self.run = run  # (said in the message of a second signal)
         self._old: dict[int, Any] = {}
 
     def _restore(self) -> None:
@@ -110,9 +111,13 @@ class _StopRequest:
 
         if self.requested:
             self._restore()
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
+            name = signal.Signals(signum).name
+            stop = KeyboardInterrupt(
+                f"interrupted again ({name}): stopped at once, without a checkpoint of the "
+                "steps since the last one")
+            stop.signal = name  # type: ignore[attr-defined]
+            stop.run = self.run  # type: ignore[attr-defined]
+            raise stop
         self.requested = True
         self.signal = signal.Signals(signum).name
         log.warning("%s: stopping after this step (writing a checkpoint); %s again stops at "
@@ -347,6 +352,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
            announce: Callable[[Path], None] | None,
            resume_overrides: Mapping[str, Any] | None) -> TrainResult:
     ckpt_path = run / "checkpoint.pt"
+    options_changed = False  # options.yaml is behind the run's options (written at a checkpoint)
     replanned_from: int | None = None  # the epochs a resumed run had, when they change
     moved: dict[str, Any] = {}  # data or data_root a resumed run reads from a new place
     if state is not None:
@@ -469,9 +475,8 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
         epoch_gen_state = state["epoch_gen_state"]
         history = list(state.get("history", []))
         partial = dict(state.get("partial") or partial)
-        if moved:
-            atomic_write_text(run / "options.yaml",
-                              dump_yaml(opts.to_dict()))
+        if moved:  # (options.yaml says so with the next checkpoint, which carries it too)
+            options_changed = True
             log.info("%s: its data is now read from %s", run,
                      ", ".join(f"{k}={getattr(opts, k)}" for k in moved))
         if replanned_from is not None:
@@ -480,8 +485,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
             for g, base in zip(optimizer.param_groups, scheduler.base_lrs):
                 g["lr"] = base * f
             scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
-            atomic_write_text(run / "options.yaml",
-                              dump_yaml(opts.to_dict()))
+            options_changed = True  # (written with the next checkpoint, as for moved data)
             log.info("%s: %d epochs instead of %d; the learning-rate schedule is re-planned "
                      "over them (rate factor %.4g at step %d)", run, opts.epochs,
                      replanned_from, f, global_step)
@@ -519,6 +523,10 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
             "data_fingerprint": fingerprint,
             "partial": {"sums": dict(sums or {}), "done": done, "images": images},
         }, ckpt_path)
+        nonlocal options_changed
+        if options_changed:  # only now: a kill before this checkpoint resumes as before
+            atomic_write_text(run / "options.yaml", dump_yaml(opts.to_dict()))
+            options_changed = False
 
     last_ckpt = time.monotonic()
     steps_this_call = 0
@@ -534,7 +542,7 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
                       meta=supernet_meta(epoch, history[-1] if history else {}))  # lost it)
         return TrainResult(run, net, epoch, history, already_complete=True)
     with training_progress(enabled=progress, total_epochs=opts.epochs,
-                           steps_per_epoch=steps_per_epoch) as bar, _StopRequest() as stop:
+                           steps_per_epoch=steps_per_epoch) as bar, _StopRequest(run) as stop:
         while epoch < opts.epochs:
             net.train()
             strategy.on_epoch_start(epoch)

@@ -173,6 +173,16 @@ def test_a_finished_run_trains_further_on_a_replanned_schedule(tiny_space: Space
     assert load_checkpoint(run / "checkpoint.pt")["options"]["epochs"] == 4
     again = train(opts, run, resume=True, progress=False)  # now a 4-epoch run
     assert again.already_complete and again.epochs_done == 4
+    # an extension stopped before its first checkpoint: options.yaml still says what the
+    # checkpoint does (it had said 6 while the run resumed as a complete 4-epoch one)
+    def killed(run_dir: Path) -> None:  # (as a kill before the first step would)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train(opts, run, resume=True, progress=False, resume_overrides={"epochs": 6},
+              announce=killed)
+    assert yaml.safe_load((run / "options.yaml").read_text())["epochs"] == 4
+    assert load_checkpoint(run / "checkpoint.pt")["options"]["epochs"] == 4
 
 
 def test_a_progressive_run_keeps_its_epochs(tiny_space: Space, tmp_path: Path) -> None:
@@ -929,6 +939,27 @@ def test_ctrl_c_checkpoints_after_the_step_and_resumes_exactly(
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def test_a_second_signal_stops_at_once_and_says_how_to_resume(tmp_path: Path) -> None:
+    """The second Ctrl-C or SIGTERM stops at once (no checkpoint) with a line that says so
+    and names the resume command (SIGTERM had ended the process with no line at all)."""
+    import os
+    import signal
+
+    from nas.training.trainer import _StopRequest
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted again \(SIG(TERM|INT)\): "
+                                                    r"stopped at once") as e:
+            with _StopRequest(tmp_path / "run") as stop:
+                os.kill(os.getpid(), sig)
+                assert stop.requested
+                os.kill(os.getpid(), sig)
+                for _ in range(100):  # (the handler runs between bytecodes)
+                    pass
+        assert e.value.signal == signal.Signals(sig).name
+        assert e.value.run == tmp_path / "run"
 
 
 def test_a_signal_in_the_last_epoch_is_not_swallowed(tiny_space: Space, tmp_path: Path,
