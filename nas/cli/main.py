@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_debug(p: argparse.ArgumentParser) -> None:
+def _add_debug(p: argparse.ArgumentParser, depth: int = 1) -> None:
     """``--debug``, ``-v`` and ``-q`` also after the command and its actions (``nas spaces
     sample X --debug``); SUPPRESS keeps a subparser from resetting ``nas --debug train ...``
     to False."""
@@ -42,14 +42,14 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
                    help="show tracebacks on errors")
     # (own names: the parser's values are added to the ones given before the command)
     verbosity = p.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", dest="verbose_after",
+    verbosity.add_argument("-v", "--verbose", action="count", dest=f"verbose_{depth}",
                            default=argparse.SUPPRESS, help="more logging (-vv: debug)")
-    verbosity.add_argument("-q", "--quiet", action="store_true", dest="quiet_after",
+    verbosity.add_argument("-q", "--quiet", action="store_true", dest=f"quiet_{depth}",
                            default=argparse.SUPPRESS, help="warnings and errors only")
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):
-                _add_debug(child)
+                _add_debug(child, depth + 1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     prog = getattr(args, "_prog", f"nas {args.command}")
-    verbose = args.verbose + getattr(args, "verbose_after", 0)
-    quiet = args.quiet or getattr(args, "quiet_after", False)
+    # (each command level keeps its own -v/-q: a subcommand's parse would overwrite them)
+    levels = vars(args)
+    verbose = args.verbose + sum(v for k, v in levels.items() if k.startswith("verbose_"))
+    quiet = args.quiet or any(v for k, v in levels.items() if k.startswith("quiet_"))
     if verbose and quiet:
         parser.error("-q/--quiet: not allowed with -v/--verbose")
     _configure_logging(verbose, quiet)
@@ -149,10 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "search" else "")
         if str(e).startswith("interrupted again"):  # (training stopped at once)
             run = getattr(e, "run", None)
-            said += ("; the same command again resumes from the last checkpoint"
-                     if args.command == "search" else
-                     f"; `nas train --resume {run}` continues from the last checkpoint"
-                     if args.command == "train" and run is not None else "")
+            if args.command == "search":
+                said += "; the same command again resumes from the last checkpoint"
+            elif args.command == "train" and run is not None:
+                said += (f"; `nas train --resume {run}` continues from the last checkpoint"
+                         if (Path(run) / "checkpoint.pt").exists() else
+                         f"; it had no checkpoint yet: start it again with --out {run}")
         print(f"{prog}: {said}", file=sys.stderr)
         return 143 if sig == "SIGTERM" else 130
     except UsageError as e:

@@ -43,7 +43,7 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
         build_latency_table,
         current_settings,
     )
-    from nas.utils.files import atomic_write_bytes
+    from nas.utils.files import DirectoryLock, atomic_write_bytes
 
     b = net.build
     settings = current_settings(device=device, threads=threads, batch=batch,
@@ -67,7 +67,8 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
         table.warn_if_differs(settings)  # what remains: another CPU, torch version, ...
         data = Path(given).read_bytes()
         if not path.exists() or path.read_bytes() != data:
-            atomic_write_bytes(path, data)
+            with DirectoryLock.for_file(path, doing="built"):  # (as a build of it would)
+                atomic_write_bytes(path, data)
             say(f"latency: table {given} ({table.n_units} blocks; copied to {path})")
         else:
             say(f"latency: table {given} ({table.n_units} blocks; the same as {path})")

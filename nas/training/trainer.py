@@ -489,6 +489,11 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
             log.info("%s: %d epochs instead of %d; the learning-rate schedule is re-planned "
                      "over them (rate factor %.4g at step %d)", run, opts.epochs,
                      replanned_from, f, global_step)
+        try:  # behind the checkpoint (a kill between the two writes): caught up below
+            options_changed |= ((run / "options.yaml").read_text(encoding="utf-8")
+                                != dump_yaml(opts.to_dict()))
+        except OSError:
+            options_changed = True
         # the metrics log holds exactly the checkpoint's epochs (a kill between an epoch's
         # row and its checkpoint would otherwise leave that row twice)
         atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -538,6 +543,8 @@ def _train(opts: TrainOptions, run: Path, state: dict[str, Any] | None, lock: Di
 
     if epoch >= opts.epochs:
         log.debug("%s is already complete (%d epochs); nothing to do", run, epoch)
+        if options_changed:  # (--epochs lowered to those done: the checkpoint says so now)
+            checkpoint(epoch, 0)
         save_supernet(net, run / "supernet.pt",  # as it was at the end (in case a kill
                       meta=supernet_meta(epoch, history[-1] if history else {}))  # lost it)
         return TrainResult(run, net, epoch, history, already_complete=True)

@@ -107,6 +107,8 @@ def test_debug_is_accepted_after_the_command(capsys) -> None:  # noqa: ANN001
     # given on both sides they add up; -q on one side and -v on the other is refused too
     assert run(capsys, "-v", "spaces", "list", "-v")[0] == 0
     assert logging.getLogger().level == logging.DEBUG
+    assert run(capsys, "spaces", "-v", "list", "-v")[0] == 0  # (each level its own)
+    assert logging.getLogger().level == logging.DEBUG
     code, err = run(capsys, "-q", "spaces", "list", "-v")
     assert code == 2 and "-q/--quiet: not allowed with -v/--verbose" in one_line(err)
 
@@ -474,3 +476,29 @@ def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys) -> None:  # no
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
     code, err = run(capsys, "profile", "--space", "resnet_like", "--out", "x.json")
     assert code == 130 and one_line(err) == "nas: interrupted (SIGINT)"
+
+
+@pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_second_signal_in_training_is_said_with_what_resumes(
+        tmp_path: Path, capsys, monkeypatch, signame: str, status: int) -> None:  # noqa: ANN001
+    """Training stopped at once by a second signal: one line, the signal's status, and the
+    command that continues (only where there is a checkpoint to continue from)."""
+    import nas.cli.train as cli_train
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+
+    def stopped(args):  # noqa: ANN001, ANN202
+        e = KeyboardInterrupt(f"interrupted again ({signame}): stopped at once, without a "
+                              "checkpoint of the steps since the last one")
+        e.signal, e.run = signame, run_dir
+        raise e
+
+    monkeypatch.setattr(cli_train, "run", stopped)
+    code, err = run(capsys, "train", "--epochs", "1")
+    assert code == status and "start it again with --out" in one_line(err)
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    code, err = run(capsys, "train", "--epochs", "1")
+    assert code == status
+    assert one_line(err).endswith(f"`nas train --resume {run_dir}` continues from the last "
+                                  "checkpoint")

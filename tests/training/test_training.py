@@ -183,6 +183,11 @@ def test_a_finished_run_trains_further_on_a_replanned_schedule(tiny_space: Space
               announce=killed)
     assert yaml.safe_load((run / "options.yaml").read_text())["epochs"] == 4
     assert load_checkpoint(run / "checkpoint.pt")["options"]["epochs"] == 4
+    # an options.yaml left behind its checkpoint (a kill between the two writes) is caught up
+    (run / "options.yaml").write_text((run / "options.yaml").read_text()
+                                      .replace("epochs: 4", "epochs: 9"))
+    assert train(opts, run, resume=True, progress=False).already_complete
+    assert yaml.safe_load((run / "options.yaml").read_text())["epochs"] == 4
 
 
 def test_a_progressive_run_keeps_its_epochs(tiny_space: Space, tmp_path: Path) -> None:
