@@ -121,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    parser = build_parser()
     try:
+        parser = build_parser()  # (imports every command's module, torch with them)
         args = parser.parse_args(argv)  # (checking --device imports torch: a second or two)
     except KeyboardInterrupt:
         print("nas: interrupted (SIGINT)", file=sys.stderr)

@@ -478,6 +478,19 @@ def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys) -> None:  # no
     assert code == 130 and one_line(err) == "nas: interrupted (SIGINT)"
 
 
+def test_ctrl_c_while_the_commands_are_imported(monkeypatch, capsys) -> None:  # noqa: ANN001
+    """Ctrl-C while the parser is built (it imports every command's module, and torch with
+    them: the slowest second of a start) is the same one line."""
+    import importlib
+
+    def interrupted(name, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    code, err = run(capsys, "spaces")
+    assert code == 130 and one_line(err) == "nas: interrupted (SIGINT)"
+
+
 @pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_second_signal_in_training_is_said_with_what_resumes(
         tmp_path: Path, capsys, monkeypatch, signame: str, status: int) -> None:  # noqa: ANN001
