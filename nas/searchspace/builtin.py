@@ -101,11 +101,11 @@ def vit_like() -> Space:
     """Multi-stage ViT in the ViT-ResNAS style: a patch embedding (a linear projection of
     non-overlapping patches, i.e. a stride-p convolution), 3 stages of
     transformer blocks with residual spatial reduction between stages (token grid halved,
-    embedding widened). Per stage: depth, embedding dim, heads (must divide the dim), MLP
-    ratio, attention (``global`` over all tokens or ``window``: local 4x4 windows), bits."""
+    embedding widened). Per stage: depth, embedding dim, heads (of a fixed width per stage:
+    16, 32 and 48 channels), MLP ratio, attention (``global`` over all tokens or ``window``:
+    local 4x4 windows), bits."""
     dims = ((64, 96, 128), (128, 192, 256), (256, 320, 384))
     stages = []
-    cons: list[Constraint] = []
     for s in range(3):
         stages.append(Group(str(s), (
             IntRange("depth", 1, 4, default=2),
@@ -115,8 +115,7 @@ def vit_like() -> Space:
             Choice("attention", ("window", "global"), default="global"),
             Choice("bits", BITS, default=32),
         )))
-        cons.append(Divides(f"stages.{s}.heads", f"stages.{s}.embed_dim"))
-    return Space("vit_like", [Group("stages", tuple(stages))], cons, family="vit_like",
+    return Space("vit_like", [Group("stages", tuple(stages))], family="vit_like",
                  description=vit_like.__doc__ or "")
 
 

@@ -40,7 +40,7 @@ Families register with :func:`register_family`; :func:`build_supernet` picks one
 Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.save`` file that
 ``torch.load(..., weights_only=True)`` reads::
 
-    {"format": "nas.supernet", "version": 2,
+    {"format": "nas.supernet", "version": 3,
      "family": "resnet_like",                    # informative; the space's family decides
      "space": space.to_dict(),                   # the full space definition
      "build": {"in_channels": 3, "num_classes": 10, "input_size": [32, 32]},
@@ -51,8 +51,10 @@ Supernet checkpoint format (``save_supernet`` / ``load_supernet``), a ``torch.sa
 Loading rebuilds the supernet from ``space`` and ``build`` and loads ``state_dict`` strictly;
 a file of another format, version or space (when one is asked for) raises
 :class:`CheckpointError`; so does a version-1 file of a quantized ``resnet_like`` or
-``mobilenet_like`` network (written with signed activation quantizers after ReLUs).
-Extracted subnets save as ``{"format": "nas.subnet", "version": 2, "family", "space",
+``mobilenet_like`` network (written with signed activation quantizers after ReLUs) and a
+``vit_like`` file of version 1 or 2 (heads that split one width, reductions with a learned
+skip convolution).
+Extracted subnets save as ``{"format": "nas.subnet", "version": 3, "family", "space",
 "config": config.to_dict(), "build", "state_dict"}`` (``save_subnet`` / ``load_subnet``).
 """
 

@@ -219,25 +219,45 @@ class TransformerBlock(nn.Module):
         return x + self.fc2(self.aq2(F.gelu(self.fc1(self.aq1(self.norm2(x))))))
 
 
+def _average_pool(x: Tensor, k: int) -> Tensor:
+    """``k x k`` average pooling of stride ``k`` whose windows cut by the bottom or right
+    edge average the pixels they hold (``avg_pool2d(ceil_mode=True)``, written with explicit
+    padding: ONNX Runtime's ceil-mode pooling divides such windows otherwise)."""
+    h, w = x.shape[-2], x.shape[-1]
+    ph, pw = (-h) % k, (-w) % k
+    if not ph and not pw:
+        return F.avg_pool2d(x, k)
+    ones = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), (0, pw, 0, ph))
+    return F.avg_pool2d(F.pad(x, (0, pw, 0, ph)), k) / F.avg_pool2d(ones, k)
+
+
 class Reduction(nn.Module):
     """Residual spatial reduction between ViT stages (ViT-ResNAS): the ``hw`` token grid as a
-    feature map, ``norm`` then a 3x3 stride-2 convolution to the next stage's width, plus a
-    skip path (1x1 stride-2 convolution of the un-normalised tokens); back to tokens."""
+    feature map; the main path is ``norm``, a 3x3 convolution of stride ``stride`` to the next
+    stage's width and a new position embedding ``pos``; the skip path has no parameters: a
+    ``stride x stride`` average pool (windows cut by an odd side average their pixels) and
+    zero channels appended up to the new width (or the first channels kept, for a narrower
+    one); back to tokens."""
 
-    def __init__(self, norm: nn.Module, aq: nn.Module, conv: nn.Module, aq_skip: nn.Module,
-                 skip: nn.Module, hw: tuple[int, int]) -> None:
+    def __init__(self, norm: nn.Module, aq: nn.Module, conv: nn.Module, pos: nn.Module,
+                 hw: tuple[int, int], stride: int) -> None:
         super().__init__()
-        self.norm, self.aq, self.conv = norm, aq, conv
-        self.aq_skip, self.skip = aq_skip, skip
+        self.norm, self.aq, self.conv, self.pos = norm, aq, conv, pos
         self.hw = (int(hw[0]), int(hw[1]))
+        self.stride = int(stride)
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, c = x.shape
         h, w = self.hw[0], self.hw[1]
         main = self.aq(self.norm(x)).transpose(1, 2).reshape(b, c, h, w)
-        skip = self.aq_skip(x).transpose(1, 2).reshape(b, c, h, w)
-        y = self.conv(main) + self.skip(skip)
-        return y.flatten(2).transpose(1, 2)
+        y = self.pos(self.conv(main).flatten(2).transpose(1, 2))
+        skip = x.transpose(1, 2).reshape(b, c, h, w)
+        if self.stride > 1:
+            skip = _average_pool(skip, self.stride)
+        skip = skip.flatten(2).transpose(1, 2)
+        out = y.shape[-1]
+        skip = F.pad(skip, (0, out - c)) if out > c else skip[..., :out]
+        return y + skip
 
 
 class TokenHead(nn.Module):

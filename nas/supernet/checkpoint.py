@@ -23,9 +23,11 @@ SUPERNET_FORMAT = "nas.supernet"
 SUBNET_FORMAT = "nas.subnet"
 # 2: activation quantizers after a ReLU are unsigned. Version-1 files were written with
 # signed ones throughout: those of the CNN families with quantized bits would compute
-# otherwise and are refused; the rest (vit_like, nb201, float-only) still load.
-VERSION = 2
-_READABLE = (1, 2)
+# otherwise and are refused; the rest (nb201, float-only CNNs) still load.
+# 3: vit_like heads have a fixed width per stage and its reductions ViT-ResNAS's skip path
+# without parameters; vit_like files of versions 1 and 2 are refused.
+VERSION = 3
+_READABLE = (1, 2, 3)
 _SIGNEDNESS_CHANGED = ("resnet_like", "mobilenet_like")
 
 
@@ -116,8 +118,7 @@ def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
 def signed_v1_differs(space: Space, config: Config | None = None) -> bool:
     """Whether a version-1 file of ``space`` (``config``: of that subnet only) computed
     otherwise than version 2 does: its quantized CNN layers had signed activation quantizers
-    where version 2 has unsigned ones (after ReLUs). Such files cannot be loaded; the rest
-    (vit_like, nb201, float-only) can."""
+    where version 2 has unsigned ones (after ReLUs)."""
     if space.family not in _SIGNEDNESS_CHANGED:
         return False
     paths = [q for q in space.paths if q.rsplit(".", 1)[-1] == "bits"]
@@ -126,15 +127,30 @@ def signed_v1_differs(space: Space, config: Config | None = None) -> bool:
     return any(config.get(q, 32) < 32 for q in paths)
 
 
-def _refuse_signed_v1(p: str | os.PathLike[str], payload: dict[str, Any], kind: str,
-                      space: Space, config: Config | None = None) -> None:
-    if payload.get("version") == 1 and signed_v1_differs(space, config):
+def version_change(space: Space, version: Any, config: Config | None = None
+                   ) -> tuple[str, str] | None:
+    """Why a file of ``version`` holding ``space`` (``config``: that subnet only) computed
+    otherwise than this version does, as ``(networks, reason)``; ``None`` when it loads as
+    it is. Training checkpoints (:mod:`nas.training`) follow the same rule."""
+    if space.family == "vit_like" and version in (1, 2):
+        return ("vit_like networks", "their attention split one q/k/v width among any number "
+                "of heads and their reductions had a learned 1x1 skip convolution; version 3 "
+                "gives heads a fixed width and the reductions ViT-ResNAS's skip path without "
+                "parameters")
+    if version == 1 and signed_v1_differs(space, config):
+        return (f"quantized {space.family} networks", "its activation quantizers after ReLUs "
+                "were signed, version 2 makes them unsigned")
+    return None
+
+
+def _refuse_changed(p: str | os.PathLike[str], payload: dict[str, Any], kind: str,
+                    space: Space, config: Config | None = None) -> None:
+    change = version_change(space, payload.get("version"), config)
+    if change is not None:
         again = ("train the supernet again" if kind == "supernet" else
                  "extract it again from a supernet trained by this version")
-        raise CheckpointError(f"{p}: {kind} checkpoint version 1 is not supported for "
-                              f"quantized {space.family} networks (its activation quantizers "
-                              f"after ReLUs were signed, version 2 makes them unsigned); "
-                              f"{again}")
+        raise CheckpointError(f"{p}: {kind} checkpoint version {payload.get('version')} is not "
+                              f"supported for {change[0]} ({change[1]}); {again}")
 
 
 def load_problem(e: Exception) -> str:
@@ -150,7 +166,7 @@ def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
     """Load a supernet checkpoint. ``space``: raise unless the checkpoint holds this space."""
     payload = _read(path, "supernet", device)
     stored, build = _space_and_build(path, payload, space)
-    _refuse_signed_v1(path, payload, "supernet", stored)
+    _refuse_changed(path, payload, "supernet", stored)
     try:
         net = build_supernet(stored, **build.kwargs, device=device)
     except NasError as e:
@@ -208,7 +224,7 @@ def load_subnet(path: str | os.PathLike[str], *, space: Space | None = None,
         cfg = space.config(payload["config"])
     except NasError as e:
         raise CheckpointError(f"{path}: corrupt config ({e})") from None
-    _refuse_signed_v1(path, payload, "subnet", space, cfg)
+    _refuse_changed(path, payload, "subnet", space, cfg)
     try:
         model = build_subnet(space, cfg, **build.kwargs, device=device)
     except NasError as e:

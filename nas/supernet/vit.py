@@ -4,22 +4,25 @@
 Layout: a patch embedding (non-overlapping ``p x p`` patches, a linear projection and a
 learned position embedding; ``p`` is the largest power of two up to 16 that leaves at least
 8 tokens on the input's smaller side: 1 for 8x8 digits, 2 for 28x28, 4 for 32x32, 16 for
-224x224), then stages of pre-norm transformer blocks. Between stages a residual spatial
-reduction halves the token grid and widens the embedding (layer norm and a 3x3 stride-2
-convolution, plus a 1x1 stride-2 convolution on the skip path, as ViT-ResNAS adds skip
-connections to its reductions). The head is a layer norm, the mean over tokens and a linear
+224x224), then stages of pre-norm transformer blocks. Between stages ViT-ResNAS's residual
+spatial reduction halves the token grid and widens the embedding: layer norm, a 3x3 stride-2
+convolution and a new position embedding, plus a skip path without parameters (2x2 average
+pool, zero channels appended). The head is a layer norm, the mean over tokens and a linear
 classifier.
 
-Elastic, per stage: depth, embedding dimension (the residual stream and the q/k/v
-projections), heads (the q/k/v width split into ``heads`` heads; it must divide the
-dimension), MLP ratio (hidden width ``mlp_ratio * embed_dim``), attention (``global``: every
-token attends to every token; ``window``: local 4x4 windows, Swin-style without the shift)
-and bits (fake quantization of the linear and reduction weights and their inputs; the patch
-embedding and the classifier stay float). Every subnet slices the largest weights: the first
-``embed_dim`` channels of the stream, the first ``hidden`` units of the MLP.
+Elastic, per stage: depth, embedding dimension (the residual stream), heads (each head has
+the stage's fixed width, :func:`head_width` -- the largest embedding dimension over the
+largest number of heads -- so the q/k/v projections are ``heads * head_width`` wide and a
+subnet with fewer heads drops whole heads, as ViT-ResNAS's 64-wide heads), MLP ratio (hidden
+width ``mlp_ratio * embed_dim``), attention (``global``: every token attends to every token;
+``window``: local 4x4 windows, Swin-style without the shift) and bits (fake quantization of
+the linear and reduction weights and their inputs; the patch embedding and the classifier
+stay float). Every subnet slices the largest weights: the first ``embed_dim`` channels of
+the stream, the first ``heads`` heads, the first ``hidden`` units of the MLP.
 
 Differences from ViT-ResNAS, kept small on purpose: the head averages the tokens instead of
-reading a class token, and the reduction's skip path is a strided 1x1 convolution.
+reading a class token, and heads and MLP ratio are chosen per stage (a space may still make
+them per block only through its stages).
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.errors import ConfigError
 from nas.searchspace import Config, Space
 from nas.supernet.base import (
     STAGE_VALUE_RULES,
@@ -41,7 +43,6 @@ from nas.supernet.base import (
     down,
     register_family,
     require_dimensions,
-    require_divides,
     require_layout,
     require_stage_values,
     stride_for,
@@ -71,7 +72,6 @@ from nas.supernet.ops import (
 from nas.supernet.static import (
     InputCheck,
     PosEmbed,
-    QConv2d,
     QLinear,
     live_kernel,
     make_act_quant,
@@ -86,6 +86,7 @@ ATTENTIONS = ("global", "window")
 class VitBlockPlan:
     dim: int
     heads: int
+    head_dim: int  # width of one head: q/k/v are heads * head_dim wide
     hidden: int
     window: int  # 0: global attention
     bits: int
@@ -118,6 +119,14 @@ def vit_stages(space: Space) -> int:
     while space.has(f"stages.{s}.embed_dim"):
         s += 1
     return s
+
+
+def head_width(space: Space, stage: int) -> int:
+    """The width of one attention head in ``stage``, the same in every config: the stage's
+    largest embedding dimension over its largest number of heads, rounded up (the largest
+    network's q/k/v projections are as wide as its stream)."""
+    return -(-_max(space, f"stages.{stage}.embed_dim", 0)
+             // _max(space, f"stages.{stage}.heads", 1))
 
 
 def patch_size(input_size: tuple[int, int]) -> int:
@@ -157,8 +166,6 @@ def _check_space(space: Space, family: str) -> None:
     require_layout(space, family, ns, stage_dim="embed_dim",
                    per_stage=("embed_dim", "depth", "heads", "mlp_ratio", "attention", "bits"))
     for s in range(ns):
-        # a heads value that cannot split a dimension must be excluded
-        require_divides(space, family, f"stages.{s}.heads", f"stages.{s}.embed_dim")
         path = f"stages.{s}.attention"
         if space.has(path):
             bad = [v for v in space.values(path) if v not in ATTENTIONS]
@@ -194,17 +201,18 @@ class VitSupernet(Supernet):
         for s, (stride, hw) in enumerate(lay):
             d = _max(space, f"stages.{s}.embed_dim", 0)
             hidden = d * _max(space, f"stages.{s}.mlp_ratio", 4)
+            width = head_width(space, s) * _max(space, f"stages.{s}.heads", 1)  # of q/k/v
             bits = values(space, f"stages.{s}.bits", 32)
             blocks: list[nn.Module] = []
             if s > 0:
                 blocks.append(Reduction(
                     ElasticLayerNorm(prev), ElasticActQuant(bits),
                     ElasticConv2d(prev, d, (3,), stride, bias=True, in_hw=prev_hw),
-                    ElasticActQuant(bits), ElasticConv2d(prev, d, (1,), stride), prev_hw))
+                    ElasticPosEmbed(hw[0] * hw[1], d), prev_hw, stride))
             for _ in range(_max(space, f"stages.{s}.depth", 1)):
-                attn = TokenAttention(ElasticActQuant(bits), ElasticLinear(d, d),
-                                      ElasticLinear(d, d), ElasticLinear(d, d),
-                                      ElasticActQuant(bits), ElasticLinear(d, d), 1, 0, hw)
+                attn = TokenAttention(ElasticActQuant(bits), ElasticLinear(d, width),
+                                      ElasticLinear(d, width), ElasticLinear(d, width),
+                                      ElasticActQuant(bits), ElasticLinear(width, d), 1, 0, hw)
                 blocks.append(TransformerBlock(
                     ElasticLayerNorm(d), attn, ElasticLayerNorm(d), ElasticActQuant(bits),
                     ElasticLinear(d, hidden), ElasticActQuant(bits), ElasticLinear(hidden, d)))
@@ -228,18 +236,13 @@ class VitSupernet(Supernet):
             pre = f"stages.{s}"
             d = config[f"{pre}.embed_dim"]
             heads = config.get(f"{pre}.heads", 1)
-            if d % heads:
-                raise ConfigError(f"{pre}.heads: {heads} does not divide {pre}.embed_dim={d} "
-                                  f"(give the space the constraint {{type: divides, divisor: "
-                                  f"{pre}.heads, dividend: {pre}.embed_dim}} so that no such "
-                                  "config is drawn)")
             bits = config.get(f"{pre}.bits", 32)
             window = WINDOW if config.get(f"{pre}.attention", "global") == "window" else 0
             blocks: list[Any] = []
             if s > 0:
                 blocks.append(VitReducePlan(prev, d, bits, stride, prev_hw, hw))
-            block = VitBlockPlan(d, heads, d * config.get(f"{pre}.mlp_ratio", 4), window, bits,
-                                 hw)
+            block = VitBlockPlan(d, heads, head_width(space, s),
+                                 d * config.get(f"{pre}.mlp_ratio", 4), window, bits, hw)
             blocks += [block] * config[f"{pre}.depth"]
             stages.append(tuple(blocks))
             prev, prev_hw = d, hw
@@ -256,16 +259,16 @@ class VitSupernet(Supernet):
                 if isinstance(p, VitReducePlan):
                     blk.norm.set_active(p.in_dim)
                     blk.aq.set_active(p.bits)
-                    blk.aq_skip.set_active(p.bits)
                     blk.conv.set_active(p.in_dim, p.dim, 3, 1, p.bits)
-                    blk.skip.set_active(p.in_dim, p.dim, 1, 1, p.bits)
+                    blk.pos.set_active(p.dim)
                     continue
-                d = p.dim
+                d, width = p.dim, p.heads * p.head_dim
                 a = blk.attn
                 a.aq.set_active(p.bits)
                 a.aq_out.set_active(p.bits)
-                for m in (a.q, a.k, a.v, a.proj):
-                    m.set_active(d, d, p.bits)
+                for m in (a.q, a.k, a.v):
+                    m.set_active(d, width, p.bits)
+                a.proj.set_active(width, d, p.bits)
                 a.__dict__.update(heads=p.heads, window=p.window)  # plain ints
                 blk.norm1.set_active(d)
                 blk.norm2.set_active(d)
@@ -291,14 +294,12 @@ class VitSupernet(Supernet):
                         nn.LayerNorm(p.in_dim), make_act_quant(p.bits),
                         static_conv(p.in_dim, p.dim, 3, p.stride, p.in_hw, bits=p.bits,
                                     bias=True),
-                        make_act_quant(p.bits),
-                        QConv2d(p.in_dim, p.dim, 1, stride=p.stride, bias=False, bits=p.bits),
-                        p.in_hw))
+                        PosEmbed(p.hw[0] * p.hw[1], p.dim), p.in_hw, p.stride))
                     continue
-                d, b = p.dim, p.bits
-                attn = TokenAttention(make_act_quant(b), QLinear(d, d, bits=b),
-                                      QLinear(d, d, bits=b), QLinear(d, d, bits=b),
-                                      make_act_quant(b), QLinear(d, d, bits=b), p.heads,
+                d, b, width = p.dim, p.bits, p.heads * p.head_dim
+                attn = TokenAttention(make_act_quant(b), QLinear(d, width, bits=b),
+                                      QLinear(d, width, bits=b), QLinear(d, width, bits=b),
+                                      make_act_quant(b), QLinear(width, d, bits=b), p.heads,
                                       p.window, p.hw)
                 out.append(TransformerBlock(
                     nn.LayerNorm(d), attn, nn.LayerNorm(d), make_act_quant(b),
@@ -319,19 +320,21 @@ class VitSupernet(Supernet):
         for blocks in plan.stages:
             for p in blocks:
                 if isinstance(p, VitReducePlan):
-                    t.act_quant(p.bits, 2)
+                    t.act_quant(p.bits, 1)
                     t.layer_norm(p.in_dim, p.in_hw[0] * p.in_hw[1])
                     t.conv(p.in_dim, p.dim, live_kernel(3, p.stride, p.in_hw), 1, p.hw, p.bits,
                            bias=True)
-                    t.conv(p.in_dim, p.dim, 1, 1, p.hw, p.bits)
-                    continue
-                d, n = p.dim, p.hw[0] * p.hw[1]
+                    t.params += p.hw[0] * p.hw[1] * p.dim  # its position embedding
+                    t.bytes += 4 * p.hw[0] * p.hw[1] * p.dim
+                    continue  # (the skip path's average pool: no FLOPs, as fvcore counts)
+                d, n, width = p.dim, p.hw[0] * p.hw[1], p.heads * p.head_dim
                 t.act_quant(p.bits, 4)
                 t.layer_norm(d, n)
                 t.layer_norm(d, n)
-                for _ in range(4):
-                    t.linear(d, d, n, p.bits)
-                t.token_attention(d, p.hw, p.window)
+                for _ in range(3):
+                    t.linear(d, width, n, p.bits)
+                t.linear(width, d, n, p.bits)
+                t.token_attention(width, p.hw, p.window)
                 t.linear(d, p.hidden, n, p.bits)
                 t.linear(p.hidden, d, n, p.bits)
         t.layer_norm(plan.out_dim, plan.out_hw[0] * plan.out_hw[1])
@@ -340,11 +343,10 @@ class VitSupernet(Supernet):
 
     # ------------------------------------------------------------------ utilities
     def size_key(self, path: str, value: Any) -> Any:
-        # heads and attention do not change the parameter count: they take the values
-        # nearest the space's matching end that the constraints allow (a space's ``max()``
-        # may give up width for more heads)
+        # attention does not change the parameter count: it takes the value nearest the
+        # space's matching end that the constraints allow
         role = path.rsplit(".", 1)[-1]
-        if role in ("embed_dim", "depth", "mlp_ratio"):
+        if role in ("embed_dim", "depth", "heads", "mlp_ratio"):
             return value
         if role == "bits":
             return bits_size_key(value)
@@ -352,11 +354,15 @@ class VitSupernet(Supernet):
 
     @torch.no_grad()
     def reorder_channels(self, keep: Config | None = None) -> None:
-        """Sort each stage's residual-stream channels and each block's MLP hidden units by the
-        L1 norm of the weights that read them, most important first (``keep``: see
+        """Sort the residual-stream channels and each block's MLP hidden units by the L1 norm
+        of the weights that read them, most important first (``keep``: see
         :meth:`Supernet.reorder_channels`); the full network computes the same function
-        afterwards. The q/k/v channels keep their order: the elastic head split fixes which
-        channels belong to which head."""
+        afterwards. The reductions' skip paths carry stream channel ``c`` of a stage to
+        channel ``c`` of the next, so a channel keeps one place in every stage it reaches: the
+        first stage's channels are sorted by their importance summed over all the stages, the
+        channels a later stage adds by theirs over that stage and the ones after it (a space
+        whose largest embedding narrows from a stage to the next keeps the stream's order).
+        The heads keep their order (a subnet with fewer heads keeps the first ones)."""
         def counts() -> list[int]:
             out = []
             for s, stage in enumerate(self.stages):
@@ -366,39 +372,67 @@ class VitSupernet(Supernet):
             return out
 
         kept = iter(self._kept_counts(keep, counts) or [])
+        stream_keeps: list[int | None] = []
+        imps = []
         for s, stage in enumerate(self.stages):
-            blocks = list(stage.blocks)
-            tbs = [b for b in blocks if isinstance(b, TransformerBlock)]
-            stream_keep = next(kept, None)
+            tbs = [b for b in stage.blocks if isinstance(b, TransformerBlock)]
+            stream_keeps.append(next(kept, None))
             for tb in tbs:  # MLP hidden units: fc1 rows, fc2 columns
                 perm = importance_order(tb.fc2.weight.abs().sum(dim=0), next(kept, None))
                 tb.fc1.permute_out(perm)
                 tb.fc2.permute_in(perm)
-            readers: list[nn.Module] = []
-            for tb in tbs:
-                readers += [tb.attn.q, tb.attn.k, tb.attn.v, tb.fc1]
-            if s + 1 < len(self.stages):
-                nxt = self.stages[s + 1].blocks[0]
-                readers += [nxt.conv, nxt.skip]
-            else:
-                readers.append(self.head.classifier)
-            imp = sum(column_l1(m) for m in readers)
-            perm = importance_order(imp, stream_keep)
+            imps.append(sum(column_l1(m) for m in self._stream_readers(s)))
+        for s, perm in enumerate(stream_orders(imps, stream_keeps)):
+            blocks = list(self.stages[s].blocks)
             if s == 0:
                 self.stem.proj.permute_out(perm)
                 self.stem.pos.permute(perm)
             else:
                 blocks[0].conv.permute_out(perm)
-                blocks[0].skip.permute_out(perm)
-            for tb in tbs:
-                tb.attn.proj.permute_out(perm)
-                tb.fc2.permute_out(perm)
-                tb.norm1.permute(perm)
-                tb.norm2.permute(perm)
-            for m in readers:
+                blocks[0].pos.permute(perm)
+            for tb in blocks:
+                if isinstance(tb, TransformerBlock):
+                    tb.attn.proj.permute_out(perm)
+                    tb.fc2.permute_out(perm)
+                    tb.norm1.permute(perm)
+                    tb.norm2.permute(perm)
+            for m in self._stream_readers(s):
                 m.permute_in(perm)
             if s + 1 < len(self.stages):
                 self.stages[s + 1].blocks[0].norm.permute(perm)
             else:
                 self.head.norm.permute(perm)
 
+    def _stream_readers(self, s: int) -> list[nn.Module]:
+        """The layers that read stage ``s``'s stream: its blocks' q/k/v and first MLP layer,
+        and the next reduction's convolution (the classifier after the last stage)."""
+        out: list[nn.Module] = []
+        for tb in self.stages[s].blocks:
+            if isinstance(tb, TransformerBlock):
+                out += [tb.attn.q, tb.attn.k, tb.attn.v, tb.fc1]
+        out.append(self.stages[s + 1].blocks[0].conv if s + 1 < len(self.stages)
+                   else self.head.classifier)
+        return out
+
+
+def stream_orders(imps: list[torch.Tensor], keeps: list[int | None]) -> list[torch.Tensor]:
+    """Per stage, the permutation of its stream channels (``imps[s]``: their importances in
+    stage ``s``; ``keeps[s]``: the channels a kept config uses there, see
+    :func:`~nas.supernet.ops.importance_order`) when the reductions carry channel ``c`` of
+    one stage to channel ``c`` of the next: a channel's importance is summed over every stage
+    from the first that has it, each stage's permutation extends the one before, and each
+    kept count cuts the channels into parts sorted on their own. Identities where a stage's
+    stream is narrower than the one before."""
+    sizes = [len(v) for v in imps]
+    if any(b < a for a, b in zip(sizes, sizes[1:])):
+        return [torch.arange(n, device=v.device) for n, v in zip(sizes, imps)]
+    out: list[torch.Tensor] = []
+    for s, n in enumerate(sizes):
+        lo = sizes[s - 1] if s else 0
+        total = sum(imps[t][lo:n] for t in range(s, len(imps)))
+        cuts = sorted({k - lo for k in keeps[s:] if k is not None and lo < k < n})
+        parts = []
+        for a, b in zip([0, *cuts], [*cuts, n - lo]):
+            parts.append(torch.argsort(total[a:b], descending=True, stable=True) + a + lo)
+        out.append(torch.cat([*([out[-1]] if out else []), *parts]))
+    return out

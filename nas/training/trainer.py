@@ -38,7 +38,7 @@ from nas.searchspace import Space, load_space
 from nas.searchspace.io import dump_yaml
 from nas.supernet import Supernet, build_supernet, save_supernet, zero_init_last
 from nas.supernet.base import check_stem_stride
-from nas.supernet.checkpoint import load_problem, signed_v1_differs
+from nas.supernet.checkpoint import load_problem, version_change
 from nas.training.evaluate import evaluate_config
 from nas.training.options import TrainOptions
 from nas.training.schedule import warmed
@@ -57,9 +57,10 @@ from nas.utils.progress import training_progress
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "nas.train"
-# 2: unsigned activation quantizers after ReLUs (nas.supernet.checkpoint); version 1 still
-# resumes where that changes nothing
-CHECKPOINT_VERSION = 2
+# 2: unsigned activation quantizers after ReLUs; 3: vit_like's fixed head width and
+# parameter-free reduction skip (nas.supernet.checkpoint.version_change); an earlier version
+# still resumes where that changes nothing
+CHECKPOINT_VERSION = 3
 
 
 class TrainingError(NasError):
@@ -220,25 +221,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise TrainingError(f"{p}: not a training checkpoint (expected format "
                             f"{CHECKPOINT_FORMAT!r})")
     version = payload.get("version")
-    if version not in (1, CHECKPOINT_VERSION):
+    readable = tuple(range(1, CHECKPOINT_VERSION + 1))
+    if version not in readable:
         raise TrainingError(f"{p}: checkpoint version {version!r} not supported (supported: "
-                            f"1, {CHECKPOINT_VERSION})")
-    if version == 1 and _signed_v1_differs(p, payload):
-        raise TrainingError(f"{p}: checkpoint version 1 not supported for a quantized "
-                            "resnet_like or mobilenet_like space (written by an earlier nas "
-                            "whose activation quantizers after ReLUs were signed); start a new "
-                            "run: another output directory, or delete this one")
+                            f"{', '.join(map(str, readable))})")
+    change = _version_change(p, payload) if version != CHECKPOINT_VERSION else None
+    if change is not None:
+        raise TrainingError(f"{p}: checkpoint version {version} not supported for "
+                            f"{change[0]} (written by an earlier nas: {change[1]}); start a "
+                            "new run: another output directory, or delete this one")
     return payload
 
 
-def _signed_v1_differs(p: Path, payload: dict[str, Any]) -> bool:
-    """Whether a version-1 run's supernet computed otherwise than version 2 does
-    (:func:`nas.supernet.checkpoint.signed_v1_differs`)."""
+def _version_change(p: Path, payload: dict[str, Any]) -> tuple[str, str] | None:
+    """Why an earlier version's run computed otherwise than this version does
+    (:func:`nas.supernet.checkpoint.version_change`)."""
     try:
         space = Space.from_dict(payload["space"], stored=True)
     except (NasError, KeyError, TypeError, AttributeError) as e:
         raise TrainingError(f"{p}: corrupt training checkpoint ({e})") from None
-    return signed_v1_differs(space)
+    return version_change(space, payload["version"])
 
 
 # the files a run directory holds (written atomically: a kill can leave their temporaries)

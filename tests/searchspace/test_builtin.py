@@ -42,9 +42,9 @@ def test_mobilenet_and_vit_like() -> None:
     assert set(m.values("stages.2.attention")) == {"none", "se"}
     v = get_space("vit_like")
     assert set(v.values("stages.0.attention")) >= {"global", "window"}
-    for c in v.sample_many(300, 2):
-        for st in range(3):
-            assert c[f"stages.{st}.embed_dim"] % c[f"stages.{st}.heads"] == 0
+    # heads have a fixed width (ViT-ResNAS): any number of them goes with any dimension
+    assert not v.constraints
+    assert v.cardinality() == (4 * 3 * 5 * 3 * 2 * 3) ** 3
 
 
 @pytest.mark.skipif(not NB201_CSV.exists(), reason="shared NAS-Bench-201 table not present")

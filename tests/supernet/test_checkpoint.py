@@ -32,7 +32,7 @@ def ckpt(tmp_path_factory, supernets):
 def test_round_trip(ckpt, supernets, x):
     net = supernets["mobilenet_like"]
     raw = torch.load(ckpt, weights_only=True)
-    assert raw["format"] == "nas.supernet" and raw["version"] == 2
+    assert raw["format"] == "nas.supernet" and raw["version"] == 3
     assert raw["build"] == {"in_channels": 3, "num_classes": 5, "input_size": [8, 8]}
     loaded = load_supernet(ckpt, space=get_space("mobilenet_like")).eval()
     assert loaded.checkpoint_meta == {"epoch": 3}
@@ -68,9 +68,10 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
         load_supernet(tmp_path / "missing.pt")
     future = tmp_path / "future.pt"
     raw = torch.load(ckpt, weights_only=True)
-    raw["version"] = 3
+    raw["version"] = 4
     torch.save(raw, future)
-    with pytest.raises(CheckpointError, match=r"version 3 is not supported \(supported: 1, 2\)"):
+    with pytest.raises(CheckpointError, match=r"version 4 is not supported \(supported: 1, 2, "
+                                              r"3\)"):
         load_supernet(future)
     # a text file (the weights-only unpickler raises IndexError on it) and a pickle that
     # would run code: clear errors, neither torch's traceback nor its advice to unpickle
@@ -94,27 +95,34 @@ def test_other_space_and_corrupt_files(ckpt, tmp_path):
     assert "weights_only` set to `False`" not in str(e.value)
 
 
-def test_version_1_files_load_unless_their_activation_quantizers_changed(supernets, x,
-                                                                          tmp_path):
+def test_earlier_files_load_unless_their_networks_changed(supernets, x, tmp_path):
     """Version 1 quantized activations after ReLUs with a signed range; version 2 with an
-    unsigned one. Quantized CNN files of version 1 are refused with the reason; vit_like and
-    float-only subnets compute as before and still load."""
-    def as_v1(path):
+    unsigned one. Version 3 gave vit_like heads a fixed width and its reductions a skip path
+    without parameters. Quantized CNN files of version 1 and vit_like files of versions 1
+    and 2 are refused with the reason; float-only subnets of version 1 and CNN files of
+    version 2 compute as before and still load."""
+    def as_v(path, version=1):
         raw = torch.load(path, weights_only=True)
-        raw["version"] = 1
+        raw["version"] = version
         torch.save(raw, path)
 
-    for name in ("mobilenet_like", "vit_like"):
-        path = tmp_path / f"{name}.pt"
-        save_supernet(supernets[name], path)
-        as_v1(path)
-        if name == "vit_like":
-            assert load_supernet(path).space.name == "vit_like"
-        else:
-            with pytest.raises(CheckpointError, match=r"version 1 is not supported for quantized "
-                                                      r"mobilenet_like networks .* train the "
-                                                      r"supernet again"):
-                load_supernet(path)
+    path = tmp_path / "mobilenet_like.pt"
+    save_supernet(supernets["mobilenet_like"], path)
+    as_v(path, 2)
+    assert load_supernet(path).space.name == "mobilenet_like"
+    as_v(path, 1)
+    with pytest.raises(CheckpointError, match=r"version 1 is not supported for quantized "
+                                              r"mobilenet_like networks .* train the "
+                                              r"supernet again"):
+        load_supernet(path)
+    path = tmp_path / "vit_like.pt"
+    save_supernet(supernets["vit_like"], path)
+    for version in (1, 2):
+        as_v(path, version)
+        with pytest.raises(CheckpointError, match=rf"version {version} is not supported for "
+                                                  r"vit_like networks .*fixed width.* train "
+                                                  r"the supernet again"):
+            load_supernet(path)
     net = supernets["resnet_like"]
     for bits, ok in ((32, True), (4, False)):
         d = net.space.sample(3).to_dict()
@@ -123,7 +131,7 @@ def test_version_1_files_load_unless_their_activation_quantizers_changed(superne
         cfg = net.space.config(d)
         path = tmp_path / f"sub{bits}.pt"
         save_subnet(net.extract(cfg), cfg, path, in_channels=3, num_classes=5, input_size=8)
-        as_v1(path)
+        as_v(path)
         if ok:
             model, got = load_subnet(path)
             with torch.no_grad(), net.activate(cfg):

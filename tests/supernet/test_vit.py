@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from nas.errors import ConfigError
-from nas.searchspace import Choice, Divides, Group, IntRange, Space, get_space
+from nas.searchspace import Choice, Group, IntRange, Space, get_space
 from nas.supernet import SupernetError, build_supernet, export_torchscript, measured_costs
 from nas.supernet.static import token_attention
-from nas.supernet.vit import patch_size, vit_layout
+from nas.supernet.vit import head_width, patch_size, vit_layout
 
 from .conftest import randomize
 
@@ -110,17 +110,15 @@ def test_bad_spaces_and_configs():
     space = get_space("vit_like")
     net = build_supernet(space, in_channels=1, num_classes=3, input_size=8)
     flat = space.max().flat()
-    flat["stages.0.heads"] = 3  # does not divide 128
+    flat["stages.0.heads"] = 5  # not one of its values
     with pytest.raises(ConfigError, match="stages.0.heads"):
         with net.activate(flat):
             pass
 
     def make(attention=("global", "window"), depth=(1, 2)):
         stage = Group("0", (IntRange("depth", *depth), Choice("embed_dim", (8, 16)),
-                            Choice("heads", (1, 2)), Choice("attention", attention)))
-        return Space("v", [Group("stages", (stage,))], [Divides("stages.0.heads",
-                                                               "stages.0.embed_dim")],
-                     family="vit_like")
+                            Choice("heads", (1, 3)), Choice("attention", attention)))
+        return Space("v", [Group("stages", (stage,))], family="vit_like")
 
     with pytest.raises(SupernetError, match="stages.0.attention allows 'axial'"):
         build_supernet(make(attention=("global", "axial")), in_channels=1, num_classes=2,
@@ -161,27 +159,74 @@ def test_recalibration_is_a_no_op_without_batch_norm():
     assert net.recalibrate_bn(space.min(), batches()) == 0
 
 
-def _heads_first_space(constrained: bool = True) -> Space:
+def _heads_first_space() -> Space:
     stage = Group("0", (IntRange("depth", 1, 2), Choice("heads", (1, 3)),
                         Choice("embed_dim", (8, 12, 16))))
-    cons = [Divides("stages.0.heads", "stages.0.embed_dim")] if constrained else []
-    return Space("heads_first", [Group("stages", (stage,))], cons, family="vit_like")
+    return Space("heads_first", [Group("stages", (stage,))], family="vit_like")
 
 
-def test_largest_config_keeps_the_widest_dimension():
-    """heads declared before embed_dim: ``max()`` keeps 3 heads and gives up width (12); the
-    largest config is the widest network, with whatever heads divide it."""
+def test_largest_config_has_the_most_heads_and_the_widest_dimension():
+    """heads declared before embed_dim: the largest config is the widest network with the
+    most heads, and every weight but the extras belongs to it."""
     space = _heads_first_space()
-    assert space.max()["stages.0.embed_dim"] == 12
     net = build_supernet(space, in_channels=1, num_classes=2, input_size=8)
     big = net.largest_config()
-    assert big["stages.0.embed_dim"] == 16 and big["stages.0.heads"] == 1
-    split = net.param_split()  # adds up (it raised with the narrower "largest" config)
+    assert big["stages.0.embed_dim"] == 16 and big["stages.0.heads"] == 3
+    split = net.param_split()  # adds up
     assert split["largest_subnet"] == sum(p.numel() for p in net.extract(big).parameters())
 
 
-def test_heads_that_cannot_split_a_dimension_are_refused_at_build():
-    with pytest.raises(SupernetError, match=r"stages.0.heads=3 does not divide "
-                                            r"stages.0.embed_dim=8.*add Divides"):
-        build_supernet(_heads_first_space(constrained=False), in_channels=1, num_classes=2,
-                       input_size=8)
+def test_heads_have_one_width_in_every_subnet():
+    """ViT-ResNAS's elastic heads: a head is ``head_width`` channels of q/k/v in every
+    config (16 = 16 // 1 over 3 heads, rounded up: 6), so fewer heads drop whole heads and a
+    narrower stream keeps them; the subnet's projections are the supernet's first rows and
+    columns, whatever the embedding dimension."""
+    torch.manual_seed(0)
+    space = _heads_first_space()
+    assert head_width(space, 0) == 6
+    net = build_supernet(space, in_channels=1, num_classes=2, input_size=8).eval()
+    randomize(net, 2)
+    big = net.stages[0].blocks[0].attn
+    assert big.q.weight.shape == (18, 16) and big.proj.weight.shape == (16, 18)
+    x = torch.randn(2, 1, 8, 8)
+    for heads in (1, 3):
+        for dim in (8, 12, 16):
+            cfg = {"stages.0.depth": 1, "stages.0.heads": heads, "stages.0.embed_dim": dim}
+            sub = net.extract(cfg)
+            attn = sub.stages[0].blocks[0].attn
+            assert attn.heads == heads
+            assert attn.q.weight.shape == (6 * heads, dim)
+            assert torch.equal(attn.q.weight, big.q.weight[:6 * heads, :dim])
+            assert torch.equal(attn.proj.weight, big.proj.weight[:dim, :6 * heads])
+            with torch.no_grad(), net.activate(cfg):
+                assert torch.allclose(sub(x), net(x), atol=1e-5)
+    assert net.costs({"stages.0.depth": 1, "stages.0.heads": 3, "stages.0.embed_dim": 8}) \
+        .params > net.costs({"stages.0.depth": 1, "stages.0.heads": 1,
+                             "stages.0.embed_dim": 8}).params
+
+
+def test_the_reduction_skip_is_an_average_pool_padded_with_zeros():
+    """ViT-ResNAS's residual spatial reduction: with its main path silenced (conv and
+    position embedding zero), a reduction maps tokens to their 2x2 average pool (an odd side:
+    the cut windows average their own tokens) with zero channels appended, and its skip path
+    holds no parameters."""
+    space = get_space("vit_like")
+    net = build_supernet(space, in_channels=1, num_classes=3, input_size=(28, 28)).eval()
+    red = net.stages[2].blocks[0]  # a 7x7 grid reduced to 4x4
+    # (aq: the main path's activation quantizers, one learned range per bit width)
+    assert {n.split(".")[0] for n, _ in red.named_parameters()} == {"norm", "aq", "conv", "pos"}
+    with torch.no_grad():
+        red.conv.weight.zero_()
+        red.conv.bias.zero_()
+        red.pos.pos.zero_()
+    cfg = space.max()
+    d_in, d = cfg["stages.1.embed_dim"], cfg["stages.2.embed_dim"]
+    x = torch.randn(2, 49, d_in)
+    with torch.no_grad(), net.activate(cfg):
+        y = red(x)
+    grid = x.transpose(1, 2).reshape(2, d_in, 7, 7)
+    want = torch.nn.functional.avg_pool2d(grid, 2, 2, ceil_mode=True).flatten(2).transpose(1, 2)
+    assert y.shape == (2, 16, d)
+    assert torch.allclose(y[..., :d_in], want, atol=1e-6)
+    assert torch.equal(y[..., d_in:], torch.zeros(2, 16, d - d_in))
+    assert torch.allclose(y[0, 15, :d_in], x[0, 48, :d_in])  # the corner: one token alone
