@@ -108,8 +108,14 @@ class TrainOptions:
     # sandwich: random subnets per step besides the largest and the smallest (BigNAS: 2;
     # 1 here: 3 subnets per step instead of 4, for short CPU runs)
     num_random: int = 1
-    # multiarch: subnets (groups of the batch) per step
+    # multiarch: subnets (groups of the batch) per step; whether each dimension takes its
+    # values in turn across the groups, shuffled per dimension (ViT-ResNAS's channel drop;
+    # false: each group's config drawn at random); epochs over which the smaller values of
+    # the dimensions that size a network open, largest first (ViT-ResNAS: 15 of 300; 0: all
+    # from the start)
     groups: int = 4
+    multiarch_balanced: bool = True
+    multiarch_warmup: float = 0.0
     # poa: EMA momentum of the teacher, its warm-up (momentum min(ema_momentum,
     # (1 + t) / (ema_warmup + t)) after t updates; 0: constant), the teacher's softmax
     # temperature (below kd_temperature: sharper targets), weight of the labels for the
@@ -161,7 +167,7 @@ class TrainOptions:
         if self.data_root is not None and not isinstance(self.data_root, str):
             raise OptionError("data_root", f"must be a directory path or null, got "
                              f"{self.data_root!r}")
-        for name in ("download", "deterministic", "zero_init_last"):
+        for name in ("download", "deterministic", "zero_init_last", "multiarch_balanced"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise OptionError(name, f"must be true or false, got {v!r}")
@@ -189,7 +195,7 @@ class TrainOptions:
                 raise OptionError(name, f"must be a finite number > 0, got {v!r}")
         for name in ("momentum", "warmup_epochs", "label_smoothing",
                      "grad_clip", "label_weight", "intact_kd_weight", "val_fraction",
-                     "ema_momentum"):
+                     "ema_momentum", "multiarch_warmup"):
             v = getattr(self, name)
             if not _finite(v) or v < 0:
                 raise OptionError(name, f"must be a finite number >= 0, got {v!r}")

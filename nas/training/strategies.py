@@ -169,11 +169,55 @@ class Sandwich(Strategy):
 
 @register_strategy
 class MultiArch(Strategy):
+    """ViT-ResNAS's multi-architectural sampling: the batch split into ``groups`` groups,
+    each through its own subnet, in one forward and backward pass. As ViT-ResNAS's channel
+    drop does per layer, each dimension takes its values in turn across the groups (every
+    value as often as the others, up to one) in an order shuffled per dimension
+    (``multiarch_balanced``; constraints then repaired), and over the first
+    ``multiarch_warmup`` epochs the values of the dimensions that size the network open one
+    by one, largest first: ``1 + floor(epoch * (n - 1) / warmup)`` of their ``n`` values in
+    epoch ``epoch``."""
+
     name = "multiarch"
+
+    def __init__(self, supernet: Supernet, opts: TrainOptions, rng: np.random.Generator):
+        super().__init__(supernet, opts, rng)
+        self.epoch = 0
+        sized = {p for p in self.space.paths
+                 if all(supernet.size_key(p, v) is not None for v in self.space.values(p))}
+        # per dimension: its value indices, largest network first; whether warm-up opens it
+        self._order = [([self.space.values(p).index(v) for v in supernet.size_order(p)],
+                        p in sized) for p in self.space.paths]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def open_values(self) -> list[list[int]]:
+        """Per dimension (``space.paths``), the value indices open in this epoch."""
+        w = self.opts.multiarch_warmup
+        out = []
+        for order, sized in self._order:
+            n = len(order)
+            if w > 0 and sized:
+                order = order[:min(n, 1 + math.floor(self.epoch * (n - 1) / w))]
+            out.append(order)
+        return out
+
+    def group_configs(self, k: int) -> list[Config]:
+        """The ``k`` subnets of a step."""
+        if not self.opts.multiarch_balanced and self.opts.multiarch_warmup <= 0:
+            return self.space.sample_many(k, self.rng)
+        cols = []
+        for vals in self.open_values():
+            if self.opts.multiarch_balanced:
+                cols.append(self.rng.permutation(np.resize(np.asarray(vals), k)))
+            else:
+                cols.append(self.rng.choice(np.asarray(vals), k))
+        return self.space.repair_many(np.stack(cols, axis=1).astype(np.float64))
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, float]:
         k = min(self.opts.groups, len(x))
-        configs = self.space.sample_many(k, self.rng)
+        configs = self.group_configs(k)
         # one grouped pass: group i of the batch (x.tensor_split(k)) through subnet i, with
         # the shared weights sliced once for all k subnets (Supernet.activate_many)
         with self.supernet.activate_many(configs):
@@ -593,8 +637,9 @@ class Progressive(Strategy):
         top_two = self.two_largest(self.phase) if self.top_two else None
         cfgs = [sample_open(self.space, self._max, opened, self.rng, top_two)
                 for _ in range(k)]
-        # OFA accumulates the subnets' gradients, averaged: one backward pass over the mean,
-        # the subnets' conv weights derived at once (see Sandwich)
+        # OFA accumulates the subnets' gradients, summed (a backward pass per subnet, then
+        # one step): one backward pass over the sum, the subnets' conv weights derived at
+        # once (see Sandwich); the mean is what is logged
         with self.supernet.shared_weights(cfgs):
             losses, parts = [], []
             for cfg in cfgs:
@@ -603,8 +648,9 @@ class Progressive(Strategy):
                 kd = kd_loss(logits, target, self.opts.kd_temperature)
                 losses.append(ce + kd)
                 parts.append(torch.stack([ce.detach(), kd.detach()]))
-            mean = sum(losses) / k
-        mean.backward()
+            total = sum(losses)
+        total.backward()
+        mean = total.detach() / k
         # the branches of a step: the labels' and the full network's (distillation) terms
         ce_mean, kd_mean = (torch.stack(parts).mean(0)).tolist()  # one device sync
         return {"loss": mean.item(), "loss_label": ce_mean, "loss_kd": kd_mean,
