@@ -93,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
         export_onnx(model, args.out, in_channels=b.in_channels, input_size=b.input_size)
     c = net.costs(cfg)
     print(f"wrote {args.out} ({args.format}): config {cfg.id} of {net.space.name}, "
-          f"{c.params:,} params, {c.flops / 1e6:.1f} MFLOPs, {c.size_bytes / 1e6:.2f} MB",
+          f"{c.params:,} params, {c.flops / 1e6:.1f} MFLOPs, {c.size_bytes / 1024:.1f} KB",
           file=sys.stdout)
     return 0

@@ -73,10 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _set_prog(p: argparse.ArgumentParser) -> None:
-    """Each (sub)command records its own name (``nas predictor fit``), for its messages."""
+    """Each (sub)command records its own name (``nas predictor fit``), for its messages, and
+    its ``--help`` opens with the line ``nas COMMAND --help`` lists it by."""
     p.set_defaults(_prog=p.prog)
     for action in p._actions:
         if isinstance(action, argparse._SubParsersAction):
+            for listed in action._choices_actions:
+                child = action.choices[listed.dest]
+                if child.description is None and listed.help:
+                    child.description = listed.help
             for child in dict.fromkeys(action.choices.values()):
                 _set_prog(child)
 
@@ -123,10 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         parser = build_parser()  # (imports every command's module, torch with them)
-        args = parser.parse_args(argv)  # (checking --device imports torch: a second or two)
+        # (checking --device imports torch: a second or two)
+        args, extra = parser.parse_known_args(argv)
     except KeyboardInterrupt:
         print("nas: interrupted (SIGINT)", file=sys.stderr)
         return 130
+    if extra:  # said by the command they were given to, not by `nas`
+        prog = getattr(args, "_prog", parser.prog)
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see "
+                       f"{prog} --help)\n")
     if not args.command:
         parser.print_help()
         return 2

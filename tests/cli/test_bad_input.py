@@ -515,3 +515,22 @@ def test_a_second_signal_in_training_is_said_with_what_resumes(
     assert code == status
     assert one_line(err).endswith(f"`nas train --resume {run_dir}` continues from the last "
                                   "checkpoint")
+
+
+def test_unknown_arguments_are_reported_by_their_command(capsys) -> None:  # noqa: ANN001
+    code, err = run(capsys, "spaces", "list", "extra")
+    assert code == 2 and one_line(err) == ("nas spaces list: error: unrecognized arguments: "
+                                           "extra (see nas spaces list --help)")
+    code, err = run(capsys, "--bogus")
+    assert code == 2 and one_line(err).startswith("nas: error: unrecognized arguments: --bogus")
+
+
+def test_every_subcommand_help_opens_with_its_description(capsys) -> None:  # noqa: ANN001
+    """``nas predictor fit --help`` says what the command does, in the words ``nas predictor
+    --help`` lists it with."""
+    for argv, says in ((["predictor", "fit", "--help"], "fit on every row of a table"),
+                       (["spaces", "sample", "--help"], "random valid configs")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert out.split("\n\n")[1].startswith(says), out
