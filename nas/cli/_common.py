@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from nas.errors import NasError, UsageError
 from nas.utils.files import strict_json
 from nas.utils.progress import console as progress_console
 
@@ -97,6 +98,22 @@ def device_arg(text: str) -> str:
 
 
 # ---------------------------------------------------------------- paths
+def stem_stride_flag(stem_stride: int | None, space: Any) -> None:
+    """``--stem-stride`` given for a space whose family has no convolutional stem: a usage
+    error that names the flag (the library names the option, ``stem_stride``)."""
+    if stem_stride is None:
+        return
+    from nas.supernet import family_class
+
+    try:
+        cls = family_class(space.family)
+    except NasError:  # a family without supernets: said where one is built
+        return
+    if not cls.has_stem:
+        raise UsageError(f"--stem-stride: family {space.family!r} (space {space.name!r}) has "
+                         "no convolutional stem; drop --stem-stride")
+
+
 def input_file(path: str | None, flag: str) -> None:
     """A clear usage error unless ``path`` (given with ``flag``) is an existing file."""
     from nas.errors import UsageError

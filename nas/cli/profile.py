@@ -16,6 +16,7 @@ from nas.cli._common import (
     int_at_least,
     json_line,
     output_path,
+    stem_stride_flag,
 )
 from nas.errors import UsageError
 
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("--threads %d is more than this machine's %d cores: the table would time "
                     "oversubscribed threads", args.threads, cores)
     space = load_space(args.space)
+    stem_stride_flag(args.stem_stride, space)
     if args.fresh and Path(args.out).exists():
         _check_replaceable(Path(args.out))
     show = not args.no_progress and (not args.json or console.is_terminal)

@@ -17,6 +17,7 @@ from nas.cli._common import (
     int_at_least,
     key_values,
     output_path,
+    stem_stride_flag,
 )
 
 TARGETS = ("latency", "flops", "params", "size")
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     input_file(args.latency_table, "--latency-table")
     output_path(args.out, "--out", directory=True)
     space = load_space(opts.space)
+    stem_stride_flag(args.stem_stride, space)
     from nas.search import make_searcher
     from nas.search.base import Objective
 

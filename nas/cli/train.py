@@ -6,7 +6,15 @@ import argparse
 import time
 from pathlib import Path
 
-from nas.cli._common import console, device_arg, float_in, input_file, int_at_least, output_path
+from nas.cli._common import (
+    console,
+    device_arg,
+    float_in,
+    input_file,
+    int_at_least,
+    output_path,
+    stem_stride_flag,
+)
 
 # flags that map one to one onto TrainOptions fields
 _FLAGS = ("space", "strategy", "data", "data_root", "epochs", "batch_size", "lr", "optimizer",
@@ -122,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
             if e.option in overrides and not e.unknown and e.where in ("flags", "options"):
                 raise UsageError(f"--{e.option.replace('_', '-')}: {e.reason}") from None
             raise
+        for flag, strategy in (("num_random", "sandwich"), ("groups", "multiarch")):
+            if getattr(args, flag) is not None and opts.strategy != strategy:
+                raise UsageError(f"--{flag.replace('_', '-')}: only the {strategy} strategy "
+                                 f"reads it (this run's is {opts.strategy}); drop it or pass "
+                                 f"--strategy {strategy}")
         space = load_space(opts.space)
+        stem_stride_flag(args.stem_stride, space)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         t = time.perf_counter()
         result = train(opts, out, progress=progress, space=space,

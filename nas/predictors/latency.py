@@ -1082,7 +1082,8 @@ def measure_with_references(table: LatencyTable, models: Sequence[nn.Module],
                             input_shape: Sequence[int], *,
                             device: str | None = None, threads: int | None = None,
                             batch: int | None = None, warmup: int = 5, repeats: int = 30,
-                            seed: int = 0) -> tuple[list[LatencyStats], list[LatencyStats]]:
+                            seed: int = 0, on_round: Callable[[], None] | None = None
+                            ) -> tuple[list[LatencyStats], list[LatencyStats]]:
     """Time ``models`` (all on inputs of ``input_shape``, without the batch dimension)
     interleaved with the table's overhead subnets (its *reference subnets*) and return
     ``(corrected, raw)`` statistics per model.
@@ -1090,7 +1091,8 @@ def measure_with_references(table: LatencyTable, models: Sequence[nn.Module],
     Each model's statistics are multiplied by :func:`local_drift_factors`, computed on the
     table's statistic from the reference subnets' time at the build (``overhead.subnets``)
     and now: the measurement is expressed at the machine state the table's numbers hold
-    for. Device, threads and batch default to the table's settings.
+    for. Device, threads and batch default to the table's settings; ``on_round``: see
+    :func:`~nas.predictors.profiling.measure_many`.
 
     Raises:
         UsageError: the table has no overhead subnets (a table from before they were
@@ -1109,7 +1111,7 @@ def measure_with_references(table: LatencyTable, models: Sequence[nn.Module],
                          device=st.device if device is None else device,
                          threads=st.threads if threads is None else threads,
                          batch=st.batch if batch is None else batch, warmup=warmup,
-                         repeats=repeats, seed=seed)
+                         repeats=repeats, seed=seed, on_round=on_round)
     raw, now = stats[:len(models)], [s.get(table.statistic) for s in stats[len(models):]]
     factors = local_drift_factors(then, now, [s.get(table.statistic) for s in raw])
     if len(factors):

@@ -208,7 +208,8 @@ def _timer(dev: torch.device) -> Callable[[Callable[[], object]], float]:
 def measure_many(models: Sequence[nn.Module],
                  input_shapes: Sequence[Sequence[int]] | Sequence[int], *,
                  device: torch.device | str = "cpu", threads: int | None = 1, batch: int = 1,
-                 warmup: int = 5, repeats: int = 30, seed: int = 0) -> list[LatencyStats]:
+                 warmup: int = 5, repeats: int = 30, seed: int = 0,
+                 on_round: Callable[[], None] | None = None) -> list[LatencyStats]:
     """Time several models interleaved: each round calls every model once, in a fresh random
     order, so that load from other processes spreads over all of them.
 
@@ -224,11 +225,14 @@ def measure_many(models: Sequence[nn.Module],
         warmup: untimed rounds first.
         repeats: timed rounds.
         seed: seeds the random inputs and the order within rounds.
+        on_round: called after each round, warm-up ones included (``warmup + repeats``
+            calls: a progress bar's advance).
 
     Returns:
         One :class:`LatencyStats` per model, in milliseconds per call.
     """
     _check_counts(warmup, repeats, batch)
+    tick = on_round or (lambda: None)
     dev = resolve_device(device)
     if not models:
         return []
@@ -269,9 +273,11 @@ def measure_many(models: Sequence[nn.Module],
             for _ in range(warmup):
                 for fn in calls:
                     fn()
+                tick()
             for r in range(repeats):
                 for i in rng.permutation(len(calls)):
                     times[i, r] = timed(calls[i])
+                tick()
     finally:
         for m, mode, home in zip(models, modes, homes):
             m.train(mode)

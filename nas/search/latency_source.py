@@ -98,8 +98,8 @@ def latency_table_for(net: Any, path: Path, *, batch: int, threads: int, device:
 
 
 def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic: str,
-                   batch: int, threads: int, device: str, table: Any = None
-                   ) -> tuple[list[float], list[float]]:
+                   batch: int, threads: int, device: str, table: Any = None,
+                   progress: bool = False) -> tuple[list[float], list[float]]:
     """Measured latency (ms, ``statistic``) of extracted models, interleaved, as
     ``(drift-corrected, raw)``.
 
@@ -107,16 +107,25 @@ def measure_models(models: list[Any], input_shape: tuple[int, ...], *, statistic
     again in the same interleaved rounds and each model is put back at the build's machine
     state by the ones of its own size
     (:func:`nas.predictors.latency.measure_with_references`). Without a table, or for
-    another statistic than the table's, both lists are the raw times."""
+    another statistic than the table's, both lists are the raw times. ``progress``: a bar
+    over the measuring rounds."""
     from nas.predictors.latency import measure_with_references
     from nas.predictors.profiling import measure_many
+    from nas.utils.progress import task_progress
 
-    if table is None or not table.overhead.subnets:
-        raw = [s.get(statistic) for s in measure_many(models, input_shape, device=device,
-                                                      threads=threads, batch=batch)]
-        return raw, raw
-    fixed, unfixed = measure_with_references(table, models, input_shape, device=device,
-                                             threads=threads, batch=batch)
+    refs = len(table.overhead.subnets) if table is not None else 0
+    what = f"{len(models)} subnets" + (f" + {refs} reference subnets" if refs else "")
+    warmup, repeats = 5, 30
+    with task_progress(f"front latency: {what}, rounds", warmup + repeats,
+                       enabled=progress) as advance:
+        if not refs:
+            raw = [s.get(statistic) for s in measure_many(
+                models, input_shape, device=device, threads=threads, batch=batch,
+                warmup=warmup, repeats=repeats, on_round=advance)]
+            return raw, raw
+        fixed, unfixed = measure_with_references(table, models, input_shape, device=device,
+                                                 threads=threads, batch=batch, warmup=warmup,
+                                                 repeats=repeats, on_round=advance)
     raw = [s.get(statistic) for s in unfixed]
     if statistic != table.statistic:
         return raw, raw

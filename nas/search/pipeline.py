@@ -853,7 +853,7 @@ def _run_search_job(opts: SearchOptions, out: str | os.PathLike[str], *, progres
                if opts.strategy != "linas" else ""))
     probe = next(iter(val))[0][:32]  # a few validation images to check the extractions on
     front = _export_front(net, result, opts, out, latency, costs, feasible_result, say,
-                          calibrate, probe)
+                          calibrate, probe, progress=progress)
     timings["export_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     F = to_min(result.values, objectives)
@@ -888,7 +888,8 @@ def outside_limits_values(penalties: list[float], off: float) -> np.ndarray:
 def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency: Any,
                   costs: Callable, feasible: Callable, say: Callable,
                   calibrate: Callable[[Config], None],
-                  probe: torch.Tensor | None = None) -> list[dict[str, Any]]:
+                  probe: torch.Tensor | None = None, *, progress: bool = False
+                  ) -> list[dict[str, Any]]:
     """Extract, save and time the front. Each subnet's batch-norm statistics are
     recalibrated exactly as when it was evaluated (``calibrate``) before extraction: the
     supernet's running statistics belong to whichever config was calibrated last, so an
@@ -963,7 +964,7 @@ def _export_front(net: Any, result: Any, opts: SearchOptions, out: Path, latency
         corrected, raw = measure_models(
             models, (b.in_channels, *b.input_size), statistic=latency.statistic,
             batch=opts.latency_batch, threads=opts.latency_threads, device=opts.device,
-            table=latency)
+            table=latency, progress=progress)
         measured, measured_raw = np.array(corrected), np.array(raw)
     rows = []
     for k, (i, cfg) in enumerate(zip(front_idx, configs)):

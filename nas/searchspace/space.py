@@ -707,10 +707,24 @@ class Space:
     __contains__ = contains
 
     def _unknown(self, path: str) -> str:
+        parts = path.split(".")
+        # the first part of the path that no dimension has (``stem.width`` in a space
+        # without a stem: ``stem``)
+        n = 1
+        while n < len(parts) and any(p.startswith(".".join(parts[:n]) + ".")
+                                     for p in self._index):
+            n += 1
+        if n < len(parts) and ".".join(parts[:n]) in self._index:
+            return f"{path}: unknown field ({'.'.join(parts[:n])} is a dimension, not a group)"
+        path = ".".join(parts[:n])
         parent, _, _ = path.rpartition(".")
         known = sorted({p[len(parent) + 1:].split(".")[0] if parent else p.split(".")[0]
                         for p in self._index if not parent or p.startswith(parent + ".")})
-        return f"{path}: unknown field (known here: {', '.join(known)})"
+        return f"{path}: unknown field (known here: {', '.join(known)}){self._other(parent)}"
+
+    def _other(self, prefix: str) -> str:
+        """A hint for a field unknown at the top of a config: likely another space's."""
+        return "" if prefix else f"; a config of another space than {self.name!r}?"
 
     def _flatten(self, group: Group, data: Any, prefix: str, flat: dict[str, Any]) -> None:
         names = {c.name: c for c in group.children}
@@ -725,7 +739,8 @@ class Space:
             k = str(k)
             if k not in names:
                 known = ", ".join(names) if len(names) < 20 else f"{len(names)} fields"
-                raise ConfigError(f"{prefix}{k}: unknown field (known here: {known})")
+                raise ConfigError(f"{prefix}{k}: unknown field (known here: {known})"
+                                  f"{self._other(prefix)}")
             child = names[k]
             if isinstance(child, Group):
                 self._flatten(child, v, f"{prefix}{k}.", flat)

@@ -152,7 +152,8 @@ class TrainResult:
 
 # what a checkpoint written before an option existed trained with
 _OPTIONS_BEFORE_THEY_EXISTED: dict[str, Any] = {
-    "progressive_lr": None, "progressive_gradual": 0.0, "ema_schedule": "constant"}
+    "progressive_lr": None, "progressive_gradual": 0.0, "ema_schedule": "constant",
+    "multiarch_balanced": False, "multiarch_warmup": 0.0}
 
 
 def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], float]:

@@ -47,6 +47,16 @@ def one_line(err: str) -> str:
      "argument --overhead-subnets: must be >= 2"),
     (["predictor", "evaluate", "--table", "t.csv", "--space", "nb201", "--target", "a",
       "--n-train", "0"], "argument --n-train: must be >= 2"),
+    # flags this run would not read
+    (["train", "--groups", "3"], "--groups: only the multiarch strategy reads it (this run's "
+                                 "is sandwich)"),
+    (["train", "--strategy", "poa", "--num-random", "2"], "--num-random: only the sandwich"),
+    (["train", "--space", "vit_like", "--stem-stride", "2"],
+     "--stem-stride: family 'vit_like' (space 'vit_like') has no convolutional stem; drop "
+     "--stem-stride"),
+    (["search", "--space", "vit_like", "--stem-stride", "1"], "--stem-stride: family 'vit_like'"),
+    (["profile", "--space", "vit_like", "--stem-stride", "2", "--out", "l.json"],
+     "--stem-stride: family 'vit_like'"),
 ])
 def test_bad_numbers_and_devices_are_usage_errors(argv, expect, capsys) -> None:  # noqa: ANN001
     code, err = run(capsys, *argv)

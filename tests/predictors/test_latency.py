@@ -140,8 +140,10 @@ def test_measure_many_interleaves_and_checks_arguments() -> None:
     models = [nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())]
     out = measure_many(models, (3, 8, 8), warmup=0, repeats=4)
     assert len(out) == 2 and all(isinstance(s, LatencyStats) and s.repeats == 4 for s in out)
-    out = measure_many(models, [(3, 8, 8), (3, 10, 10)], warmup=1, repeats=2)
-    assert len(out) == 2
+    rounds = []  # a progress bar's advance: once per round, warm-up rounds included
+    out = measure_many(models, [(3, 8, 8), (3, 10, 10)], warmup=1, repeats=2,
+                       on_round=lambda: rounds.append(1))
+    assert len(out) == 2 and len(rounds) == 3
     with pytest.raises(UsageError, match="repeats"):
         measure_latency(models[0], (3, 8, 8), repeats=0)
     with pytest.raises(UsageError, match="threads"):

@@ -69,8 +69,19 @@ def test_errors_name_path_value_and_allowed(resnet: Space) -> None:
         resnet.config(d)
     d = resnet.default().to_dict()
     d["stages"][0]["colour"] = "red"
-    with pytest.raises(ConfigError, match=r"stages\.0\.colour: unknown field"):
+    with pytest.raises(ConfigError, match=r"stages\.0\.colour: unknown field \(known here: "
+                                          r"[a-z_, ]+\)$"):
         resnet.config(d)
+    # a config of another space: said at its first unknown field, nested or flat
+    vit = get_space("vit_like")
+    for other in (resnet.default().to_dict(), resnet.default().flat()):
+        with pytest.raises(ConfigError, match=r"^stem: unknown field \(known here: stages\); a "
+                                              r"config of another space than 'vit_like'\?$"):
+            vit.config(other)
+    with pytest.raises(ConfigError, match=r"^stages\.7: unknown field \(known here: 0, 1, 2\)$"):
+        vit.config({"stages.7.depth": 1})
+    with pytest.raises(ConfigError, match=r"stages\.0\.depth is a dimension, not a group"):
+        vit.config({"stages.0.depth.x": 1})
     d = resnet.default().to_dict()
     d["stages"][0]["blocks"].append({"kernel": 3, "cardinality": 1})
     with pytest.raises(ConfigError, match=r"stages\.0\.blocks\.2\.kernel: given, but it does not "

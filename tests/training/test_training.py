@@ -824,20 +824,23 @@ def test_poa_ema_cosine_schedule(tiny_space: Space) -> None:
 
 
 def test_resuming_a_run_from_before_new_options(tiny_space: Space, tmp_path: Path) -> None:
-    """A checkpoint written before the progressive restarts and the POA momentum schedule
-    existed resumes as it trained (one schedule, all values at once, constant momentum)."""
+    """A checkpoint written before the progressive restarts, the POA momentum schedule and
+    multiarch's balanced groups existed resumes as it trained (one schedule, all values at
+    once, constant momentum, independent draws)."""
     opts = TrainOptions(strategy="poa", epochs=2, max_steps_per_epoch=2, **FAST)
     train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
     ckpt = tmp_path / "run" / "checkpoint.pt"
     state = load_checkpoint(ckpt)
-    for k in ("progressive_lr", "progressive_gradual", "ema_schedule"):
+    for k in ("progressive_lr", "progressive_gradual", "ema_schedule", "multiarch_balanced",
+              "multiarch_warmup"):
         del state["options"][k]
     torch.save(state, ckpt)
     r = train(TrainOptions(), tmp_path / "run", resume=True, progress=False)
     assert r.epochs_done == 2
     saved = load_checkpoint(ckpt)["options"]
-    assert (saved["progressive_lr"], saved["progressive_gradual"], saved["ema_schedule"]) == (
-        None, 0.0, "constant")
+    assert (saved["progressive_lr"], saved["progressive_gradual"], saved["ema_schedule"],
+            saved["multiarch_balanced"], saved["multiarch_warmup"]) == (
+        None, 0.0, "constant", False, 0.0)
 
 
 def test_earlier_runs_resume_unless_their_networks_changed(
