@@ -133,8 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nas: interrupted (SIGINT)", file=sys.stderr)
         return 130
-    if extra:  # said by the command they were given to, not by `nas`
-        prog = getattr(args, "_prog", parser.prog)
+    if extra:  # said by the command they were given to (`nas --bogus train`: by `nas`)
+        given = list(sys.argv[1:] if argv is None else argv)
+        cut = given.index(args.command) if args.command in given else len(given)
+        before = any(e in given[:cut] for e in extra)
+        prog = parser.prog if before else getattr(args, "_prog", parser.prog)
         parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see "
                        f"{prog} --help)\n")
     if not args.command:

@@ -27,7 +27,8 @@ Prediction is vectorised: each position has a lookup array over the product of i
 value indices (one extra slot for an absent, conditional dimension), so ``predict_many``
 is a few fancy-indexing operations over ``space.encode_many(configs)``.
 
-JSON format (``format: nas.latency_table``, ``version: 1``)::
+JSON format (``format: nas.latency_table``, ``version: 2``; version 1 is read too, except
+for ``vit_like``, whose blocks changed)::
 
     {"format", "version", "complete": bool, "space": space.to_dict(), "fingerprint",
      "family", "settings": {"device", "device_name", "threads", "batch", "input_size",
@@ -114,7 +115,10 @@ from nas.utils.files import atomic_write_text
 log = logging.getLogger(__name__)
 
 FORMAT = "nas.latency_table"
-VERSION = 1
+# 2: vit_like's ViT-ResNAS layout (heads of a fixed width, reductions with a parameter-free
+# skip and a position embedding); version-1 tables of other families still load
+VERSION = 2
+_READABLE = (1, 2)
 INVALID = -1
 _ABSENT = object()
 # reference subnets (the table's overhead subnets) nearest in measured time that set one
@@ -868,9 +872,9 @@ class LatencyTable:
             raise LatencyTableError(f"latency table {p}: not a latency table (format "
                                     f"{doc.get('format') if isinstance(doc, dict) else None!r},"
                                     f" expected {FORMAT!r})")
-        if doc.get("version") != VERSION:
+        if doc.get("version") not in _READABLE:
             raise LatencyTableError(f"latency table {p}: version {doc.get('version')!r} is not "
-                                    f"supported (expected {VERSION})")
+                                    f"supported (supported: {', '.join(map(str, _READABLE))})")
         try:
             tspace = Space.from_dict(doc["space"], stored=True)
             settings = TableSettings.from_dict(doc["settings"])
@@ -918,6 +922,11 @@ class LatencyTable:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, NasError) as e:
             raise LatencyTableError(f"latency table {p}: corrupt ({type(e).__name__}: {e})"
                                     ) from None
+        if doc["version"] == 1 and tspace.family == "vit_like":
+            raise LatencyTableError(
+                f"latency table {p}: version 1 times vit_like's earlier blocks (heads splitting "
+                "one q/k/v width, reductions with a learned 1x1 skip); build it again (`nas "
+                "profile --fresh`)")
         if statistic not in ("min", "p10", "median", "mean"):
             raise LatencyTableError(f"latency table {p}: corrupt (unknown statistic "
                                     f"{statistic!r})")

@@ -101,7 +101,7 @@ def _read(path: str | os.PathLike[str], kind: str, device: Any) -> dict[str, Any
 
 
 def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
-                     space: Space | None) -> tuple[Space, BuildArgs]:
+                     space: Space | None, kind: str) -> tuple[Space, BuildArgs]:
     try:
         stored = Space.from_dict(payload["space"], stored=True)
         b = payload["build"]
@@ -109,6 +109,9 @@ def _space_and_build(p: str | os.PathLike[str], payload: dict[str, Any],
     except (NasError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{p}: corrupt checkpoint header ({e})") from None
     if space is not None and space.fingerprint != stored.fingerprint:
+        # a file of an earlier version whose networks changed says so first (its space
+        # definition may have changed with them: vit_like's heads no longer divide)
+        _refuse_changed(p, payload, kind, stored)
         same = " (same name, different definition)" if space.name == stored.name else ""
         raise CheckpointError(f"{p}: checkpoint holds space {stored.name!r}, not "
                               f"{space.name!r}{same}")
@@ -165,7 +168,7 @@ def load_supernet(path: str | os.PathLike[str], *, space: Space | None = None,
                   device: torch.device | str | None = None) -> Supernet:
     """Load a supernet checkpoint. ``space``: raise unless the checkpoint holds this space."""
     payload = _read(path, "supernet", device)
-    stored, build = _space_and_build(path, payload, space)
+    stored, build = _space_and_build(path, payload, space, "supernet")
     _refuse_changed(path, payload, "supernet", stored)
     try:
         net = build_supernet(stored, **build.kwargs, device=device)
@@ -217,7 +220,7 @@ def load_subnet(path: str | os.PathLike[str], *, space: Space | None = None,
     TorchScript file loads; ``.train()`` to fine-tune it), and its config. ``space``: raise
     unless the file holds a config of this space."""
     payload = _read(path, "subnet", device)
-    space, build = _space_and_build(path, payload, space)
+    space, build = _space_and_build(path, payload, space, "subnet")
     if "config" not in payload:
         raise CheckpointError(f"{path}: subnet checkpoint lacks 'config'")
     try:

@@ -70,6 +70,7 @@ _CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "schedule": ("cosine", "step", "constant"),
     "ema_schedule": ("cosine", "constant"),
+    "progressive_grads": ("sum", "mean"),
 }
 
 
@@ -145,6 +146,9 @@ class TrainOptions:
     # progressive: share of the depth and of the width phase that samples only the two
     # largest values of the newly opened dimensions (OFA: 25 of 145 epochs; 0: all at once)
     progressive_gradual: float = 25 / 145
+    # progressive: the k subnets of a step add their gradients ("sum": OFA's, a backward pass
+    # per subnet before one step) or average them ("mean": runs from before 2026-11-23)
+    progressive_grads: str = "sum"
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None

@@ -172,7 +172,8 @@ class MultiArch(Strategy):
     """ViT-ResNAS's multi-architectural sampling: the batch split into ``groups`` groups,
     each through its own subnet, in one forward and backward pass. As ViT-ResNAS's channel
     drop does per layer, each dimension takes its values in turn across the groups (every
-    value as often as the others, up to one) in an order shuffled per dimension
+    value as often as the others, up to one; ``groups`` distinct values, drawn at random,
+    where a dimension has more) in an order shuffled per dimension
     (``multiarch_balanced``; constraints then repaired), and over the first
     ``multiarch_warmup`` epochs the values of the dimensions that size the network open one
     by one, largest first: ``1 + floor(epoch * (n - 1) / warmup)`` of their ``n`` values in
@@ -210,7 +211,13 @@ class MultiArch(Strategy):
         cols = []
         for vals in self.open_values():
             if self.opts.multiarch_balanced:
-                cols.append(self.rng.permutation(np.resize(np.asarray(vals), k)))
+                # as ViT-ResNAS's channel drop cycles the values over the groups: every value
+                # k // n times, the k % n groups left to distinct values drawn at random (k
+                # distinct values when there are more than k), in a shuffled order
+                v = np.asarray(vals)
+                rest = self.rng.choice(v, k % len(v), replace=False)
+                cols.append(self.rng.permutation(np.concatenate([np.tile(v, k // len(v)),
+                                                                 rest])))
             else:
                 cols.append(self.rng.choice(np.asarray(vals), k))
         return self.space.repair_many(np.stack(cols, axis=1).astype(np.float64))
@@ -649,7 +656,7 @@ class Progressive(Strategy):
                 losses.append(ce + kd)
                 parts.append(torch.stack([ce.detach(), kd.detach()]))
             total = sum(losses)
-        total.backward()
+        (total if self.opts.progressive_grads == "sum" else total / k).backward()
         mean = total.detach() / k
         # the branches of a step: the labels' and the full network's (distillation) terms
         ce_mean, kd_mean = (torch.stack(parts).mean(0)).tolist()  # one device sync

@@ -153,7 +153,7 @@ class TrainResult:
 # what a checkpoint written before an option existed trained with
 _OPTIONS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "progressive_lr": None, "progressive_gradual": 0.0, "ema_schedule": "constant",
-    "multiarch_balanced": False, "multiarch_warmup": 0.0}
+    "multiarch_balanced": False, "multiarch_warmup": 0.0, "progressive_grads": "mean"}
 
 
 def _lr_lambda(opts: TrainOptions, steps_per_epoch: int) -> Callable[[int], float]:
@@ -186,15 +186,20 @@ def _check_new_epochs(epochs: Any, strategy: str, done: int, where: Path) -> Non
 
 def _optimizer(opts: TrainOptions, net: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer of resolved ``opts`` (see :meth:`TrainOptions.resolved`); no weight decay
-    on biases, normalisation parameters and quantizer ranges."""
+    on biases, normalisation parameters, quantizer ranges and the token position embeddings
+    of ``vit_like`` (DeiT's and ViT-ResNAS's ``no_weight_decay``)."""
     if opts.optimizer is None or opts.lr is None or opts.weight_decay is None:
         raise UsageError("optimizer/lr/weight_decay: unresolved; call "
                          "TrainOptions.resolved(family) first")
+    from nas.supernet.ops import ElasticPosEmbed
+
+    tokens = {id(m.pos) for m in net.modules() if isinstance(m, ElasticPosEmbed)}
     decay, no_decay = [], []
     for name, p in net.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith(".clip") else decay).append(p)
+        exempt = p.ndim <= 1 or name.endswith(".clip") or id(p) in tokens
+        (no_decay if exempt else decay).append(p)
     groups = [{"params": decay, "weight_decay": opts.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if opts.optimizer == "sgd":

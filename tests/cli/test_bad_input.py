@@ -483,7 +483,7 @@ def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys) -> None:  # no
     def interrupted(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", interrupted)
     code, err = run(capsys, "profile", "--space", "resnet_like", "--out", "x.json")
     assert code == 130 and one_line(err) == "nas: interrupted (SIGINT)"
 
@@ -531,8 +531,10 @@ def test_unknown_arguments_are_reported_by_their_command(capsys) -> None:  # noq
     code, err = run(capsys, "spaces", "list", "extra")
     assert code == 2 and one_line(err) == ("nas spaces list: error: unrecognized arguments: "
                                            "extra (see nas spaces list --help)")
-    code, err = run(capsys, "--bogus")
-    assert code == 2 and one_line(err).startswith("nas: error: unrecognized arguments: --bogus")
+    for argv in (["--bogus"], ["--bogus", "spaces", "list"]):  # given to `nas` itself
+        code, err = run(capsys, *argv)
+        assert code == 2 and one_line(err).startswith("nas: error: unrecognized arguments: "
+                                                      "--bogus"), argv
 
 
 def test_every_subcommand_help_opens_with_its_description(capsys) -> None:  # noqa: ANN001

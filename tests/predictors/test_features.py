@@ -74,10 +74,12 @@ def test_predictor_file_whose_kinds_do_not_match_its_features(tmp_path: Path) ->
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(tmp_path / "old.npz", **arrays)
     with pytest.raises(UsageError, match=r"old.npz: predictor was fitted on zero-cost proxies "
-                       r"of definition 2; .* definition 3"):
+                       r"of definition 2; .* definition 4"):
         ConfigPredictor.load(tmp_path / "old.npz", space)
     assert proxies_changed_since(2, "resnet_like") and not proxies_changed_since(2, "nb201")
     assert proxies_changed_since(1, "nb201") and not proxies_changed_since(3, "resnet_like")
+    # 4: vit_like's networks changed (ViT-ResNAS's heads and reductions), no other family's
+    assert proxies_changed_since(3, "vit_like") and not proxies_changed_since(4, "vit_like")
 
 
 @pytest.mark.parametrize("name", ["resnet_like", "vit_like", "mobilenet_like"])

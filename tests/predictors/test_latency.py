@@ -338,6 +338,19 @@ def test_corrupt_and_mismatched_tables_name_the_file(tiny_table: LatencyTable,
             LatencyTable.load(bad)
     with pytest.raises(LatencyTableError, match=r"no such file"):
         LatencyTable.load(tmp_path / "missing.json")
+    # version 1: read, except a vit_like one (its blocks changed); an unknown version is not
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(dict(doc, version=1)))
+    assert LatencyTable.load(old).complete
+    vit = dict(doc, version=1, space=dict(doc["space"], family="vit_like"))
+    old.write_text(json.dumps(vit))
+    with pytest.raises(LatencyTableError, match=r"v1\.json: version 1 times vit_like's earlier "
+                                                r"blocks .* build it again"):
+        LatencyTable.load(old)
+    old.write_text(json.dumps(dict(doc, version=3)))
+    with pytest.raises(LatencyTableError, match=r"version 3 is not supported \(supported: 1, "
+                                                r"2\)"):
+        LatencyTable.load(old)
     with pytest.raises(LatencyTableError, match=r"built for space 'tiny_resnet', not for "
                                                 r"space 'resnet_like'"):
         LatencyTable.load(tiny_table.path, space=get_space("resnet_like"))

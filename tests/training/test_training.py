@@ -13,7 +13,7 @@ import torch
 
 from nas.data import TensorLoader, load_dataset, split
 from nas.errors import UsageError
-from nas.searchspace import Space
+from nas.searchspace import Choice, Group, IntRange, Space
 from nas.supernet import load_supernet
 from nas.training import (
     TrainingError,
@@ -116,6 +116,26 @@ def test_family_defaults_for_optimizer_and_lr() -> None:
     assert given.resolved("vit_like") is given
 
 
+def test_no_weight_decay_on_biases_norms_ranges_and_token_positions(
+        tiny_space: Space, tiny_vit_space: Space) -> None:
+    """DeiT's and ViT-ResNAS's no_weight_decay: the token position embeddings (the patch
+    embedding's and each reduction's) are exempt like biases and norms; a CNN's spatial
+    attention position table is a weight like the others, as it always was."""
+    from nas.supernet import build_supernet
+    from nas.training.trainer import _optimizer
+
+    for space, exempt in ((tiny_vit_space, True), (tiny_space, False)):
+        net = build_supernet(space, in_channels=1, num_classes=10, input_size=8)
+        opt = _optimizer(TrainOptions().resolved(space.family), net)
+        no_decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.0
+                    for p in g["params"]}
+        names = [n for n, p in net.named_parameters() if id(p) in no_decay and p.ndim > 1]
+        if exempt:  # the stem's and the reduction's
+            assert names == ["stem.pos.pos", "stages.1.blocks.0.pos.pos"], names
+        else:
+            assert names == [], names
+
+
 @pytest.mark.parametrize("zero_init_last", [False, True])
 def test_loss_decreases(zero_init_last: bool, tiny_space: Space, tmp_path: Path) -> None:
     # zero-initialised residual branches start slower: on the tiny space (256 images) they
@@ -128,9 +148,14 @@ def test_loss_decreases(zero_init_last: bool, tiny_space: Space, tmp_path: Path)
     assert r.history[-1]["val_acc_max"] > 50  # digits, 10 classes: chance is 10 %
 
 
-def test_resume_reaches_the_same_weights(tiny_space: Space, tmp_path: Path) -> None:
-    opts = TrainOptions(strategy="poa", epochs=3, max_steps_per_epoch=4, deterministic=True,
-                        **FAST)
+@pytest.mark.parametrize("strategy, extra", [("poa", {}),
+                                             ("multiarch", {"multiarch_warmup": 2.0})])
+def test_resume_reaches_the_same_weights(strategy: str, extra: dict, tiny_space: Space,
+                                         tmp_path: Path) -> None:
+    """Killed in its second epoch and resumed, a run ends with the weights of one that was
+    not (multiarch: with its width warm-up, which the resumed epoch must pick up)."""
+    opts = TrainOptions(strategy=strategy, epochs=3, max_steps_per_epoch=4, deterministic=True,
+                        **FAST, **extra)
     full = train(opts, tmp_path / "a", space=tiny_space, progress=False)
     part = train(opts, tmp_path / "b", space=tiny_space, progress=False, stop_after_steps=6)
     assert part.epochs_done == 1  # killed in the middle of the second epoch
@@ -308,16 +333,31 @@ def test_multiarch_groups_take_each_value_in_turn_and_warm_up(tiny_vit_space: Sp
     net = build_supernet(space, in_channels=1, num_classes=10, input_size=8)
     opts = TrainOptions(strategy="multiarch", groups=4)
     ma = make_strategy("multiarch", net, opts, np.random.default_rng(0))
-    orders = []
+    orders, doubled = [], set()
     for _ in range(20):
         cfgs = ma.group_configs(4)
         for path in ("stages.0.embed_dim", "stages.0.heads", "stages.1.attention"):
             got = sorted(str(c[path]) for c in cfgs)  # two values each: each twice
             assert got == sorted(2 * [str(v) for v in space.values(path)]), (path, got)
-        bits = sorted(np.unique([c["stages.0.bits"] for c in cfgs], return_counts=True)[1])
-        assert bits == [1, 1, 2]  # three values over four groups
+        values, counts = np.unique([c["stages.0.bits"] for c in cfgs], return_counts=True)
+        assert sorted(counts) == [1, 1, 2]  # three values over four groups
+        doubled.add(int(values[np.argmax(counts)]))
         orders.append(tuple(c["stages.0.embed_dim"] for c in cfgs))
     assert len(set(orders)) > 1  # shuffled
+    assert doubled == {4, 8, 32}  # the fourth group's value is any of the three, not the largest
+    # more values than groups: four distinct ones per step, every value in turn
+    stage = Group("0", (IntRange("depth", 1, 2), Choice("embed_dim", (8, 16)),
+                        Choice("heads", (1, 2, 3, 4, 6))))
+    wide = Space("wide_heads", [Group("stages", (stage,))], family="vit_like")
+    ma5 = make_strategy("multiarch", build_supernet(wide, in_channels=1, num_classes=10,
+                                                    input_size=8), opts, np.random.default_rng(1))
+    seen_heads: list[int] = []
+    for _ in range(30):
+        heads = [c["stages.0.heads"] for c in ma5.group_configs(4)]
+        assert len(set(heads)) == 4, heads
+        seen_heads += heads
+    assert set(seen_heads) == {1, 2, 3, 4, 6}  # the smallest too
+    assert min(np.unique(seen_heads, return_counts=True)[1]) >= 15  # 24 each on average
     # uniform draws instead: some step leaves a value of some dimension out
     free = make_strategy("multiarch", net, opts.replace(multiarch_balanced=False),
                          np.random.default_rng(0))
@@ -341,6 +381,33 @@ def test_multiarch_groups_take_each_value_in_turn_and_warm_up(tiny_vit_space: Sp
     assert seen[2]["stages.0.embed_dim"] == {16, 24} and seen[2]["stages.0.bits"] == {4, 8, 32}
     with pytest.raises(UsageError, match="multiarch_warmup"):
         TrainOptions(multiarch_warmup=-1.0)
+
+
+def test_progressive_sums_the_subnets_gradients(tiny_space: Space) -> None:
+    """OFA accumulates the k subnets' gradients (a backward pass each, one step): summed,
+    k times the average that ``progressive_grads: mean`` takes."""
+    import copy
+
+    from nas.supernet import build_supernet
+    from nas.training.strategies import make_strategy
+
+    torch.manual_seed(0)
+    net = build_supernet(tiny_space, in_channels=1, num_classes=10, input_size=8)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    opts = TrainOptions(strategy="progressive", epochs=4, progressive_gradual=0.0)
+    grads = {}
+    for how in ("sum", "mean"):
+        twin = copy.deepcopy(net)
+        strat = make_strategy("progressive", twin, opts.replace(progressive_grads=how),
+                              np.random.default_rng(0))
+        strat.on_epoch_start(2)  # the depth phase: 2 subnets per step
+        assert strat.phase == 2
+        strat.step(x, y)
+        grads[how] = {n: p.grad.clone() for n, p in twin.named_parameters()
+                      if p.grad is not None}
+    assert grads["sum"].keys() == grads["mean"].keys() and grads["sum"]
+    for n, g in grads["sum"].items():
+        assert torch.allclose(g, 2 * grads["mean"][n], rtol=1e-4, atol=1e-6), n
 
 
 def test_progressive_phases_open_dimensions(tiny_space: Space) -> None:
@@ -824,23 +891,24 @@ def test_poa_ema_cosine_schedule(tiny_space: Space) -> None:
 
 
 def test_resuming_a_run_from_before_new_options(tiny_space: Space, tmp_path: Path) -> None:
-    """A checkpoint written before the progressive restarts, the POA momentum schedule and
-    multiarch's balanced groups existed resumes as it trained (one schedule, all values at
-    once, constant momentum, independent draws)."""
+    """A checkpoint written before the progressive restarts, the POA momentum schedule,
+    multiarch's balanced groups and progressive's summed gradients existed resumes as it
+    trained (one schedule, all values at once, constant momentum, independent draws, averaged
+    gradients)."""
     opts = TrainOptions(strategy="poa", epochs=2, max_steps_per_epoch=2, **FAST)
     train(opts, tmp_path / "run", space=tiny_space, progress=False, stop_after_steps=1)
     ckpt = tmp_path / "run" / "checkpoint.pt"
     state = load_checkpoint(ckpt)
     for k in ("progressive_lr", "progressive_gradual", "ema_schedule", "multiarch_balanced",
-              "multiarch_warmup"):
+              "multiarch_warmup", "progressive_grads"):
         del state["options"][k]
     torch.save(state, ckpt)
     r = train(TrainOptions(), tmp_path / "run", resume=True, progress=False)
     assert r.epochs_done == 2
     saved = load_checkpoint(ckpt)["options"]
     assert (saved["progressive_lr"], saved["progressive_gradual"], saved["ema_schedule"],
-            saved["multiarch_balanced"], saved["multiarch_warmup"]) == (
-        None, 0.0, "constant", False, 0.0)
+            saved["multiarch_balanced"], saved["multiarch_warmup"],
+            saved["progressive_grads"]) == (None, 0.0, "constant", False, 0.0, "mean")
 
 
 def test_earlier_runs_resume_unless_their_networks_changed(
