@@ -21,8 +21,8 @@ stay float). Every subnet slices the largest weights: the first ``embed_dim`` ch
 the stream, the first ``heads`` heads, the first ``hidden`` units of the MLP.
 
 Differences from ViT-ResNAS, kept small on purpose: the head averages the tokens instead of
-reading a class token, and heads and MLP ratio are chosen per stage (a space may still make
-them per block only through its stages).
+reading a class token, and heads and MLP ratio are chosen per stage, where ViT-ResNAS
+chooses them per block.
 """
 
 from __future__ import annotations
