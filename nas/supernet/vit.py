@@ -362,13 +362,17 @@ class VitSupernet(Supernet):
         first stage's channels are sorted by their importance summed over all the stages, the
         channels a later stage adds by theirs over that stage and the ones after it (a space
         whose largest embedding narrows from a stage to the next keeps the stream's order).
-        The heads keep their order (a subnet with fewer heads keeps the first ones)."""
+        Each block's attention heads are sorted as whole heads by the L1 norm of their q/k/v
+        rows and biases and their output-projection columns (ViT-ResNAS's ``rewiring``), so a
+        subnet with fewer heads keeps the most important ones."""
         def counts() -> list[int]:
             out = []
             for s, stage in enumerate(self.stages):
                 blocks = list(stage.blocks)
                 out.append(self.stem.proj._out if s == 0 else blocks[0].conv._out)
-                out += [b.fc1._out for b in blocks if isinstance(b, TransformerBlock)]
+                for b in blocks:
+                    if isinstance(b, TransformerBlock):  # MLP units, then heads' channels
+                        out += [b.fc1._out, b.attn.q._out]
             return out
 
         kept = iter(self._kept_counts(keep, counts) or [])
@@ -377,10 +381,22 @@ class VitSupernet(Supernet):
         for s, stage in enumerate(self.stages):
             tbs = [b for b in stage.blocks if isinstance(b, TransformerBlock)]
             stream_keeps.append(next(kept, None))
+            hd = head_width(self.space, s)
             for tb in tbs:  # MLP hidden units: fc1 rows, fc2 columns
                 perm = importance_order(tb.fc2.weight.abs().sum(dim=0), next(kept, None))
                 tb.fc1.permute_out(perm)
                 tb.fc2.permute_in(perm)
+                keep_width = next(kept, None)  # heads: whole blocks of hd q/k/v rows
+                a = tb.attn
+                imp = column_l1(a.proj) + sum(
+                    m.weight.abs().sum(dim=1) + (m.bias.abs() if m.bias is not None else 0)
+                    for m in (a.q, a.k, a.v))
+                heads = importance_order(imp.reshape(-1, hd).sum(dim=1),
+                                         None if keep_width is None else keep_width // hd)
+                perm = (heads[:, None] * hd + torch.arange(hd, device=heads.device)).flatten()
+                for m in (a.q, a.k, a.v):
+                    m.permute_out(perm)
+                a.proj.permute_in(perm)
             imps.append(sum(column_l1(m) for m in self._stream_readers(s)))
         for s, perm in enumerate(stream_orders(imps, stream_keeps)):
             blocks = list(self.stages[s].blocks)

@@ -330,9 +330,8 @@ def test_reorder_channels_keeping_a_width(name, x):
         if p.endswith(("width", "expand", "embed_dim", "mlp_ratio")):
             vals = space.values(p)
             flat[p] = vals[-2] if len(vals) > 1 else vals[-1]
-        if p.endswith("heads"):  # vit_like: heads that divide the embedding dimension
-            dim = flat[p.replace("heads", "embed_dim")]
-            flat[p] = max(h for h in space.values(p) if dim % h == 0)
+        if p.endswith("heads"):  # vit_like: fewer heads (whole heads are kept)
+            flat[p] = sorted(space.values(p))[-2]
     keep = space.config(flat)
     narrow = space.min()
     with torch.no_grad():

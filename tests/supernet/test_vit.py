@@ -230,3 +230,30 @@ def test_the_reduction_skip_is_an_average_pool_padded_with_zeros():
     assert torch.allclose(y[..., :d_in], want, atol=1e-6)
     assert torch.equal(y[..., d_in:], torch.zeros(2, 16, d - d_in))
     assert torch.allclose(y[0, 15, :d_in], x[0, 48, :d_in])  # the corner: one token alone
+
+
+def test_reorder_sorts_whole_heads_by_importance():
+    """ViT-ResNAS's rewiring: each block's heads are re-sorted as whole heads (their q/k/v
+    rows and output-projection columns together) by importance, most important first, and
+    the full network computes what it did."""
+    torch.manual_seed(0)
+    space = _heads_first_space()
+    net = build_supernet(space, in_channels=1, num_classes=2, input_size=8).eval()
+    randomize(net, 3)
+    attn = net.stages[0].blocks[0].attn
+    with torch.no_grad():  # make the last head clearly the most important
+        attn.q.weight[12:18] *= 10
+    x = torch.randn(2, 1, 8, 8)
+    big = net.largest_config()
+    with torch.no_grad(), net.activate(big):
+        before = net(x)
+    q_last = attn.q.weight[12:18].clone()
+    net.reorder_channels()
+    with torch.no_grad(), net.activate(big):
+        assert torch.allclose(net(x), before, atol=1e-5)
+    # now the first head, its rows in their order (their columns follow the stream's sort)
+    assert torch.equal(attn.q.weight[:6].sort(dim=1).values, q_last.sort(dim=1).values)
+    imp = (attn.proj.weight.abs().sum(0) + sum(m.weight.abs().sum(1) + m.bias.abs()
+                                               for m in (attn.q, attn.k, attn.v)))
+    per_head = imp.reshape(3, 6).sum(1)
+    assert per_head[0] >= per_head[1] >= per_head[2]
