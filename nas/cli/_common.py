@@ -87,7 +87,6 @@ def float_in(lo: float, hi: float = math.inf, *, lo_open: bool = False,
 
 def device_arg(text: str) -> str:
     """An argparse ``type``: a device this machine has (cpu, cuda, cuda:N)."""
-    from nas.errors import UsageError
     from nas.utils.device import resolve_device
 
     try:
@@ -98,6 +97,22 @@ def device_arg(text: str) -> str:
 
 
 # ---------------------------------------------------------------- paths
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """``--threads`` of the commands that recalibrate a subnet's batch norm (eval, extract)."""
+    p.add_argument("--threads", type=int_at_least(1),
+                   help="torch CPU threads (default: torch's); a quantized subnet's batch-norm "
+                        "statistics move with the thread count, so give the search's --threads "
+                        "to reproduce its subnets exactly")
+
+
+def use_threads(threads: int | None) -> None:
+    """Set torch's CPU threads when ``--threads`` was given."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def stem_stride_flag(stem_stride: int | None, space: Any) -> None:
     """``--stem-stride`` given for a space whose family has no convolutional stem: a usage
     error that names the flag (the library names the option, ``stem_stride``)."""
@@ -116,8 +131,6 @@ def stem_stride_flag(stem_stride: int | None, space: Any) -> None:
 
 def input_file(path: str | None, flag: str) -> None:
     """A clear usage error unless ``path`` (given with ``flag``) is an existing file."""
-    from nas.errors import UsageError
-
     if path is None:
         return
     p = Path(path)
@@ -183,8 +196,6 @@ def output_path(path: str | os.PathLike[str] | None, flag: str, *,
     would replace the input). ``replaces``: the kinds of existing file (:func:`file_kind`)
     that ``path`` may overwrite; an existing file of another kind is refused, so that a
     mistyped ``--out`` cannot destroy a checkpoint or a table. Empty: any file."""
-    from nas.errors import UsageError
-
     if path is None:
         return
     p = Path(path)
@@ -228,8 +239,6 @@ def key_values(items: list[str], flag: str, *, reserved: dict[str, str] | None =
     (``20``, ``0.5``, ``true``, ``[1, 2]``), else kept as text. ``reserved``: keys set by
     other flags -> the message that says which."""
     import json
-
-    from nas.errors import UsageError
 
     out: dict[str, Any] = {}
     for item in items:

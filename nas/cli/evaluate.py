@@ -7,7 +7,15 @@ from typing import Any
 
 from rich.table import Table
 
-from nas.cli._common import console, device_arg, input_file, int_at_least, json_line
+from nas.cli._common import (
+    add_threads_argument,
+    console,
+    device_arg,
+    input_file,
+    int_at_least,
+    json_line,
+    use_threads,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,10 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the training run's, so the validation split is the one it "
                         "held out)")
     p.add_argument("--device", type=device_arg, default="cpu", help="cpu (default) or cuda[:N]")
-    p.add_argument("--threads", type=int_at_least(1),
-                   help="torch CPU threads (default: torch's); a quantized subnet's batch-norm "
-                        "statistics move with the thread count, so give the search's --threads "
-                        "to reproduce its subnets exactly")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per config")
     p.add_argument("--no-progress", action="store_true")
 
@@ -50,10 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     input_file(args.supernet, "--supernet")
     input_file(args.config, "--config")
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     net = load_supernet(args.supernet, device=args.device)
     space = net.space
     meta = net.checkpoint_meta

@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas.cli._common import device_arg, input_file, int_at_least, output_path
+from nas.cli._common import (
+    add_threads_argument,
+    device_arg,
+    input_file,
+    int_at_least,
+    output_path,
+    use_threads,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,10 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int_at_least(0),
                    help="seed of the split and the calibration batches (default: the training "
                         "run's, as `nas eval`)")
-    p.add_argument("--threads", type=int_at_least(1),
-                   help="torch CPU threads (default: torch's); a quantized subnet's batch-norm "
-                        "statistics move with the thread count, so give the search's --threads "
-                        "to reproduce its subnets exactly")
+    add_threads_argument(p)
 
 
 def _recalibrate(net: object, cfg: object, args: argparse.Namespace) -> None:
@@ -83,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
     input_file(args.config, "--config")
     output_path(args.out, "--out", inputs={"--supernet": args.supernet, "--config": args.config},
                 replaces=_REPLACES[args.format])
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     net = load_supernet(args.supernet, device=args.device)
     cfg = load_config(net.space, args.config)
     if args.bn_batches > 0:
